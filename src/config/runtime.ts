@@ -1,0 +1,159 @@
+/**
+ * The config as the request path uses it: everything derivable is computed here, once
+ * per load (key pools, header tables, timeouts in ms, Vertex token sources), so a
+ * request does lookups, not parsing. A RuntimeConfig is immutable; a reload builds a new
+ * one and swaps the reference, so in-flight requests keep the one they started with.
+ */
+import { KeyPool, type PoolKey } from '../keys/pool.ts';
+import { ServiceAccountTokenSource } from '../providers/google-auth.ts';
+import { ConfigError, type ConfigProblem } from './load.ts';
+import { PROVIDER_IDS, type Config, type PluginId, type ProviderId, type ProviderInput } from './schema.ts';
+
+export interface CompiledKey extends PoolKey {
+  /** Position in providers.<id>.keys, for messages. */
+  index: number;
+  value: string;
+  azure?: { endpoint?: string; apiVersion?: string; deployments: Record<string, string> };
+  vertex?: { projectId?: string; region?: string; tokens?: ServiceAccountTokenSource };
+}
+
+export interface RetryPolicy {
+  maxRetries: number;
+  initialMs: number;
+  maxMs: number;
+  maxRetryAfterMs: number;
+}
+
+export interface CompiledProvider {
+  id: ProviderId;
+  /** network_config.base_url without a trailing slash, or undefined for the provider default. */
+  baseUrl: string | undefined;
+  extraHeaders: ReadonlyArray<readonly [string, string]>;
+  headerTimeoutMs: number;
+  idleTimeoutMs: number;
+  retry: RetryPolicy;
+  keys: KeyPool<CompiledKey>;
+  /** Forward the client's own credential when the provider has no keys. */
+  directKeys: boolean;
+}
+
+export interface RuntimeConfig {
+  source: Config;
+  /** Where it came from: a file path, or "built-in default". */
+  origin: string;
+  providers: Readonly<Record<ProviderId, CompiledProvider>>;
+  maxBodyBytes: number;
+  bufferBodyBytes: number;
+  plugins: readonly PluginId[];
+  /** Problems that do not stop the config from loading (e.g. an Azure key without endpoint). */
+  warnings: string[];
+}
+
+const MiB = 1024 * 1024;
+
+/** Token sources survive reloads when the credentials did not change (no needless refresh). */
+const tokenSources = new Map<string, Promise<ServiceAccountTokenSource>>();
+
+export async function compileConfig(config: Config, origin: string): Promise<RuntimeConfig> {
+  const problems: ConfigProblem[] = [];
+  const warnings: string[] = [];
+  const providers = {} as Record<ProviderId, CompiledProvider>;
+  for (const id of PROVIDER_IDS) {
+    providers[id] = await compileProvider(id, config.providers[id], config.direct_keys, origin, problems, warnings);
+  }
+  if (config.governance?.required && config.governance.virtual_keys.length === 0) {
+    problems.push({ file: origin, path: 'governance.virtual_keys', message: 'governance.required is true but no virtual key is configured' });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    source: config,
+    origin,
+    providers,
+    maxBodyBytes: Math.floor(config.server.max_request_body_mb * MiB),
+    bufferBodyBytes: Math.floor(Math.min(config.server.buffer_body_limit_mb, config.server.max_request_body_mb) * MiB),
+    plugins: [...new Set(config.plugins)],
+    warnings,
+  };
+}
+
+async function compileProvider(
+  id: ProviderId,
+  input: ProviderInput | undefined,
+  directKeysDefault: boolean,
+  origin: string,
+  problems: ConfigProblem[],
+  warnings: string[],
+): Promise<CompiledProvider> {
+  const net = input?.network_config;
+  const keys: CompiledKey[] = [];
+  for (const [index, k] of (input?.keys ?? []).entries()) {
+    if (!k.enabled) continue;
+    const path = `providers.${id}.keys[${index}]`;
+    const key: CompiledKey = {
+      index,
+      name: k.name ?? `${id}-${index}`,
+      value: k.value ?? '',
+      models: k.models,
+      weight: k.weight,
+    };
+    if (id === 'azure') {
+      key.azure = {
+        endpoint: k.azure_key_config?.endpoint?.replace(/\/+$/, ''),
+        apiVersion: k.azure_key_config?.api_version,
+        deployments: k.azure_key_config?.deployments ?? {},
+      };
+      // Deployment names count as models too: a key that maps gpt-4o -> my-gpt4o-deploy
+      // allows requests to /deployments/my-gpt4o-deploy/.
+      key.models = [...k.models, ...Object.entries(key.azure.deployments).filter(([m]) => k.models.includes(m) || k.models.includes('*')).map(([, d]) => d)];
+      if (!key.value) problems.push({ file: origin, path: `${path}.value`, message: 'an Azure key needs a value (the api-key)' });
+      if (!key.azure.endpoint) {
+        // Loaded with a warning rather than refused: requests then get a JSON error naming the setting.
+        warnings.push(`${path}: azure_key_config.endpoint is not set; this key is not used`);
+        continue;
+      }
+    } else if (id === 'vertex') {
+      const vc = k.vertex_key_config;
+      key.vertex = { projectId: vc?.project_id, region: vc?.region };
+      if (vc?.auth_credentials !== undefined && vc.auth_credentials !== '') {
+        try {
+          key.vertex.tokens = await tokenSource(vc.auth_credentials);
+        } catch (err) {
+          problems.push({ file: origin, path: `${path}.vertex_key_config.auth_credentials`, message: (err as Error).message });
+        }
+        key.vertex.projectId ??= key.vertex.tokens?.account.project_id;
+        if (!key.vertex.projectId) problems.push({ file: origin, path: `${path}.vertex_key_config.project_id`, message: 'a Vertex service-account key needs project_id' });
+      } else if (!key.value) {
+        problems.push({ file: origin, path, message: 'a Vertex key needs vertex_key_config.auth_credentials (service account) or value (express-mode API key)' });
+      }
+    } else if (!key.value) {
+      problems.push({ file: origin, path: `${path}.value`, message: 'a key needs a value' });
+    }
+    keys.push(key);
+  }
+  return {
+    id,
+    baseUrl: net?.base_url?.replace(/\/+$/, ''),
+    extraHeaders: Object.entries(net?.extra_headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
+    headerTimeoutMs: (net?.default_request_timeout_in_seconds ?? 300) * 1000,
+    idleTimeoutMs: (net?.stream_idle_timeout_in_seconds ?? 300) * 1000,
+    retry: {
+      maxRetries: net?.max_retries ?? 0,
+      initialMs: net?.retry_backoff_initial ?? 500,
+      maxMs: Math.max(net?.retry_backoff_max ?? 5000, net?.retry_backoff_initial ?? 500),
+      maxRetryAfterMs: (net?.max_retry_after_seconds ?? 30) * 1000,
+    },
+    keys: new KeyPool(keys),
+    directKeys: input?.direct_keys ?? directKeysDefault,
+  };
+}
+
+function tokenSource(credentials: string | Record<string, unknown>): Promise<ServiceAccountTokenSource> {
+  const cacheKey = typeof credentials === 'string' ? credentials : JSON.stringify(credentials);
+  let source = tokenSources.get(cacheKey);
+  if (!source) {
+    source = ServiceAccountTokenSource.create(credentials);
+    tokenSources.set(cacheKey, source);
+    source.catch(() => tokenSources.delete(cacheKey));
+  }
+  return source;
+}

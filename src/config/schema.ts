@@ -1,0 +1,179 @@
+/**
+ * The config file's shape, validated with valibot. The `providers` section accepts
+ * Bifrost's `config.json` provider shape; Bifrost-only fields we do not use are
+ * accepted and ignored (listed in IGNORED_BIFROST_FIELDS) so a Bifrost config loads.
+ */
+import * as v from 'valibot';
+
+export const PROVIDER_IDS = ['openai', 'anthropic', 'azure', 'gemini', 'vertex'] as const;
+export type ProviderId = (typeof PROVIDER_IDS)[number];
+
+const nonEmpty = v.pipe(v.string(), v.nonEmpty('must not be empty'));
+const positive = v.pipe(v.number(), v.minValue(0, 'must be >= 0'));
+const httpUrl = v.pipe(
+  v.string(),
+  v.url('must be an absolute URL'),
+  v.regex(/^https?:\/\//i, 'must start with http:// or https://'),
+);
+/** Bifrost accepts some provider/key sections we have no use for; keep loading them. */
+const ignored = v.optional(v.unknown());
+
+const AzureKeyConfig = v.strictObject({
+  endpoint: v.optional(httpUrl),
+  api_version: v.optional(v.pipe(v.union([v.string(), v.number()]), v.transform(String))),
+  deployments: v.optional(v.record(v.string(), v.string())),
+});
+
+const VertexKeyConfig = v.strictObject({
+  project_id: v.optional(nonEmpty),
+  project_number: ignored,
+  region: v.optional(nonEmpty),
+  /** Service-account JSON (string or object), a path to that file, or `env.NAME`. */
+  auth_credentials: v.optional(v.union([v.string(), v.record(v.string(), v.unknown())])),
+});
+
+export const KeySchema = v.strictObject({
+  name: v.optional(nonEmpty),
+  id: ignored,
+  value: v.optional(v.string()),
+  models: v.optional(v.array(v.string()), ['*']),
+  weight: v.optional(v.pipe(v.number(), v.minValue(0, 'must be >= 0')), 1),
+  azure_key_config: v.optional(AzureKeyConfig),
+  vertex_key_config: v.optional(VertexKeyConfig),
+  bedrock_key_config: ignored,
+  use_for_batch_api: ignored,
+  enabled: v.optional(v.boolean(), true),
+});
+export type KeyInput = v.InferOutput<typeof KeySchema>;
+
+export const NetworkSchema = v.strictObject({
+  base_url: v.optional(httpUrl),
+  extra_headers: v.optional(v.record(v.string(), v.string()), {}),
+  default_request_timeout_in_seconds: v.optional(v.pipe(v.number(), v.minValue(1)), 300),
+  /** Not in Bifrost: a stream with no bytes for this long is ended. */
+  stream_idle_timeout_in_seconds: v.optional(v.pipe(v.number(), v.minValue(1)), 300),
+  max_retries: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(10)), 0),
+  retry_backoff_initial: v.optional(positive, 500),
+  retry_backoff_max: v.optional(positive, 5000),
+  /** Not in Bifrost: a Retry-After longer than this is not waited for; the answer is returned. */
+  max_retry_after_seconds: v.optional(positive, 30),
+});
+export type NetworkInput = v.InferOutput<typeof NetworkSchema>;
+
+export const ProviderSchema = v.strictObject({
+  keys: v.optional(v.array(KeySchema), []),
+  network_config: v.optional(NetworkSchema, {}),
+  /** null: follow the top-level `direct_keys`. */
+  direct_keys: v.optional(v.boolean()),
+  concurrency_and_buffer_size: ignored,
+  proxy_config: ignored,
+  send_back_raw_response: ignored,
+  send_back_raw_request: ignored,
+  custom_provider_config: ignored,
+  store_raw_request_response: ignored,
+  openai_config: ignored,
+});
+export type ProviderInput = v.InferOutput<typeof ProviderSchema>;
+
+export const ServerSchema = v.strictObject({
+  host: v.optional(nonEmpty, '127.0.0.1'),
+  port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)), 8080),
+  max_request_body_mb: v.optional(v.pipe(v.number(), v.minValue(0.001)), 100),
+  /** Bodies with a known length up to this size are read whole (model lookup, replay). */
+  buffer_body_limit_mb: v.optional(v.pipe(v.number(), v.minValue(0)), 8),
+  shutdown_grace_seconds: v.optional(positive, 30),
+});
+
+export const LogsSchema = v.strictObject({
+  /** NDJSON request log; null/empty disables the file (the app log stays on stderr). */
+  file: v.optional(v.nullable(v.string()), './logs/requests.ndjson'),
+  content: v.optional(v.boolean(), false),
+  content_max_bytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 8192),
+  level: v.optional(v.picklist(['trace', 'debug', 'info', 'warn', 'error', 'fatal']), 'info'),
+});
+
+export const MetricsSchema = v.strictObject({
+  enabled: v.optional(v.boolean(), true),
+  path: v.optional(v.pipe(v.string(), v.startsWith('/')), '/metrics'),
+  /** When set, /metrics requires `Authorization: Bearer <token>`. */
+  bearer_token: v.optional(v.string()),
+});
+
+export const TracingSchema = v.strictObject({
+  /** OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces. Unset: tracing off. */
+  endpoint: v.optional(httpUrl),
+  service_name: v.optional(nonEmpty, 'skybridge'),
+  headers: v.optional(v.record(v.string(), v.string()), {}),
+  sample_ratio: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(1)), 1),
+});
+
+const RateLimitSchema = v.strictObject({
+  requests_per_minute: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  tokens_per_minute: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+});
+
+const BudgetSchema = v.strictObject({
+  /** Token budget per period. */
+  max_tokens: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  /** Cost budget per period in USD; needs `governance.prices`. */
+  max_cost_usd: v.optional(v.pipe(v.number(), v.minValue(0))),
+  period: v.optional(v.picklist(['hour', 'day', 'week', 'month']), 'month'),
+});
+
+const VirtualKeySchema = v.strictObject({
+  name: nonEmpty,
+  value: nonEmpty,
+  providers: v.optional(v.array(v.picklist(PROVIDER_IDS)), [...PROVIDER_IDS]),
+  models: v.optional(v.array(v.string()), ['*']),
+  rate_limit: v.optional(RateLimitSchema),
+  budget: v.optional(BudgetSchema),
+});
+
+const PriceSchema = v.strictObject({
+  input_per_million: positive,
+  output_per_million: positive,
+});
+
+export const GovernanceSchema = v.strictObject({
+  required: v.optional(v.boolean(), false),
+  virtual_keys: v.optional(v.array(VirtualKeySchema), []),
+  redis_url: v.optional(v.string()),
+  /** What to do when Redis cannot be reached: let requests through or refuse them. */
+  on_store_error: v.optional(v.picklist(['fail_open', 'fail_closed']), 'fail_open'),
+  prices: v.optional(v.record(v.string(), PriceSchema), {}),
+});
+
+export const PLUGIN_IDS = ['governance', 'logging', 'metrics', 'tracing'] as const;
+export type PluginId = (typeof PLUGIN_IDS)[number];
+
+export const ConfigSchema = v.strictObject({
+  $schema: ignored,
+  server: v.optional(ServerSchema, {}),
+  logs: v.optional(LogsSchema, {}),
+  providers: v.optional(
+    v.strictObject(
+      Object.fromEntries(PROVIDER_IDS.map((id) => [id, v.optional(ProviderSchema)])) as {
+        [K in ProviderId]: v.OptionalSchema<typeof ProviderSchema, undefined>;
+      },
+    ),
+    {},
+  ),
+  /** A provider without keys forwards the client's own credential unless this is false. */
+  direct_keys: v.optional(v.boolean(), true),
+  metrics: v.optional(MetricsSchema, {}),
+  tracing: v.optional(TracingSchema, {}),
+  governance: v.optional(GovernanceSchema),
+  /** Plugin order; a plugin left out is off. Default: all of them in this order. */
+  plugins: v.optional(v.array(v.picklist(PLUGIN_IDS)), [...PLUGIN_IDS]),
+  // Bifrost top-level sections that have no meaning here; accepted so its config.json loads.
+  client: ignored,
+  config_store: ignored,
+  logs_store: ignored,
+  vector_store: ignored,
+  mcp: ignored,
+  framework: ignored,
+  auth_config: ignored,
+});
+
+export type ConfigInput = v.InferInput<typeof ConfigSchema>;
+export type Config = v.InferOutput<typeof ConfigSchema>;

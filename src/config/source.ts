@@ -1,0 +1,32 @@
+/**
+ * Where the config comes from: `--config`, else $SKYBRIDGE_CONFIG, else
+ * ./config.yaml|yml|json, else the built-in default built from provider env variables.
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { defaultConfigInput } from './defaults.ts';
+import { loadConfigFile, validateConfig, type Env } from './load.ts';
+import { compileConfig, type RuntimeConfig } from './runtime.ts';
+
+export const DEFAULT_ORIGIN = 'built-in default';
+const CANDIDATES = ['config.yaml', 'config.yml', 'config.json'];
+
+export function locateConfig(cliPath: string | undefined, env: Env, cwd = process.cwd()): string | undefined {
+  if (cliPath) return resolve(cwd, cliPath);
+  if (env.SKYBRIDGE_CONFIG) return resolve(cwd, env.SKYBRIDGE_CONFIG);
+  for (const name of CANDIDATES) {
+    const p = resolve(cwd, name);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** Load, validate and compile; throws ConfigError with positions on any problem. */
+export async function loadRuntimeConfig(path: string | undefined, env: Env = process.env): Promise<{ config: RuntimeConfig; text: string | undefined }> {
+  if (!path) {
+    const config = validateConfig(defaultConfigInput(env), DEFAULT_ORIGIN, env);
+    return { config: await compileConfig(config, DEFAULT_ORIGIN), text: undefined };
+  }
+  const { config, text } = loadConfigFile(path, env);
+  return { config: await compileConfig(config, path), text };
+}

@@ -1,0 +1,91 @@
+/**
+ * Weighted key selection. Built once per config load; the per-model candidate lists are
+ * memoised so a request costs one Map lookup and one random draw.
+ */
+export interface PoolKey {
+  name: string;
+  /** Patterns from the config: "*" = any model, "gpt-4o*" = prefix, otherwise exact. */
+  models: readonly string[];
+  weight: number;
+}
+
+interface Candidates<K> {
+  keys: K[];
+  /** Running sum of weights, same order as keys. */
+  cumulative: number[];
+  total: number;
+}
+
+const MAX_MEMOISED_MODELS = 2048;
+
+export class KeyPool<K extends PoolKey> {
+  private readonly memo = new Map<string, Candidates<K>>();
+  private readonly anyModel: Candidates<K>;
+
+  constructor(readonly keys: readonly K[]) {
+    // A request that names no model (GET /v1/models, file uploads) may use any key
+    // that allows at least one model.
+    this.anyModel = candidates(keys.filter((k) => k.models.length > 0));
+  }
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  /** Keys allowed for `model` (undefined: the request names none). */
+  candidates(model: string | undefined): readonly K[] {
+    return this.lookup(model).keys;
+  }
+
+  /**
+   * Pick a key at random by weight among those allowed for the model, preferring keys
+   * not in `tried` (retries move to another key when one is available).
+   */
+  pick(model: string | undefined, tried?: ReadonlySet<K>): K | undefined {
+    const c = this.lookup(model);
+    if (c.keys.length === 0) return undefined;
+    if (tried && tried.size > 0) {
+      const fresh = c.keys.filter((k) => !tried.has(k));
+      if (fresh.length > 0 && fresh.length < c.keys.length) return draw(candidates(fresh));
+    }
+    return draw(c);
+  }
+
+  private lookup(model: string | undefined): Candidates<K> {
+    if (model === undefined) return this.anyModel;
+    let c = this.memo.get(model);
+    if (!c) {
+      c = candidates(this.keys.filter((k) => allows(k.models, model)));
+      if (this.memo.size >= MAX_MEMOISED_MODELS) this.memo.clear();
+      this.memo.set(model, c);
+    }
+    return c;
+  }
+}
+
+export function allows(patterns: readonly string[], model: string): boolean {
+  for (const p of patterns) {
+    if (p === '*' || p === model) return true;
+    if (p.endsWith('*') && model.startsWith(p.slice(0, -1))) return true;
+  }
+  return false;
+}
+
+function candidates<K extends PoolKey>(keys: K[]): Candidates<K> {
+  const cumulative: number[] = [];
+  let total = 0;
+  for (const k of keys) {
+    total += k.weight;
+    cumulative.push(total);
+  }
+  return { keys, cumulative, total };
+}
+
+function draw<K>(c: Candidates<K>): K {
+  if (c.keys.length === 1) return c.keys[0]!;
+  // All weights zero: treat as equal weights rather than never choosing.
+  if (c.total <= 0) return c.keys[Math.floor(Math.random() * c.keys.length)]!;
+  const r = Math.random() * c.total;
+  for (let i = 0; i < c.cumulative.length; i++) if (r < c.cumulative[i]!) return c.keys[i]!;
+  return c.keys[c.keys.length - 1]!;
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bun
+/** CLI entry: serve (default) | validate | --version | --help. */
+import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.ts';
+import { ConfigError } from './config/load.ts';
+import { loadRuntimeConfig, locateConfig } from './config/source.ts';
+import { appLog } from './log/app.ts';
+import { Gateway } from './server/gateway.ts';
+import { VERSION } from './version.ts';
+
+async function main(argv: string[]): Promise<number> {
+  let args: CliArgs;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`skybridge: ${err.message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.command === 'version') {
+    process.stdout.write(`skybridge ${VERSION}\n`);
+    return 0;
+  }
+  if (args.command === 'help') {
+    process.stdout.write(`skybridge ${VERSION}: LLM API gateway\n\n${USAGE}\n`);
+    return 0;
+  }
+  const configPath = locateConfig(args.config, process.env);
+  if (args.command === 'validate') {
+    try {
+      const { config } = await loadRuntimeConfig(configPath);
+      for (const w of config.warnings) process.stderr.write(`warning: ${w}\n`);
+      process.stdout.write(`${config.origin}: OK\n`);
+      return 0;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+  }
+
+  let gateway: Gateway;
+  try {
+    gateway = await Gateway.start({ configPath, host: args.host, port: args.port });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`skybridge: invalid config\n${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`skybridge: cannot start: ${(err as Error).message}\n`);
+    return 1;
+  }
+  installSignals(gateway);
+  return new Promise<number>(() => {});
+}
+
+function installSignals(gateway: Gateway): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    appLog.info({ signal, inflight: gateway.state.inflight }, 'shutting down');
+    gateway.shutdown().then(
+      () => {
+        appLog.info('stopped');
+        process.exit(0);
+      },
+      (err) => {
+        appLog.error({ err: String(err) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    gateway.plugins.reopen();
+    void gateway.reload('SIGHUP');
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`skybridge: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,64 @@
+/**
+ * Closes a request's record exactly once, whichever way it ends (answered, refused,
+ * failed, client gone), and hands it to the completion hooks.
+ */
+import type { Pipeline } from '../pipeline/pipeline.ts';
+import type { Outcome, RequestContext, RequestError } from '../pipeline/types.ts';
+
+/** nginx's convention for "client closed the request" in logs; never sent to anyone. */
+export const CLIENT_CLOSED_STATUS = 499;
+
+export class Completion {
+  private finished = false;
+  private readonly callbacks: Array<() => void> = [];
+
+  constructor(
+    private readonly ctx: RequestContext,
+    private readonly pipeline: Pipeline,
+  ) {}
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  onDone(cb: () => void): void {
+    this.callbacks.push(cb);
+  }
+
+  /** The gateway refused the request (governance, no key, bad input). */
+  rejected(response: Response, error?: RequestError): Response {
+    this.finish(response.status, 'rejected', error ?? this.ctx.record.error ?? { type: 'rejected', message: `refused with ${response.status}` });
+    return this.stamp(response);
+  }
+
+  /** The upstream could not answer (unreachable, timeout, auth failure upstream). */
+  failed(response: Response, error?: RequestError, outcome: Outcome = 'upstream_error'): Response {
+    this.finish(response.status, outcome, error ?? this.ctx.record.error);
+    return this.stamp(response);
+  }
+
+  /** The client went away before any answer. */
+  clientGone(): Response {
+    this.finish(CLIENT_CLOSED_STATUS, 'client_aborted', { type: 'client_aborted', message: 'client closed the connection' });
+    return new Response(null, { status: CLIENT_CLOSED_STATUS });
+  }
+
+  /** Complete the record; later calls are ignored. */
+  finish(status: number, outcome: Outcome, error?: RequestError): void {
+    if (this.finished) return;
+    this.finished = true;
+    const r = this.ctx.record;
+    r.status = status;
+    r.outcome = outcome;
+    if (error) r.error = error;
+    r.latency_ms = Math.round((performance.now() - this.ctx.startedAt) * 100) / 100;
+    for (const cb of this.callbacks) cb();
+    this.pipeline.onComplete(r, this.ctx);
+  }
+
+  private stamp(response: Response): Response {
+    response.headers.set('x-request-id', this.ctx.id);
+    if (this.ctx.record.attempts > 0) response.headers.set('x-skybridge-attempts', String(this.ctx.record.attempts));
+    return response;
+  }
+}

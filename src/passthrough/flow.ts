@@ -1,0 +1,183 @@
+/**
+ * One passthrough request, top to bottom: strip the prefix and check the path, read
+ * the body (small: whole; large: stream once), resolve the provider, run the request
+ * hooks, call the upstream with retries, relay the answer, and complete the record.
+ */
+import type { Server } from 'bun';
+import type { CompiledProvider } from '../config/runtime.ts';
+import type { ProviderId } from '../config/schema.ts';
+import type { Pipeline } from '../pipeline/pipeline.ts';
+import type { EndpointId, RequestContext, RequestRecord } from '../pipeline/types.ts';
+import { isVertexRequest, PROVIDERS, ProviderError } from '../providers/index.ts';
+import { GatewayError, jsonError } from '../server/errors.ts';
+import type { GatewayState } from '../server/state.ts';
+import { forwardRequestHeaders } from './headers.ts';
+import { checkPassthroughPath, splitPassthroughUrl } from './path.ts';
+import { Completion } from './completion.ts';
+import { callUpstream } from './upstream.ts';
+import { relayResponse } from './relay.ts';
+
+export interface Endpoint {
+  id: EndpointId;
+  prefix: string;
+  defaultProvider: ProviderId;
+}
+
+export const ENDPOINTS: readonly Endpoint[] = [
+  { id: 'openai', prefix: '/openai_passthrough', defaultProvider: 'openai' },
+  { id: 'anthropic', prefix: '/anthropic_passthrough', defaultProvider: 'anthropic' },
+  { id: 'azure', prefix: '/azure_passthrough', defaultProvider: 'azure' },
+  { id: 'genai', prefix: '/genai_passthrough', defaultProvider: 'gemini' },
+];
+
+const BODYLESS = new Set(['GET', 'HEAD']);
+const decoder = new TextDecoder();
+
+export async function handlePassthrough(endpoint: Endpoint, request: Request, server: Server<unknown> | null, state: GatewayState): Promise<Response> {
+  const startedAt = performance.now();
+  const config = state.config;
+  const pipeline: Pipeline = state.pipeline;
+  const id = Bun.randomUUIDv7();
+  // Elysia's 30 s idle timeout would cut long generations: lift it for this request.
+  server?.timeout(request, 0);
+
+  const record = newRecord(id, endpoint, request, server);
+  const split = splitPassthroughUrl(request.url, endpoint.prefix);
+  if (!split) return reject(record, startedAt, pipeline, 404, 'not_found', 'no such route');
+  record.path = split.path;
+
+  const pathCheck = checkPassthroughPath(split.path);
+  if (!pathCheck.ok) return reject(record, startedAt, pipeline, 400, 'invalid_path', `invalid passthrough path: ${pathCheck.reason}`);
+
+  // Body: hold small ones (model lookup, replay on retry), stream large ones once.
+  let body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null = null;
+  let replayable = true;
+  if (!BODYLESS.has(request.method) && request.body) {
+    const lengthHeader = request.headers.get('content-length');
+    const length = lengthHeader === null ? undefined : Number(lengthHeader);
+    if (length !== undefined && length > config.maxBodyBytes) {
+      return reject(record, startedAt, pipeline, 413, 'payload_too_large', `request body of ${length} bytes exceeds server.max_request_body_mb (${config.source.server.max_request_body_mb} MB)`);
+    }
+    if (length !== undefined && length <= config.bufferBodyBytes) {
+      try {
+        body = new Uint8Array(await request.arrayBuffer());
+      } catch {
+        return reject(record, startedAt, pipeline, 400, 'invalid_body', 'the request body could not be read');
+      }
+      record.bytes_in = body.byteLength;
+    } else {
+      body = request.body;
+      replayable = false;
+    }
+  }
+  const json = body instanceof Uint8Array ? parseJsonBody(body, request.headers.get('content-type')) : undefined;
+
+  let providerId = endpoint.defaultProvider;
+  if (endpoint.id === 'genai' && isVertexRequest(split.path, json, request.headers.get('authorization'))) providerId = 'vertex';
+  record.provider = providerId;
+  const provider = PROVIDERS[providerId];
+  const compiled: CompiledProvider = config.providers[providerId];
+  const model = provider.modelOf(split.path, json);
+  record.model = model;
+  record.stream = json?.stream === true || split.path.includes(':streamGenerateContent');
+
+  const useKeys = compiled.keys.size > 0;
+  const ctx: RequestContext = {
+    id,
+    request,
+    config,
+    endpoint: endpoint.id,
+    provider: providerId,
+    path: split.path,
+    query: split.query,
+    headers: forwardRequestHeaders(request.headers, useKeys || providerId === 'azure'),
+    json,
+    model,
+    startedAt,
+    record,
+    state: {},
+  };
+  if (config.source.logs.content && body instanceof Uint8Array) record.request_body = decoder.decode(body);
+
+  const completion = new Completion(ctx, pipeline);
+  state.inflight++;
+  completion.onDone(() => state.inflight--);
+  try {
+    const early = await pipeline.onRequest(ctx);
+    if (early) return completion.rejected(early);
+
+    if (!useKeys) {
+      if (providerId === 'azure') {
+        throw new GatewayError(500, 'provider_not_configured', 'Azure passthrough needs a key with azure_key_config.endpoint under providers.azure.keys');
+      }
+      if (!compiled.directKeys) {
+        throw new GatewayError(401, 'no_provider_key', `provider ${providerId} has no keys configured and direct keys are disabled (direct_keys: false)`);
+      }
+      record.key = 'direct';
+    }
+    for (const [name, value] of compiled.extraHeaders) ctx.headers.set(name, value);
+
+    const result = await callUpstream(ctx, provider, compiled, body, replayable, useKeys);
+    if (result.kind === 'aborted') return completion.clientGone();
+    if (result.kind === 'error') return completion.failed(result.error);
+    pipeline.onResponse(ctx, result.response);
+    return relayResponse(ctx, result.response, provider.usageFormat(ctx.path), compiled, completion);
+  } catch (err) {
+    if (err instanceof GatewayError) return completion.rejected(err.toResponse(), { type: err.type, message: err.message });
+    if (err instanceof ProviderError) {
+      const response = jsonError(err.status, err.type, err.message);
+      return err.status >= 500 ? completion.failed(response, { type: err.type, message: err.message }) : completion.rejected(response, { type: err.type, message: err.message });
+    }
+    return completion.failed(jsonError(500, 'gateway_error', 'internal gateway error'), { type: 'gateway_error', message: String(err) }, 'gateway_error');
+  }
+}
+
+function parseJsonBody(body: Uint8Array, contentType: string | null): Record<string, unknown> | undefined {
+  if (body.byteLength === 0 || !contentType || !contentType.includes('json')) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(decoder.decode(body));
+    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    // Not JSON after all: forwarded as is; the upstream gives the client its own error.
+    return undefined;
+  }
+}
+
+function newRecord(id: string, endpoint: Endpoint, request: Request, server: Server<unknown> | null): RequestRecord {
+  return {
+    time: new Date().toISOString(),
+    request_id: id,
+    endpoint: endpoint.id,
+    provider: endpoint.defaultProvider,
+    method: request.method,
+    path: '',
+    status: 0,
+    stream: false,
+    model: undefined,
+    key: undefined,
+    attempts: 0,
+    latency_ms: 0,
+    ttfb_ms: undefined,
+    bytes_in: 0,
+    bytes_out: 0,
+    usage: undefined,
+    error: undefined,
+    virtual_key: undefined,
+    client_ip: server?.requestIP(request)?.address,
+    outcome: 'ok',
+    upstream_request_id: undefined,
+    retries: [],
+  };
+}
+
+/** A refusal before a RequestContext exists (bad path, body too large). */
+function reject(record: RequestRecord, startedAt: number, pipeline: Pipeline, status: number, type: string, message: string): Response {
+  record.status = status;
+  record.outcome = 'rejected';
+  record.latency_ms = round(performance.now() - startedAt);
+  record.error = { type, message };
+  pipeline.onComplete(record, undefined);
+  return jsonError(status, type, message, { 'x-request-id': record.request_id });
+}
+
+export const round = (ms: number) => Math.round(ms * 100) / 100;

@@ -1,0 +1,69 @@
+/**
+ * Header filtering in both directions. The tables are built once; a request costs one
+ * pass over its headers.
+ */
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus the obsolete ones proxies still meet. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+/** Every header a client may carry a provider credential (or a virtual key) in. */
+export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'api-key', 'x-goog-api-key'] as const;
+
+/**
+ * Never forwarded upstream: hop-by-hop, `host` (Bun's fetch would send the gateway's),
+ * `content-length` (fetch sets it from the body it sends), cookies (meant for the
+ * gateway's origin, not the provider), `expect`.
+ */
+const REQUEST_DROP = new Set([...HOP_BY_HOP, 'host', 'content-length', 'cookie', 'expect']);
+const REQUEST_DROP_WITH_CREDENTIALS = new Set([...REQUEST_DROP, ...CREDENTIAL_HEADERS]);
+
+/**
+ * Never returned to the client: hop-by-hop, anything echoing a credential, cookies (one
+ * client must never receive cookies meant for another), `alt-svc` (advertises the
+ * provider's own host). `content-length` is recomputed by the server for the bytes sent.
+ */
+const RESPONSE_DROP = new Set([...HOP_BY_HOP, ...CREDENTIAL_HEADERS, 'set-cookie', 'set-cookie2', 'alt-svc', 'content-length']);
+
+/** The gateway's own control headers: consumed here, never forwarded. */
+function isControlHeader(name: string): boolean {
+  return name.startsWith('x-bf-') || name.startsWith('x-skybridge-');
+}
+
+/** Names listed in the Connection header are hop-by-hop for this message. */
+function connectionListed(headers: Headers): Set<string> | undefined {
+  const c = headers.get('connection');
+  if (!c) return undefined;
+  const names = c.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s && s !== 'close' && s !== 'keep-alive');
+  return names.length ? new Set(names) : undefined;
+}
+
+/**
+ * Headers to send upstream. With `dropCredentials` every client credential header is
+ * removed (the gateway injects its own key); without it they pass unchanged (direct key).
+ */
+export function forwardRequestHeaders(incoming: Headers, dropCredentials: boolean): Headers {
+  const drop = dropCredentials ? REQUEST_DROP_WITH_CREDENTIALS : REQUEST_DROP;
+  const listed = connectionListed(incoming);
+  const out = new Headers();
+  for (const [name, value] of incoming) {
+    if (drop.has(name) || isControlHeader(name) || listed?.has(name)) continue;
+    out.append(name, value);
+  }
+  return out;
+}
+
+/** Headers to return to the client. The gateway's request id replaces the upstream's. */
+export function clientResponseHeaders(upstream: Headers, requestId: string): Headers {
+  const listed = connectionListed(upstream);
+  const out = new Headers();
+  for (const [name, value] of upstream) {
+    if (RESPONSE_DROP.has(name) || listed?.has(name)) continue;
+    if (name === 'x-request-id') {
+      out.set('x-upstream-request-id', value);
+      continue;
+    }
+    out.append(name, value);
+  }
+  out.set('x-request-id', requestId);
+  return out;
+}

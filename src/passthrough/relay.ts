@@ -1,0 +1,144 @@
+/**
+ * Returns the upstream's answer to the client as it is: status, filtered headers, and
+ * body bytes untouched (compressed bodies stay compressed). Small non-streaming bodies
+ * are read whole and sent in one piece; everything else is piped chunk by chunk with a
+ * usage scanner watching the bytes pass, an idle limit, and completion on the last
+ * byte or on the client going away (which cancels the upstream at once).
+ */
+import type { CompiledProvider } from '../config/runtime.ts';
+import type { RequestContext } from '../pipeline/types.ts';
+import { UsageScanner } from '../usage/scanner.ts';
+import type { UsageFormat } from '../usage/types.ts';
+import type { Completion } from './completion.ts';
+import { clientResponseHeaders } from './headers.ts';
+import { unwatchIdle, watchIdle, type IdleWatch } from './idle.ts';
+
+/** Non-streaming answers up to this size are read whole before sending. */
+const WHOLE_BODY_MAX = 1024 * 1024;
+const decoder = new TextDecoder();
+
+export async function relayResponse(
+  ctx: RequestContext,
+  upstream: Response,
+  format: UsageFormat,
+  compiled: CompiledProvider,
+  completion: Completion,
+): Promise<Response> {
+  const record = ctx.record;
+  const headers = clientResponseHeaders(upstream.headers, ctx.id);
+  headers.set('x-skybridge-attempts', String(record.attempts));
+  record.upstream_request_id = upstream.headers.get('x-request-id') ?? upstream.headers.get('request-id') ?? undefined;
+  const status = upstream.status;
+  const contentType = upstream.headers.get('content-type');
+  const sse = contentType !== null && contentType.startsWith('text/event-stream');
+  if (sse) record.stream = true;
+  const init = { status, statusText: upstream.statusText, headers };
+
+  if (!upstream.body || ctx.request.method === 'HEAD' || status === 204 || status === 304) {
+    completion.finish(status, 'ok');
+    return new Response(null, init);
+  }
+
+  const scanner = UsageScanner.for(format, contentType, upstream.headers.get('content-encoding'));
+  const lengthHeader = upstream.headers.get('content-length');
+  if (!sse && lengthHeader !== null && Number(lengthHeader) <= WHOLE_BODY_MAX) {
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(await upstream.arrayBuffer());
+    } catch {
+      if (ctx.request.signal.aborted) return completion.clientGone();
+      const error = { type: 'upstream_broken', message: `${ctx.provider} upstream closed the connection mid-body` };
+      completion.finish(502, 'upstream_error', error);
+      return new Response(JSON.stringify({ error }), { status: 502, headers: { 'content-type': 'application/json', 'x-request-id': ctx.id } });
+    }
+    record.bytes_out = bytes.byteLength;
+    // Usage is read after the answer is on its way, off the request's critical path.
+    queueMicrotask(() => finishWhole(ctx, completion, scanner, bytes, status));
+    return new Response(bytes, init);
+  }
+
+  return new Response(pipeBody(ctx, upstream.body, scanner, compiled, completion, status), init);
+}
+
+async function finishWhole(ctx: RequestContext, completion: Completion, scanner: UsageScanner | undefined, bytes: Uint8Array<ArrayBuffer>, status: number): Promise<void> {
+  if (scanner) {
+    scanner.push(bytes);
+    ctx.record.usage = await scanner.finish();
+  }
+  if (ctx.config.source.logs.content) ctx.record.response_body = decoder.decode(bytes);
+  completion.finish(status, 'ok');
+}
+
+function pipeBody(
+  ctx: RequestContext,
+  body: ReadableStream<Uint8Array>,
+  scanner: UsageScanner | undefined,
+  compiled: CompiledProvider,
+  completion: Completion,
+  status: number,
+): ReadableStream<Uint8Array> {
+  const record = ctx.record;
+  const reader = body.getReader();
+  const keepContent = ctx.config.source.logs.content;
+  let content = '';
+  let closed = false;
+
+  const end = async (outcome: 'ok' | 'client_aborted' | 'upstream_error' | 'stream_idle_timeout', error?: { type: string; message: string }) => {
+    if (closed) return;
+    closed = true;
+    unwatchIdle(idle);
+    if (scanner) record.usage = await scanner.finish();
+    if (keepContent) record.response_body = content;
+    completion.finish(outcome === 'client_aborted' ? 499 : status, outcome, error);
+  };
+
+  let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const idle: IdleWatch = {
+    lastActivity: performance.now(),
+    timeoutMs: compiled.idleTimeoutMs,
+    onIdle() {
+      const error = { type: 'stream_idle_timeout', message: `${ctx.provider} stream sent nothing for ${compiled.idleTimeoutMs / 1000} s` };
+      reader.cancel(error.message).catch(() => {});
+      controllerRef?.error(new Error(error.message));
+      void end('stream_idle_timeout', error);
+    },
+  };
+  watchIdle(idle);
+
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        controllerRef = controller;
+      },
+      async pull(controller) {
+        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          chunk = await reader.read();
+        } catch (err) {
+          if (closed) return;
+          const error = { type: 'upstream_broken', message: `${ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}` };
+          controller.error(err);
+          await end(ctx.request.signal.aborted ? 'client_aborted' : 'upstream_error', error);
+          return;
+        }
+        if (chunk.done) {
+          controller.close();
+          await end('ok');
+          return;
+        }
+        const value = chunk.value;
+        idle.lastActivity = performance.now();
+        record.bytes_out += value.byteLength;
+        scanner?.push(value);
+        if (keepContent && content.length < ctx.config.source.logs.content_max_bytes) content += decoder.decode(value, { stream: true });
+        controller.enqueue(value);
+      },
+      async cancel(reason) {
+        // The client went away: stop the upstream generating at once.
+        await reader.cancel(reason).catch(() => {});
+        await end('client_aborted', { type: 'client_aborted', message: 'client closed the connection mid-stream' });
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

@@ -1,0 +1,102 @@
+/**
+ * The upstream call: pick a key, let the provider build URL and auth, fetch with the
+ * header timeout and the client's abort, and retry retryable failures (on another key
+ * when there is one) while nothing has been sent to the client.
+ */
+import type { CompiledKey, CompiledProvider } from '../config/runtime.ts';
+import { RETRYABLE_STATUS, retryDelay, sleep } from '../pipeline/retry.ts';
+import type { RequestContext, RequestError } from '../pipeline/types.ts';
+import type { Provider } from '../providers/types.ts';
+import { GatewayError, jsonError } from '../server/errors.ts';
+import { CREDENTIAL_HEADERS } from './headers.ts';
+
+export type UpstreamResult =
+  | { kind: 'ok'; response: Response }
+  | { kind: 'error'; error: Response; detail: RequestError }
+  | { kind: 'aborted' };
+
+const TIMEOUT = Symbol('header timeout');
+
+export async function callUpstream(
+  ctx: RequestContext,
+  provider: Provider,
+  compiled: CompiledProvider,
+  body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null,
+  replayable: boolean,
+  useKeys: boolean,
+): Promise<UpstreamResult> {
+  const record = ctx.record;
+  const clientSignal = ctx.request.signal;
+  const maxAttempts = replayable ? 1 + compiled.retry.maxRetries : 1;
+  const tried = new Set<CompiledKey>();
+
+  for (let attempt = 1; ; attempt++) {
+    let key: CompiledKey | undefined;
+    if (useKeys) {
+      key = compiled.keys.pick(ctx.model, tried);
+      if (!key) {
+        throw new GatewayError(
+          400,
+          'no_key_for_model',
+          ctx.model === undefined
+            ? `no ${ctx.provider} key allows this request (every key has an empty models list)`
+            : `no ${ctx.provider} key allows model "${ctx.model}" (providers.${ctx.provider}.keys[].models)`,
+        );
+      }
+      tried.add(key);
+      record.key = key.name;
+    }
+    record.attempts = attempt;
+    // A retry may land on a key of another kind (Vertex: token vs API key): start clean.
+    if (useKeys && attempt > 1) for (const h of CREDENTIAL_HEADERS) ctx.headers.delete(h);
+    const target = await provider.target({ path: ctx.path, query: ctx.query, headers: ctx.headers, json: ctx.json }, key, compiled);
+
+    const controller = new AbortController();
+    const onClientAbort = () => controller.abort();
+    clientSignal.addEventListener('abort', onClientAbort, { once: true });
+    const timer = setTimeout(() => controller.abort(TIMEOUT), compiled.headerTimeoutMs);
+    const sentAt = performance.now();
+    let response: Response | undefined;
+    let failure: RequestError | undefined;
+    try {
+      response = await fetch(target.url, {
+        method: ctx.request.method,
+        headers: ctx.headers,
+        body,
+        redirect: 'manual',
+        decompress: false,
+        signal: controller.signal,
+      });
+      record.ttfb_ms = Math.round((performance.now() - sentAt) * 100) / 100;
+    } catch (err) {
+      if (clientSignal.aborted) return { kind: 'aborted' };
+      failure =
+        controller.signal.reason === TIMEOUT
+          ? { type: 'upstream_timeout', message: `${ctx.provider} sent no response headers within ${compiled.headerTimeoutMs / 1000} s` }
+          : { type: 'upstream_unreachable', message: `${ctx.provider} upstream unreachable: ${describeFetchError(err)}` };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (response) {
+      // The abort controller stays linked to the client for the body's lifetime.
+      if (!RETRYABLE_STATUS.has(response.status) || attempt >= maxAttempts) return { kind: 'ok', response };
+    } else if (attempt >= maxAttempts) {
+      clientSignal.removeEventListener('abort', onClientAbort);
+      const status = failure!.type === 'upstream_timeout' ? 504 : 502;
+      return { kind: 'error', error: jsonError(status, failure!.type, failure!.message), detail: failure! };
+    }
+
+    const delay = retryDelay(compiled.retry, attempt, response);
+    if (delay === undefined) return { kind: 'ok', response: response! };
+    record.retries.push({ attempt, key: key?.name, reason: response ? String(response.status) : failure!.type, delay_ms: Math.round(delay) });
+    clientSignal.removeEventListener('abort', onClientAbort);
+    await response?.body?.cancel().catch(() => {});
+    await sleep(delay, clientSignal);
+    if (clientSignal.aborted) return { kind: 'aborted' };
+  }
+}
+
+function describeFetchError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  return e.code ?? e.message ?? 'connection failed';
+}

@@ -1,0 +1,53 @@
+/**
+ * The built-in plugins. Each is created once and re-configured on every config load;
+ * the pipeline for a config lists the enabled ones in the configured order.
+ */
+import type { RuntimeConfig } from '../config/runtime.ts';
+import type { PluginId } from '../config/schema.ts';
+import { Pipeline } from '../pipeline/pipeline.ts';
+import type { Plugin } from '../pipeline/types.ts';
+import type { RouteInstaller } from '../server/app.ts';
+import { RequestLogPlugin } from './logging.ts';
+
+export interface ConfigurablePlugin extends Plugin {
+  configure(config: RuntimeConfig): void | Promise<void>;
+  /** HTTP routes the plugin serves (e.g. /metrics). */
+  routes?: RouteInstaller;
+  /** Write out anything buffered (shutdown). */
+  flush?(): void | Promise<void>;
+  /** SIGHUP: reopen files. */
+  reopen?(): void;
+}
+
+export class PluginSet {
+  readonly logging = new RequestLogPlugin();
+  private readonly all: Partial<Record<PluginId, ConfigurablePlugin>> = { logging: this.logging };
+
+  /** Configure every plugin and build the pipeline for this config. */
+  async pipelineFor(config: RuntimeConfig): Promise<Pipeline> {
+    const enabled: Plugin[] = [];
+    for (const id of config.plugins) {
+      const plugin = this.all[id];
+      if (!plugin) continue;
+      await plugin.configure(config);
+      enabled.push(plugin);
+    }
+    return new Pipeline(enabled);
+  }
+
+  routes(): RouteInstaller[] {
+    return Object.values(this.all).flatMap((p) => (p?.routes ? [p.routes] : []));
+  }
+
+  reopen(): void {
+    for (const p of Object.values(this.all)) p?.reopen?.();
+  }
+
+  async flush(): Promise<void> {
+    for (const p of Object.values(this.all)) await p?.flush?.();
+  }
+
+  async close(): Promise<void> {
+    for (const p of Object.values(this.all)) await p?.close?.();
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Gemini API (GenAI default): https://generativelanguage.googleapis.com + path, the
+ * client's API version (/v1beta, /v1) kept; `x-goog-api-key: <key>`; a client `key=`
+ * query parameter is removed when the gateway's key is used.
+ */
+import { bodyModel, joinUrl, type Provider } from './types.ts';
+
+const DEFAULT_BASE = 'https://generativelanguage.googleapis.com';
+const PATH_MODEL = /\/models\/([^/:?]+)/;
+
+export const gemini: Provider = {
+  id: 'gemini',
+  modelOf: (path, json) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(json)),
+  target(req, key, provider) {
+    let query = req.query;
+    if (key) {
+      req.headers.set('x-goog-api-key', key.value);
+      query = withoutParam(query, 'key');
+    }
+    return { url: joinUrl(provider.baseUrl ?? DEFAULT_BASE, req.path, query) };
+  },
+  usageFormat: () => 'gemini',
+};
+
+/** `.../models/gemini-2.5-flash:generateContent` -> `gemini-2.5-flash`. */
+export function modelFromGooglePath(path: string): string | undefined {
+  const m = PATH_MODEL.exec(path);
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1]!);
+  } catch {
+    return m[1];
+  }
+}
+
+/** `projects/p/locations/l/publishers/google/models/m` or `models/m` -> `m`. */
+export function lastSegmentModel(model: string | undefined): string | undefined {
+  if (!model) return undefined;
+  const i = model.lastIndexOf('/');
+  return i >= 0 ? model.slice(i + 1) : model;
+}
+
+/** Remove every occurrence of a query parameter, keeping the rest byte for byte. */
+export function withoutParam(query: string, name: string): string {
+  if (!query.includes(`${name}=`) && !query.includes(name)) return query;
+  return query
+    .split('&')
+    .filter((part) => part !== name && !part.startsWith(`${name}=`))
+    .join('&');
+}

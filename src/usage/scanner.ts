@@ -1,0 +1,176 @@
+/**
+ * Reads token usage out of a response body as its chunks pass to the client. `push` is
+ * synchronous and keeps only what parsing needs: for SSE the current unfinished line,
+ * for JSON the body up to a cap. It never holds a chunk back. Compressed bodies
+ * (gzip, deflate, br) are inflated on a side path; the client still gets the original bytes.
+ */
+import type { Transform } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { applyUsage, finishUsage } from './extract.ts';
+import type { Usage, UsageFormat } from './types.ts';
+
+/** A JSON body larger than this is not parsed for usage (LLM answers are far smaller). */
+const MAX_JSON_BYTES = 8 * 1024 * 1024;
+/** An SSE line longer than this is skipped rather than held. */
+const MAX_SSE_LINE = 1024 * 1024;
+
+interface Sink {
+  write(chunk: Uint8Array): void;
+  end(): void;
+}
+
+export class UsageScanner {
+  private readonly usage: Usage = {};
+  private readonly sink: Sink;
+  private readonly inflater: Transform | undefined;
+  private readonly inflated: Promise<void> | undefined;
+
+  private constructor(
+    private readonly format: UsageFormat,
+    sse: boolean,
+    encoding: string | null,
+  ) {
+    const parser = sse ? new SseParser((event) => applyUsage(format, this.usage, event)) : new JsonCollector((doc) => applyUsage(format, this.usage, doc));
+    this.inflater = makeInflater(encoding);
+    if (this.inflater) {
+      const inflater = this.inflater;
+      inflater.on('data', (chunk: Buffer) => parser.write(chunk));
+      this.inflated = new Promise((resolve) => {
+        inflater.once('end', () => {
+          parser.end();
+          resolve();
+        });
+        // A corrupt compressed body costs us the usage, never the response.
+        inflater.once('error', () => resolve());
+      });
+      this.sink = { write: (c) => inflater.write(c), end: () => inflater.end() };
+    } else {
+      this.sink = parser;
+    }
+  }
+
+  /** A scanner for this response, or undefined when its content type carries no usage. */
+  static for(format: UsageFormat, contentType: string | null, contentEncoding: string | null): UsageScanner | undefined {
+    const ct = contentType?.toLowerCase() ?? '';
+    const sse = ct.startsWith('text/event-stream');
+    if (!sse && !ct.includes('json')) return undefined;
+    const enc = contentEncoding?.toLowerCase().trim() || null;
+    if (enc && enc !== 'identity' && !makeInflaterSupported(enc)) return undefined;
+    return new UsageScanner(format, sse, enc === 'identity' ? null : enc);
+  }
+
+  push(chunk: Uint8Array): void {
+    this.sink.write(chunk);
+  }
+
+  /** Usage seen so far; call once, after the last chunk (or when the client went away). */
+  async finish(): Promise<Usage | undefined> {
+    this.sink.end();
+    if (this.inflated) await this.inflated;
+    return finishUsage(this.format, this.usage);
+  }
+}
+
+function makeInflaterSupported(enc: string): boolean {
+  return enc === 'gzip' || enc === 'x-gzip' || enc === 'deflate' || enc === 'br';
+}
+
+function makeInflater(enc: string | null): Transform | undefined {
+  switch (enc) {
+    case 'gzip':
+    case 'x-gzip':
+      return createGunzip();
+    case 'deflate':
+      return createInflate();
+    case 'br':
+      return createBrotliDecompress();
+    default:
+      return undefined;
+  }
+}
+
+/** Server-sent events: parse only `data:` lines that mention usage. */
+class SseParser implements Sink {
+  private readonly decoder = new TextDecoder();
+  private carry = '';
+  private skippingLongLine = false;
+
+  constructor(private readonly onEvent: (event: unknown) => void) {}
+
+  write(chunk: Uint8Array): void {
+    let text = this.decoder.decode(chunk, { stream: true });
+    let start = 0;
+    let nl = text.indexOf('\n');
+    if (nl < 0) {
+      this.hold(text);
+      return;
+    }
+    if (this.carry) {
+      text = this.carry + text;
+      nl += this.carry.length;
+      this.carry = '';
+    }
+    while (nl >= 0) {
+      if (this.skippingLongLine) this.skippingLongLine = false;
+      else this.line(text, start, nl);
+      start = nl + 1;
+      nl = text.indexOf('\n', start);
+    }
+    if (start < text.length) this.hold(text.slice(start));
+  }
+
+  end(): void {
+    if (this.carry && !this.skippingLongLine) this.line(this.carry, 0, this.carry.length);
+    this.carry = '';
+  }
+
+  private hold(part: string): void {
+    if (this.skippingLongLine) return;
+    this.carry += part;
+    if (this.carry.length > MAX_SSE_LINE) {
+      this.carry = '';
+      this.skippingLongLine = true;
+    }
+  }
+
+  private line(text: string, start: number, end: number): void {
+    if (!text.startsWith('data:', start)) return;
+    const data = text.slice(start + 5, end);
+    if (!data.includes('usage')) return;
+    try {
+      this.onEvent(JSON.parse(data));
+    } catch {
+      // Not JSON ([DONE], a provider's own framing): nothing to read.
+    }
+  }
+}
+
+/** A whole JSON answer, or Gemini's streamed JSON array; parsed once at the end. */
+class JsonCollector implements Sink {
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+
+  constructor(private readonly onDocument: (doc: unknown) => void) {}
+
+  write(chunk: Uint8Array): void {
+    if (this.size < 0) return;
+    this.size += chunk.byteLength;
+    if (this.size > MAX_JSON_BYTES) {
+      this.chunks = [];
+      this.size = -1;
+      return;
+    }
+    this.chunks.push(chunk);
+  }
+
+  end(): void {
+    if (this.size <= 0) return;
+    const bytes = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.chunks = [];
+    try {
+      this.onDocument(JSON.parse(new TextDecoder().decode(bytes)));
+    } catch {
+      // Truncated (client went away) or not JSON after all: no usage.
+    }
+  }
+}

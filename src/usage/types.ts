@@ -1,0 +1,19 @@
+/** Token usage as the request log and metrics report it, whatever the provider called it. */
+export interface Usage {
+  input_tokens?: number;
+  output_tokens?: number;
+  total_tokens?: number;
+  /** Input tokens served from the provider's prompt cache. */
+  cache_read_input_tokens?: number;
+  /** Input tokens written to the prompt cache (Anthropic). */
+  cache_creation_input_tokens?: number;
+  /** Output tokens spent on reasoning, where reported (part of output_tokens). */
+  reasoning_tokens?: number;
+}
+
+/**
+ * How a provider reports usage: `openai` covers Chat Completions (`usage`, last stream
+ * chunk) and the Responses API (`response.completed`); `anthropic` covers
+ * `message_start` + `message_delta`; `gemini` covers Gemini and Vertex `usageMetadata`.
+ */
+export type UsageFormat = 'openai' | 'anthropic' | 'gemini';
