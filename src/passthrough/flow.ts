@@ -49,6 +49,7 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   const pathCheck = checkPassthroughPath(split.path);
   if (!pathCheck.ok) return reject(record, startedAt, pipeline, 400, 'invalid_path', `invalid passthrough path: ${pathCheck.reason}`);
 
+  const ctxLimit = { exceeded: false };
   // Body: hold small ones (model lookup, replay on retry), stream large ones once.
   let body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null = null;
   let replayable = true;
@@ -66,7 +67,8 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
       }
       record.bytes_in = body.byteLength;
     } else {
-      body = request.body;
+      // No declared length (chunked) or too large to hold: stream once, counting bytes.
+      body = length === undefined ? limitBody(request.body, config.maxBodyBytes, ctxLimit) : request.body;
       replayable = false;
     }
   }
@@ -118,6 +120,10 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
     for (const [name, value] of compiled.extraHeaders) ctx.headers.set(name, value);
 
     const result = await callUpstream(ctx, provider, compiled, body, replayable, useKeys);
+    if (ctxLimit.exceeded) {
+      const message = `request body exceeds server.max_request_body_mb (${config.source.server.max_request_body_mb} MB)`;
+      return completion.rejected(jsonError(413, 'payload_too_large', message), { type: 'payload_too_large', message });
+    }
     if (result.kind === 'aborted') return completion.clientGone();
     if (result.kind === 'error') return completion.failed(result.error);
     pipeline.onResponse(ctx, result.response);
@@ -130,6 +136,24 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
     }
     return completion.failed(jsonError(500, 'gateway_error', 'internal gateway error'), { type: 'gateway_error', message: String(err) }, 'gateway_error');
   }
+}
+
+/** A body stream that fails once more than `max` bytes passed (chunked uploads declare no length). */
+function limitBody(body: ReadableStream<Uint8Array>, max: number, flag: { exceeded: boolean }): ReadableStream<Uint8Array> {
+  let seen = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (seen > max) {
+          flag.exceeded = true;
+          controller.error(new Error('request body too large'));
+          return;
+        }
+        controller.enqueue(chunk);
+      },
+    }),
+  );
 }
 
 function parseJsonBody(body: Uint8Array, contentType: string | null): Record<string, unknown> | undefined {

@@ -1,24 +1,37 @@
 /**
- * Azure: the upstream is the selected key's `azure_key_config.endpoint`. Three client
- * shapes arrive here:
+ * Azure: the upstream is the selected key's `azure_key_config.endpoint`
+ * (`network_config.base_url` overrides it). Three client shapes arrive here:
  * - `/openai/deployments/{deployment}/...` (AzureOpenAI client): dated api-version;
  * - `/openai/v1/...` (OpenAI client on Azure's v1 API): takes no dated api-version;
  * - `/v1/messages` (Anthropic client: Claude on Azure AI Foundry), forwarded to the
  *   endpoint's `/anthropic` path with `x-api-key`.
- * Auth always comes from the key; client credentials never reach Azure.
+ * Auth always comes from the key; client credentials never reach Azure (the flow drops
+ * them for Azure whatever `direct_keys` says).
+ *
+ * api-version: the key config's `api_version` wins, else the client's, else
+ * DEFAULT_AZURE_API_VERSION on the paths that need one (`/openai/...` other than v1).
+ * On `/openai/v1/...` a dated version (from key or default) is never injected: the v1
+ * API refuses them; a non-dated key value (`preview`) applies, and the client's passes.
+ * The rest of the query is forwarded byte for byte.
+ *
+ * Deployments: when the key maps models to deployments (`deployments: {gpt-4o: my-dep}`)
+ * and the path names a mapped model (`/deployments/gpt-4o/`), the key's deployment is
+ * substituted, so keys in several regions with different deployment names serve one
+ * model name.
  */
 import { DEFAULT_ANTHROPIC_VERSION } from './anthropic.ts';
+import { withoutParam } from './gemini.ts';
 import { bodyModel, joinUrl, ProviderError, type Provider } from './types.ts';
 
 /** Used only on paths that need an api-version when neither key nor client gave one. */
 export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
 
-const DEPLOYMENT = /^\/openai\/deployments\/([^/]+)\//;
+const DEPLOYMENT = /^\/openai\/deployments\/([^/]+)(?=\/|$)/;
 const DATED_VERSION = /^\d{4}-\d{2}-\d{2}/;
 
-type AzurePathKind = 'deployment' | 'v1' | 'anthropic' | 'other';
+export type AzurePathKind = 'deployment' | 'v1' | 'anthropic' | 'other';
 
-function kindOf(path: string): AzurePathKind {
+export function azurePathKind(path: string): AzurePathKind {
   if (path.startsWith('/openai/v1/') || path === '/openai/v1') return 'v1';
   if (path.startsWith('/openai/')) return 'deployment';
   if (path.startsWith('/v1/') || path.startsWith('/anthropic/')) return 'anthropic';
@@ -26,11 +39,12 @@ function kindOf(path: string): AzurePathKind {
 }
 
 /** api-version per path kind: key config wins, then the client's, then a default where required. */
-function apiVersionFor(kind: AzurePathKind, keyVersion: string | undefined, clientVersion: string | null): string | null {
+export function azureApiVersion(kind: AzurePathKind, keyVersion: string | undefined, clientVersion: string | undefined): string | undefined {
   switch (kind) {
     case 'deployment':
+      return keyVersion ?? clientVersion ?? DEFAULT_AZURE_API_VERSION;
     case 'other':
-      return keyVersion ?? clientVersion ?? (kind === 'deployment' ? DEFAULT_AZURE_API_VERSION : null);
+      return keyVersion ?? clientVersion;
     case 'v1':
       // The v1 API rejects dated versions; only `preview`-style values from the key apply.
       return keyVersion && !DATED_VERSION.test(keyVersion) ? keyVersion : clientVersion;
@@ -54,11 +68,11 @@ export const azure: Provider = {
         'Azure passthrough needs a key with azure_key_config.endpoint under providers.azure.keys',
       );
     }
-    const kind = kindOf(req.path);
-    const params = new URLSearchParams(req.query);
-    const version = apiVersionFor(kind, key.azure.apiVersion, params.get('api-version'));
-    if (version) params.set('api-version', version);
-    else params.delete('api-version');
+    const kind = azurePathKind(req.path);
+    const clientVersion = queryParam(req.query, 'api-version');
+    const version = azureApiVersion(kind, key.azure.apiVersion, clientVersion);
+    let query = withoutParam(req.query, 'api-version');
+    if (version) query = query ? `${query}&api-version=${encodeURIComponent(version)}` : `api-version=${encodeURIComponent(version)}`;
 
     const base = provider.baseUrl ?? key.azure.endpoint;
     let path = req.path;
@@ -68,11 +82,27 @@ export const azure: Provider = {
       if (!path.startsWith('/anthropic/') && !base.endsWith('/anthropic')) path = `/anthropic${path}`;
     } else {
       req.headers.set('api-key', key.value);
+      const m = DEPLOYMENT.exec(path);
+      const mapped = m ? key.azure.deployments[safeDecode(m[1]!)] : undefined;
+      if (mapped) path = `/openai/deployments/${encodeURIComponent(mapped)}${path.slice(m![0].length)}`;
     }
-    return { url: joinUrl(base, path, params.toString()) };
+    return { url: joinUrl(base, path, query) };
   },
-  usageFormat: (path) => (kindOf(path) === 'anthropic' ? 'anthropic' : 'openai'),
+  usageFormat: (path) => (azurePathKind(path) === 'anthropic' ? 'anthropic' : 'openai'),
 };
+
+/** The decoded value of the first occurrence of a query parameter (name matched as sent, like withoutParam). */
+function queryParam(query: string, name: string): string | undefined {
+  if (!query.includes(name)) return undefined;
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=');
+    const k = eq < 0 ? part : part.slice(0, eq);
+    if (k !== name) continue;
+    const value = eq < 0 ? '' : safeDecode(part.slice(eq + 1).replaceAll('+', ' '));
+    return value || undefined;
+  }
+  return undefined;
+}
 
 function safeDecode(s: string): string {
   try {

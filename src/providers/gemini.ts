@@ -19,7 +19,8 @@ export const gemini: Provider = {
     }
     return { url: joinUrl(provider.baseUrl ?? DEFAULT_BASE, req.path, query) };
   },
-  usageFormat: () => 'gemini',
+  // The Gemini API's OpenAI-compatible endpoints (`/v1beta/openai/chat/completions`) answer in OpenAI's shape.
+  usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
 };
 
 /** `.../models/gemini-2.5-flash:generateContent` -> `gemini-2.5-flash`. */

@@ -25,41 +25,62 @@ export class TokenError extends Error {
 
 /**
  * Accepts the JSON text, an already-parsed object, or a path to the JSON file.
- * Throws a message naming what is wrong, never the key material.
+ * Throws a message naming what is wrong, never the key material (nor a credential
+ * that was mistaken for a path).
  */
 export function parseServiceAccount(input: string | Record<string, unknown>): ServiceAccount {
   let obj: Record<string, unknown>;
   if (typeof input === 'string') {
-    const text = input.trim().startsWith('{') ? input : readCredentialsFile(input);
+    const text = input.trim().startsWith('{') ? input : readCredentialsFile(input.trim());
     try {
       obj = JSON.parse(text);
     } catch {
       throw new Error('auth_credentials is not valid JSON (expected a service-account key file)');
     }
   } else obj = input;
-  if (!obj || typeof obj !== 'object') throw new Error('auth_credentials must be a JSON object');
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new Error('auth_credentials must be a JSON object (a service-account key file)');
+  if (obj.type !== undefined && obj.type !== 'service_account') {
+    // gcloud's `authorized_user` ADC files and external-account configs cannot mint tokens by JWT.
+    throw new Error(`auth_credentials.type is ${JSON.stringify(String(obj.type)).slice(0, 40)}; only "service_account" key files are supported`);
+  }
   for (const field of ['client_email', 'private_key'] as const) {
     if (typeof obj[field] !== 'string' || !obj[field]) {
       throw new Error(`auth_credentials has no ${field} (expected a service-account key file)`);
     }
   }
-  if (!String(obj.private_key).includes('PRIVATE KEY-----')) {
+  // Keys pasted into env variables often keep their newlines as literal "\n".
+  const privateKey = String(obj.private_key).replace(/\\n/g, '\n');
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey)) {
     throw new Error('auth_credentials.private_key is not a PEM private key');
+  }
+  let tokenUri = DEFAULT_TOKEN_URI;
+  if (obj.token_uri !== undefined && obj.token_uri !== '') {
+    if (typeof obj.token_uri !== 'string' || !/^https?:\/\/[^/\s]+/i.test(obj.token_uri) || !URL.canParse(obj.token_uri)) {
+      throw new Error('auth_credentials.token_uri must be an http(s) URL');
+    }
+    tokenUri = obj.token_uri;
   }
   return {
     client_email: String(obj.client_email),
-    private_key: String(obj.private_key),
+    private_key: privateKey,
     private_key_id: typeof obj.private_key_id === 'string' ? obj.private_key_id : undefined,
-    token_uri: typeof obj.token_uri === 'string' && obj.token_uri ? obj.token_uri : DEFAULT_TOKEN_URI,
-    project_id: typeof obj.project_id === 'string' ? obj.project_id : undefined,
+    token_uri: tokenUri,
+    project_id: typeof obj.project_id === 'string' && obj.project_id ? obj.project_id : undefined,
   };
 }
 
 function readCredentialsFile(path: string): string {
+  // A value that cannot be a file path is most likely a mangled credential: do not echo it.
+  const shown = path.length <= 512 && !/[\s{}"]/.test(path) ? ` ${path}` : '';
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new Error(`auth_credentials: cannot read file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new Error(
+      shown
+        ? `auth_credentials: cannot read file${shown}: ${code} (expected service-account JSON or a path to it)`
+        : 'auth_credentials is neither service-account JSON nor a readable file path',
+    );
   }
 }
 
@@ -76,6 +97,20 @@ export async function importPrivateKey(pem: string): Promise<CryptoKey> {
   } catch {
     throw new Error('auth_credentials.private_key cannot be read as a PKCS#8 RSA key');
   }
+}
+
+/** `: invalid_grant (Invalid JWT Signature.)` from an OAuth error body, or a short excerpt. */
+function describeTokenError(text: string): string {
+  try {
+    const e = JSON.parse(text) as { error?: unknown; error_description?: unknown };
+    if (typeof e.error === 'string') {
+      return `: ${e.error}${typeof e.error_description === 'string' ? ` (${e.error_description.slice(0, 200)})` : ''}`;
+    }
+  } catch {
+    // not JSON
+  }
+  const excerpt = text.replace(/\s+/g, ' ').trim().slice(0, 200);
+  return excerpt ? `: ${excerpt}` : '';
 }
 
 const b64url = (data: string | Uint8Array) => Buffer.from(data).toString('base64url');
@@ -117,9 +152,14 @@ export class ServiceAccountTokenSource {
     } catch (err) {
       throw new TokenError(`token endpoint ${this.account.token_uri} unreachable: ${(err as Error).message}`);
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      throw new TokenError(`token endpoint ${this.account.token_uri} answer could not be read: ${(err as Error).message}`);
+    }
     if (!res.ok) {
-      throw new TokenError(`token endpoint ${this.account.token_uri} answered ${res.status}: ${text.slice(0, 200)}`);
+      throw new TokenError(`token endpoint ${this.account.token_uri} answered ${res.status}${describeTokenError(text)}`);
     }
     let body: { access_token?: unknown; expires_in?: unknown };
     try {
@@ -130,7 +170,8 @@ export class ServiceAccountTokenSource {
     if (typeof body.access_token !== 'string' || !body.access_token) {
       throw new TokenError(`token endpoint ${this.account.token_uri} answered without access_token`);
     }
-    const expiresInMs = (typeof body.expires_in === 'number' ? body.expires_in : 3600) * 1000;
+    const expiresIn = Number(body.expires_in);
+    const expiresInMs = (Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 3600) * 1000;
     this.token = {
       value: body.access_token,
       refreshAt: Date.now() + Math.max(expiresInMs - REFRESH_MARGIN_MS, expiresInMs / 2),

@@ -10,7 +10,8 @@
  * host follows the path's location.
  *
  * Auth: a service-account key mints an OAuth token (google-auth.ts); a key with only a
- * `value` is an express-mode API key sent as `x-goog-api-key`.
+ * `value` is an express-mode API key sent as `x-goog-api-key`. With a gateway key, the
+ * client's `x-goog-user-project` is dropped (the key's project is the one billed).
  */
 import { TokenError } from './google-auth.ts';
 import { lastSegmentModel, modelFromGooglePath, withoutParam } from './gemini.ts';
@@ -44,6 +45,9 @@ export const vertex: Provider = {
         region ??= 'us-central1';
         path = path.replace(VERSION_PREFIX, `/$1/projects/${projectId}/locations/${region}`);
       }
+      // The gateway's project is billed: a client-chosen quota project would need
+      // permissions the gateway's credential may not have.
+      req.headers.delete('x-goog-user-project');
       if (tokens) {
         let token: string;
         try {
@@ -64,8 +68,18 @@ export const vertex: Provider = {
     }
     return { url: joinUrl(provider.baseUrl ?? vertexHost(region), path, query) };
   },
-  usageFormat: () => 'gemini',
+  usageFormat: vertexUsageFormat,
 };
+
+/**
+ * Vertex serves more than Gemini: Claude through `publishers/anthropic/...:rawPredict`
+ * (Anthropic Messages bodies) and an OpenAI-compatible `endpoints/openapi/chat/completions`.
+ */
+function vertexUsageFormat(path: string): 'gemini' | 'anthropic' | 'openai' {
+  if (path.includes('/publishers/anthropic/')) return 'anthropic';
+  if (path.includes('/endpoints/openapi/')) return 'openai';
+  return 'gemini';
+}
 
 /**
  * Vertex is chosen when any of these holds: the path names `/projects/{p}/locations/{l}/`,

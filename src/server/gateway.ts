@@ -39,8 +39,9 @@ export class Gateway {
     app.listen({
       hostname: host,
       port,
-      // Bun's own cap; the JSON 413 for declared lengths is answered by the flow.
-      maxRequestBodySize: config.maxBodyBytes + 1,
+      // The flow enforces server.max_request_body_mb itself (a JSON 413, and live on
+      // reload); Bun's own cap would answer first with an empty 413, so it stays high.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     });
     const server = app.server;
     if (!server) throw new Error(`could not listen on ${host}:${port}`);

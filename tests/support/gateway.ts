@@ -17,6 +17,8 @@ export interface TestGateway {
   logLines(): Promise<any[]>;
   /** Wait until at least n log lines exist. */
   waitForLines(n: number, timeoutMs?: number): Promise<any[]>;
+  /** Wait for the first log line matching `pred`; throws when none came in time. */
+  waitForLine(pred: (line: any) => boolean, timeoutMs?: number): Promise<any>;
   stop(): Promise<void>;
 }
 
@@ -57,6 +59,15 @@ export async function startGateway(config: Record<string, unknown>, env: Record<
       for (;;) {
         const lines = await logLines();
         if (lines.length >= n || Date.now() > deadline) return lines;
+        await Bun.sleep(20);
+      }
+    },
+    async waitForLine(pred, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const line = (await logLines()).find(pred);
+        if (line) return line;
+        if (Date.now() > deadline) throw new Error('no matching request-log line');
         await Bun.sleep(20);
       }
     },
