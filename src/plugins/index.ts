@@ -23,6 +23,9 @@ export class PluginSet {
   readonly logging = new RequestLogPlugin();
   private readonly all: Partial<Record<PluginId, ConfigurablePlugin>> = { logging: this.logging };
 
+  /** `custom`: plugins of an embedding program, run after the built-in ones. */
+  constructor(private readonly custom: readonly Plugin[] = []) {}
+
   /** Configure every plugin and build the pipeline for this config. */
   async pipelineFor(config: RuntimeConfig): Promise<Pipeline> {
     const enabled: Plugin[] = [];
@@ -32,7 +35,7 @@ export class PluginSet {
       await plugin.configure(config);
       enabled.push(plugin);
     }
-    return new Pipeline(enabled);
+    return new Pipeline([...enabled, ...this.custom]);
   }
 
   routes(): RouteInstaller[] {

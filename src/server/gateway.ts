@@ -7,6 +7,7 @@ import { ConfigError, type Env } from '../config/load.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { loadRuntimeConfig } from '../config/source.ts';
 import { appLog } from '../log/app.ts';
+import type { Plugin } from '../pipeline/types.ts';
 import { PluginSet } from '../plugins/index.ts';
 import { createApp } from './app.ts';
 import type { GatewayState } from './state.ts';
@@ -17,6 +18,8 @@ export interface GatewayOptions {
   host?: string;
   port?: number;
   env?: Env;
+  /** Extra plugins (embedding, tests), run after the built-in ones. */
+  plugins?: Plugin[];
 }
 
 export class Gateway {
@@ -31,7 +34,7 @@ export class Gateway {
     const env = options.env ?? process.env;
     const { config } = await loadRuntimeConfig(options.configPath, env);
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
-    const plugins = new PluginSet();
+    const plugins = new PluginSet(options.plugins);
     const state: GatewayState = { config, pipeline: await plugins.pipelineFor(config), inflight: 0, draining: false };
     const app = createApp(state, plugins.routes());
     const host = options.host ?? config.source.server.host;

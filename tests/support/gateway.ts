@@ -5,6 +5,7 @@
 import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Plugin } from '../../src/pipeline/types.ts';
 import { Gateway } from '../../src/server/gateway.ts';
 
 export interface TestGateway {
@@ -29,13 +30,13 @@ export function fakeKey(prefix = 'sk-test'): string {
   return `${prefix}-${crypto.randomUUID().replaceAll('-', '')}`;
 }
 
-export async function startGateway(config: Record<string, unknown>, env: Record<string, string | undefined> = process.env): Promise<TestGateway> {
+export async function startGateway(config: Record<string, unknown>, env: Record<string, string | undefined> = process.env, plugins: Plugin[] = []): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), `skybridge-test-${++counter}-`));
   const logFile = join(dir, 'requests.ndjson');
   const full = { ...config, server: { host: '127.0.0.1', port: 0, ...(config.server as object) }, logs: { file: logFile, ...(config.logs as object) } };
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(full, null, 2));
-  const gw = await Gateway.start({ configPath, env });
+  const gw = await Gateway.start({ configPath, env, plugins });
   const logLines = async () => {
     gw.plugins.logging.flush();
     if (!existsSync(logFile)) return [];

@@ -12,7 +12,7 @@ export interface Recorded {
   /** Raw query without "?". */
   query: string;
   headers: Record<string, string>;
-  body: Uint8Array;
+  body: Uint8Array<ArrayBuffer>;
   json: any;
 }
 

@@ -1,0 +1,151 @@
+/**
+ * The request log: one complete NDJSON line per request, with usage equal to the
+ * upstream's numbers for every API style, streamed or not, compressed or not.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import type { Plugin } from '../src/pipeline/types.ts';
+import { chatStream, MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
+import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+
+const SECRETS = { openai: fakeKey(), anthropic: fakeKey('sk-ant'), gemini: fakeKey('AIzaTest'), vertex: fakeKey('vx') };
+let mock: MockUpstream;
+let gw: TestGateway;
+const throwing: Plugin = {
+  name: 'throws-everywhere',
+  onResponse() {
+    throw new Error('plugin bug');
+  },
+  onComplete() {
+    throw new Error('plugin bug');
+  },
+};
+
+beforeAll(async () => {
+  mock = new MockUpstream();
+  const net = { base_url: mock.url };
+  gw = await startGateway(
+    {
+      logs: { content: true, content_max_bytes: 400 },
+      providers: {
+        openai: { keys: [{ name: 'oa', value: SECRETS.openai }], network_config: net },
+        anthropic: { keys: [{ name: 'an', value: SECRETS.anthropic }], network_config: net },
+        gemini: { keys: [{ name: 'ge', value: SECRETS.gemini }], network_config: net },
+        vertex: { keys: [{ name: 'vx', value: SECRETS.vertex }], network_config: net },
+      },
+    },
+    process.env,
+    [throwing],
+  );
+});
+afterAll(async () => {
+  await gw.stop();
+  await mock.stop();
+});
+beforeEach(() => mock.reset());
+
+async function send(path: string, body: unknown) {
+  const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await res.text();
+  expect(res.status).toBe(200);
+  const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
+  return { res, text, line };
+}
+
+const U = MOCK_USAGE;
+const openaiUsage = { input_tokens: U.input, output_tokens: U.output, total_tokens: U.input + U.output };
+
+describe('usage for every API style', () => {
+  const cases: Array<[string, string, unknown, Record<string, number>]> = [
+    ['OpenAI chat', '/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', messages: [] }, { ...openaiUsage, cache_read_input_tokens: U.cacheRead }],
+    ['OpenAI chat, streamed', '/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true } }, openaiUsage],
+    ['OpenAI Responses', '/openai_passthrough/v1/responses', { model: 'gpt-4.1', input: 'x' }, { ...openaiUsage, cache_read_input_tokens: U.cacheRead, reasoning_tokens: 0 }],
+    ['OpenAI Responses, streamed', '/openai_passthrough/v1/responses', { model: 'gpt-4.1', input: 'x', stream: true }, { ...openaiUsage, cache_read_input_tokens: U.cacheRead, reasoning_tokens: 0 }],
+    ['Anthropic', '/anthropic_passthrough/v1/messages', { model: 'claude-sonnet-4-20250514', max_tokens: 5 }, { input_tokens: U.input, output_tokens: U.output, cache_read_input_tokens: U.cacheRead, cache_creation_input_tokens: U.cacheWrite, total_tokens: U.input + U.output + U.cacheRead + U.cacheWrite }],
+    ['Anthropic, streamed', '/anthropic_passthrough/v1/messages', { model: 'claude-sonnet-4-20250514', max_tokens: 5, stream: true }, { input_tokens: U.input, output_tokens: U.output, cache_read_input_tokens: U.cacheRead, cache_creation_input_tokens: U.cacheWrite, total_tokens: U.input + U.output + U.cacheRead + U.cacheWrite }],
+    ['Gemini', '/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent', { contents: [] }, openaiUsage],
+    ['Gemini, streamed', '/genai_passthrough/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', { contents: [] }, openaiUsage],
+    ['Vertex', '/genai_passthrough/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent', { contents: [] }, openaiUsage],
+    ['Vertex, streamed', '/genai_passthrough/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse', { contents: [] }, openaiUsage],
+  ];
+  for (const [name, path, body, usage] of cases) {
+    test(name, async () => {
+      const { line } = await send(path, body);
+      expect(line.usage).toEqual(usage);
+      expect(line.attempts).toBe(1);
+      expect(line.outcome).toBe('ok');
+      expect(line.stream).toBe(name.endsWith('streamed'));
+      expect(line.model).toBeString();
+      expect(line.provider).toBe(name.startsWith('Vertex') ? 'vertex' : name.startsWith('Gemini') ? 'gemini' : name.startsWith('OpenAI') ? 'openai' : 'anthropic');
+      for (const field of ['time', 'request_id', 'endpoint', 'method', 'path', 'status', 'key', 'latency_ms', 'ttfb_ms', 'bytes_in', 'bytes_out', 'client_ip']) expect(line[field]).toBeDefined();
+      expect(line.path).not.toContain('?');
+    });
+  }
+
+  test('gzip-encoded JSON and brotli-encoded SSE: bytes forwarded as they are, usage still read', async () => {
+    const json = gzipSync(JSON.stringify({ usage: { prompt_tokens: 5, completion_tokens: 6, total_tokens: 11 } }));
+    const sse = brotliCompressSync(chatStream('gpt-4o-mini').map(([, d]) => `data: ${typeof d === 'string' ? d : JSON.stringify(d)}\n\n`).join(''));
+    mock.respondWith((_req, rec) =>
+      rec.json?.stream
+        ? new Response(sse, { headers: { 'content-type': 'text/event-stream', 'content-encoding': 'br' } })
+        : new Response(json, { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } }),
+    );
+    for (const [stream, bytes, usage] of [
+      [false, json, { input_tokens: 5, output_tokens: 6, total_tokens: 11 }],
+      [true, sse, openaiUsage],
+    ] as const) {
+      const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', stream }), decompress: false } as RequestInit);
+      expect(new Uint8Array(await res.arrayBuffer())).toEqual(new Uint8Array(bytes));
+      const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
+      expect(line.usage).toEqual(usage);
+    }
+  });
+
+  test('partial usage is kept when the client leaves mid-stream', async () => {
+    mock.respondWith((req) =>
+      mock.sse(req, [['message_start', { type: 'message_start', message: { usage: { input_tokens: 42, output_tokens: 1 } } }], ...Array.from({ length: 20 }, () => ['ping', { type: 'ping' }] as [string, unknown])], 100),
+    );
+    const ac = new AbortController();
+    const res = await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"claude-x","stream":true}', signal: ac.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await Bun.sleep(150);
+    ac.abort();
+    const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
+    expect(line.outcome).toBe('client_aborted');
+    expect(line.usage.input_tokens).toBe(42);
+  });
+});
+
+describe('the log itself', () => {
+  test('a plugin that throws does not break requests (and the log line is still written)', async () => {
+    const { line } = await send('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini' });
+    expect(line.status).toBe(200);
+  });
+
+  test('exactly one line per request under 200 concurrent requests', async () => {
+    const before = (await gw.logLines()).length;
+    const responses = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', stream: i % 2 === 0 }) }).then(async (r) => {
+          await r.arrayBuffer();
+          return r.headers.get('x-request-id')!;
+        }),
+      ),
+    );
+    const lines = (await gw.waitForLines(before + 200)).slice(before);
+    expect(lines.length).toBe(200);
+    expect(new Set(lines.map((l) => l.request_id))).toEqual(new Set(responses));
+  });
+
+  test('bodies are logged only with logs.content, truncated, secrets redacted; no configured secret anywhere in the log', async () => {
+    const { line } = await send('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', api_key: 'sk-inline-secret-value', note: `my key is ${SECRETS.openai}`, filler: 'x'.repeat(1000) });
+    expect(line.request_body).toContain('[REDACTED]');
+    expect(line.request_body).not.toContain('sk-inline-secret-value');
+    expect(line.request_body).toContain('[truncated');
+    expect(line.response_body).toContain('hello from mock');
+    const text = readFileSync(gw.logFile, 'utf8');
+    for (const secret of Object.values(SECRETS)) expect(text).not.toContain(secret);
+  });
+});
