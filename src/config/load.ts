@@ -50,8 +50,8 @@ export function parseConfigText(text: string, file: string, env: Env = process.e
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
-        return { file, line: pos?.line, col: pos?.col, path: '', message: e.message.split('\n')[0]! };
+        const pos = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0]);
+        return { file, line: pos.line, col: pos.col, path: '', message: e.message.split('\n')[0]! };
       }),
     );
   }
