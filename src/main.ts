@@ -1,5 +1,7 @@
 #!/usr/bin/env bun
 /** CLI entry: serve (default) | validate | --version | --help. */
+// First: may re-exec the process with BUN_CONFIG_MAX_HTTP_REQUESTS raised (see the module).
+import './boot/raise-fetch-limit.ts';
 import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.ts';
 import { ConfigError } from './config/load.ts';
 import { loadRuntimeConfig, locateConfig } from './config/source.ts';
