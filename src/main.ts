@@ -2,6 +2,7 @@
 /** CLI entry: serve (default) | validate | --version | --help. */
 // First: may re-exec the process with BUN_CONFIG_MAX_HTTP_REQUESTS raised (see the module).
 import './boot/raise-fetch-limit.ts';
+import { FETCH_LIMIT_VAR } from './boot/fetch-limit.ts';
 import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.ts';
 import { ConfigError } from './config/load.ts';
 import { loadRuntimeConfig, locateConfig } from './config/source.ts';
@@ -52,15 +53,21 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   installSignals(gateway);
+  appLog.info({ pid: process.pid, version: VERSION, [FETCH_LIMIT_VAR]: process.env[FETCH_LIMIT_VAR] ?? '256 (Bun default)' }, 'ready');
   return new Promise<number>(() => {});
 }
 
 function installSignals(gateway: Gateway): void {
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal ends the grace period; the log is still flushed.
+      gateway.cut();
+      return;
+    }
     stopping = true;
-    appLog.info({ signal, inflight: gateway.state.inflight }, 'shutting down');
+    const grace = gateway.state.config.source.server.shutdown_grace_seconds;
+    appLog.info({ signal, inflight: gateway.state.inflight, grace_seconds: grace }, 'shutting down');
     gateway.shutdown().then(
       () => {
         appLog.info('stopped');
@@ -75,7 +82,9 @@ function installSignals(gateway: Gateway): void {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
+    // logrotate: the request log is reopened at its path; then the config is read again.
     gateway.plugins.reopen();
+    appLog.info('SIGHUP: request log reopened; reloading config');
     void gateway.reload('SIGHUP');
   });
 }

@@ -28,7 +28,7 @@ export class RequestLogPlugin implements Plugin {
     this.redact = redactor(config);
     this.contentMax = config.source.logs.content_max_bytes;
     if (file === this.file) return;
-    this.close();
+    void this.close();
     this.file = file;
     if (!file) return;
     mkdirSync(dirname(file), { recursive: true });
@@ -68,10 +68,38 @@ export class RequestLogPlugin implements Plugin {
     }
   }
 
-  close(): void {
-    this.flush();
-    this.destination?.end();
+  /**
+   * Write out everything buffered and close the file; resolves when it is closed. Ending
+   * the stream (rather than flushSync) keeps lines in order when a write is under way.
+   */
+  close(): Promise<void> {
+    const destination = this.destination;
     this.destination = undefined;
     this.logger = undefined;
+    return destination ? closeDestination(destination) : Promise.resolve();
   }
+}
+
+function closeDestination(destination: Destination, timeoutMs = 5000): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      // Not closed in time (a stuck disk): push out what is left synchronously.
+      try {
+        destination.flushSync();
+      } catch {
+        // nothing more to save
+      }
+      done();
+    }, timeoutMs);
+    destination.once('close', done);
+    try {
+      destination.end();
+    } catch {
+      done();
+    }
+  });
 }

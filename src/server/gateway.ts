@@ -6,6 +6,7 @@ import type { Server } from 'bun';
 import { ConfigError, type Env } from '../config/load.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { loadRuntimeConfig } from '../config/source.ts';
+import { ConfigWatcher } from '../config/watch.ts';
 import { appLog } from '../log/app.ts';
 import type { Plugin } from '../pipeline/types.ts';
 import { PluginSet } from '../plugins/index.ts';
@@ -20,9 +21,17 @@ export interface GatewayOptions {
   env?: Env;
   /** Extra plugins (embedding, tests), run after the built-in ones. */
   plugins?: Plugin[];
+  /** Reload when the config file changes (default true; needs configPath). */
+  watch?: boolean;
 }
 
 export class Gateway {
+  private watcher: ConfigWatcher | undefined;
+  /** Host and port asked for at start (CLI or config): changing them needs a restart. */
+  private listenAt = { host: '', port: 0 };
+  private reloadChain: Promise<unknown> = Promise.resolve();
+  private cutRequested = false;
+
   private constructor(
     readonly state: GatewayState,
     readonly plugins: PluginSet,
@@ -32,7 +41,7 @@ export class Gateway {
 
   static async start(options: GatewayOptions): Promise<Gateway> {
     const env = options.env ?? process.env;
-    const { config } = await loadRuntimeConfig(options.configPath, env);
+    const { config, text } = await loadRuntimeConfig(options.configPath, env);
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     const plugins = new PluginSet(options.plugins);
     const state: GatewayState = { config, pipeline: await plugins.pipelineFor(config), inflight: 0, draining: false };
@@ -49,7 +58,12 @@ export class Gateway {
     const server = app.server;
     if (!server) throw new Error(`could not listen on ${host}:${port}`);
     appLog.info({ host, port: server.port, config: config.origin }, 'skybridge listening');
-    return new Gateway(state, plugins, server, options);
+    const gateway = new Gateway(state, plugins, server, options);
+    gateway.listenAt = { host, port };
+    if (options.configPath && options.watch !== false) {
+      gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), { initialText: text });
+    }
+    return gateway;
   }
 
   get url(): string {
@@ -62,19 +76,30 @@ export class Gateway {
 
   /**
    * Load the config again and swap it in when valid; an invalid one is logged and the
-   * current one stays in force. Returns whether the new config was applied.
+   * current one stays in force. Returns whether the new config was applied. Reloads
+   * (file watch, SIGHUP) run one after the other, never interleaved.
    */
-  async reload(reason: string): Promise<boolean> {
-    if (!this.options.configPath) return false;
+  reload(reason: string): Promise<boolean> {
+    const run = this.reloadChain.then(() => this.reloadNow(reason));
+    this.reloadChain = run.catch(() => {});
+    return run;
+  }
+
+  private async reloadNow(reason: string): Promise<boolean> {
+    if (!this.options.configPath) {
+      appLog.warn({ reason }, 'no config file (built-in default config): nothing to reload');
+      return false;
+    }
     let config: RuntimeConfig;
     try {
       ({ config } = await loadRuntimeConfig(this.options.configPath, this.options.env ?? process.env));
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [{ message: String(err) }];
-      appLog.error({ reason, problems }, 'config reload rejected; previous config stays in force');
+      appLog.error({ reason, problems, error: (err as Error).message }, 'config reload rejected; previous config stays in force');
       return false;
     }
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
+    this.warnRestartNeeded(config);
     const pipeline = await this.plugins.pipelineFor(config);
     this.state.config = config;
     this.state.pipeline = pipeline;
@@ -82,16 +107,43 @@ export class Gateway {
     return true;
   }
 
-  /** Stop accepting, let in-flight requests finish up to the grace period, flush logs. */
+  /** server.host / server.port are bound at start: say so instead of ignoring a change. */
+  private warnRestartNeeded(config: RuntimeConfig): void {
+    const wanted = { host: this.options.host ?? config.source.server.host, port: this.options.port ?? config.source.server.port };
+    for (const field of ['host', 'port'] as const) {
+      if (wanted[field] === this.listenAt[field]) continue;
+      appLog.warn(
+        { setting: `server.${field}`, in_force: this.listenAt[field], configured: wanted[field] },
+        `server.${field} changed to ${wanted[field]}: needs a restart; still listening on ${this.listenAt.host}:${this.server.port}`,
+      );
+    }
+  }
+
+  /** A second SIGTERM/SIGINT: end the grace period now. */
+  cut(): void {
+    this.cutRequested = true;
+  }
+
+  /**
+   * Stop accepting (the listening socket closes; requests arriving on open keep-alive
+   * connections get a 503), let in-flight requests and streams finish up to the grace
+   * period, cut what is left, then flush and close the request log.
+   */
   async shutdown(graceMs = this.state.config.source.server.shutdown_grace_seconds * 1000): Promise<void> {
+    this.watcher?.close();
     this.state.draining = true;
-    void this.server.stop(false);
+    // Resolves once every request the server holds has been answered to the last byte.
+    let drained = false;
+    void this.server.stop(false).then(() => (drained = true));
     const deadline = performance.now() + graceMs;
-    while (this.state.inflight > 0 && performance.now() < deadline) await Bun.sleep(25);
-    if (this.state.inflight > 0) appLog.warn({ inflight: this.state.inflight }, 'grace period over; cutting remaining requests');
+    while ((!drained || this.state.inflight > 0) && !this.cutRequested && performance.now() < deadline) await Bun.sleep(20);
+    if (!drained || this.state.inflight > 0) {
+      appLog.warn({ inflight: this.state.inflight, grace_ms: graceMs }, this.cutRequested ? 'second signal; cutting remaining requests' : 'grace period over; cutting remaining requests');
+    }
     await this.server.stop(true);
-    // Completions of cut streams run on the next ticks; give them a moment before flushing.
-    await Bun.sleep(10);
+    // Cut streams complete (and write their log line) on the next ticks: wait for them.
+    const cutDeadline = performance.now() + 2000;
+    while (this.state.inflight > 0 && performance.now() < cutDeadline) await Bun.sleep(10);
     await this.plugins.close();
   }
 }

@@ -1,0 +1,185 @@
+/**
+ * Signals, with the gateway as a real process: SIGTERM lets in-flight streams finish
+ * within server.shutdown_grace_seconds, refuses new connections, cuts what is left at the
+ * end of the grace, flushes the request log (no line lost) and exits 0. SIGHUP reopens
+ * the request log (logrotate).
+ */
+import { afterAll, describe, expect, test } from 'bun:test';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chatStream, MockUpstream } from './support/mock-upstream.ts';
+import { fakeKey } from './support/gateway.ts';
+import { startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+
+const mock = new MockUpstream();
+// model "slow-N": the 7-frame chat stream with N ms between frames.
+mock.respondWith((req, rec) => {
+  const m = /^slow-(\d+)$/.exec(rec.json?.model ?? '');
+  return rec.json?.stream && m ? mock.sse(req, chatStream(rec.json.model), Number(m[1])) : undefined;
+});
+
+const procs: GatewayProcess[] = [];
+afterAll(async () => {
+  await Promise.all(procs.map((p) => p.stop('SIGKILL', 2000)));
+  await mock.stop();
+});
+
+async function start(graceSeconds: number): Promise<{ gp: GatewayProcess; logFile: string; key: string }> {
+  const dir = tempDir('shutdown');
+  const logFile = join(dir, 'logs', 'requests.ndjson');
+  const key = fakeKey();
+  const configPath = join(dir, 'config.yaml');
+  writeFileSync(
+    configPath,
+    `server: { host: 127.0.0.1, port: 0, shutdown_grace_seconds: ${graceSeconds} }
+logs: { file: ${JSON.stringify(logFile)} }
+providers:
+  openai:
+    keys: [{ name: main, value: "${key}", models: ["*"] }]
+    network_config: { base_url: "${mock.url}" }
+`,
+  );
+  const gp = await startGatewayProcess(['--config', configPath]);
+  procs.push(gp);
+  return { gp, logFile, key };
+}
+
+function post(gp: GatewayProcess, body: Record<string, unknown>): Promise<Response> {
+  return fetch(`${gp.url}/openai_passthrough/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer client-key' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], ...body }),
+  });
+}
+
+/** Open a stream and wait for its first bytes, so it is surely in flight. */
+async function openStream(gp: GatewayProcess, gapMs: number) {
+  const res = await post(gp, { model: `slow-${gapMs}`, stream: true });
+  expect(res.status).toBe(200);
+  const reader = res.body!.getReader();
+  const first = await reader.read();
+  let text = new TextDecoder().decode(first.value);
+  const rest = (async () => {
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return { text, complete: true };
+        text += new TextDecoder().decode(value);
+      }
+    } catch {
+      return { text, complete: false };
+    }
+  })();
+  return rest;
+}
+
+const readLog = (file: string) =>
+  existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
+
+describe('SIGTERM', () => {
+  test('an open stream completes within the grace, new connections are refused, exit 0, every log line written', async () => {
+    const { gp, logFile, key } = await start(10);
+    // Quick requests whose lines are still in the logger's buffer at SIGTERM.
+    for (let i = 0; i < 20; i++) {
+      const res = await post(gp, { model: 'gpt-4o-mini' });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const stream = openStream(gp, 250); // ~1.5 s in all
+    await Bun.sleep(100);
+    const termAt = performance.now();
+    gp.proc.kill('SIGTERM');
+    await gp.waitForLog((l) => l.msg === 'shutting down');
+
+    // The listening socket is closed: a new connection is refused.
+    await Bun.sleep(50);
+    const refused = await fetch(`${gp.url}/health`).then(
+      () => false,
+      () => true,
+    );
+    expect(refused).toBe(true);
+
+    const result = await stream;
+    expect(result.complete).toBe(true);
+    expect(result.text).toContain('data: [DONE]');
+    const code = await gp.exited;
+    const elapsed = performance.now() - termAt;
+    expect(code).toBe(0);
+    expect(elapsed).toBeLessThan(10_000);
+    expect(gp.logs.some((l) => l.msg === 'stopped')).toBe(true);
+    expect(gp.logs.some((l) => /grace period over/.test(l.msg ?? ''))).toBe(false);
+
+    const lines = readLog(logFile);
+    expect(lines).toHaveLength(21);
+    const streamLine = lines.find((l) => l.stream === true);
+    expect(streamLine).toMatchObject({ status: 200, outcome: 'ok', model: 'slow-250', key: 'main' });
+    expect(streamLine.usage).toMatchObject({ input_tokens: 11, output_tokens: 7 });
+    expect(readFileSync(logFile, 'utf8')).not.toContain(key);
+  });
+
+  test('a stream longer than the grace is cut when it ends; its line is still written; exit 0', async () => {
+    const { gp, logFile } = await start(1);
+    const stream = openStream(gp, 1000); // ~6 s in all
+    await Bun.sleep(100);
+    const termAt = performance.now();
+    gp.proc.kill('SIGTERM');
+    const code = await gp.exited;
+    const elapsed = performance.now() - termAt;
+    expect(code).toBe(0);
+    expect(elapsed).toBeGreaterThan(900);
+    expect(elapsed).toBeLessThan(4000);
+    const result = await stream;
+    expect(result.text).not.toContain('data: [DONE]');
+    expect(gp.logs.some((l) => l.level === 'warn' && /grace period over/.test(l.msg))).toBe(true);
+    const lines = readLog(logFile);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ stream: true, outcome: 'client_aborted', model: 'slow-1000' });
+  });
+
+  test('a second signal ends the grace period at once', async () => {
+    const { gp, logFile } = await start(30);
+    const stream = openStream(gp, 1000);
+    await Bun.sleep(100);
+    const termAt = performance.now();
+    gp.proc.kill('SIGTERM');
+    await gp.waitForLog((l) => l.msg === 'shutting down');
+    await Bun.sleep(200);
+    gp.proc.kill('SIGINT');
+    expect(await gp.exited).toBe(0);
+    expect(performance.now() - termAt).toBeLessThan(3000);
+    expect((await stream).complete).toBe(false);
+    expect(gp.logs.some((l) => /second signal/.test(l.msg ?? ''))).toBe(true);
+    expect(readLog(logFile)).toHaveLength(1);
+  });
+});
+
+describe('SIGHUP', () => {
+  test('reopens the request log: after logrotate moved it away, the next line goes to a new file', async () => {
+    const { gp, logFile } = await start(5);
+    const res1 = await post(gp, { model: 'gpt-4o-mini' });
+    await res1.arrayBuffer();
+    // The line is written asynchronously: wait for it before moving the file.
+    for (let i = 0; i < 100 && readLog(logFile).length < 1; i++) await Bun.sleep(20);
+    expect(readLog(logFile)).toHaveLength(1);
+
+    renameSync(logFile, `${logFile}.1`);
+    const from = gp.mark();
+    gp.proc.kill('SIGHUP');
+    await gp.waitForLog((l) => l.msg === 'config reloaded' && l.reason === 'SIGHUP', 5000, from);
+    for (let i = 0; i < 100 && !existsSync(logFile); i++) await Bun.sleep(20);
+    expect(existsSync(logFile)).toBe(true);
+
+    const res2 = await post(gp, { model: 'gpt-4o' });
+    await res2.arrayBuffer();
+    expect(await gp.stop()).toBe(0);
+    const rotated = readLog(`${logFile}.1`);
+    const fresh = readLog(logFile);
+    expect(rotated.map((l) => l.model)).toEqual(['gpt-4o-mini']);
+    expect(fresh.map((l) => l.model)).toEqual(['gpt-4o']);
+  });
+});
