@@ -119,13 +119,13 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
     }
     for (const [name, value] of compiled.extraHeaders) ctx.headers.set(name, value);
 
-    const result = await callUpstream(ctx, provider, compiled, body, replayable, useKeys);
+    const result = await callUpstream(ctx, provider, compiled, body, replayable, useKeys, pipeline);
     if (ctxLimit.exceeded) {
       const message = `request body exceeds server.max_request_body_mb (${config.source.server.max_request_body_mb} MB)`;
       return completion.rejected(jsonError(413, 'payload_too_large', message), { type: 'payload_too_large', message });
     }
     if (result.kind === 'aborted') return completion.clientGone();
-    if (result.kind === 'error') return completion.failed(result.error);
+    if (result.kind === 'error') return completion.failed(result.error, result.detail);
     pipeline.onResponse(ctx, result.response);
     return relayResponse(ctx, result.response, provider.usageFormat(ctx.path), compiled, completion);
   } catch (err) {

@@ -5,6 +5,7 @@
  */
 import type { CompiledKey, CompiledProvider } from '../config/runtime.ts';
 import { RETRYABLE_STATUS, retryDelay, sleep } from '../pipeline/retry.ts';
+import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { RequestContext, RequestError } from '../pipeline/types.ts';
 import type { Provider } from '../providers/types.ts';
 import { GatewayError, jsonError } from '../server/errors.ts';
@@ -24,6 +25,7 @@ export async function callUpstream(
   body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null,
   replayable: boolean,
   useKeys: boolean,
+  pipeline?: Pipeline,
 ): Promise<UpstreamResult> {
   const record = ctx.record;
   const clientSignal = ctx.request.signal;
@@ -55,6 +57,7 @@ export async function callUpstream(
     const onClientAbort = () => controller.abort();
     clientSignal.addEventListener('abort', onClientAbort, { once: true });
     const timer = setTimeout(() => controller.abort(TIMEOUT), compiled.headerTimeoutMs);
+    pipeline?.onAttemptStart(ctx, attempt);
     const sentAt = performance.now();
     let response: Response | undefined;
     let failure: RequestError | undefined;
@@ -77,6 +80,7 @@ export async function callUpstream(
     } finally {
       clearTimeout(timer);
     }
+    pipeline?.onAttemptEnd(ctx, { attempt, key: key?.name, url: target.url, startedAt: sentAt, endedAt: performance.now(), status: response?.status, error: failure?.type });
     if (response) {
       // The abort controller stays linked to the client for the body's lifetime.
       if (!RETRYABLE_STATUS.has(response.status) || attempt >= maxAttempts) return { kind: 'ok', response };

@@ -6,17 +6,41 @@
  */
 import { appLog } from '../log/app.ts';
 import { jsonError } from '../server/errors.ts';
-import type { Plugin, RequestContext, RequestRecord } from './types.ts';
+import type { AttemptInfo, Plugin, RequestContext, RequestRecord } from './types.ts';
 
 export class Pipeline {
   private readonly requestHooks: Plugin[];
   private readonly responseHooks: Plugin[];
   private readonly completeHooks: Plugin[];
+  private readonly attemptStartHooks: Plugin[];
+  private readonly attemptEndHooks: Plugin[];
 
   constructor(readonly plugins: readonly Plugin[]) {
     this.requestHooks = plugins.filter((p) => p.onRequest);
     this.responseHooks = plugins.filter((p) => p.onResponse);
     this.completeHooks = plugins.filter((p) => p.onComplete);
+    this.attemptStartHooks = plugins.filter((p) => p.onAttemptStart);
+    this.attemptEndHooks = plugins.filter((p) => p.onAttemptEnd);
+  }
+
+  onAttemptStart(ctx: RequestContext, attempt: number): void {
+    for (const p of this.attemptStartHooks) {
+      try {
+        p.onAttemptStart!(ctx, attempt);
+      } catch (err) {
+        appLog.error({ plugin: p.name, request_id: ctx.id, err: String(err) }, 'plugin attempt hook failed');
+      }
+    }
+  }
+
+  onAttemptEnd(ctx: RequestContext, info: AttemptInfo): void {
+    for (const p of this.attemptEndHooks) {
+      try {
+        p.onAttemptEnd!(ctx, info);
+      } catch (err) {
+        appLog.error({ plugin: p.name, request_id: ctx.id, err: String(err) }, 'plugin attempt hook failed');
+      }
+    }
   }
 
   async onRequest(ctx: RequestContext): Promise<Response | undefined> {

@@ -59,6 +59,21 @@ export interface RetryEvent {
   delay_ms: number;
 }
 
+/** One upstream attempt, as `onAttemptEnd` sees it. Times are performance.now() ms. */
+export interface AttemptInfo {
+  attempt: number;
+  /** The key's name (never its value); undefined for direct keys. */
+  key: string | undefined;
+  /** The upstream URL; its query may carry credentials, so never report it as is. */
+  url: string;
+  startedAt: number;
+  endedAt: number;
+  /** The response status, when response headers arrived. */
+  status: number | undefined;
+  /** The error type when none did (upstream_timeout, upstream_unreachable). */
+  error: string | undefined;
+}
+
 /** Per-request state shared by the flow and the plugins. */
 export interface RequestContext {
   readonly id: string;
@@ -84,6 +99,10 @@ export interface Plugin {
   readonly name: string;
   /** Before the upstream call; return a Response to answer early (auth, limits, cache). */
   onRequest?(ctx: RequestContext): Response | undefined | Promise<Response | undefined>;
+  /** Right before each upstream attempt's fetch; may still edit ctx.headers (e.g. traceparent). */
+  onAttemptStart?(ctx: RequestContext, attempt: number): void;
+  /** After each upstream attempt: its response headers arrived or it failed (not when the client aborted it). */
+  onAttemptEnd?(ctx: RequestContext, info: AttemptInfo): void;
   /** When the upstream's response headers arrived (after retries), before the body flows. */
   onResponse?(ctx: RequestContext, upstream: Response): void;
   /**

@@ -8,9 +8,15 @@ import { Pipeline } from '../pipeline/pipeline.ts';
 import type { Plugin } from '../pipeline/types.ts';
 import type { RouteInstaller } from '../server/app.ts';
 import { RequestLogPlugin } from './logging.ts';
+import { MetricsPlugin } from './metrics.ts';
+import { TracingPlugin } from './tracing.ts';
 
 export interface ConfigurablePlugin extends Plugin {
   configure(config: RuntimeConfig): void | Promise<void>;
+  /** Read after configure: false keeps the plugin out of this config's pipeline (e.g. tracing without an endpoint). */
+  readonly inPipeline?: boolean;
+  /** The plugin is not listed in this config's `plugins`. */
+  disable?(config: RuntimeConfig): void | Promise<void>;
   /** HTTP routes the plugin serves (e.g. /metrics). */
   routes?: RouteInstaller;
   /** Write out anything buffered (shutdown). */
@@ -23,8 +29,14 @@ export class PluginSet {
   readonly logging = new RequestLogPlugin();
   private readonly all: Partial<Record<PluginId, ConfigurablePlugin>> = { logging: this.logging };
 
+  readonly metrics = new MetricsPlugin();
+  readonly tracing = new TracingPlugin();
+
   /** `custom`: plugins of an embedding program, run after the built-in ones. */
-  constructor(private readonly custom: readonly Plugin[] = []) {}
+  constructor(private readonly custom: readonly Plugin[] = []) {
+    this.all.metrics = this.metrics;
+    this.all.tracing = this.tracing;
+  }
 
   /** Configure every plugin and build the pipeline for this config. */
   async pipelineFor(config: RuntimeConfig): Promise<Pipeline> {
@@ -33,7 +45,10 @@ export class PluginSet {
       const plugin = this.all[id];
       if (!plugin) continue;
       await plugin.configure(config);
-      enabled.push(plugin);
+      if (plugin.inPipeline !== false) enabled.push(plugin);
+    }
+    for (const [id, plugin] of Object.entries(this.all) as Array<[PluginId, ConfigurablePlugin]>) {
+      if (!config.plugins.includes(id)) await plugin.disable?.(config);
     }
     return new Pipeline([...enabled, ...this.custom]);
   }

@@ -45,6 +45,7 @@ export class Gateway {
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     const plugins = new PluginSet(options.plugins);
     const state: GatewayState = { config, pipeline: await plugins.pipelineFor(config), inflight: 0, draining: false };
+    plugins.metrics.bindState(state);
     const app = createApp(state, plugins.routes());
     const host = options.host ?? config.source.server.host;
     const port = options.port ?? config.source.server.port;
@@ -96,6 +97,7 @@ export class Gateway {
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [{ message: String(err) }];
       appLog.error({ reason, problems, error: (err as Error).message }, 'config reload rejected; previous config stays in force');
+      this.plugins.metrics.recordConfigReload('failure');
       return false;
     }
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
@@ -104,6 +106,7 @@ export class Gateway {
     this.state.config = config;
     this.state.pipeline = pipeline;
     appLog.info({ reason, config: config.origin }, 'config reloaded');
+    this.plugins.metrics.recordConfigReload('success');
     return true;
   }
 
