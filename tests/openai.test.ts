@@ -84,6 +84,11 @@ describe('OpenAI passthrough with the official SDK', () => {
     expect(mock.last.query).toBe('limit=2&after=x%20y');
   });
 
+  test('a key= query parameter is a client credential too: dropped', async () => {
+    await fetch(`${gw.url}/openai_passthrough/v1/models?key=client-secret&limit=2`);
+    expect(mock.last.query).toBe('limit=2');
+  });
+
   test("seed curl example as raw fetch: the client's key is replaced by the gateway's", async () => {
     const body = '{\n"model": "gpt-4o-mini",\n"messages": [{"role":"user","content":"hello from passthrough"}]\n}';
     const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {

@@ -12,6 +12,7 @@ import { isVertexRequest, PROVIDERS, ProviderError } from '../providers/index.ts
 import { GatewayError, jsonError } from '../server/errors.ts';
 import type { GatewayState } from '../server/state.ts';
 import { forwardRequestHeaders } from './headers.ts';
+import { withoutParam } from '../util/query.ts';
 import { checkPassthroughPath, splitPassthroughUrl } from './path.ts';
 import { Completion } from './completion.ts';
 import { callUpstream } from './upstream.ts';
@@ -91,7 +92,8 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
     endpoint: endpoint.id,
     provider: providerId,
     path: split.path,
-    query: split.query,
+    // `key=` is a credential too (Gemini clients send one): dropped with the others.
+    query: useKeys ? withoutParam(split.query, 'key') : split.query,
     headers: forwardRequestHeaders(request.headers, useKeys || providerId === 'azure'),
     json,
     model,

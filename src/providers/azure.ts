@@ -20,7 +20,7 @@
  * model name.
  */
 import { DEFAULT_ANTHROPIC_VERSION } from './anthropic.ts';
-import { withoutParam } from './gemini.ts';
+import { withoutParam } from '../util/query.ts';
 import { bodyModel, joinUrl, ProviderError, type Provider } from './types.ts';
 
 /** Used only on paths that need an api-version when neither key nor client gave one. */

@@ -12,12 +12,9 @@ export const gemini: Provider = {
   id: 'gemini',
   modelOf: (path, json) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(json)),
   target(req, key, provider) {
-    let query = req.query;
-    if (key) {
-      req.headers.set('x-goog-api-key', key.value);
-      query = withoutParam(query, 'key');
-    }
-    return { url: joinUrl(provider.baseUrl ?? DEFAULT_BASE, req.path, query) };
+    // The client's `key=` was already removed with its other credentials (flow.ts).
+    if (key) req.headers.set('x-goog-api-key', key.value);
+    return { url: joinUrl(provider.baseUrl ?? DEFAULT_BASE, req.path, req.query) };
   },
   // The Gemini API's OpenAI-compatible endpoints (`/v1beta/openai/chat/completions`) answer in OpenAI's shape.
   usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
@@ -41,11 +38,4 @@ export function lastSegmentModel(model: string | undefined): string | undefined 
   return i >= 0 ? model.slice(i + 1) : model;
 }
 
-/** Remove every occurrence of a query parameter, keeping the rest byte for byte. */
-export function withoutParam(query: string, name: string): string {
-  if (!query.includes(`${name}=`) && !query.includes(name)) return query;
-  return query
-    .split('&')
-    .filter((part) => part !== name && !part.startsWith(`${name}=`))
-    .join('&');
-}
+

@@ -14,7 +14,7 @@
  * client's `x-goog-user-project` is dropped (the key's project is the one billed).
  */
 import { TokenError } from './google-auth.ts';
-import { lastSegmentModel, modelFromGooglePath, withoutParam } from './gemini.ts';
+import { lastSegmentModel, modelFromGooglePath } from './gemini.ts';
 import { bodyModel, joinUrl, ProviderError, type Provider } from './types.ts';
 
 const PROJECT_PATH = /\/projects\/([^/]+)\/locations\/([^/]+)\//;
@@ -30,7 +30,6 @@ export const vertex: Provider = {
   modelOf: (path, json) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(json)),
   async target(req, key, provider) {
     let path = req.path;
-    let query = req.query;
     const inPath = PROJECT_PATH.exec(path);
     let region = inPath?.[2];
     if (key?.vertex) {
@@ -59,14 +58,12 @@ export const vertex: Provider = {
         req.headers.set('authorization', `Bearer ${token}`);
       } else {
         req.headers.set('x-goog-api-key', key.value);
-        query = withoutParam(query, 'key');
       }
     } else if (key) {
       // Express-mode key without vertex_key_config.
       req.headers.set('x-goog-api-key', key.value);
-      query = withoutParam(query, 'key');
     }
-    return { url: joinUrl(provider.baseUrl ?? vertexHost(region), path, query) };
+    return { url: joinUrl(provider.baseUrl ?? vertexHost(region), path, req.query) };
   },
   usageFormat: vertexUsageFormat,
 };
