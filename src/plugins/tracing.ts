@@ -310,7 +310,14 @@ export class TracingPlugin implements Plugin {
     const old = this.exporter;
     this.exporterKey = key;
     this.exporter = t.endpoint
-      ? new OtlpExporter(t.endpoint, t.headers, { 'service.name': t.service_name, 'service.version': VERSION, 'telemetry.sdk.name': 'skybridge', 'telemetry.sdk.language': 'nodejs' })
+      ? new OtlpExporter(t.endpoint, t.headers, {
+          'service.name': t.service_name,
+          'service.version': VERSION,
+          'telemetry.sdk.name': 'skybridge',
+          'telemetry.sdk.language': 'nodejs',
+          'process.runtime.name': 'bun',
+          'process.runtime.version': Bun.version,
+        })
       : undefined;
     // Spans of the old config still go where they were meant to go.
     if (old) void old.flush();
