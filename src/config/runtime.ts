@@ -64,6 +64,11 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
   if (config.governance?.required && config.governance.virtual_keys.length === 0) {
     problems.push({ file: origin, path: 'governance.virtual_keys', message: 'governance.required is true but no virtual key is configured' });
   }
+  if (config.governance && (config.governance.required || config.governance.virtual_keys.length > 0) && !config.plugins.includes('governance')) {
+    // Virtual keys that nothing checks would let every request through unnoticed.
+    if (config.governance.required) problems.push({ file: origin, path: 'plugins', message: 'governance.required is true but "governance" is not in plugins' });
+    else warnings.push('a governance section is configured but "governance" is not in plugins: virtual keys and limits are not enforced');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     source: config,

@@ -134,12 +134,30 @@ const PriceSchema = v.strictObject({
   output_per_million: positive,
 });
 
+const unique =
+  (field: 'name' | 'value') =>
+  <T extends { name: string; value: string }>(keys: T[]): boolean =>
+    new Set(keys.map((k) => k[field])).size === keys.length;
+
 export const GovernanceSchema = v.strictObject({
   required: v.optional(v.boolean(), false),
-  virtual_keys: v.optional(v.array(VirtualKeySchema), []),
-  redis_url: v.optional(v.string()),
+  virtual_keys: v.optional(
+    v.pipe(
+      v.array(VirtualKeySchema),
+      v.check(unique('name'), 'virtual key names must be unique'),
+      v.check(unique('value'), 'virtual key values must be unique'),
+    ),
+    [],
+  ),
+  /** redis://[user:password@]host:port[/db] (rediss:// for TLS). Unset: counters in memory. */
+  redis_url: v.optional(v.pipe(v.string(), v.regex(/^(redis|rediss|valkey|valkeys)(\+(tls|unix))?:\/\//i, 'must be a redis:// or rediss:// URL'))),
+  /** Upper bound for every Redis operation (connecting included). */
+  redis_timeout_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(10), v.maxValue(10000)), 250),
+  /** Prefix of every counter key in Redis (several gateway fleets may share one Redis). */
+  redis_key_prefix: v.optional(v.string(), 'skybridge:gov:'),
   /** What to do when Redis cannot be reached: let requests through or refuse them. */
   on_store_error: v.optional(v.picklist(['fail_open', 'fail_closed']), 'fail_open'),
+  /** USD per million tokens by model ("prefix*" patterns allowed), for max_cost_usd budgets. */
   prices: v.optional(v.record(v.string(), PriceSchema), {}),
 });
 

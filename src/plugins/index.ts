@@ -7,6 +7,7 @@ import type { PluginId } from '../config/schema.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
 import type { Plugin } from '../pipeline/types.ts';
 import type { RouteInstaller } from '../server/app.ts';
+import { GovernancePlugin } from './governance/plugin.ts';
 import { RequestLogPlugin } from './logging.ts';
 import { MetricsPlugin } from './metrics.ts';
 import { TracingPlugin } from './tracing.ts';
@@ -27,7 +28,8 @@ export interface ConfigurablePlugin extends Plugin {
 
 export class PluginSet {
   readonly logging = new RequestLogPlugin();
-  private readonly all: Partial<Record<PluginId, ConfigurablePlugin>> = { logging: this.logging };
+  readonly governance = new GovernancePlugin();
+  private readonly all: Partial<Record<PluginId, ConfigurablePlugin>> = { logging: this.logging, governance: this.governance };
 
   readonly metrics = new MetricsPlugin();
   readonly tracing = new TracingPlugin();

@@ -1,0 +1,163 @@
+/**
+ * Virtual keys: recognising one wherever a client presents it, in constant time.
+ *
+ * Each configured value is hashed with SHA-256 once, when the config is loaded. A
+ * presented candidate is hashed too and compared with EVERY configured digest using
+ * `crypto.timingSafeEqual` (no early exit, equal-length inputs), so neither the
+ * position of a mismatch nor the length of the secret shows in the response time.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { ProviderId } from '../../config/schema.ts';
+import type { Period } from './limits.ts';
+
+export interface VirtualKey {
+  name: string;
+  providers: ReadonlySet<ProviderId>;
+  models: readonly string[];
+  requestsPerMinute: number | undefined;
+  tokensPerMinute: number | undefined;
+  budget: { maxTokens: number | undefined; maxCostNano: number | undefined; period: Period } | undefined;
+  /** Anything to count after the request (tokens per minute, budgets)? */
+  countsUsage: boolean;
+}
+
+export interface VirtualKeyInput {
+  name: string;
+  value: string;
+  providers: readonly ProviderId[];
+  models: readonly string[];
+  rate_limit?: { requests_per_minute?: number; tokens_per_minute?: number };
+  budget?: { max_tokens?: number; max_cost_usd?: number; period: Period };
+}
+
+/** Header the gateway reserves for the virtual key (never forwarded: `x-bf-*` is a control prefix). */
+export const VK_HEADER = 'x-bf-vk';
+
+/** Headers an SDK carries its API key in; a virtual key found in one of them is consumed. */
+const SDK_CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'api-key', 'x-goog-api-key'] as const;
+
+const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+export class VirtualKeyTable {
+  private readonly digests: Array<{ digest: Buffer; key: VirtualKey }>;
+
+  constructor(inputs: readonly VirtualKeyInput[]) {
+    this.digests = inputs.map((k) => ({ digest: sha256(k.value), key: compileKey(k) }));
+  }
+
+  get size(): number {
+    return this.digests.length;
+  }
+
+  /** The virtual key whose value equals `candidate`, compared in constant time. */
+  match(candidate: string): VirtualKey | undefined {
+    if (this.digests.length === 0 || candidate === '') return undefined;
+    const d = sha256(candidate);
+    let found: VirtualKey | undefined;
+    for (const entry of this.digests) {
+      // Always run every comparison; only remember the (single, values are unique) hit.
+      if (timingSafeEqual(d, entry.digest) && !found) found = entry.key;
+    }
+    return found;
+  }
+}
+
+function compileKey(k: VirtualKeyInput): VirtualKey {
+  const b = k.budget;
+  const budget =
+    b && (b.max_tokens !== undefined || b.max_cost_usd !== undefined)
+      ? { maxTokens: b.max_tokens, maxCostNano: b.max_cost_usd === undefined ? undefined : Math.round(b.max_cost_usd * 1e9), period: b.period }
+      : undefined;
+  const tokensPerMinute = k.rate_limit?.tokens_per_minute;
+  return {
+    name: k.name,
+    providers: new Set(k.providers),
+    models: k.models,
+    requestsPerMinute: k.rate_limit?.requests_per_minute,
+    tokensPerMinute,
+    budget,
+    countsUsage: tokensPerMinute !== undefined || budget !== undefined,
+  };
+}
+
+export interface Presented {
+  /** The key the request is governed by (x-bf-vk first, then the SDK headers in order). */
+  key: VirtualKey | undefined;
+  /** `x-bf-vk` was sent but is not a virtual key. */
+  badControlHeader: boolean;
+  /** Some credential (header or `key=`) was sent at all. */
+  anyCredential: boolean;
+}
+
+/**
+ * Find the virtual key of a request and consume it: every header (and the Gemini
+ * `key=` query parameter) holding a virtual key is removed from what goes upstream,
+ * also in direct-key mode, where the client's other credentials pass unchanged.
+ * Looks at the client's original headers and query; edits the upstream ones.
+ */
+export function presentedKey(
+  table: VirtualKeyTable,
+  incoming: Headers,
+  upstream: Headers,
+  incomingQuery: string,
+  query: string,
+  checkQuery: boolean,
+): Presented & { query: string } {
+  let key: VirtualKey | undefined;
+  let badControlHeader = false;
+  let anyCredential = false;
+
+  const control = incoming.get(VK_HEADER);
+  if (control !== null) {
+    anyCredential = true;
+    key = table.match(control.trim());
+    if (!key) badControlHeader = true;
+  }
+  for (const name of SDK_CREDENTIAL_HEADERS) {
+    const raw = incoming.get(name);
+    if (raw === null) continue;
+    anyCredential = true;
+    const candidate = name === 'authorization' ? bearerToken(raw) : raw.trim();
+    if (candidate === undefined) continue;
+    const hit = table.match(candidate);
+    if (!hit) continue;
+    upstream.delete(name);
+    key ??= hit;
+  }
+  if (checkQuery) {
+    // Detect in the client's own query (the flow may already have dropped `key=` from the
+    // upstream one), remove from the upstream one (direct-key mode keeps other keys).
+    for (const value of keyParams(incomingQuery)) {
+      anyCredential = true;
+      key ??= table.match(value);
+    }
+    if (query.includes('key=')) {
+      query = query
+        .split('&')
+        .filter((part) => !(part.startsWith('key=') && table.match(decodeQueryValue(part.slice(4)))))
+        .join('&');
+    }
+  }
+  return { key, badControlHeader, anyCredential, query };
+}
+
+function keyParams(query: string): string[] {
+  if (!query.includes('key=')) return [];
+  return query
+    .split('&')
+    .filter((part) => part.startsWith('key='))
+    .map((part) => decodeQueryValue(part.slice(4)));
+}
+
+function bearerToken(value: string): string | undefined {
+  const m = /^\s*bearer\s+(\S+)\s*$/i.exec(value);
+  return m ? m[1] : undefined;
+}
+
+function decodeQueryValue(v: string): string {
+  try {
+    return decodeURIComponent(v.replaceAll('+', ' '));
+  } catch {
+    return v;
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * Governance: virtual keys for clients, allowed providers/models per key, rate limits
+ * (requests and tokens per minute) and budgets (tokens and cost per calendar period).
+ *
+ * onRequest: find and consume the virtual key, check what it may use, then admit the
+ * request against its counters in one atomic store operation (the request counter is
+ * only incremented when every limit passes). onComplete: add the tokens and cost the
+ * request actually used (streams included) to the token-per-minute window and the
+ * budget period. Token limits are therefore enforced on admission against what was
+ * already spent: a request in flight may take a key past its limit, the next ones are
+ * refused.
+ */
+import type { RuntimeConfig } from '../../config/runtime.ts';
+import { appLog } from '../../log/app.ts';
+import type { RequestContext, RequestRecord } from '../../pipeline/types.ts';
+import { jsonError } from '../../server/errors.ts';
+import type { ConfigurablePlugin } from '../index.ts';
+import { presentedKey, VirtualKeyTable, type VirtualKey } from './keys.ts';
+import { allowsModel, costNanoUsd, formatUsd, minuteWindow, periodWindow, PriceTable, secondsUntil, tokensOf, type Period, type Window } from './limits.ts';
+import { MemoryStore, RedisStore, redactRedisUrl, type Check, type CounterStore, type Increment } from './store.ts';
+
+const STATE_KEY = 'governance';
+/** Counter keys outlive their window by this much (clock skew between instances). */
+const TTL_SLACK_SEC = 60;
+const ADJECTIVE: Record<Period, string> = { hour: 'hourly', day: 'daily', week: 'weekly', month: 'monthly' };
+const HOW_TO_SEND = 'send it as the x-bf-vk header or as the API key of your SDK (Authorization: Bearer, x-api-key, api-key, x-goog-api-key)';
+
+interface PlannedCheck {
+  check: Check;
+  window: Window;
+  type: 'rate_limit_exceeded' | 'budget_exceeded';
+  message: (value: number, retryAfter: number) => string;
+}
+
+export class GovernancePlugin implements ConfigurablePlugin {
+  readonly name = 'governance';
+  /** The clock windows and periods are computed from (epoch ms). Tests move it. */
+  now: () => number = Date.now;
+  /** Counters when no redis_url is set; kept for the plugin's lifetime (reloads keep counts). */
+  readonly memory = new MemoryStore();
+  private store: CounterStore = this.memory;
+  private storeSignature: string | undefined;
+  private active = false;
+  private required = false;
+  private failOpen = true;
+  private prefix = 'skybridge:gov:';
+  private keys = new VirtualKeyTable([]);
+  private prices = new PriceTable({});
+  private readonly pending = new Set<Promise<void>>();
+  private readonly storeWarnings = new WarnLimiter(10_000);
+  private readonly priceWarnings = new WarnLimiter(60_000);
+
+  configure(config: RuntimeConfig): void {
+    const g = config.source.governance;
+    this.active = g !== undefined && (g.required || g.virtual_keys.length > 0);
+    this.required = g?.required ?? false;
+    this.failOpen = (g?.on_store_error ?? 'fail_open') === 'fail_open';
+    this.prefix = g?.redis_key_prefix ?? 'skybridge:gov:';
+    this.keys = new VirtualKeyTable(g?.virtual_keys ?? []);
+    this.prices = new PriceTable(g?.prices ?? {});
+
+    const url = g?.redis_url || undefined;
+    const timeoutMs = g?.redis_timeout_ms ?? 250;
+    const signature = url ? `${url}\n${timeoutMs}` : undefined;
+    if (signature !== this.storeSignature) {
+      const old = this.store;
+      if (url) {
+        const redis = new RedisStore(url, { timeoutMs });
+        redis.warmUp((err) => this.storeWarnings.warn({ err: String((err as Error)?.message ?? err), redis: redactRedisUrl(url) }, 'governance store: cannot connect to redis (will retry on demand)'));
+        this.store = redis;
+        appLog.info({ redis: redactRedisUrl(url), timeout_ms: timeoutMs }, 'governance counters in redis');
+      } else {
+        this.store = this.memory;
+      }
+      this.storeSignature = signature;
+      if (old !== this.memory) void this.settled().then(() => old.close());
+    }
+
+    for (const k of g?.virtual_keys ?? []) {
+      if (k.budget?.max_cost_usd === undefined) continue;
+      const unpriced = k.models.filter((m) => !this.prices.lookup(m.endsWith('*') ? m.slice(0, -1) : m));
+      if (unpriced.length > 0) {
+        appLog.warn({ virtual_key: k.name, models: unpriced }, 'virtual key has a cost budget but governance.prices has no price for some of its models; requests for unpriced models are refused');
+      }
+    }
+  }
+
+  async onRequest(ctx: RequestContext): Promise<Response | undefined> {
+    if (!this.active) return undefined;
+    const found = presentedKey(this.keys, ctx.request.headers, ctx.headers, rawQuery(ctx.request.url), ctx.query, ctx.endpoint === 'genai');
+    ctx.query = found.query;
+    if (found.badControlHeader) return refuse(ctx, 401, 'unauthorized', 'the x-bf-vk header does not hold a valid virtual key');
+    const vk = found.key;
+    if (!vk) {
+      if (!this.required) return undefined;
+      return refuse(
+        ctx,
+        401,
+        'unauthorized',
+        found.anyCredential ? `the credential sent is not a valid virtual key; this gateway requires one: ${HOW_TO_SEND}` : `a virtual key is required: ${HOW_TO_SEND}`,
+      );
+    }
+    ctx.record.virtual_key = vk.name;
+    ctx.state[STATE_KEY] = vk;
+
+    if (!vk.providers.has(ctx.provider)) {
+      return refuse(ctx, 403, 'provider_not_allowed', `virtual key "${vk.name}" may not use provider "${ctx.provider}" (allowed: ${[...vk.providers].join(', ') || 'none'})`);
+    }
+    const modelAllowed = ctx.model === undefined ? vk.models.length > 0 : allowsModel(vk.models, ctx.model);
+    if (!modelAllowed) {
+      return refuse(ctx, 403, 'model_not_allowed', `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`);
+    }
+    if (vk.budget?.maxCostNano !== undefined && ctx.model !== undefined && !this.prices.lookup(ctx.model)) {
+      return refuse(ctx, 403, 'model_not_priced', `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${ctx.model}"`);
+    }
+
+    const now = this.now();
+    const plan = this.plan(vk, now);
+    if (plan.length === 0) return undefined;
+    let result;
+    try {
+      result = await this.store.admit(plan.map((p) => p.check));
+    } catch (err) {
+      this.storeWarnings.warn({ err: String((err as Error)?.message ?? err), on_store_error: this.failOpen ? 'fail_open' : 'fail_closed' }, this.failOpen ? 'governance store unavailable; request let through unchecked (fail_open)' : 'governance store unavailable; request refused (fail_closed)');
+      if (this.failOpen) return undefined;
+      return refuse(ctx, 503, 'governance_unavailable', 'the governance counter store is unavailable; request refused (governance.on_store_error: fail_closed)');
+    }
+    if (result.ok) return undefined;
+    const hit = plan[result.index]!;
+    const retryAfter = secondsUntil(hit.window.end, now);
+    return refuse(ctx, 429, hit.type, hit.message(result.value, retryAfter), { 'retry-after': String(retryAfter) });
+  }
+
+  onComplete(record: RequestRecord, ctx: RequestContext | undefined): void {
+    const vk = ctx?.state[STATE_KEY] as VirtualKey | undefined;
+    if (!vk?.countsUsage) return;
+    const tokens = tokensOf(record.usage);
+    if (tokens <= 0) return;
+    const now = this.now();
+    const increments: Increment[] = [];
+    if (vk.tokensPerMinute !== undefined) {
+      const w = minuteWindow(now);
+      increments.push({ key: this.key(vk, 'tpm', w), by: tokens, ttlSec: ttl(w, now) });
+    }
+    const budget = vk.budget;
+    if (budget) {
+      const w = periodWindow(budget.period, now);
+      if (budget.maxTokens !== undefined) increments.push({ key: this.key(vk, `tok:${budget.period}`, w), by: tokens, ttlSec: ttl(w, now) });
+      if (budget.maxCostNano !== undefined) {
+        const price = this.prices.lookup(record.model);
+        if (price) {
+          increments.push({ key: this.key(vk, `usd:${budget.period}`, w), by: costNanoUsd(record.usage, price), ttlSec: ttl(w, now) });
+        } else {
+          this.priceWarnings.warn({ virtual_key: vk.name, model: record.model ?? null, tokens }, 'no price for the model of a completed request; its cost was not counted against the budget');
+        }
+      }
+    }
+    if (increments.length === 0) return;
+    const done: Promise<void> = this.store
+      .add(increments)
+      .catch((err) => this.storeWarnings.warn({ err: String((err as Error)?.message ?? err), virtual_key: vk.name, tokens }, 'governance store unavailable; usage of a completed request was not counted'))
+      .finally(() => this.pending.delete(done));
+    this.pending.add(done);
+  }
+
+  /** Resolves when the counter store answers (always, for memory); rejects with the reason. */
+  async storeReady(): Promise<void> {
+    if (this.store instanceof RedisStore) await this.store.ping();
+  }
+
+  /** Resolves when every usage write started so far has finished (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  /** Left out of `plugins` by a reload: release the Redis connection. */
+  async disable(): Promise<void> {
+    this.active = false;
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    await this.settled();
+    if (this.store !== this.memory) await this.store.close();
+    this.store = this.memory;
+    this.storeSignature = undefined;
+  }
+
+  /** The checks for one request, most lasting first: a spent budget outranks a busy minute. */
+  private plan(vk: VirtualKey, now: number): PlannedCheck[] {
+    const plan: PlannedCheck[] = [];
+    const b = vk.budget;
+    if (b) {
+      const w = periodWindow(b.period, now);
+      const resets = new Date(w.end).toISOString();
+      if (b.maxCostNano !== undefined) {
+        const limit = b.maxCostNano;
+        plan.push({
+          check: { key: this.key(vk, `usd:${b.period}`, w), limit, inc: 0, ttlSec: ttl(w, now) },
+          window: w,
+          type: 'budget_exceeded',
+          message: (v) => `virtual key "${vk.name}" has used up its ${ADJECTIVE[b.period]} cost budget (max_cost_usd ${formatUsd(limit)}, spent ${formatUsd(v)}); it resets at ${resets}`,
+        });
+      }
+      if (b.maxTokens !== undefined) {
+        const limit = b.maxTokens;
+        plan.push({
+          check: { key: this.key(vk, `tok:${b.period}`, w), limit, inc: 0, ttlSec: ttl(w, now) },
+          window: w,
+          type: 'budget_exceeded',
+          message: (v) => `virtual key "${vk.name}" has used up its ${ADJECTIVE[b.period]} token budget (max_tokens ${limit}, used ${v}); it resets at ${resets}`,
+        });
+      }
+    }
+    const m = minuteWindow(now);
+    if (vk.tokensPerMinute !== undefined) {
+      const limit = vk.tokensPerMinute;
+      plan.push({
+        check: { key: this.key(vk, 'tpm', m), limit, inc: 0, ttlSec: ttl(m, now) },
+        window: m,
+        type: 'rate_limit_exceeded',
+        message: (v, s) => `virtual key "${vk.name}" is over its tokens_per_minute limit (${limit}; ${v} used this minute); retry in ${s} s`,
+      });
+    }
+    if (vk.requestsPerMinute !== undefined) {
+      const limit = vk.requestsPerMinute;
+      plan.push({
+        check: { key: this.key(vk, 'rpm', m), limit, inc: 1, ttlSec: ttl(m, now) },
+        window: m,
+        type: 'rate_limit_exceeded',
+        message: (_v, s) => `virtual key "${vk.name}" is over its requests_per_minute limit (${limit}); retry in ${s} s`,
+      });
+    }
+    return plan;
+  }
+
+  /**
+   * `<prefix>{<name>}:<counter>:<window start, epoch s>`. The braces are a Redis Cluster
+   * hash tag: all counters of one key share a slot, as the multi-key scripts require.
+   */
+  private key(vk: VirtualKey, counter: string, w: Window): string {
+    return `${this.prefix}{${encodeURIComponent(vk.name)}}:${counter}:${Math.floor(w.start / 1000)}`;
+  }
+}
+
+/** The query string as the client sent it, without "?" (the fragment never reaches a server). */
+function rawQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? '' : url.slice(q + 1);
+}
+
+function ttl(w: Window, now: number): number {
+  return Math.ceil((w.end - now) / 1000) + TTL_SLACK_SEC;
+}
+
+function refuse(ctx: RequestContext, status: number, type: string, message: string, headers?: Record<string, string>): Response {
+  ctx.record.error = { type, message };
+  return jsonError(status, type, message, headers);
+}
+
+/** At most one warning per interval; the next one reports how many were held back. */
+class WarnLimiter {
+  private last = -Infinity;
+  private suppressed = 0;
+
+  constructor(private readonly everyMs: number) {}
+
+  warn(fields: Record<string, unknown>, message: string): void {
+    const now = performance.now();
+    if (now - this.last < this.everyMs) {
+      this.suppressed++;
+      return;
+    }
+    appLog.warn(this.suppressed > 0 ? { ...fields, suppressed: this.suppressed } : fields, message);
+    this.last = now;
+    this.suppressed = 0;
+  }
+}
