@@ -161,7 +161,18 @@ export const GovernanceSchema = v.strictObject({
   prices: v.optional(v.record(v.string(), PriceSchema), {}),
 });
 
-export const PLUGIN_IDS = ['governance', 'logging', 'metrics', 'tracing'] as const;
+/** Request log explorer: an SQLite index beside the log, /api/logs, /api/stats, /ui (docs/explorer.md). */
+export const ExplorerSchema = v.strictObject({
+  enabled: v.optional(v.boolean(), true),
+  /** Bearer token for /api/logs* and /api/stats. Unset: they answer loopback clients only. */
+  admin_token: v.optional(nonEmpty),
+  /** The index keeps at most this many requests (the newest) ... */
+  retention_max_rows: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000_000)), 100_000),
+  /** ... and none older than this (fractions allowed). The NDJSON log keeps everything. */
+  retention_days: v.optional(v.pipe(v.number(), v.minValue(0.0001, 'must be > 0'), v.maxValue(3650)), 7),
+});
+
+export const PLUGIN_IDS = ['governance', 'logging', 'explorer', 'metrics', 'tracing'] as const;
 export type PluginId = (typeof PLUGIN_IDS)[number];
 
 export const ConfigSchema = v.strictObject({
@@ -181,6 +192,7 @@ export const ConfigSchema = v.strictObject({
   metrics: v.optional(MetricsSchema, {}),
   tracing: v.optional(TracingSchema, {}),
   governance: v.optional(GovernanceSchema),
+  explorer: v.optional(ExplorerSchema, {}),
   /** Plugin order; a plugin left out is off. Default: all of them in this order. */
   plugins: v.optional(v.array(v.picklist(PLUGIN_IDS)), [...PLUGIN_IDS]),
   // Bifrost top-level sections that have no meaning here; accepted so its config.json loads.

@@ -7,6 +7,7 @@ import type { PluginId } from '../config/schema.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
 import type { Plugin } from '../pipeline/types.ts';
 import type { RouteInstaller } from '../server/app.ts';
+import { ExplorerPlugin } from './explorer/index.ts';
 import { GovernancePlugin } from './governance/plugin.ts';
 import { RequestLogPlugin } from './logging.ts';
 import { MetricsPlugin } from './metrics.ts';
@@ -33,11 +34,13 @@ export class PluginSet {
 
   readonly metrics = new MetricsPlugin();
   readonly tracing = new TracingPlugin();
+  readonly explorer = new ExplorerPlugin();
 
   /** `custom`: plugins of an embedding program, run after the built-in ones. */
   constructor(private readonly custom: readonly Plugin[] = []) {
     this.all.metrics = this.metrics;
     this.all.tracing = this.tracing;
+    this.all.explorer = this.explorer;
   }
 
   /** Configure every plugin and build the pipeline for this config. */

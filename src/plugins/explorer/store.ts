@@ -1,0 +1,321 @@
+/**
+ * The explorer's index: recent request-log records in an SQLite file beside the NDJSON
+ * log (bun:sqlite, WAL). The NDJSON log stays the source of truth; this file can be
+ * deleted at any time and is rebuilt from the log on the next start.
+ *
+ * One table, one row per request: the columns filters and stats need, the log line
+ * itself (`record`, the NDJSON line without `log` and the bodies) and the bodies last,
+ * so list queries never read them. Rows are ordered by (ts, seq): `ts` is the request's
+ * `time` in epoch ms, `seq` the rowid (insertion order) as a tie-breaker.
+ */
+import { Database } from 'bun:sqlite';
+import { existsSync, rmSync, statSync } from 'node:fs';
+
+/** Bump when the table layout changes: an index with another version is rebuilt. */
+const SCHEMA_VERSION = 1;
+
+/** One request as the index stores it. */
+export interface IndexRow {
+  request_id: string;
+  ts: number;
+  provider: string | null;
+  endpoint: string | null;
+  method: string | null;
+  path: string | null;
+  status: number;
+  model: string | null;
+  virtual_key: string | null;
+  outcome: string | null;
+  latency_ms: number | null;
+  /** latencyBin(latency_ms): stats compute percentiles from these histograms. */
+  lat_bin: number | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  /** JSON of the log line without `log`, `request_body`, `response_body`. */
+  record: string;
+  request_body: string | null;
+  response_body: string | null;
+}
+
+export interface LogFilter {
+  /** Inclusive bounds, epoch ms. */
+  from?: number;
+  to?: number;
+  provider?: string;
+  model?: string;
+  /** Status range, inclusive (a class `4xx` is 400..499, an exact code is code..code). */
+  statusMin?: number;
+  statusMax?: number;
+  virtualKey?: string;
+  outcome?: string;
+  /** Substring of the path (case-sensitive, as paths are). */
+  q?: string;
+}
+
+export interface Cursor {
+  ts: number;
+  seq: number;
+}
+
+export interface Page {
+  /** Log-line JSON strings, newest first. */
+  records: string[];
+  next: Cursor | null;
+}
+
+/**
+ * Latency histograms: a bin is a 1% wide step on a log scale, so a percentile read
+ * from bins is within 1% of the exact one, and stats aggregate in SQL (GROUP BY) rather
+ * than pulling every row of the window into JS.
+ */
+const LOG_STEP = Math.log(1.02);
+export const latencyBin = (ms: number): number => Math.floor(Math.log(Math.max(ms, 0.001)) / LOG_STEP);
+/** The middle of a bin, in ms. */
+export const binValue = (bin: number): number => Math.round(Math.exp((bin + 0.5) * LOG_STEP) * 100) / 100;
+
+/** Aggregates per group and latency bin: [group..., lat_bin, requests, errors, input tokens, output tokens]. */
+export type GroupRow = [string | null, string | null, number | null, number, number, number, number];
+export type BucketRow = [number, number | null, number, number, number, number];
+
+/** A request counts as an error when its status is 4xx/5xx or its outcome is not `ok`. */
+const AGG = `count(*), sum(status >= 400 OR coalesce(outcome, 'ok') <> 'ok'), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)`;
+
+const DDL = `
+CREATE TABLE IF NOT EXISTS requests (
+  seq INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL UNIQUE,
+  ts INTEGER NOT NULL,
+  provider TEXT,
+  endpoint TEXT,
+  method TEXT,
+  path TEXT,
+  status INTEGER NOT NULL,
+  model TEXT,
+  virtual_key TEXT,
+  outcome TEXT,
+  latency_ms REAL,
+  lat_bin INTEGER,
+  input_tokens INTEGER,
+  output_tokens INTEGER,
+  record TEXT NOT NULL,
+  request_body TEXT,
+  response_body TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);
+CREATE INDEX IF NOT EXISTS requests_provider_ts ON requests(provider, ts);
+CREATE INDEX IF NOT EXISTS requests_model_ts ON requests(model, ts);
+CREATE INDEX IF NOT EXISTS requests_status_ts ON requests(status, ts);
+CREATE INDEX IF NOT EXISTS requests_vk_ts ON requests(virtual_key, ts);
+CREATE INDEX IF NOT EXISTS requests_outcome_ts ON requests(outcome, ts);
+`;
+
+const INSERT = `INSERT OR IGNORE INTO requests
+  (request_id, ts, provider, endpoint, method, path, status, model, virtual_key, outcome, latency_ms, lat_bin, input_tokens, output_tokens, record, request_body, response_body)
+  VALUES ($request_id, $ts, $provider, $endpoint, $method, $path, $status, $model, $virtual_key, $outcome, $latency_ms, $lat_bin, $input_tokens, $output_tokens, $record, $request_body, $response_body)`;
+
+export class LogStore {
+  readonly db: Database;
+  /** Whether the file did not exist (or was unusable) and the index starts empty. */
+  readonly created: boolean;
+  /** Rows in the table, tracked so retention needs no COUNT(*) per flush. */
+  private count: number;
+  private open_ = true;
+  private readonly insertMany: (rows: IndexRow[]) => number;
+
+  /** `path` null: an in-memory index (no request log file configured). */
+  constructor(readonly path: string | null) {
+    let created = path === null || !existsSync(path) || statSync(path).size === 0;
+    let db: Database;
+    try {
+      db = LogStore.open(path);
+      if (!created && (db.query('PRAGMA user_version').get() as { user_version: number }).user_version !== SCHEMA_VERSION) {
+        throw new Error('index schema version differs');
+      }
+    } catch {
+      // Corrupt, foreign or older index: it is only a cache of the log, start it anew.
+      if (path === null) throw new Error('cannot open an in-memory index');
+      for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
+      db = LogStore.open(path);
+      created = true;
+    }
+    db.exec(DDL);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    this.db = db;
+    this.created = created;
+    this.count = (db.query('SELECT count(*) AS n FROM requests').get() as { n: number }).n;
+    const insert = db.query(INSERT);
+    this.insertMany = db.transaction((rows: IndexRow[]) => {
+      let added = 0;
+      for (const row of rows) added += insert.run(row as never).changes;
+      return added;
+    });
+  }
+
+  private static open(path: string | null): Database {
+    const db = new Database(path ?? ':memory:', { create: true, strict: true });
+    db.exec('PRAGMA journal_mode = WAL');
+    // WAL + NORMAL: a commit does not wait for fsync; a crash may lose the last commits,
+    // which the NDJSON log still holds (the index is topped up from it on start).
+    db.exec('PRAGMA synchronous = NORMAL');
+    db.exec('PRAGMA busy_timeout = 2000');
+    return db;
+  }
+
+  get rows(): number {
+    return this.count;
+  }
+
+  /** Insert rows in one transaction; rows already present (same request_id) are skipped. */
+  insert(rows: IndexRow[]): number {
+    if (rows.length === 0) return 0;
+    const added = this.insertMany(rows);
+    this.count += added;
+    return added;
+  }
+
+  /**
+   * Delete up to `limit` rows older than `minTs` and up to `limit` of the oldest rows
+   * beyond `maxRows`. Returns how many went and whether more are due (call again: big
+   * deletes are done in steps so none holds the event loop for long).
+   */
+  prune(minTs: number, maxRows: number, limit = 2000): { removed: number; more: boolean } {
+    const old = this.db.query('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests WHERE ts < ? ORDER BY ts LIMIT ?)').run(minTs, limit).changes;
+    this.count -= old;
+    let extra = 0;
+    if (this.count > maxRows) {
+      extra = this.db.query('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests ORDER BY ts ASC, seq ASC LIMIT ?)').run(Math.min(limit, this.count - maxRows)).changes;
+      this.count -= extra;
+    }
+    return { removed: old + extra, more: old === limit || this.count > maxRows };
+  }
+
+  /** Newest `ts` in the index, or undefined when empty. */
+  newestTs(): number | undefined {
+    const r = this.db.query('SELECT max(ts) AS t FROM requests').get() as { t: number | null };
+    return r.t ?? undefined;
+  }
+
+  oldestTs(): number | undefined {
+    const r = this.db.query('SELECT min(ts) AS t FROM requests').get() as { t: number | null };
+    return r.t ?? undefined;
+  }
+
+  /** One page of records matching `filter`, newest first, after `cursor`. */
+  list(filter: LogFilter, limit: number, cursor: Cursor | undefined): Page {
+    const { where, params } = whereClause(filter);
+    if (cursor) {
+      where.push('(ts, seq) < (?, ?)');
+      params.push(cursor.ts, cursor.seq);
+    }
+    const sql = `SELECT seq, ts, record FROM requests${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC, seq DESC LIMIT ?`;
+    params.push(limit + 1);
+    const rows = this.db.query(sql).values(...(params as never[])) as Array<[number, number, string]>;
+    const more = rows.length > limit;
+    if (more) rows.pop();
+    const last = rows.at(-1);
+    return { records: rows.map((r) => r[2]), next: more && last ? { ts: last[1], seq: last[0] } : null };
+  }
+
+  /** One record with its bodies, or undefined. */
+  get(requestId: string): { record: string; request_body: string | null; response_body: string | null } | undefined {
+    return (this.db.query('SELECT record, request_body, response_body FROM requests WHERE request_id = ?').get(requestId) as never) ?? undefined;
+  }
+
+  /** Stats aggregates for the rows matching `filter`: per (provider, model, bin) and per (time bucket, bin). */
+  statsGroups(filter: LogFilter, first: number, bucketMs: number): { groups: GroupRow[]; buckets: BucketRow[] } {
+    const { where, params } = whereClause(filter);
+    const w = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+    const groups = this.db.query(`SELECT provider, model, lat_bin, ${AGG} FROM requests${w} GROUP BY provider, model, lat_bin`).values(...(params as never[])) as GroupRow[];
+    const buckets = this.db
+      .query(`SELECT CAST((ts - ?) / ? AS INTEGER) AS b, lat_bin, ${AGG} FROM requests${w} GROUP BY b, lat_bin`)
+      .values(...([first, Math.max(1, Math.floor(bucketMs)), ...params] as never[])) as BucketRow[];
+    return { groups, buckets };
+  }
+
+  get isOpen(): boolean {
+    return this.open_;
+  }
+
+  close(): void {
+    if (!this.open_) return;
+    this.open_ = false;
+    try {
+      this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Busy or already closed: the WAL is replayed on the next open.
+    }
+    this.db.close();
+  }
+}
+
+function whereClause(f: LogFilter): { where: string[]; params: Array<string | number> } {
+  const where: string[] = [];
+  const params: Array<string | number> = [];
+  if (f.from !== undefined) {
+    where.push('ts >= ?');
+    params.push(f.from);
+  }
+  if (f.to !== undefined) {
+    where.push('ts <= ?');
+    params.push(f.to);
+  }
+  if (f.provider !== undefined) {
+    where.push('provider = ?');
+    params.push(f.provider);
+  }
+  if (f.model !== undefined) {
+    where.push('model = ?');
+    params.push(f.model);
+  }
+  if (f.statusMin !== undefined && f.statusMax !== undefined) {
+    where.push('status BETWEEN ? AND ?');
+    params.push(f.statusMin, f.statusMax);
+  }
+  if (f.virtualKey !== undefined) {
+    where.push('virtual_key = ?');
+    params.push(f.virtualKey);
+  }
+  if (f.outcome !== undefined) {
+    where.push('outcome = ?');
+    params.push(f.outcome);
+  }
+  if (f.q !== undefined) {
+    where.push('instr(path, ?) > 0');
+    params.push(f.q);
+  }
+  return { where, params };
+}
+
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/**
+ * A request-log line (as written to the NDJSON file, or about to be) as an index row;
+ * undefined when it is not a request line (no request_id or unreadable time).
+ */
+export function rowFromLine(line: Record<string, unknown>): IndexRow | undefined {
+  const requestId = line.request_id;
+  const ts = typeof line.time === 'string' ? Date.parse(line.time) : Number.NaN;
+  if (typeof requestId !== 'string' || !requestId || !Number.isFinite(ts)) return undefined;
+  const { log: _log, request_body, response_body, ...rest } = line;
+  const usage = (rest.usage ?? {}) as Record<string, unknown>;
+  return {
+    request_id: requestId,
+    ts,
+    provider: str(rest.provider),
+    endpoint: str(rest.endpoint),
+    method: str(rest.method),
+    path: str(rest.path),
+    status: num(rest.status) ?? 0,
+    model: str(rest.model),
+    virtual_key: str(rest.virtual_key),
+    outcome: str(rest.outcome),
+    latency_ms: num(rest.latency_ms),
+    lat_bin: num(rest.latency_ms) === null ? null : latencyBin(rest.latency_ms as number),
+    input_tokens: num(usage.input_tokens),
+    output_tokens: num(usage.output_tokens),
+    record: JSON.stringify(rest),
+    request_body: str(request_body),
+    response_body: str(response_body),
+  };
+}
