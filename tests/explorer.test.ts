@@ -361,6 +361,17 @@ describe('live traffic, content and the stream', () => {
     expect(t.gw.plugins.explorer.liveSubscribers).toBe(0);
   });
 
+  test('shutdown ends open streams at once instead of waiting out the grace period', async () => {
+    const own = await startGateway({});
+    const res = await fetch(`${own.url}/api/logs/stream`);
+    const reader = res.body!.getReader();
+    await reader.read();
+    const started = performance.now();
+    await own.gw.shutdown(5000);
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect((await reader.read()).done).toBe(true);
+  });
+
   test('a bad stream filter is a 400, not a stream', async () => {
     const { status, body } = await getJson(t, '/api/logs/stream?outcome=meh');
     expect(status).toBe(400);

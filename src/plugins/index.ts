@@ -23,6 +23,8 @@ export interface ConfigurablePlugin extends Plugin {
   routes?: RouteInstaller;
   /** Write out anything buffered (shutdown). */
   flush?(): void | Promise<void>;
+  /** Shutdown began: end long-lived responses (live streams) so the server can drain. */
+  drain?(): void;
   /** SIGHUP: reopen files. */
   reopen?(): void;
 }
@@ -68,6 +70,10 @@ export class PluginSet {
 
   async flush(): Promise<void> {
     for (const p of Object.values(this.all)) await p?.flush?.();
+  }
+
+  drain(): void {
+    for (const p of Object.values(this.all)) p?.drain?.();
   }
 
   async close(): Promise<void> {

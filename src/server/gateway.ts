@@ -135,6 +135,8 @@ export class Gateway {
   async shutdown(graceMs = this.state.config.source.server.shutdown_grace_seconds * 1000): Promise<void> {
     this.watcher?.close();
     this.state.draining = true;
+    // Live streams (explorer) never end on their own: end them, or draining waits out the grace period.
+    this.plugins.drain();
     // Resolves once every request the server holds has been answered to the last byte.
     let drained = false;
     void this.server.stop(false).then(() => (drained = true));

@@ -65,6 +65,7 @@ export class ExplorerPlugin implements Plugin {
   private pruning: Promise<number> | undefined;
   private readonly subscribers = new Set<Subscriber>();
   private keepalive: ReturnType<typeof setInterval> | undefined;
+  private draining = false;
 
   configure(config: RuntimeConfig): void {
     const ex = config.source.explorer;
@@ -226,6 +227,7 @@ export class ExplorerPlugin implements Plugin {
 
   /** An SSE response that receives every completed request matching `filter`. */
   subscribe(filter: LogFilter, signal: AbortSignal): Response {
+    if (this.draining) return jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' });
     let sub: Subscriber | undefined;
     const stream = new ReadableStream<Uint8Array>(
       {
@@ -248,6 +250,15 @@ export class ExplorerPlugin implements Plugin {
     return new Response(stream, {
       headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' },
     });
+  }
+
+  /**
+   * Shutdown began: end the live streams (the page's EventSource reconnects to the next
+   * process), which would otherwise hold the server's drain for the whole grace period.
+   */
+  drain(): void {
+    this.draining = true;
+    for (const sub of [...this.subscribers]) this.unsubscribe(sub, true);
   }
 
   get liveSubscribers(): number {
