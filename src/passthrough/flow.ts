@@ -69,7 +69,8 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
       record.bytes_in = body.byteLength;
     } else {
       // No declared length (chunked) or too large to hold: stream once, counting bytes.
-      body = length === undefined ? limitBody(request.body, config.maxBodyBytes, ctxLimit) : request.body;
+      body = length === undefined ? limitBody(request.body, config.maxBodyBytes, ctxLimit, record) : request.body;
+      if (length !== undefined) record.bytes_in = length;
       replayable = false;
     }
   }
@@ -141,13 +142,12 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
 }
 
 /** A body stream that fails once more than `max` bytes passed (chunked uploads declare no length). */
-function limitBody(body: ReadableStream<Uint8Array>, max: number, flag: { exceeded: boolean }): ReadableStream<Uint8Array> {
-  let seen = 0;
+function limitBody(body: ReadableStream<Uint8Array>, max: number, flag: { exceeded: boolean }, record: RequestRecord): ReadableStream<Uint8Array> {
   return body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
-        seen += chunk.byteLength;
-        if (seen > max) {
+        record.bytes_in += chunk.byteLength;
+        if (record.bytes_in > max) {
           flag.exceeded = true;
           controller.error(new Error('request body too large'));
           return;
