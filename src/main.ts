@@ -1,13 +1,18 @@
 #!/usr/bin/env bun
-/** CLI entry: serve (default) | validate | --version | --help. */
+/**
+ * CLI entry: serve (default) | validate | --version | --help.
+ *
+ * Only light modules are imported statically: `serve` may re-exec the process first
+ * (boot/fetch-limit.ts), and Bun loads every static import before running any code, so
+ * the gateway's modules (Elysia, pino, plugins) are imported dynamically, once, in the
+ * process that keeps running. --version and --help stay instant too.
+ */
 // First: may re-exec the process with BUN_CONFIG_MAX_HTTP_REQUESTS raised (see the module).
 import './boot/raise-fetch-limit.ts';
 import { FETCH_LIMIT_VAR } from './boot/fetch-limit.ts';
 import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.ts';
-import { ConfigError } from './config/load.ts';
-import { loadRuntimeConfig, locateConfig } from './config/source.ts';
-import { appLog } from './log/app.ts';
-import { Gateway } from './server/gateway.ts';
+import type { AppLog } from './log/app.ts';
+import type { Gateway } from './server/gateway.ts';
 import { VERSION } from './version.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -27,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`skybridge ${VERSION}: LLM API gateway\n\n${USAGE}\n`);
     return 0;
   }
+  const { ConfigError } = await import('./config/load.ts');
+  const { loadRuntimeConfig, locateConfig } = await import('./config/source.ts');
   const configPath = locateConfig(args.config, process.env);
   if (args.command === 'validate') {
     try {
@@ -41,6 +48,8 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
+  const { Gateway } = await import('./server/gateway.ts');
+  const { appLog } = await import('./log/app.ts');
   let gateway: Gateway;
   try {
     gateway = await Gateway.start({ configPath, host: args.host, port: args.port });
@@ -52,12 +61,12 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`skybridge: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
-  installSignals(gateway);
+  installSignals(gateway, appLog);
   appLog.info({ pid: process.pid, version: VERSION, [FETCH_LIMIT_VAR]: process.env[FETCH_LIMIT_VAR] ?? '256 (Bun default)' }, 'ready');
   return new Promise<number>(() => {});
 }
 
-function installSignals(gateway: Gateway): void {
+function installSignals(gateway: Gateway, appLog: AppLog): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {

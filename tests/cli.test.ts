@@ -120,6 +120,20 @@ describe('validate', () => {
   });
 });
 
+test('a port already in use: exit 1 saying so (no silent SO_REUSEPORT sharing)', async () => {
+  const taken = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response('other') });
+  try {
+    const dir = tempDir('cli-port');
+    const path = join(dir, 'config.yaml');
+    writeFileSync(path, GOOD);
+    const r = await runCli(['--config', path, '--port', String(taken.port)], { env: baseEnv({ CLI_TEST_OPENAI_KEY: 'sk-x' }) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`skybridge: cannot start: Failed to start server. Is port ${taken.port} in use?`);
+  } finally {
+    await taken.stop(true);
+  }
+});
+
 describe('config lookup', () => {
   test('./config.yaml in the working directory, then $SKYBRIDGE_CONFIG over it', async () => {
     const dir = tempDir('cli-cwd');

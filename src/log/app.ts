@@ -15,3 +15,9 @@ export const appLog = pino(
 );
 
 export type AppLog = typeof appLog;
+
+/** Apply the config's `logs.level`, unless SKYBRIDGE_LOG_LEVEL set this process's level. */
+export function applyConfiguredLevel(level: string): void {
+  if (process.env.SKYBRIDGE_LOG_LEVEL) return;
+  if (appLog.level !== level) appLog.level = level;
+}

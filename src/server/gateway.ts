@@ -7,7 +7,7 @@ import { ConfigError, type Env } from '../config/load.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { loadRuntimeConfig } from '../config/source.ts';
 import { ConfigWatcher } from '../config/watch.ts';
-import { appLog } from '../log/app.ts';
+import { appLog, applyConfiguredLevel } from '../log/app.ts';
 import type { Plugin } from '../pipeline/types.ts';
 import { PluginSet } from '../plugins/index.ts';
 import { createApp } from './app.ts';
@@ -42,6 +42,7 @@ export class Gateway {
   static async start(options: GatewayOptions): Promise<Gateway> {
     const env = options.env ?? process.env;
     const { config, text } = await loadRuntimeConfig(options.configPath, env);
+    applyConfiguredLevel(config.source.logs.level);
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     const plugins = new PluginSet(options.plugins);
     const state: GatewayState = { config, pipeline: await plugins.pipelineFor(config), inflight: 0, draining: false };
@@ -55,6 +56,9 @@ export class Gateway {
       // The flow enforces server.max_request_body_mb itself (a JSON 413, and live on
       // reload); Bun's own cap would answer first with an empty 413, so it stays high.
       maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+      // Elysia turns SO_REUSEPORT on by default: a second gateway on the same port would
+      // start "fine" and silently take half the connections. A taken port is an error.
+      reusePort: false,
     });
     const server = app.server;
     if (!server) throw new Error(`could not listen on ${host}:${port}`);
@@ -101,6 +105,7 @@ export class Gateway {
       return false;
     }
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
+    applyConfiguredLevel(config.source.logs.level);
     this.warnRestartNeeded(config);
     const pipeline = await this.plugins.pipelineFor(config);
     this.state.config = config;
