@@ -148,9 +148,16 @@ try {
   const port = await waitFor(
     'the gateway to listen',
     () => {
-      const m = /"msg":"skybridge listening"/.test(stderr) ? /"port":(\d+)/.exec(stderr.slice(stderr.indexOf('skybridge listening') - 300)) : null;
       if (proc.exitCode !== null) throw new Error(`gateway exited with ${proc.exitCode}\n${stderr}`);
-      return m ? Number(m[1]) : undefined;
+      for (const line of stderr.split('\n')) {
+        if (!line.includes('"skybridge listening"')) continue;
+        try {
+          return (JSON.parse(line) as { port: number }).port;
+        } catch {
+          // not a whole line yet
+        }
+      }
+      return undefined;
     },
     10_000,
   );
