@@ -48,6 +48,10 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
+  // SIGHUP's default action is to terminate: until the real handler is installed
+  // (a logrotate right at start-up), ignore it.
+  const ignoreHup = () => {};
+  process.on('SIGHUP', ignoreHup);
   const { Gateway } = await import('./server/gateway.ts');
   const { appLog } = await import('./log/app.ts');
   let gateway: Gateway;
@@ -61,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`skybridge: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
+  process.off('SIGHUP', ignoreHup);
   installSignals(gateway, appLog);
   appLog.info({ pid: process.pid, version: VERSION, [FETCH_LIMIT_VAR]: process.env[FETCH_LIMIT_VAR] ?? '256 (Bun default)' }, 'ready');
   return new Promise<number>(() => {});

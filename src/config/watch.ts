@@ -96,6 +96,7 @@ export class ConfigWatcher {
     this.debounceMs = options.debounceMs ?? 100;
     this.lastHash = options.initialText !== undefined ? contentHash(options.initialText) : this.readHash();
     this.rewatch();
+    appLog.info({ file: this.file, directories: this.watchedDirectories }, 'watching the config file for changes');
   }
 
   /** Directories watched now (tests, diagnostics). */
