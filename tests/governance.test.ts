@@ -436,7 +436,8 @@ describe('budgets (calendar periods, UTC)', () => {
     expect(first).toContain('message_start'); // 11 input + 1 output + 5 cache so far
     abort.abort();
     await completed(gw, before, 1);
-    expect((await gw.logLines()).at(-1).outcome).toBe('client_aborted');
+    const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
+    expect(line.outcome).toBe('client_aborted');
     const { res: next, json } = await post(gw, '/anthropic_passthrough/v1/messages', { 'x-api-key': VK.aborted.value }, { model: 'claude-sonnet-4-20250514', max_tokens: 1, messages: [] });
     expect(next.status).toBe(429);
     expect(json.error.message).toContain('weekly token budget (max_tokens 10, used 17)');
