@@ -79,11 +79,9 @@ describe('Anthropic passthrough with the official SDK', () => {
   });
 
   test('the request log line carries usage from message_start + message_delta', async () => {
-    const before = (await gw.logLines()).length;
-    const stream = client().messages.stream({ model: 'claude-sonnet-4-20250514', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] });
+    const stream = client().messages.stream({ model: 'claude-haiku-log-test', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] });
     await stream.finalMessage();
-    const lines = await gw.waitForLines(before + 1);
-    const line = lines.at(-1);
+    const line = await gw.waitForLine((l) => l.model === 'claude-haiku-log-test');
     expect(line).toMatchObject({ provider: 'anthropic', endpoint: 'anthropic', stream: true, key: 'claude', status: 200, outcome: 'ok' });
     expect(line.usage).toEqual({ input_tokens: 11, output_tokens: 7, cache_read_input_tokens: 3, cache_creation_input_tokens: 2, total_tokens: 23 });
   });
