@@ -13,6 +13,7 @@ import { spawn } from 'bun';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { rawRequest } from '../tests/support/raw-http.ts';
 
 const binary = resolve(process.argv[2] ?? '');
 if (!process.argv[2] || !existsSync(binary)) {
@@ -73,34 +74,9 @@ const upstream = Bun.serve({
   },
 });
 
-// --- a raw HTTP/1.1 client (Bun's own fetch would queue past 256 requests itself) -------
-function rawRequest(port: number, path: string, body: string): Promise<{ status: number; text: string; ms: number }> {
-  const started = performance.now();
-  return new Promise((resolvePromise, reject) => {
-    let buf = '';
-    Bun.connect({
-      hostname: '127.0.0.1',
-      port,
-      socket: {
-        open(s) {
-          s.write(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer client-own-key\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-        },
-        data(_s, d) {
-          buf += d.toString();
-        },
-        close() {
-          resolvePromise({ status: Number(buf.slice(9, 12)), text: buf, ms: performance.now() - started });
-        },
-        error(_s, e) {
-          reject(e);
-        },
-        connectError(_s, e) {
-          reject(e);
-        },
-      },
-    }).catch(reject);
-  });
-}
+// Raw sockets: this script's own Bun fetch would queue past 256 requests itself.
+const CLIENT_HEADERS = { authorization: 'Bearer client-own-key', 'content-type': 'application/json' };
+const postRaw = (port: number, path: string, body: string) => rawRequest(port, 'POST', path, CLIENT_HEADERS, body);
 
 // --- the run ---------------------------------------------------------------------------
 const dir = mkdtempSync(join(tmpdir(), 'skybridge-smoke-'));
@@ -180,7 +156,7 @@ try {
 
   const streamBody = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
   const t0 = performance.now();
-  const results = await Promise.all(Array.from({ length: STREAMS }, () => rawRequest(port, '/openai_passthrough/v1/chat/completions', streamBody)));
+  const results = await Promise.all(Array.from({ length: STREAMS }, () => postRaw(port, '/openai_passthrough/v1/chat/completions', streamBody)));
   const wall = performance.now() - t0;
   const times = results.map((r) => r.ms).sort((a, b) => a - b);
   const ok = results.filter((r) => r.status === 200 && r.text.includes('data: [DONE]')).length;
@@ -189,7 +165,7 @@ try {
   check(times.at(-1)! < STREAM_MS * 1.6, `the slowest of ${STREAMS} streams took < ${STREAM_MS * 1.6} ms (Bun's default 256-request fetch limit would make it ~${STREAM_MS * 2} ms)`);
 
   // SIGTERM while a stream is open: it completes, then the process exits 0.
-  const late = rawRequest(port, '/openai_passthrough/v1/chat/completions', streamBody);
+  const late = postRaw(port, '/openai_passthrough/v1/chat/completions', streamBody);
   await waitFor('the last stream to reach the upstream', () => (seenAuth.length >= 1 + STREAMS + 1 ? true : undefined), 5000);
   await Bun.sleep(200);
   const termAt = performance.now();

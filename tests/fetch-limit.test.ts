@@ -12,7 +12,8 @@ import { afterAll, expect, test } from 'bun:test';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
-import { childEnv, socketRequest, startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+import { childEnv, startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+import { rawRequest } from './support/raw-http.ts';
 
 const STREAMS = 300;
 const mock = new MockUpstream();
@@ -45,7 +46,7 @@ async function streams(gp: GatewayProcess): Promise<{ complete: number; p50: num
   const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
   const results = await Promise.all(
     Array.from({ length: STREAMS }, () =>
-      socketRequest(gp.port, 'POST', '/openai_passthrough/v1/chat/completions', { 'content-type': 'application/json', authorization: 'Bearer client' }, body),
+      rawRequest(gp.port, 'POST', '/openai_passthrough/v1/chat/completions', { 'content-type': 'application/json', authorization: 'Bearer client' }, body),
     ),
   );
   const times = results.map((r) => r.ms).sort((a, b) => a - b);

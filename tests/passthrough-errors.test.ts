@@ -24,6 +24,7 @@ afterAll(async () => {
   await mock.stop();
 });
 beforeEach(() => mock.reset());
+const gwPort = () => Number(new URL(gw.url).port);
 
 async function expectJsonError(res: { status: number; body: string } | Response, status: number, type: string) {
   const body = res instanceof Response ? await res.text() : res.body;
@@ -50,27 +51,27 @@ describe('path safety', () => {
   ];
   for (const target of bad) {
     test(`400 for ${target}`, async () => {
-      const res = await rawRequest(gw.url, 'GET', target);
+      const res = await rawRequest(gwPort(), 'GET', target);
       await expectJsonError(res, 400, 'invalid_path');
       expect(mock.requests.length).toBe(0);
     });
   }
 
   test('encoded dot segments that Bun resolves itself land outside every prefix', async () => {
-    const res = await rawRequest(gw.url, 'GET', '/openai_passthrough/v1/%2e%2e/%2e%2e/admin');
+    const res = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/%2e%2e/%2e%2e/admin');
     expect([400, 404]).toContain(res.status);
     expect(JSON.parse(res.body).error.type).toBeString();
     expect(mock.requests.length).toBe(0);
   });
 
   test('@ past the first segment is allowed (Vertex model versions)', async () => {
-    const res = await rawRequest(gw.url, 'GET', '/openai_passthrough/v1/models/claude@20250929');
+    const res = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/models/claude@20250929');
     expect(res.status).toBe(200);
     expect(mock.last.path).toBe('/v1/models/claude@20250929');
   });
 
   test('the prefix only matches at a segment boundary', async () => {
-    const res = await rawRequest(gw.url, 'GET', '/openai_passthroughX/v1/models');
+    const res = await rawRequest(gwPort(), 'GET', '/openai_passthroughX/v1/models');
     await expectJsonError(res, 404, 'not_found');
     expect(mock.requests.length).toBe(0);
   });

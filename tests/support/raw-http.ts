@@ -1,23 +1,45 @@
 /**
- * Sends a request line exactly as written (no URL normalisation by a client library),
- * for path-safety tests: `fetch` would resolve `%2e%2e` and friends before sending.
+ * One HTTP/1.1 request over a fresh socket, written exactly as given. Used where `fetch`
+ * cannot serve: path-safety tests (fetch resolves `%2e%2e` and friends before sending)
+ * and load tests past 256 requests (this process's own Bun fetch queues beyond that).
  */
-import { connect } from 'node:net';
+export interface RawResponse {
+  status: number;
+  /** Status line and headers. */
+  head: string;
+  body: string;
+  /** The whole response as received. */
+  text: string;
+  /** From connect to the server closing the connection. */
+  ms: number;
+}
 
-export function rawRequest(baseUrl: string, method: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: string }> {
-  const { hostname, port } = new URL(baseUrl);
+export function rawRequest(port: number, method: string, target: string, headers: Record<string, string> = {}, body = ''): Promise<RawResponse> {
+  const started = performance.now();
+  const lines = [`${method} ${target} HTTP/1.1`, 'host: 127.0.0.1', 'connection: close', ...(body ? [`content-length: ${Buffer.byteLength(body)}`] : []), ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname);
-    let data = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d) => (data += d));
-    socket.on('error', reject);
-    socket.on('end', () => {
-      const [head = '', ...rest] = data.split('\r\n\r\n');
-      const status = Number(head.split(' ')[1]);
-      resolve({ status, headers: head, body: rest.join('\r\n\r\n') });
-    });
-    const lines = [`${method} ${target} HTTP/1.1`, `Host: ${hostname}:${port}`, 'Connection: close', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
-    socket.write(lines.join('\r\n'), 'latin1');
+    let text = '';
+    Bun.connect({
+      hostname: '127.0.0.1',
+      port,
+      socket: {
+        open(s) {
+          s.write(lines.join('\r\n') + body);
+        },
+        data(_s, d) {
+          text += d.toString('latin1');
+        },
+        close() {
+          const split = text.indexOf('\r\n\r\n');
+          resolve({ status: Number(text.slice(9, 12)), head: text.slice(0, split), body: text.slice(split + 4), text, ms: performance.now() - started });
+        },
+        error(_s, e) {
+          reject(e);
+        },
+        connectError(_s, e) {
+          reject(e);
+        },
+      },
+    }).catch(reject);
   });
 }
