@@ -387,6 +387,30 @@ describe('service-account tokens under concurrency and failure', () => {
     }
   });
 
+  test('a token Vertex refuses (401) is dropped: the next request mints a new one', async () => {
+    const sa = await makeServiceAccount(`${mock.url}/revoked/token`);
+    const tokens = installTokenEndpoint(mock, '/revoked/token', sa);
+    const gw = await startGateway({
+      providers: { vertex: { keys: [{ name: 'vx-revoked', vertex_key_config: { project_id: 'gw-project', region: 'us-central1', auth_credentials: sa.json } }], network_config: { base_url: mock.url } } },
+    });
+    let refused = false;
+    mock.respondWith((_req, rec) => {
+      if (refused || rec.path.endsWith('/token')) return undefined;
+      refused = true;
+      return Response.json({ error: { code: 401, status: 'UNAUTHENTICATED' } }, { status: 401 });
+    });
+    try {
+      const url = `${gw.url}/genai_passthrough/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent`;
+      const init = { method: 'POST', headers: { 'content-type': 'application/json' }, body: VERTEX_CURL_BODY };
+      expect((await fetch(url, init)).status).toBe(401);
+      expect((await fetch(url, init)).status).toBe(200);
+      expect(tokens.calls).toBe(2);
+      expect(lastApiCall().headers.authorization).toBe(`Bearer ${tokens.issued[1]}`);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   test('token endpoint unreachable: 502 JSON error', async () => {
     const sa = await makeServiceAccount('http://127.0.0.1:9/token');
     const gw = await startGateway({

@@ -82,6 +82,7 @@ export async function callUpstream(
     }
     pipeline?.onAttemptEnd(ctx, { attempt, key: key?.name, url: target.url, startedAt: sentAt, endedAt: performance.now(), status: response?.status, error: failure?.type });
     if (response) {
+      if (response.status === 401 && key) provider.onUnauthorized?.(key);
       // The abort controller stays linked to the client for the body's lifetime.
       if (!RETRYABLE_STATUS.has(response.status) || attempt >= maxAttempts) return { kind: 'ok', response };
     } else if (attempt >= maxAttempts) {

@@ -130,6 +130,11 @@ export class ServiceAccountTokenSource {
   }
 
   /** A valid access token; fetches a new one only when the cached one is near expiry. */
+  /** Forget the cached token (the upstream refused it: revoked, or the key was rotated). */
+  invalidate(): void {
+    this.token = undefined;
+  }
+
   getToken(): Promise<string> {
     if (this.token && Date.now() < this.token.refreshAt) return Promise.resolve(this.token.value);
     this.inflight ??= this.refresh().finally(() => {

@@ -35,6 +35,8 @@ export interface Provider {
   target(req: ProviderRequest, key: CompiledKey | undefined, provider: CompiledProvider): UpstreamTarget | Promise<UpstreamTarget>;
   /** The usage format of the answer to a request on this path. */
   usageFormat(path: string): UsageFormat;
+  /** The upstream refused `key`'s credential (401): drop anything cached for it (a minted token). */
+  onUnauthorized?(key: CompiledKey): void;
 }
 
 /** A request the provider cannot serve; becomes a JSON error with this status. */

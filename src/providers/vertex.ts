@@ -65,6 +65,7 @@ export const vertex: Provider = {
     }
     return { url: joinUrl(provider.baseUrl ?? vertexHost(region), path, req.query) };
   },
+  onUnauthorized: (key) => key.vertex?.tokens?.invalidate(),
   usageFormat: vertexUsageFormat,
 };
 
