@@ -33,6 +33,8 @@ export interface CompiledProvider {
   idleTimeoutMs: number;
   retry: RetryPolicy;
   keys: KeyPool<CompiledKey>;
+  /** TLS options for the upstream fetch, or undefined for the defaults. */
+  tls: { ca?: string; rejectUnauthorized?: boolean } | undefined;
   /** Forward the client's own credential when the provider has no keys. */
   directKeys: boolean;
 }
@@ -148,8 +150,15 @@ async function compileProvider(
       maxRetryAfterMs: (net?.max_retry_after_seconds ?? 30) * 1000,
     },
     keys: new KeyPool(keys),
+    tls: upstreamTls(id, net, warnings),
     directKeys: input?.direct_keys ?? directKeysDefault,
   };
+}
+
+function upstreamTls(id: ProviderId, net: ProviderInput['network_config'] | undefined, warnings: string[]): CompiledProvider['tls'] {
+  if (!net?.ca_cert_pem && !net?.insecure_skip_verify) return undefined;
+  if (net.insecure_skip_verify) warnings.push(`providers.${id}.network_config.insecure_skip_verify is true: upstream TLS certificates are not checked`);
+  return { ...(net.ca_cert_pem ? { ca: net.ca_cert_pem } : {}), ...(net.insecure_skip_verify ? { rejectUnauthorized: false } : {}) };
 }
 
 function tokenSource(credentials: string | Record<string, unknown>): Promise<ServiceAccountTokenSource> {

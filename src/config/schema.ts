@@ -18,10 +18,27 @@ const httpUrl = v.pipe(
 /** Bifrost accepts some provider/key sections we have no use for; keep loading them. */
 const ignored = v.optional(v.unknown());
 
+const GO_DURATION = /^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$/;
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** Milliseconds as a number, or a Go duration string as Bifrost accepts ("500ms", "5s", "1m30s"). */
+const milliseconds = v.union([
+  v.pipe(v.number(), v.minValue(0, 'must be >= 0')),
+  v.pipe(
+    v.string(),
+    v.regex(GO_DURATION, 'must be milliseconds or a duration like "500ms", "5s", "1m"'),
+    v.transform((d) => [...d.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)].reduce((ms, [, n, unit]) => ms + Number(n) * UNIT_MS[unit!]!, 0)),
+  ),
+]);
+
 const AzureKeyConfig = v.strictObject({
   endpoint: v.optional(httpUrl),
   api_version: v.optional(v.pipe(v.union([v.string(), v.number()]), v.transform(String))),
   deployments: v.optional(v.record(v.string(), v.string())),
+  // Bifrost's Entra ID (service principal) auth: not supported; the key's value is the api-key.
+  client_id: ignored,
+  client_secret: ignored,
+  tenant_id: ignored,
+  scopes: ignored,
 });
 
 const VertexKeyConfig = v.strictObject({
@@ -41,7 +58,13 @@ export const KeySchema = v.strictObject({
   azure_key_config: v.optional(AzureKeyConfig),
   vertex_key_config: v.optional(VertexKeyConfig),
   bedrock_key_config: ignored,
+  openai_key_config: ignored,
+  huggingface_key_config: ignored,
   use_for_batch_api: ignored,
+  description: ignored,
+  status: ignored,
+  config_hash: ignored,
+  aliases: ignored,
   enabled: v.optional(v.boolean(), true),
 });
 export type KeyInput = v.InferOutput<typeof KeySchema>;
@@ -53,10 +76,18 @@ export const NetworkSchema = v.strictObject({
   /** Not in Bifrost: a stream with no bytes for this long is ended. */
   stream_idle_timeout_in_seconds: v.optional(v.pipe(v.number(), v.minValue(1)), 300),
   max_retries: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(10)), 0),
-  retry_backoff_initial: v.optional(positive, 500),
-  retry_backoff_max: v.optional(positive, 5000),
+  retry_backoff_initial: v.optional(milliseconds, 500),
+  retry_backoff_max: v.optional(milliseconds, 5000),
   /** Not in Bifrost: a Retry-After longer than this is not waited for; the answer is returned. */
   max_retry_after_seconds: v.optional(positive, 30),
+  /** PEM CA certificate(s) to trust for this provider's upstream (a private endpoint or TLS proxy). */
+  ca_cert_pem: v.optional(nonEmpty),
+  /** Skip TLS certificate verification upstream: only for testing; logged as a warning. */
+  insecure_skip_verify: v.optional(v.boolean(), false),
+  // Bifrost transport tuning with no equivalent here (Bun's fetch manages connections).
+  max_conns_per_host: ignored,
+  enforce_http2: ignored,
+  beta_header_overrides: ignored,
 });
 export type NetworkInput = v.InferOutput<typeof NetworkSchema>;
 
@@ -72,6 +103,7 @@ export const ProviderSchema = v.strictObject({
   custom_provider_config: ignored,
   store_raw_request_response: ignored,
   openai_config: ignored,
+  allowed_requests: ignored,
 });
 export type ProviderInput = v.InferOutput<typeof ProviderSchema>;
 

@@ -69,6 +69,7 @@ export async function callUpstream(
         redirect: 'manual',
         decompress: false,
         signal: controller.signal,
+        ...(compiled.tls ? { tls: compiled.tls } : {}),
       });
       record.ttfb_ms = Math.round((performance.now() - sentAt) * 100) / 100;
     } catch (err) {
