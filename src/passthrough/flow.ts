@@ -108,8 +108,10 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   state.inflight++;
   completion.onDone(() => state.inflight--);
   try {
-    const early = await pipeline.onRequest(ctx);
-    if (early) return completion.rejected(early);
+    if (pipeline.hasRequestHooks) {
+      const early = await pipeline.onRequest(ctx);
+      if (early) return completion.rejected(early);
+    }
 
     if (!useKeys) {
       if (providerId === 'azure') {
@@ -171,7 +173,7 @@ function parseJsonBody(body: Uint8Array, contentType: string | null): Record<str
 
 function newRecord(id: string, endpoint: Endpoint, request: Request, server: Server<unknown> | null): RequestRecord {
   return {
-    time: new Date().toISOString(),
+    time: isoNow(),
     request_id: id,
     endpoint: endpoint.id,
     provider: endpoint.defaultProvider,
@@ -207,3 +209,15 @@ function reject(record: RequestRecord, startedAt: number, pipeline: Pipeline, st
 }
 
 export const round = (ms: number) => Math.round(ms * 100) / 100;
+
+/** new Date().toISOString(), formatted once per millisecond rather than once per request. */
+let isoMs = 0;
+let isoText = '';
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
+}

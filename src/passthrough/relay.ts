@@ -6,8 +6,9 @@
  * byte or on the client going away (which cancels the upstream at once).
  */
 import type { CompiledProvider } from '../config/runtime.ts';
+import { edenGC } from 'bun:jsc';
 import type { RequestContext } from '../pipeline/types.ts';
-import { UsageScanner } from '../usage/scanner.ts';
+import { UsageScanner, usageOfJson } from '../usage/scanner.ts';
 import type { UsageFormat } from '../usage/types.ts';
 import type { Completion } from './completion.ts';
 import { clientResponseHeaders } from './headers.ts';
@@ -15,6 +16,15 @@ import { unwatchIdle, watchIdle, type IdleWatch } from './idle.ts';
 
 /** Non-streaming answers up to this size are read whole before sending. */
 const WHOLE_BODY_MAX = 1024 * 1024;
+/**
+ * Piped chunks are garbage once written, but JSC collects only after ~16 MB of new
+ * allocation, so a large body left up to ~20 MB of written-out chunks in memory (RSS
+ * growth of a 100 MB download: 14-22 MB measured). A young-generation collection every
+ * 4 MB relayed (all streams together) keeps that under ~8 MB at no measurable cost to
+ * throughput; SSE streams relay too little to trigger it often.
+ */
+const GC_NUDGE_BYTES = 4 * 1024 * 1024;
+let relayedSinceGc = 0;
 const decoder = new TextDecoder();
 
 export async function relayResponse(
@@ -32,14 +42,16 @@ export async function relayResponse(
   const contentType = upstream.headers.get('content-type');
   const sse = contentType !== null && contentType.startsWith('text/event-stream');
   if (sse) record.stream = true;
-  const init = { status, statusText: upstream.statusText, headers };
+  // No statusText: Bun's server writes the standard reason phrase whatever a Response
+  // carries (checked), and passing one costs ~1 us per response.
+  const init = { status, headers };
 
   if (!upstream.body || ctx.request.method === 'HEAD' || status === 204 || status === 304) {
     completion.finish(status, 'ok');
     return new Response(null, init);
   }
 
-  const scanner = UsageScanner.for(format, contentType, upstream.headers.get('content-encoding'));
+  const encoding = upstream.headers.get('content-encoding');
   const lengthHeader = upstream.headers.get('content-length');
   if (!sse && lengthHeader !== null && Number(lengthHeader) <= WHOLE_BODY_MAX) {
     let bytes: Uint8Array<ArrayBuffer>;
@@ -52,21 +64,37 @@ export async function relayResponse(
       return new Response(JSON.stringify({ error }), { status: 502, headers: { 'content-type': 'application/json', 'x-request-id': ctx.id } });
     }
     record.bytes_out = bytes.byteLength;
-    // Usage is read after the answer is on its way, off the request's critical path.
-    queueMicrotask(() => finishWhole(ctx, completion, scanner, bytes, status));
+    // Usage is read after the answer is on its way, off the request's critical path. (A
+    // microtask, so the record is complete, and the log line written, by the time the
+    // client has the answer; deferring it further to after the write would break that.)
+    queueMicrotask(() => finishWhole(ctx, completion, format, contentType, encoding, bytes, status));
     return new Response(bytes, init);
   }
 
+  const scanner = UsageScanner.for(format, contentType, encoding);
   return new Response(pipeBody(ctx, upstream.body, scanner, compiled, completion, status), init);
 }
 
-async function finishWhole(ctx: RequestContext, completion: Completion, scanner: UsageScanner | undefined, bytes: Uint8Array<ArrayBuffer>, status: number): Promise<void> {
-  if (scanner) {
-    scanner.push(bytes);
-    ctx.record.usage = await scanner.finish();
+function finishWhole(ctx: RequestContext, completion: Completion, format: UsageFormat, contentType: string | null, encoding: string | null, bytes: Uint8Array<ArrayBuffer>, status: number): void {
+  const done = () => {
+    if (ctx.config.source.logs.content) ctx.record.response_body = decoder.decode(bytes);
+    completion.finish(status, 'ok');
+  };
+  const enc = encoding?.toLowerCase().trim();
+  const type = contentType?.toLowerCase() ?? '';
+  if ((!enc || enc === 'identity') && !type.startsWith('text/event-stream')) {
+    // The common case, read without a scanner: a plain JSON answer (or no usage at all).
+    if (type.includes('json')) ctx.record.usage = usageOfJson(format, bytes);
+    done();
+    return;
   }
-  if (ctx.config.source.logs.content) ctx.record.response_body = decoder.decode(bytes);
-  completion.finish(status, 'ok');
+  const scanner = UsageScanner.for(format, contentType, encoding);
+  if (!scanner) return done();
+  scanner.push(bytes);
+  void scanner.finish().then((usage) => {
+    ctx.record.usage = usage;
+    done();
+  });
 }
 
 function pipeBody(
@@ -129,6 +157,11 @@ function pipeBody(
         const value = chunk.value;
         idle.lastActivity = performance.now();
         record.bytes_out += value.byteLength;
+        relayedSinceGc += value.byteLength;
+        if (relayedSinceGc >= GC_NUDGE_BYTES) {
+          relayedSinceGc = 0;
+          edenGC();
+        }
         scanner?.push(value);
         if (keepContent && content.length < ctx.config.source.logs.content_max_bytes) content += decoder.decode(value, { stream: true });
         controller.enqueue(value);

@@ -25,6 +25,11 @@ export class Pipeline {
     this.attemptEndHooks = plugins.filter((p) => p.onAttemptEnd);
   }
 
+  /** False when no plugin has a request hook: the flow then skips the (async) call. */
+  get hasRequestHooks(): boolean {
+    return this.requestHooks.length > 0;
+  }
+
   async onRequest(ctx: RequestContext): Promise<Response | undefined> {
     for (const p of this.requestHooks) {
       try {

@@ -71,6 +71,24 @@ export class UsageScanner {
   }
 }
 
+const jsonDecoder = new TextDecoder();
+
+/**
+ * Usage in a whole, uncompressed JSON body: what a scanner fed these bytes reports, without
+ * the scanner (no parser objects, no promise). For answers read whole before sending.
+ */
+export function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | undefined {
+  const usage: Usage = {};
+  if (bytes.byteLength > 0 && bytes.byteLength <= MAX_JSON_BYTES) {
+    try {
+      applyUsage(format, usage, JSON.parse(jsonDecoder.decode(bytes)));
+    } catch {
+      // Not JSON after all: no usage.
+    }
+  }
+  return finishUsage(format, usage);
+}
+
 function makeInflaterSupported(enc: string): boolean {
   return enc === 'gzip' || enc === 'x-gzip' || enc === 'deflate' || enc === 'br';
 }
