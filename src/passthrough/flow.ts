@@ -54,9 +54,12 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   // Body: hold small ones (model lookup, replay on retry), stream large ones once.
   let body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null = null;
   let replayable = true;
-  if (!BODYLESS.has(request.method) && request.body) {
-    const lengthHeader = request.headers.get('content-length');
-    const length = lengthHeader === null ? undefined : Number(lengthHeader);
+  const lengthHeader = request.headers.get('content-length');
+  const length = lengthHeader === null ? undefined : Number(lengthHeader);
+  // A declared length > 0 means a body: `request.body` is not touched then, as creating
+  // that stream makes the whole-body read that follows slower (measured: +4 us back to
+  // back, +14 us with 20 ms between requests).
+  if (!BODYLESS.has(request.method) && (length !== undefined && length > 0 ? true : request.body)) {
     if (length !== undefined && length > config.maxBodyBytes) {
       return reject(record, startedAt, pipeline, 413, 'payload_too_large', `request body of ${length} bytes exceeds server.max_request_body_mb (${config.source.server.max_request_body_mb} MB)`);
     }
@@ -69,7 +72,7 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
       record.bytes_in = body.byteLength;
     } else {
       // No declared length (chunked) or too large to hold: stream once, counting bytes.
-      body = length === undefined ? limitBody(request.body, config.maxBodyBytes, ctxLimit, record) : request.body;
+      body = length === undefined ? limitBody(request.body!, config.maxBodyBytes, ctxLimit, record) : request.body!;
       if (length !== undefined) record.bytes_in = length;
       replayable = false;
     }

@@ -32,7 +32,8 @@ function isControlHeader(name: string): boolean {
 /** Names listed in the Connection header are hop-by-hop for this message. */
 function connectionListed(headers: Headers): Set<string> | undefined {
   const c = headers.get('connection');
-  if (!c) return undefined;
+  // The usual values name no header: answered without splitting (no allocation).
+  if (!c || c === 'keep-alive' || c === 'close' || c === 'Keep-Alive' || c === 'Close') return undefined;
   const names = c.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s && s !== 'close' && s !== 'keep-alive');
   return names.length ? new Set(names) : undefined;
 }
