@@ -1,0 +1,130 @@
+/**
+ * A/B throughput of Skybridge variants (other source trees, other plugin lists) beside
+ * the bare proxy, interleaved round by round so machine noise hits all of them alike.
+ * For trying an optimisation: copy the tree, change it, compare.
+ *
+ *   bun scripts/bench/ab.ts --variant=NAME:ROOT:PLUGINS[:ENV=V+ENV2=V] [--variant=...] [--rounds=5]
+ *                           [--seconds=6] [--conns=64] [--body=1024] [--stream]
+ *
+ *   --proxy=NAME:FILE.ts[:ARG]   also run another standalone proxy (like bare-proxy.ts:
+ *                                bun FILE.ts PORT [ARG] with UPSTREAM set)
+ *
+ * ROOT is a Skybridge source tree (its src/main.ts is run with bun); PLUGINS a comma list
+ * (empty: no plugins). Proxies on core 0, mock and wrk on core 1.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chatRequestBody, CLIENT_HEADERS } from './common.ts';
+
+const ROOT = resolve(import.meta.dir, '../..');
+const opt = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def;
+const rounds = Number(opt('rounds', '5'));
+const seconds = Number(opt('seconds', '6'));
+const conns = Number(opt('conns', '64'));
+const bodyBytes = Number(opt('body', '1024'));
+const query = process.argv.includes('--stream') ? '?stream=1&chunks=20&gap=0' : '';
+const variants = process.argv
+  .filter((a) => a.startsWith('--variant='))
+  .map((a) => {
+    const [name, root, plugins, env] = a.slice(10).split(':');
+    const vars = Object.fromEntries((env ?? '').split('+').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+    return { name: name!, root: resolve(root!), plugins: plugins ?? 'logging,metrics', env: vars };
+  });
+const work = mkdtempSync(join(tmpdir(), 'skybridge-ab-'));
+const CLK_TCK = 100;
+const procs: Array<ReturnType<typeof Bun.spawn>> = [];
+process.on('SIGINT', () => process.exit(130));
+// Whatever way this script ends, nothing it started stays behind.
+process.on('exit', () => {
+  for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+});
+
+const freePort = () => {
+  const s = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+};
+const cpu = (pid: number) => {
+  const st = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8') as string;
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+};
+async function ready(url: string) {
+  await Bun.sleep(0);
+  for (let i = 0; i < 400; i++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {}
+    await Bun.sleep(50);
+  }
+  throw new Error(`not ready: ${url}`);
+}
+function spawn(core: string, cmd: string[], cwd: string, env: Record<string, string> = {}) {
+  const p = Bun.spawn(['taskset', '-c', core, ...cmd], { cwd, env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: '65535', SKYBRIDGE_LOG_LEVEL: 'warn', ...env }, stdout: 'ignore', stderr: 'inherit' });
+  procs.push(p);
+  return p;
+}
+
+const mockPort = freePort();
+spawn('1', ['bun', 'scripts/bench/mock.ts', String(mockPort)], ROOT);
+await ready(`http://127.0.0.1:${mockPort}/health`);
+const targets: Array<{ name: string; url: string; pid: number }> = [];
+const barePort = freePort();
+targets.push({ name: 'bare', url: `http://127.0.0.1:${barePort}`, pid: spawn('0', ['bun', join(ROOT, 'scripts/bench/bare-proxy.ts'), String(barePort)], ROOT, { UPSTREAM: `http://127.0.0.1:${mockPort}` }).pid });
+for (const a of process.argv.filter((x) => x.startsWith('--proxy='))) {
+  const [name, file, arg] = a.slice(8).split(':');
+  const port = freePort();
+  targets.push({ name: name!, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', resolve(file!), String(port), ...(arg ? [arg] : [])], ROOT, { UPSTREAM: `http://127.0.0.1:${mockPort}` }).pid });
+}
+for (const v of variants) {
+  const port = freePort();
+  const cfg = join(work, `${v.name}.yaml`);
+  const plugins = v.plugins ? v.plugins.split(',') : [];
+  writeFileSync(
+    cfg,
+    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }\nlogs: { file: ${join(work, v.name, 'requests.ndjson')} }\nplugins: [${plugins.join(', ')}]\nproviders:\n  openai:\n    keys:\n      - { name: bench, value: sk-bench-key, models: ["*"] }\n    network_config: { base_url: "http://127.0.0.1:${mockPort}" }\n`,
+  );
+  targets.push({ name: v.name, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', 'src/main.ts', 'serve', '--config', cfg, '--port', String(port)], v.root, v.env).pid });
+}
+for (const t of targets) await ready(`${t.url}/health`);
+
+const bodyFile = join(work, 'body.json');
+writeFileSync(bodyFile, chatRequestBody(bodyBytes, query !== ''));
+const lua = join(work, 'post.lua');
+writeFileSync(
+  lua,
+  `wrk.method = "POST"\n${Object.entries(CLIENT_HEADERS).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n')}\nlocal f = io.open(${JSON.stringify(bodyFile)}, "rb")\nwrk.body = f:read("*a")\nf:close()\ndone = function(s, l, r) io.write(string.format('BENCHJSON {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d}\\n', s.requests, s.duration, s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout + s.errors.status, l:percentile(50))) end\n`,
+);
+async function wrk(t: (typeof targets)[number], secs: number) {
+  const c0 = cpu(t.pid);
+  const p = Bun.spawn(['taskset', '-c', '1', 'wrk', '-t1', `-c${conns}`, `-d${secs}s`, '-s', lua, `${t.url}/openai_passthrough/v1/chat/completions${query}`], { stdout: 'pipe' });
+  const text = await new Response(p.stdout).text();
+  await p.exited;
+  const r = JSON.parse(text.split('\n').find((l) => l.startsWith('BENCHJSON '))!.slice(10));
+  return { rps: Math.round(r.requests / (r.duration_us / 1e6)), cpu: Math.round(((cpu(t.pid) - c0) * 1e6) / r.requests), errors: r.errors, p50: r.p50 };
+}
+
+for (const t of targets) await wrk(t, 2);
+const res = new Map<string, Array<{ rps: number; cpu: number; errors: number; p50: number }>>();
+for (let i = 0; i < rounds; i++) {
+  const order = i % 2 ? [...targets].reverse() : targets;
+  const line: string[] = [];
+  for (const t of order) {
+    const r = await wrk(t, seconds);
+    res.set(t.name, [...(res.get(t.name) ?? []), r]);
+    line.push(`${t.name} ${r.rps}/s ${r.cpu}us${r.errors ? ` ERR${r.errors}` : ''}`);
+  }
+  process.stderr.write(`round ${i + 1}: ${line.join(', ')}\n`);
+}
+const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const bareRps = med(res.get('bare')!.map((r) => r.rps));
+process.stdout.write(`\nconns ${conns}, body ${bodyBytes} B${query ? ', SSE' : ''}, ${rounds} rounds of ${seconds} s (medians)\n`);
+for (const t of targets) {
+  const rs = res.get(t.name)!;
+  const rps = med(rs.map((r) => r.rps));
+  process.stdout.write(`${t.name.padEnd(16)} ${String(rps).padStart(7)} req/s  ${String(med(rs.map((r) => r.cpu))).padStart(4)} us/req  p50 ${med(rs.map((r) => r.p50))} us  ${(rps / bareRps).toFixed(2)}x bare\n`);
+}
+for (const p of procs) p.kill('SIGTERM');
+await Promise.all(procs.map((p) => p.exited));

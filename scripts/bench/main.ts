@@ -1,0 +1,578 @@
+/**
+ * Skybridge benchmark: Skybridge (logging + metrics on, as in production) beside a bare
+ * `Bun.serve` + `fetch` proxy, both against the same mock upstream, in the same run.
+ * Each proxy is pinned to core 0; the mock, wrk and the bench clients to core 1, so the
+ * figures are per core. Started by scripts/bench/run, which pins this script to core 1.
+ *
+ *   bun scripts/bench/main.ts [--quick] [--binary] [--only=latency,throughput,curve,ttfb,streams,bodies]
+ *                             [--skybridge-root=DIR]   (another source tree, to compare changes)
+ */
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir, cpus, totalmem, release } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chatRequestBody, CLIENT_HEADERS } from './common.ts';
+
+// ---------------------------------------------------------------------------------
+// Settings
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const BINARY = args.includes('--binary');
+const ONLY = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const ROOT = resolve(import.meta.dir, '../..');
+const SKY_ROOT = resolve(args.find((a) => a.startsWith('--skybridge-root='))?.slice(17) ?? ROOT);
+const MAX_HTTP_REQUESTS = '65535';
+const PROXY_CORE = '0';
+const LOAD_CORE = '1';
+
+const S = QUICK
+  ? { rounds: 1, latencySec: 3, throughputSec: 5, curveSec: 3, warmSec: 2, ttfbCount: 8, streamSizes: [1000, 5000] }
+  : { rounds: 3, latencySec: 6, throughputSec: 10, curveSec: 5, warmSec: 3, ttfbCount: 20, streamSizes: [1000, 5000] };
+const THROUGHPUT_ROUNDS = QUICK ? 1 : 5;
+const STREAM = { chunks: 21, gapMs: 500 }; // 21 frames, 20 gaps of 500 ms: a 10 s stream
+const TTFB = { chunks: 10, gapMs: 50 };
+const BIG = 100 * 1024 * 1024;
+const want = (w: string) => !ONLY || ONLY.includes(w);
+
+const work = mkdtempSync(join(tmpdir(), 'skybridge-bench-'));
+const CLK_TCK = Number(Bun.spawnSync(['getconf', 'CLK_TCK']).stdout.toString().trim()) || 100;
+
+// ---------------------------------------------------------------------------------
+// Processes
+
+interface Proc {
+  name: string;
+  proc: ReturnType<typeof Bun.spawn>;
+  pid: number;
+  url: string;
+}
+const started = new Set<Proc>();
+
+function freePort(): number {
+  const s = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+  const p = s.port;
+  s.stop(true);
+  return p;
+}
+
+async function waitReady(url: string, name: string, proc: ReturnType<typeof Bun.spawn>): Promise<void> {
+  const deadline = performance.now() + 20_000;
+  while (performance.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}`);
+    try {
+      const r = await fetch(url);
+      await r.arrayBuffer();
+      if (r.ok) return;
+    } catch {}
+    await Bun.sleep(50);
+  }
+  throw new Error(`${name} did not become ready at ${url}`);
+}
+
+async function startProc(name: string, core: string, cmd: string[], env: Record<string, string>, port: number, readyPath: string, cwd = ROOT): Promise<Proc> {
+  const log = openSync(join(work, `${name}.stderr`), 'a');
+  const proc = Bun.spawn(['taskset', '-c', core, ...cmd], { cwd, env: { ...process.env, ...env }, stdout: 'ignore', stderr: log });
+  closeSync(log);
+  const p: Proc = { name, proc, pid: proc.pid, url: `http://127.0.0.1:${port}` };
+  started.add(p);
+  await waitReady(p.url + readyPath, name, proc);
+  return p;
+}
+
+async function stopProc(p: Proc): Promise<void> {
+  if (p.proc.exitCode === null) {
+    p.proc.kill('SIGTERM');
+    const t = setTimeout(() => p.proc.kill('SIGKILL'), 5000);
+    await p.proc.exited;
+    clearTimeout(t);
+  }
+  started.delete(p);
+}
+
+function cleanup(): void {
+  for (const p of started) if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
+  started.clear();
+}
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+
+let mock: Proc;
+const skybridgeCmd = (config: string, port: number) =>
+  BINARY ? [join(SKY_ROOT, 'dist/skybridge-linux-x64'), 'serve', '--config', config, '--port', String(port)] : ['bun', 'src/main.ts', 'serve', '--config', config, '--port', String(port)];
+
+async function startMock(): Promise<Proc> {
+  const port = freePort();
+  return startProc('mock', LOAD_CORE, ['bun', 'scripts/bench/mock.ts', String(port)], {}, port, '/health');
+}
+
+async function startBare(): Promise<Proc> {
+  const port = freePort();
+  return startProc('bare', PROXY_CORE, ['bun', 'scripts/bench/bare-proxy.ts', String(port)], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
+}
+
+async function startBareWhole(): Promise<Proc> {
+  const port = freePort();
+  return startProc('bare-whole', PROXY_CORE, ['bun', 'scripts/bench/bare-whole-proxy.ts', String(port)], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
+}
+
+async function startSkybridge(): Promise<Proc> {
+  const port = freePort();
+  const config = join(work, 'skybridge.yaml');
+  writeFileSync(
+    config,
+    [
+      `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
+      `logs: { file: ${join(work, 'logs', 'requests.ndjson')} }`,
+      'plugins: [logging, metrics]',
+      'providers:',
+      '  openai:',
+      '    keys:',
+      '      - { name: bench, value: sk-bench-key, models: ["*"] }',
+      `    network_config: { base_url: "${mock.url}" }`,
+      '',
+    ].join('\n'),
+  );
+  return startProc('skybridge', PROXY_CORE, skybridgeCmd(config, port), { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn' }, port, '/health', SKY_ROOT);
+}
+
+// ---------------------------------------------------------------------------------
+// /proc readings
+
+function treePids(pid: number): number[] {
+  const out = [pid];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (kids) for (const k of kids.split(/\s+/)) out.push(...treePids(Number(k)));
+    }
+  } catch {}
+  return out;
+}
+
+/** CPU seconds (user + system) of a process tree. */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const p of treePids(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {}
+  }
+  return ticks / CLK_TCK;
+}
+
+/** Resident memory of a process tree, MB. */
+function rssMB(pid: number): number {
+  let kb = 0;
+  for (const p of treePids(pid)) {
+    try {
+      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m) kb += Number(m[1]);
+    } catch {}
+  }
+  return kb / 1024;
+}
+
+function rssSampler(pid: number) {
+  let peak = rssMB(pid);
+  const t = setInterval(() => (peak = Math.max(peak, rssMB(pid))), 20);
+  return {
+    stop() {
+      clearInterval(t);
+      return Math.max(peak, rssMB(pid));
+    },
+  };
+}
+
+function loadavg(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+// ---------------------------------------------------------------------------------
+// Load generation
+
+interface WrkResult {
+  requests: number;
+  rps: number;
+  errors: number;
+  status_errors: number;
+  p50_us: number;
+  p90_us: number;
+  p99_us: number;
+  mean_us: number;
+  cpu_us_per_req?: number;
+  cpu_util?: number;
+}
+
+const luaScripts = new Map<number, string>();
+function luaFor(bodyBytes: number): string {
+  let path = luaScripts.get(bodyBytes);
+  if (path) return path;
+  const bodyFile = join(work, `body-${bodyBytes}.json`);
+  writeFileSync(bodyFile, chatRequestBody(bodyBytes));
+  path = join(work, `post-${bodyBytes}.lua`);
+  const headers = Object.entries(CLIENT_HEADERS)
+    .map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`)
+    .join('\n');
+  writeFileSync(
+    path,
+    `wrk.method = "POST"
+${headers}
+local f = io.open(${JSON.stringify(bodyFile)}, "rb")
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('BENCHJSON {"requests":%d,"duration_us":%d,"errors":%d,"status_errors":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean))
+end
+`,
+  );
+  luaScripts.set(bodyBytes, path);
+  return path;
+}
+
+/** One wrk run; with `pid`, the CPU the proxy tree used per request. */
+async function wrk(url: string, conns: number, seconds: number, bodyBytes: number, pid?: number): Promise<WrkResult> {
+  const cpu0 = pid ? cpuSeconds(pid) : 0;
+  const proc = Bun.spawn(['taskset', '-c', LOAD_CORE, 'wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '10s', '-s', luaFor(bodyBytes), url], { stdout: 'pipe', stderr: 'pipe' });
+  const text = await new Response(proc.stdout).text();
+  await proc.exited;
+  const cpu1 = pid ? cpuSeconds(pid) : 0;
+  const line = text.split('\n').find((l) => l.startsWith('BENCHJSON '));
+  if (!line) throw new Error(`wrk gave no result for ${url}: ${text} ${await new Response(proc.stderr).text()}`);
+  const r = JSON.parse(line.slice(10));
+  const res: WrkResult = {
+    requests: r.requests,
+    rps: Math.round(r.requests / (r.duration_us / 1e6)),
+    errors: r.errors,
+    status_errors: r.status_errors,
+    p50_us: r.p50_us,
+    p90_us: r.p90_us,
+    p99_us: r.p99_us,
+    mean_us: r.mean_us,
+  };
+  if (pid && r.requests > 0) {
+    res.cpu_us_per_req = Math.round(((cpu1 - cpu0) * 1e6) / r.requests);
+    res.cpu_util = Math.round(((cpu1 - cpu0) / (r.duration_us / 1e6)) * 100) / 100;
+  }
+  return res;
+}
+
+async function client(mode: string, ...rest: (string | number)[]): Promise<any> {
+  const proc = Bun.spawn(['taskset', '-c', LOAD_CORE, 'bun', join(import.meta.dir, 'client.ts'), mode, ...rest.map(String)], {
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS },
+  });
+  const text = await new Response(proc.stdout).text();
+  const code = await proc.exited;
+  const line = text.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new Error(`client ${mode} failed (${code}): ${text} ${await new Response(proc.stderr).text()}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Helpers
+
+const median = (xs: number[]) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const r2 = (x: number) => Math.round(x * 100) / 100;
+const CHAT = '/openai_passthrough/v1/chat/completions';
+const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+// ---------------------------------------------------------------------------------
+// Run
+
+const results: Record<string, any> = {
+  started_at: new Date().toISOString(),
+  mode: QUICK ? 'quick' : 'full',
+  skybridge: `${BINARY ? 'binary dist/skybridge-linux-x64' : 'bun src/main.ts'}${SKY_ROOT === ROOT ? ' (current tree)' : ` in ${SKY_ROOT}`}`,
+  machine: {
+    cpu: cpus()[0]?.model,
+    cores: cpus().length,
+    mem_gb: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    bun: Bun.version,
+    wrk: Bun.spawnSync(['wrk', '--version']).stdout.toString().split('\n')[0]?.trim(),
+  },
+  git: {
+    commit: Bun.spawnSync(['git', 'rev-parse', '--short', 'HEAD'], { cwd: SKY_ROOT }).stdout.toString().trim(),
+    dirty_files: Bun.spawnSync(['git', 'status', '--porcelain', 'src'], { cwd: SKY_ROOT }).stdout.toString().trim().split('\n').filter(Boolean).length,
+  },
+  env: { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, pinning: `proxies on core ${PROXY_CORE}; mock, wrk, clients on core ${LOAD_CORE}` },
+  loadavg_start: loadavg(),
+};
+
+let bare: Proc;
+let sky: Proc;
+let bareWhole: Proc | undefined;
+
+try {
+  mock = await startMock();
+  bare = await startBare();
+  sky = await startSkybridge();
+  if (want('throughput')) bareWhole = await startBareWhole();
+  const metricsRes = await fetch(sky.url + '/metrics');
+  const metricsText = await metricsRes.text();
+  results.skybridge_plugins = { logging: true, metrics: metricsRes.status === 200 && metricsText.includes('# TYPE') };
+  log(`mock ${mock.url}, bare ${bare.url}, skybridge ${sky.url} (${results.skybridge}; metrics ${results.skybridge_plugins.metrics ? 'on' : 'NOT AVAILABLE'}); work dir ${work}`);
+
+  const targets = () => [
+    { name: 'bare', proc: bare },
+    { name: 'skybridge', proc: sky },
+  ];
+
+  // Warm-up: JIT, connection pools.
+  for (const t of targets()) await wrk(t.proc.url + CHAT, 16, S.warmSec, 1024);
+  await wrk(mock.url + '/v1/chat/completions', 16, 1, 1024);
+
+  // 1. Added latency at c=1 (proxy minus direct-to-mock, same round).
+  if (want('latency')) {
+    log('latency at c=1');
+    const rounds: any[] = [];
+    for (let i = 0; i < S.rounds; i++) {
+      const direct = await wrk(mock.url + '/v1/chat/completions', 1, S.latencySec, 1024);
+      const b = await wrk(bare.url + CHAT, 1, S.latencySec, 1024, bare.pid);
+      const s = await wrk(sky.url + CHAT, 1, S.latencySec, 1024, sky.pid);
+      rounds.push({
+        direct,
+        bare: b,
+        skybridge: s,
+        added_us: { bare: { p50: b.p50_us - direct.p50_us, p99: b.p99_us - direct.p99_us }, skybridge: { p50: s.p50_us - direct.p50_us, p99: s.p99_us - direct.p99_us } },
+      });
+    }
+    const m = (who: 'bare' | 'skybridge', q: 'p50' | 'p99') => median(rounds.map((r) => r.added_us[who][q]));
+    results.latency_c1 = {
+      rounds,
+      direct_p50_us: median(rounds.map((r) => r.direct.p50_us)),
+      added_p50_us: { bare: m('bare', 'p50'), skybridge: m('skybridge', 'p50'), ratio: r2(m('skybridge', 'p50') / m('bare', 'p50')) },
+      added_p99_us: { bare: m('bare', 'p99'), skybridge: m('skybridge', 'p99'), ratio: r2(m('skybridge', 'p99') / m('bare', 'p99')) },
+    };
+  }
+
+  // 2. Throughput at c=64, rotating which proxy goes first. The bare proxy that reads
+  //    bodies whole runs beside them as a second reference (the floor for a gateway that
+  //    holds bodies), then stops.
+  if (want('throughput')) {
+    log('throughput at c=64');
+    await wrk(bareWhole!.url + CHAT, 16, S.warmSec, 1024);
+    const three = [...targets(), { name: 'bare_whole', proc: bareWhole! }];
+    const rounds: any[] = [];
+    for (let i = 0; i < THROUGHPUT_ROUNDS; i++) {
+      const order = [...three.slice(i % 3), ...three.slice(0, i % 3)];
+      const round: Record<string, WrkResult> = {};
+      for (const t of order) round[t.name] = await wrk(t.proc.url + CHAT, 64, S.throughputSec, 1024, t.proc.pid);
+      rounds.push({ ...round, ratio: r2(round.skybridge!.rps / round.bare!.rps) });
+      log(`  round ${i + 1}: bare ${round.bare!.rps} req/s, skybridge ${round.skybridge!.rps} req/s (${rounds.at(-1).ratio}x), bare reading whole ${round.bare_whole!.rps} req/s`);
+    }
+    await stopProc(bareWhole!);
+    const rps = (w: string) => median(rounds.map((r) => r[w].rps));
+    const cpu = (w: string) => median(rounds.map((r) => r[w].cpu_us_per_req));
+    results.throughput_c64 = {
+      rounds,
+      rps: { bare: rps('bare'), skybridge: rps('skybridge'), ratio: r2(rps('skybridge') / rps('bare')), ratio_median_of_rounds: median(rounds.map((r) => r.ratio)), bare_whole: rps('bare_whole'), bare_whole_ratio: r2(rps('bare_whole') / rps('bare')) },
+      cpu_us_per_req: { bare: cpu('bare'), skybridge: cpu('skybridge'), ratio: r2(cpu('skybridge') / cpu('bare')), bare_whole: cpu('bare_whole') },
+      errors: rounds.reduce((n, r) => n + r.bare.errors + r.bare.status_errors + r.skybridge.errors + r.skybridge.status_errors, 0),
+    };
+  }
+
+  // 3. Cost curve: concurrency and request body size.
+  if (want('curve')) {
+    log('cost curve');
+    const rows: any[] = [];
+    const cases = [
+      ...[1, 16, 64, 256].map((c) => ({ c, body: 1024 })),
+      ...[100 * 1024, 1024 * 1024].map((body) => ({ c: 64, body })),
+    ];
+    for (const k of cases) {
+      const row: any = { concurrency: k.c, body_bytes: k.body };
+      for (const t of targets()) row[t.name] = await wrk(t.proc.url + CHAT, k.c, S.curveSec, k.body, t.proc.pid);
+      row.rps_ratio = r2(row.skybridge.rps / row.bare.rps);
+      row.cpu_ratio = r2(row.skybridge.cpu_us_per_req / row.bare.cpu_us_per_req);
+      rows.push(row);
+      log(`  c=${k.c} body=${k.body}: bare ${row.bare.rps} req/s ${row.bare.cpu_us_per_req} us/req, skybridge ${row.skybridge.rps} req/s ${row.skybridge.cpu_us_per_req} us/req`);
+    }
+    results.cost_curve = rows;
+  }
+
+  // 4. Streaming: added TTFB and chunk gaps (50 ms spacing).
+  if (want('ttfb')) {
+    log('streaming TTFB and chunk spacing');
+    // Warm the streaming path of both proxies (JIT) the way steady traffic would.
+    for (const t of targets()) await wrk(`${t.proc.url}${CHAT}?stream=1&chunks=5&gap=0`, 16, S.warmSec, 1024);
+    const direct = await client('ttfb', mock.url + '/v1/chat/completions', S.ttfbCount, TTFB.chunks, TTFB.gapMs);
+    const out: any = { direct };
+    for (const t of targets()) out[t.name] = await client('ttfb', t.proc.url + CHAT, S.ttfbCount, TTFB.chunks, TTFB.gapMs);
+    out.added_ttfb_ms = { bare: r2(out.bare.ttfb_ms.p50 - direct.ttfb_ms.p50), skybridge: r2(out.skybridge.ttfb_ms.p50 - direct.ttfb_ms.p50) };
+    results.stream_ttfb = out;
+  }
+
+  // 5. Many concurrent 10 s streams, each proxy fresh.
+  if (want('streams')) {
+    results.concurrent_streams = {};
+    for (const n of S.streamSizes) {
+      log(`${n} concurrent 10 s streams`);
+      const row: any = {};
+      for (const name of ['bare', 'skybridge'] as const) {
+        const p = await restart(name);
+        await wrk(p.url + CHAT, 16, 1, 1024);
+        const before = rssMB(p.pid);
+        const sampler = rssSampler(p.pid);
+        const res = await client('streams', p.url + CHAT, n, STREAM.chunks, STREAM.gapMs);
+        const peak = sampler.stop();
+        row[name] = { ...res, rss_before_mb: Math.round(before), peak_rss_mb: Math.round(peak), on_time_11s: res.completed === n && res.duration_ms.max <= 11_000 };
+        log(`  ${name}: ${res.completed}/${n} complete, max ${Math.round(res.duration_ms.max)} ms, peak RSS ${Math.round(peak)} MB`);
+      }
+      results.concurrent_streams[n] = row;
+    }
+  }
+
+  // 6. 100 MB request body and 100 MB response body, each proxy fresh and warmed.
+  if (want('bodies')) {
+    log('100 MB upload and download');
+    const file = join(work, 'upload.bin');
+    const fd = openSync(file, 'w');
+    const hasher = new Bun.CryptoHasher('sha256');
+    const block = new Uint8Array(1024 * 1024);
+    for (let i = 0; i < BIG / block.length; i++) {
+      for (let j = 0; j < block.length; j += 65536) crypto.getRandomValues(block.subarray(j, j + 65536));
+      hasher.update(block);
+      writeSync(fd, block);
+    }
+    closeSync(fd);
+    const sha = hasher.digest('hex');
+    const small = join(work, 'upload-small.bin');
+    writeFileSync(small, new Uint8Array(1024 * 1024));
+    const smallSha = new Bun.CryptoHasher('sha256').update(new Uint8Array(1024 * 1024)).digest('hex');
+    const out: any = {};
+    for (const name of ['bare', 'skybridge'] as const) {
+      out[name] = {};
+      for (const dir of ['upload', 'download'] as const) {
+        const p = await restart(name);
+        await wrk(p.url + CHAT, 16, 1, 1024);
+        // Warm the path with a 1 MiB transfer in the same direction.
+        if (dir === 'upload') await client('upload', p.url + '/openai_passthrough/v1/upload', small, smallSha);
+        else await client('download', p.url + '/openai_passthrough/v1/download', 1024 * 1024);
+        await Bun.sleep(200);
+        const before = rssMB(p.pid);
+        const sampler = rssSampler(p.pid);
+        const res = dir === 'upload' ? await client('upload', p.url + '/openai_passthrough/v1/upload', file, sha) : await client('download', p.url + '/openai_passthrough/v1/download', BIG);
+        const peak = sampler.stop();
+        out[name][dir] = { ...res, rss_before_mb: r2(before), peak_rss_mb: r2(peak), rss_growth_mb: r2(peak - before) };
+        log(`  ${name} ${dir}: status ${res.status}, intact ${res.intact}, ${r2(res.seconds)} s, RSS +${r2(peak - before)} MB`);
+      }
+    }
+    results.big_bodies = out;
+  }
+} finally {
+  results.loadavg_end = loadavg();
+  results.finished_at = new Date().toISOString();
+  cleanup();
+}
+
+async function restart(name: 'bare' | 'skybridge'): Promise<Proc> {
+  if (name === 'bare') {
+    await stopProc(bare);
+    bare = await startBare();
+    return bare;
+  }
+  await stopProc(sky);
+  sky = await startSkybridge();
+  return sky;
+}
+
+// ---------------------------------------------------------------------------------
+// Report
+
+const T = {
+  thr: 1.1,
+  lat: 1.1,
+  ttfb: 0.5,
+  s1k: { seconds: 11, rss: 120 },
+  s5k: { rss: 400 },
+  growth: 16,
+};
+const checks: Array<{ target: string; value: string; met: boolean | null }> = [];
+const lines: string[] = [];
+const fmt = (x: unknown) => (typeof x === 'number' ? (Number.isInteger(x) ? String(x) : x.toFixed(2)) : String(x ?? '-'));
+const row = (cells: unknown[]) => lines.push(`| ${cells.map(fmt).join(' | ')} |`);
+
+lines.push(`Skybridge bench (${results.mode}, ${results.skybridge}; plugins logging${results.skybridge_plugins?.metrics ? ' + metrics' : ' (metrics not available)'}), ${results.started_at}`);
+lines.push(`machine: ${results.machine.cpu}, ${results.machine.cores} cores; ${results.env.pinning}; BUN_CONFIG_MAX_HTTP_REQUESTS=${MAX_HTTP_REQUESTS} for both proxies; loadavg ${results.loadavg_start} -> ${results.loadavg_end}`);
+lines.push('');
+row(['workload', 'bare Bun proxy', 'Skybridge', 'ratio', 'target', 'met']);
+lines.push('|---|---|---|---|---|---|');
+const L = results.latency_c1;
+if (L) {
+  const ok = L.added_p50_us.ratio <= T.lat;
+  row(['added latency c=1, p50 (us)', L.added_p50_us.bare, L.added_p50_us.skybridge, L.added_p50_us.ratio, `<= ${T.lat}x bare`, ok ? 'yes' : 'NO']);
+  row(['added latency c=1, p99 (us)', L.added_p99_us.bare, L.added_p99_us.skybridge, L.added_p99_us.ratio, '', '']);
+  checks.push({ target: 'added latency c=1 <= 1.1x bare', value: `${L.added_p50_us.ratio}x`, met: ok });
+}
+const H = results.throughput_c64;
+if (H) {
+  const ok = H.rps.ratio >= T.thr;
+  row(['c=64 req/s (median)', H.rps.bare, H.rps.skybridge, H.rps.ratio, `>= ${T.thr}x bare`, ok ? 'yes' : 'NO']);
+  row(['c=64 CPU us/req', H.cpu_us_per_req.bare, H.cpu_us_per_req.skybridge, H.cpu_us_per_req.ratio, '', '']);
+  row(['c=64 req/s, bare proxy reading bodies whole in the Skybridge column (reference)', H.rps.bare, H.rps.bare_whole, H.rps.bare_whole_ratio, '', '']);
+  checks.push({ target: 'throughput c=64 >= 1.1x bare', value: `${H.rps.ratio}x`, met: ok });
+}
+const F = results.stream_ttfb;
+if (F) {
+  const ok = F.added_ttfb_ms.skybridge < T.ttfb && F.skybridge.batched_reads === 0 && Math.abs(F.skybridge.gap_ms.p50 - TTFB.gapMs) < 5;
+  row(['stream added TTFB p50 (ms)', F.added_ttfb_ms.bare, F.added_ttfb_ms.skybridge, '', `< ${T.ttfb} ms`, ok ? 'yes' : 'NO']);
+  row(['stream chunk gap p50 (ms) / batched reads', `${fmt(F.bare.gap_ms.p50)} / ${F.bare.batched_reads}`, `${fmt(F.skybridge.gap_ms.p50)} / ${F.skybridge.batched_reads}`, '', '~50 / 0', '']);
+  checks.push({ target: 'stream TTFB added < 0.5 ms, no batching', value: `${F.added_ttfb_ms.skybridge} ms, gap ${fmt(F.skybridge.gap_ms.p50)} ms, ${F.skybridge.batched_reads} batched`, met: ok });
+}
+const C = results.concurrent_streams;
+if (C) {
+  for (const n of Object.keys(C)) {
+    const c = C[n];
+    const rssT = Number(n) <= 1000 ? T.s1k.rss : T.s5k.rss;
+    const ok = Number(n) <= 1000 ? c.skybridge.on_time_11s && c.skybridge.peak_rss_mb < rssT : c.skybridge.completed === Number(n) && c.skybridge.peak_rss_mb < rssT;
+    row([`${n} streams: complete / max s`, `${c.bare.completed} / ${fmt(c.bare.duration_ms.max / 1000)}`, `${c.skybridge.completed} / ${fmt(c.skybridge.duration_ms.max / 1000)}`, '', Number(n) <= 1000 ? 'all within 11 s' : 'all complete', '']);
+    row([`${n} streams: peak RSS (MB)`, c.bare.peak_rss_mb, c.skybridge.peak_rss_mb, r2(c.skybridge.peak_rss_mb / c.bare.peak_rss_mb), `< ${rssT} MB`, ok ? 'yes' : 'NO']);
+    checks.push({ target: `${n} streams ${Number(n) <= 1000 ? 'within 11 s' : 'complete'}, RSS < ${rssT} MB`, value: `${c.skybridge.completed}/${n}, max ${fmt(c.skybridge.duration_ms.max / 1000)} s, ${c.skybridge.peak_rss_mb} MB`, met: ok });
+  }
+}
+const B = results.big_bodies;
+if (B) {
+  for (const dir of ['upload', 'download'] as const) {
+    const s = B.skybridge[dir];
+    const ok = s.intact && s.rss_growth_mb < T.growth;
+    row([`100 MB ${dir}: RSS growth (MB), intact`, `${fmt(B.bare[dir].rss_growth_mb)}, ${B.bare[dir].intact}`, `${fmt(s.rss_growth_mb)}, ${s.intact}`, '', `< ${T.growth} MB, intact`, ok ? 'yes' : 'NO']);
+    checks.push({ target: `100 MB ${dir}: RSS growth < 16 MB, intact`, value: `${s.rss_growth_mb} MB, intact ${s.intact}`, met: ok });
+  }
+}
+if (results.cost_curve) {
+  lines.push('');
+  lines.push('Cost curve (one run per cell)');
+  row(['concurrency', 'body', 'bare req/s', 'Skybridge req/s', 'ratio', 'bare CPU us/req', 'Skybridge CPU us/req', 'ratio']);
+  lines.push('|---|---|---|---|---|---|---|---|');
+  for (const c of results.cost_curve) {
+    const body = c.body_bytes >= 1024 * 1024 ? `${c.body_bytes / 1024 / 1024} MB` : `${c.body_bytes / 1024} KB`;
+    row([c.concurrency, body, c.bare.rps, c.skybridge.rps, c.rps_ratio, c.bare.cpu_us_per_req, c.skybridge.cpu_us_per_req, c.cpu_ratio]);
+  }
+}
+results.checks = checks;
+const report = lines.join('\n');
+process.stdout.write(`\n${report}\n`);
+
+mkdirSync(join(ROOT, '.bench'), { recursive: true });
+const outFile = join(ROOT, '.bench', `results-${results.started_at.replace(/[:.]/g, '-')}.json`);
+writeFileSync(outFile, JSON.stringify({ ...results, report }, null, 2));
+process.stdout.write(`\nresults: ${outFile}\n`);
+rmSync(work, { recursive: true, force: true });
+process.exit(0);
