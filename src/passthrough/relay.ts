@@ -6,7 +6,6 @@
  * byte or on the client going away (which cancels the upstream at once).
  */
 import type { CompiledProvider } from '../config/runtime.ts';
-import { edenGC } from 'bun:jsc';
 import type { RequestContext } from '../pipeline/types.ts';
 import { UsageScanner, usageOfJson } from '../usage/scanner.ts';
 import type { UsageFormat } from '../usage/types.ts';
@@ -16,15 +15,6 @@ import { unwatchIdle, watchIdle, type IdleWatch } from './idle.ts';
 
 /** Non-streaming answers up to this size are read whole before sending. */
 const WHOLE_BODY_MAX = 1024 * 1024;
-/**
- * Piped chunks are garbage once written, but JSC collects only after ~16 MB of new
- * allocation, so a large body left up to ~20 MB of written-out chunks in memory (RSS
- * growth of a 100 MB download: 14-22 MB measured). A young-generation collection every
- * 4 MB relayed (all streams together) keeps that under ~8 MB at no measurable cost to
- * throughput; SSE streams relay too little to trigger it often.
- */
-const GC_NUDGE_BYTES = 4 * 1024 * 1024;
-let relayedSinceGc = 0;
 const decoder = new TextDecoder();
 
 export async function relayResponse(
@@ -157,11 +147,6 @@ function pipeBody(
         const value = chunk.value;
         idle.lastActivity = performance.now();
         record.bytes_out += value.byteLength;
-        relayedSinceGc += value.byteLength;
-        if (relayedSinceGc >= GC_NUDGE_BYTES) {
-          relayedSinceGc = 0;
-          edenGC();
-        }
         scanner?.push(value);
         if (keepContent && content.length < ctx.config.source.logs.content_max_bytes) content += decoder.decode(value, { stream: true });
         controller.enqueue(value);
