@@ -25,7 +25,7 @@ export async function callUpstream(
   body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null,
   replayable: boolean,
   useKeys: boolean,
-  pipeline?: Pipeline,
+  pipeline: Pipeline,
 ): Promise<UpstreamResult> {
   const record = ctx.record;
   const clientSignal = ctx.request.signal;
@@ -59,7 +59,7 @@ export async function callUpstream(
     const onClientAbort = () => controller.abort();
     clientSignal.addEventListener('abort', onClientAbort, { once: true });
     const timer = setTimeout(() => controller.abort(TIMEOUT), compiled.headerTimeoutMs);
-    pipeline?.onAttemptStart(ctx, attempt);
+    pipeline.onAttemptStart(ctx, attempt);
     const sentAt = performance.now();
     let response: Response | undefined;
     let failure: RequestError | undefined;
@@ -83,7 +83,7 @@ export async function callUpstream(
     } finally {
       clearTimeout(timer);
     }
-    pipeline?.onAttemptEnd(ctx, { attempt, key: key?.name, url: target.url, startedAt: sentAt, endedAt: performance.now(), status: response?.status, error: failure?.type });
+    pipeline.onAttemptEnd(ctx, { attempt, key: key?.name, url: target.url, startedAt: sentAt, endedAt: performance.now(), status: response?.status, error: failure?.type });
     if (response) {
       if (response.status === 401 && key) provider.onUnauthorized?.(key);
       // The abort controller stays linked to the client for the body's lifetime.
