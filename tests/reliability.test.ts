@@ -118,16 +118,20 @@ describe('upstream failures', () => {
 describe('retries', () => {
   test('429 on one key, 200 on the other: the client never notices', async () => {
     mock.respondWith((_req, rec) => (rec.headers.authorization === `Bearer ${KEY_A}` ? Response.json({ error: { message: 'rate limited' } }, { status: 429 }) : undefined));
-    for (let i = 0; i < 6; i++) {
-      const res = await new OpenAI({ baseURL: `${gw.url}/openai_passthrough/v1`, apiKey: 'dummy', maxRetries: 0 }).chat.completions
-        .create({ model: 'gpt-4o-mini', messages: [] })
-        .withResponse();
+    const client = new OpenAI({ baseURL: `${gw.url}/openai_passthrough/v1`, apiKey: 'dummy', maxRetries: 0 });
+    // The first key is a weighted random choice, so keep going until key a was tried
+    // first at least twice (bounded: 40 requests all drawing b first has p = 2^-40).
+    const ids: string[] = [];
+    let retried: any[] = [];
+    for (let i = 0; i < 40 && (i < 6 || retried.length < 2); i++) {
+      const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [] }).withResponse();
       expect(res.response.status).toBe(200);
       expect(mock.last.headers.authorization).toBe(`Bearer ${KEY_B}`);
+      ids.push(res.response.headers.get('x-request-id')!);
+      const mine = (await gw.waitForLines(0)).filter((l) => ids.includes(l.request_id));
+      retried = mine.filter((l) => l.attempts === 2);
     }
-    const lines = await gw.waitForLines(6);
-    const retried = lines.filter((l) => l.attempts === 2);
-    expect(retried.length).toBeGreaterThan(0);
+    expect(retried.length).toBeGreaterThanOrEqual(2);
     for (const l of retried) expect(l).toMatchObject({ key: 'b', status: 200, retries: [{ attempt: 1, key: 'a', reason: '429' }] });
   });
 
