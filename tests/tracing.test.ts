@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import type { Server } from 'bun';
 import OpenAI from 'openai';
-import { parseTraceparent } from '../src/plugins/tracing.ts';
+import { parseTraceparent } from '../src/plugins/tracing/trace-context.ts';
 import { MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 

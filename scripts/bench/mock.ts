@@ -8,6 +8,7 @@
  *                                        the last with usage, then [DONE]
  *   POST .../upload                      sink: hashes the body, answers {bytes, sha256}
  *   GET  .../download?bytes=N            N bytes of the shared pattern (content-length set)
+ *   POST /v1/traces                      OTLP/HTTP sink: reads the body, answers {}
  *   anything else                        {"ok":true}
  *
  * Usage: bun scripts/bench/mock.ts <port>
@@ -90,6 +91,11 @@ const server = Bun.serve({
         }),
         { headers: { 'content-type': 'application/octet-stream', 'content-length': String(total) } },
       );
+    }
+
+    if (path === '/v1/traces') {
+      if (req.body) await req.arrayBuffer();
+      return Response.json({});
     }
 
     return Response.json({ ok: true });

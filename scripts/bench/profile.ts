@@ -4,6 +4,7 @@
  * prints the functions with the most self time and the most inclusive time.
  *
  *   bun scripts/bench/profile.ts [--bare] [--seconds=10] [--conns=64] [--body=1024] [--top=40] [--callers=NAME]
+ *                                [--plugins=logging,metrics]   (tracing: spans exported to the mock's OTLP sink)
  *   bun scripts/bench/profile.ts --file=PROFILE [--callers=NAME]   analyse an existing profile
  *
  * The .cpuprofile stays in .bench/profiles/ (open it in Chrome DevTools or speedscope).
@@ -20,6 +21,7 @@ const seconds = Number(opt('seconds', '10'));
 const conns = Number(opt('conns', '64'));
 const bodyBytes = Number(opt('body', '1024'));
 const top = Number(opt('top', '40'));
+const plugins = opt('plugins', 'logging,metrics').split(',').filter(Boolean);
 const work = mkdtempSync(join(tmpdir(), 'skybridge-prof-'));
 const profDir = join(ROOT, '.bench', 'profiles');
 mkdirSync(profDir, { recursive: true });
@@ -44,7 +46,7 @@ async function run(): Promise<string> {
   const config = join(work, 'config.yaml');
   writeFileSync(
     config,
-    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }\nlogs: { file: ${join(work, 'requests.ndjson')} }\nplugins: [logging, metrics]\nproviders:\n  openai:\n    keys:\n      - { name: bench, value: sk-bench-key, models: ["*"] }\n    network_config: { base_url: "http://127.0.0.1:${mockPort}" }\n`,
+    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }\nlogs: { file: ${join(work, 'requests.ndjson')} }\nplugins: [${plugins.join(', ')}]\n${plugins.includes('tracing') ? `tracing: { endpoint: "http://127.0.0.1:${mockPort}/v1/traces" }\n` : ''}providers:\n  openai:\n    keys:\n      - { name: bench, value: sk-bench-key, models: ["*"] }\n    network_config: { base_url: "http://127.0.0.1:${mockPort}" }\n`,
   );
   const name = `${BARE ? 'bare' : 'skybridge'}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`;
   const cmd = BARE ? ['scripts/bench/bare-proxy.ts', String(port)] : ['src/main.ts', 'serve', '--config', config, '--port', String(port)];

@@ -43,30 +43,49 @@ export class Pipeline {
     return undefined;
   }
 
+  // The hooks below run for every request, so each loop calls its hook inline
+  // rather than through a closure per call.
+
   onAttemptStart(ctx: RequestContext, attempt: number): void {
-    for (const p of this.attemptStartHooks) isolated(p, 'onAttemptStart', ctx.id, () => p.onAttemptStart!(ctx, attempt));
+    for (const p of this.attemptStartHooks) {
+      try {
+        p.onAttemptStart!(ctx, attempt);
+      } catch (err) {
+        failed(p, 'onAttemptStart', ctx.id, err);
+      }
+    }
   }
 
   onAttemptEnd(ctx: RequestContext, info: AttemptInfo): void {
-    for (const p of this.attemptEndHooks) isolated(p, 'onAttemptEnd', ctx.id, () => p.onAttemptEnd!(ctx, info));
+    for (const p of this.attemptEndHooks) {
+      try {
+        p.onAttemptEnd!(ctx, info);
+      } catch (err) {
+        failed(p, 'onAttemptEnd', ctx.id, err);
+      }
+    }
   }
 
   onResponse(ctx: RequestContext, upstream: Response): void {
-    for (const p of this.responseHooks) isolated(p, 'onResponse', ctx.id, () => p.onResponse!(ctx, upstream));
+    for (const p of this.responseHooks) {
+      try {
+        p.onResponse!(ctx, upstream);
+      } catch (err) {
+        failed(p, 'onResponse', ctx.id, err);
+      }
+    }
   }
 
   onComplete(record: RequestRecord, ctx: RequestContext | undefined): void {
-    for (const p of this.completeHooks) isolated(p, 'onComplete', record.request_id, () => p.onComplete!(record, ctx));
-  }
-}
-
-/** Run one hook; a throw or a rejected promise is logged, never passed on. */
-function isolated(p: Plugin, hook: HookName, requestId: string, run: () => unknown): void {
-  try {
-    const r = run();
-    if (r instanceof Promise) r.catch((err) => failed(p, hook, requestId, err));
-  } catch (err) {
-    failed(p, hook, requestId, err);
+    for (const p of this.completeHooks) {
+      try {
+        const r = p.onComplete!(record, ctx);
+        // An async hook's rejection is logged like a throw.
+        if (r instanceof Promise) r.catch((err) => failed(p, 'onComplete', record.request_id, err));
+      } catch (err) {
+        failed(p, 'onComplete', record.request_id, err);
+      }
+    }
   }
 }
 

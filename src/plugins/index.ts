@@ -11,7 +11,7 @@ import { ExplorerPlugin } from './explorer/index.ts';
 import { GovernancePlugin } from './governance/plugin.ts';
 import { RequestLogPlugin } from './logging.ts';
 import { MetricsPlugin } from './metrics.ts';
-import { TracingPlugin } from './tracing.ts';
+import { TracingPlugin } from './tracing/plugin.ts';
 
 export interface ConfigurablePlugin extends Plugin {
   configure(config: RuntimeConfig): void | Promise<void>;
