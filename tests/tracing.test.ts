@@ -8,6 +8,7 @@ import type { Server } from 'bun';
 import OpenAI from 'openai';
 import { parseTraceparent } from '../src/plugins/tracing/trace-context.ts';
 import { MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
+import { decodeTraceExport } from './support/otlp-proto.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 
 const KEY_A = fakeKey();
@@ -27,10 +28,12 @@ interface Span {
   attrs: Record<string, string | number | boolean>;
 }
 
-/** A minimal OTLP/HTTP JSON receiver. */
+/** A minimal OTLP/HTTP receiver (protobuf and JSON). */
 class OtlpReceiver {
   readonly spans: Span[] = [];
+  /** Bodies as text (JSON) or decoded and re-serialised (protobuf), for secret scans. */
   readonly bodies: string[] = [];
+  readonly raw: Uint8Array[] = [];
   readonly headers: Array<Record<string, string>> = [];
   resource: Record<string, unknown> = {};
   private readonly server: Server<unknown>;
@@ -41,10 +44,13 @@ class OtlpReceiver {
       port: 0,
       fetch: async (req) => {
         if (req.method !== 'POST' || new URL(req.url).pathname !== '/v1/traces') return new Response('no', { status: 404 });
-        const text = await req.text();
-        this.bodies.push(text);
+        const bytes = new Uint8Array(await req.arrayBuffer());
+        this.raw.push(bytes);
         this.headers.push(Object.fromEntries(req.headers));
-        const body = JSON.parse(text);
+        const type = req.headers.get('content-type') ?? '';
+        const body = type === 'application/x-protobuf' ? decodeTraceExport(bytes) : type === 'application/json' ? JSON.parse(new TextDecoder().decode(bytes)) : undefined;
+        if (!body) return new Response('unsupported content-type', { status: 415 });
+        this.bodies.push(type === 'application/json' ? new TextDecoder().decode(bytes) : JSON.stringify(body));
         for (const rs of body.resourceSpans ?? []) {
           this.resource = attrsOf(rs.resource?.attributes);
           for (const ss of rs.scopeSpans ?? []) {
@@ -198,9 +204,9 @@ describe('tracing', () => {
 
     // Exported with the configured headers and resource; no secret anywhere.
     expect(receiver.headers.at(-1)!['x-otlp-token']).toBe(OTLP_TOKEN);
-    expect(receiver.headers.at(-1)!['content-type']).toContain('application/json');
+    expect(receiver.headers.at(-1)!['content-type']).toBe('application/json');
     expect(receiver.resource['service.name']).toBe('skybridge-test');
-    for (const body of receiver.bodies) for (const secret of [KEY_A, KEY_B, KEY_ANT]) expect(body).not.toContain(secret);
+    for (const body of [...receiver.bodies, ...receiver.raw.map((b) => Buffer.from(b).toString('latin1'))]) for (const secret of [KEY_A, KEY_B, KEY_ANT]) expect(body).not.toContain(secret);
   });
 
   test('a retried 429: two attempt spans under one server span, each upstream call with its own traceparent', async () => {
@@ -300,6 +306,116 @@ describe('tracing', () => {
     expect(tp.traceId).not.toBe('0'.repeat(32));
     const { server } = await spansOf(tp.traceId, 1);
     expect(server.parentSpanId).toBeUndefined();
+  });
+});
+
+/** Model names no one sends, but anyone could: each must arrive exactly as sent. */
+const AWKWARD_MODELS = ['gpt-"quoted"\\back\nline\ttab', 'ünïcødé-模型-😀', 'x'.repeat(300), '\u0000\u001f\u007f'];
+
+async function awkwardModelsRoundTrip(g: TestGateway, r: OtlpReceiver) {
+  for (const model of AWKWARD_MODELS) {
+    const traceId = newTraceHex();
+    const res = await fetch(`${g.url}/openai_passthrough/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${'12'.repeat(8)}-01` },
+      body: JSON.stringify({ model, messages: [] }),
+    });
+    await res.text();
+    const deadline = Date.now() + 5000;
+    let spans: Span[] = [];
+    while (spans.length < 2 && Date.now() < deadline) {
+      await g.gw.plugins.tracing.flush();
+      spans = r.spans.filter((s) => s.traceId === traceId);
+      if (spans.length < 2) await Bun.sleep(20);
+    }
+    expect(spans).toHaveLength(2);
+    for (const s of spans) expect(s.attrs['gen_ai.request.model']).toBe(model);
+    expect(spans.find((s) => s.kind === 3)!.name).toBe(`chat ${model}`);
+  }
+}
+
+function newTraceHex(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex');
+}
+
+describe('wire encodings', () => {
+  test('http/json (default): awkward strings escaped and read back exactly', async () => {
+    await awkwardModelsRoundTrip(gw, receiver);
+    expect(receiver.headers.at(-1)!['content-type']).toBe('application/json');
+  });
+
+  test('http/protobuf: the same spans in protobuf; awkward strings, lengths and nesting decode', async () => {
+    const r = new OtlpReceiver();
+    const g = await startGateway({
+      providers: { openai: { keys: [{ name: 'k', value: fakeKey(), models: ['*'] }], network_config: { base_url: mock.url, max_retries: 1, retry_backoff_initial: 1, retry_backoff_max: 5 } } },
+      tracing: { endpoint: r.url, protocol: 'http/protobuf', service_name: 'proto-test' },
+    });
+    try {
+      await awkwardModelsRoundTrip(g, r);
+      expect(r.headers.at(-1)!['content-type']).toBe('application/x-protobuf');
+      expect(r.resource['service.name']).toBe('proto-test');
+      // A retried request: parent/child structure, ints, bools, status with a code.
+      let first = true;
+      mock.respondWith(() => {
+        if (!first) return undefined;
+        first = false;
+        return Response.json({ error: { message: 'slow down' } }, { status: 429 });
+      });
+      const traceId = newTraceHex();
+      const res = await fetch(`${g.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${INCOMING_SPAN}-01` },
+        body: JSON.stringify({ model: 'gpt-4o', messages: [] }),
+      });
+      await res.text();
+      let spans: Span[] = [];
+      for (let i = 0; i < 100 && spans.length < 3; i++) {
+        await g.gw.plugins.tracing.flush();
+        spans = r.spans.filter((s) => s.traceId === traceId);
+        if (spans.length < 3) await Bun.sleep(20);
+      }
+      const server = spans.find((s) => s.kind === 2)!;
+      const attempts = spans.filter((s) => s.kind === 3).sort((a, b) => Number(a.attrs['skybridge.attempt']) - Number(b.attrs['skybridge.attempt']));
+      expect(server.parentSpanId).toBe(INCOMING_SPAN);
+      expect(server.name).toBe('POST /openai_passthrough/*');
+      expect(server.attrs).toMatchObject({ 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o', 'http.response.status_code': 200, 'skybridge.attempts': 2, 'skybridge.stream': false, 'gen_ai.usage.input_tokens': MOCK_USAGE.input });
+      expect(attempts.map((a) => a.parentSpanId)).toEqual([server.spanId, server.spanId]);
+      expect(attempts[0]!.status).toEqual({ code: 2 });
+      expect(attempts[0]!.attrs['error.type']).toBe('429');
+      expect(attempts[1]!.attrs['http.request.resend_count']).toBe(1);
+      // fixed64 nanoseconds: within a minute of now, ordered.
+      const nowNs = BigInt(Date.now()) * 1_000_000n;
+      expect(server.start < server.end && server.end <= nowNs && nowNs - server.start < 60_000_000_000n).toBe(true);
+      expect(attempts[1]!.start >= attempts[0]!.end).toBe(true);
+    } finally {
+      await g.stop();
+      await r.stop();
+    }
+  });
+
+  test('more requests than one export batch: every span arrives exactly once', async () => {
+    const before = receiver.spans.length;
+    const ids: string[] = [];
+    // 300 requests (over the 256-item export threshold), 30 at a time: the gateway runs
+    // in this process and shares its fetch slots with the test's client.
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(
+        Array.from({ length: 30 }, async () => {
+          const traceId = newTraceHex();
+          ids.push(traceId);
+          const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${'34'.repeat(8)}-01` },
+            body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }),
+          });
+          await res.text();
+        }),
+      );
+    }
+    await gw.gw.plugins.tracing.flush();
+    const got = receiver.spans.slice(before).filter((s) => ids.includes(s.traceId));
+    expect(got).toHaveLength(600);
+    expect(new Set(got.map((s) => s.spanId)).size).toBe(600);
   });
 });
 

@@ -10,7 +10,8 @@
  *                                bun FILE.ts PORT [ARG] with UPSTREAM set)
  *
  * ROOT is a Skybridge source tree (its src/main.ts is run with bun); PLUGINS a comma list
- * (empty: no plugins; `tracing` exports every request's spans to the mock's OTLP sink).
+ * (empty: no plugins; `tracing` exports every request's spans to the mock's OTLP sink as
+ * JSON, `tracing/protobuf` as protobuf).
  * Proxies on core 0, mock and wrk on core 1.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -82,10 +83,12 @@ for (const a of process.argv.filter((x) => x.startsWith('--proxy='))) {
 for (const v of variants) {
   const port = freePort();
   const cfg = join(work, `${v.name}.yaml`);
-  const plugins = v.plugins ? v.plugins.split(',') : [];
+  const listed = v.plugins ? v.plugins.split(',') : [];
+  const protocol = listed.includes('tracing/protobuf') ? 'http/protobuf' : 'http/json';
+  const plugins = listed.map((p) => (p === 'tracing/protobuf' ? 'tracing' : p));
   writeFileSync(
     cfg,
-    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }\nlogs: { file: ${join(work, v.name, 'requests.ndjson')} }\nplugins: [${plugins.join(', ')}]\n${plugins.includes('tracing') ? `tracing: { endpoint: "http://127.0.0.1:${mockPort}/v1/traces" }\n` : ''}providers:\n  openai:\n    keys:\n      - { name: bench, value: sk-bench-key, models: ["*"] }\n    network_config: { base_url: "http://127.0.0.1:${mockPort}" }\n`,
+    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }\nlogs: { file: ${join(work, v.name, 'requests.ndjson')} }\nplugins: [${plugins.join(', ')}]\n${plugins.includes('tracing') ? `tracing: { endpoint: "http://127.0.0.1:${mockPort}/v1/traces", protocol: ${protocol} }\n` : ''}providers:\n  openai:\n    keys:\n      - { name: bench, value: sk-bench-key, models: ["*"] }\n    network_config: { base_url: "http://127.0.0.1:${mockPort}" }\n`,
   );
   targets.push({ name: v.name, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', 'src/main.ts', 'serve', '--config', cfg, '--port', String(port)], v.root, v.env).pid });
 }

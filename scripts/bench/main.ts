@@ -4,7 +4,7 @@
  * Each proxy is pinned to core 0; the mock, wrk and the bench clients to core 1, so the
  * figures are per core. Started by scripts/bench/run, which pins this script to core 1.
  *
- *   bun scripts/bench/main.ts [--quick] [--binary] [--only=latency,throughput,curve,ttfb,streams,bodies]
+ *   bun scripts/bench/main.ts [--quick] [--binary] [--only=latency,throughput,curve,ttfb,streams,bodies,observability]
  *                             [--skybridge-root=DIR]   (another source tree, to compare changes)
  */
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -117,15 +117,20 @@ async function startBareWhole(): Promise<Proc> {
   return startProc('bare-whole', PROXY_CORE, ['bun', 'scripts/bench/bare-whole-proxy.ts', String(port)], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
 }
 
-async function startSkybridge(): Promise<Proc> {
+/**
+ * Skybridge with the production plugin set (logging + metrics), or another set for the
+ * observability workload; `tracing` exports every request's spans to the mock's OTLP sink.
+ */
+async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics']): Promise<Proc> {
   const port = freePort();
-  const config = join(work, 'skybridge.yaml');
+  const config = join(work, `${name}.yaml`);
   writeFileSync(
     config,
     [
       `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
-      `logs: { file: ${join(work, 'logs', 'requests.ndjson')} }`,
-      'plugins: [logging, metrics]',
+      `logs: { file: ${join(work, 'logs', name, 'requests.ndjson')} }`,
+      `plugins: [${plugins.join(', ')}]`,
+      ...(plugins.includes('tracing') ? [`tracing: { endpoint: "${mock.url}/v1/traces", sample_ratio: 1 }`] : []),
       'providers:',
       '  openai:',
       '    keys:',
@@ -134,7 +139,7 @@ async function startSkybridge(): Promise<Proc> {
       '',
     ].join('\n'),
   );
-  return startProc('skybridge', PROXY_CORE, skybridgeCmd(config, port), { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn' }, port, '/health', SKY_ROOT);
+  return startProc(name, PROXY_CORE, skybridgeCmd(config, port), { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn' }, port, '/health', SKY_ROOT);
 }
 
 // ---------------------------------------------------------------------------------
@@ -476,6 +481,40 @@ try {
     }
     results.big_bodies = out;
   }
+
+  // 7. What observability costs: the same Skybridge with logging only, + metrics (the
+  //    production set used above), + metrics and tracing with every request's spans
+  //    exported (to the mock's OTLP sink, on the load core). Interleaved rounds at c=64.
+  if (want('observability')) {
+    log('observability cost at c=64');
+    const variants = [
+      { name: 'logging', proc: await startSkybridge('sky-logging', ['logging']) },
+      { name: 'logging_metrics', proc: sky },
+      { name: 'logging_metrics_tracing', proc: await startSkybridge('sky-tracing', ['logging', 'metrics', 'tracing']) },
+    ];
+    for (const v of variants) await wrk(v.proc.url + CHAT, 16, S.warmSec, 1024);
+    const rounds: any[] = [];
+    const obsRounds = QUICK ? 2 : 7;
+    const obsSec = QUICK ? 3 : 5;
+    for (let i = 0; i < obsRounds; i++) {
+      const order = i % 2 ? [...variants].reverse() : variants;
+      const round: Record<string, WrkResult> = {};
+      for (const v of order) round[v.name] = await wrk(v.proc.url + CHAT, 64, obsSec, 1024, v.proc.pid);
+      rounds.push(round);
+      log(`  round ${i + 1}: ${variants.map((v) => `${v.name} ${round[v.name]!.rps} req/s ${round[v.name]!.cpu_us_per_req} us`).join(', ')}`);
+    }
+    for (const v of variants) if (v.proc !== sky) await stopProc(v.proc);
+    const rps = (w: string) => median(rounds.map((r) => r[w].rps));
+    const cpu = (w: string) => median(rounds.map((r) => r[w].cpu_us_per_req));
+    // Per round, so machine drift between rounds cancels out.
+    const cost = (w: string) => r2(100 * (1 - median(rounds.map((r) => r[w].rps / r.logging.rps))));
+    results.observability_c64 = {
+      rounds,
+      rps: { logging: rps('logging'), logging_metrics: rps('logging_metrics'), logging_metrics_tracing: rps('logging_metrics_tracing') },
+      cpu_us_per_req: { logging: cpu('logging'), logging_metrics: cpu('logging_metrics'), logging_metrics_tracing: cpu('logging_metrics_tracing') },
+      throughput_cost_pct: { metrics: cost('logging_metrics'), metrics_tracing: cost('logging_metrics_tracing') },
+    };
+  }
 } finally {
   results.loadavg_end = loadavg();
   results.finished_at = new Date().toISOString();
@@ -555,6 +594,18 @@ if (B) {
     row([`100 MB ${dir}: RSS growth (MB), intact`, `${fmt(B.bare[dir].rss_growth_mb)}, ${B.bare[dir].intact}`, `${fmt(s.rss_growth_mb)}, ${s.intact}`, '', `< ${T.growth} MB, intact`, ok ? 'yes' : 'NO']);
     checks.push({ target: `100 MB ${dir}: RSS growth < 16 MB, intact`, value: `${s.rss_growth_mb} MB, intact ${s.intact}`, met: ok });
   }
+}
+const O = results.observability_c64;
+if (O) {
+  const ok = O.throughput_cost_pct.metrics_tracing < 5;
+  lines.push('');
+  lines.push('Observability cost at c=64 (Skybridge variants, interleaved rounds; cost = throughput lost vs logging only, median of per-round ratios)');
+  row(['plugins', 'req/s', 'CPU us/req', 'throughput cost', 'target', 'met']);
+  lines.push('|---|---|---|---|---|---|');
+  row(['logging', O.rps.logging, O.cpu_us_per_req.logging, '', '', '']);
+  row(['logging + metrics', O.rps.logging_metrics, O.cpu_us_per_req.logging_metrics, `${fmt(O.throughput_cost_pct.metrics)}%`, '', '']);
+  row(['logging + metrics + tracing (every request exported)', O.rps.logging_metrics_tracing, O.cpu_us_per_req.logging_metrics_tracing, `${fmt(O.throughput_cost_pct.metrics_tracing)}%`, '< 5%', ok ? 'yes' : 'NO']);
+  checks.push({ target: 'metrics + tracing cost < 5% of throughput', value: `${O.throughput_cost_pct.metrics_tracing}%`, met: ok });
 }
 if (results.cost_curve) {
   lines.push('');

@@ -137,6 +137,8 @@ export const TracingSchema = v.strictObject({
   service_name: v.optional(nonEmpty, 'skybridge'),
   headers: v.optional(v.record(v.string(), v.string()), {}),
   sample_ratio: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(1)), 1),
+  /** OTLP/HTTP encoding, named as in OTEL_EXPORTER_OTLP_PROTOCOL. */
+  protocol: v.optional(v.picklist(['http/json', 'http/protobuf']), 'http/json'),
 });
 
 const RateLimitSchema = v.strictObject({

@@ -1,16 +1,20 @@
 /**
- * Batched OTLP/HTTP JSON export. A finished request queues one item (references, no
- * encoding); a batch is encoded and sent every second or once 256 items wait, one
- * export at a time, off the request's turn. Encoding a whole batch in one loop costs
- * about half of encoding each request as it completes (profiled under load: the loop
- * stays hot). While an export runs, up to 2,048 items wait, then new ones are dropped
+ * Batched OTLP/HTTP export. A finished request queues one item (references, nothing
+ * encoded); once 64 are waiting, or a second after the first, the batch is encoded in
+ * one loop straight into a reused buffer and sent, one export at a time, off the
+ * requests' own turns. Why 64: encoding a batch in one tight loop costs less than
+ * encoding each request as it completes, but holding finished requests longer costs
+ * more in the garbage collector (measured under wrk load, scripts/bench/ab.ts: batches
+ * of 1,024 cost ~40 us more per request than batches of 32; 32 and 256 were within the
+ * noise). While an export runs up to 2,048 requests wait, then new ones are dropped
  * rather than let memory grow; a failing collector costs one warning a minute, never a
- * request. One buffer serves every batch, since exports never overlap.
+ * request.
  */
 import { appLog } from '../../log/app.ts';
-import { fragment, JsonWriter } from './json-writer.ts';
+import { ByteWriter } from './byte-writer.ts';
+import type { BatchEnvelope, OtlpEncoding } from './encoding.ts';
 
-const EXPORT_AT_ITEMS = 256;
+const EXPORT_AT_ITEMS = 64;
 const MAX_PENDING_ITEMS = 2048;
 const BUFFER_BYTES = 1024 * 1024;
 /** A buffer that grew past this (a burst while the collector was slow) is not kept. */
@@ -18,14 +22,13 @@ const MAX_KEPT_BYTES = 8 * 1024 * 1024;
 const EXPORT_DELAY_MS = 1000;
 const EXPORT_TIMEOUT_MS = 10_000;
 const WARN_EVERY_MS = 60_000;
-const COMMA = fragment(',');
 
-/** Writes one item's spans as comma-separated OTLP JSON span objects; returns how many. */
-export type SpanEncoder<T> = (w: JsonWriter, item: T) => number;
+/** Writes one item's spans (with `encoding.separator` between them); returns how many. */
+export type SpanEncoder<T> = (w: ByteWriter, item: T) => number;
 
 export class OtlpExporter<T> {
   private pending: T[] = [];
-  private writer = new JsonWriter(BUFFER_BYTES);
+  private writer = new ByteWriter(BUFFER_BYTES);
   private timer: ReturnType<typeof setTimeout> | undefined;
   private soon: ReturnType<typeof setImmediate> | undefined;
   private running: Promise<void> | undefined;
@@ -39,11 +42,12 @@ export class OtlpExporter<T> {
   constructor(
     readonly endpoint: string,
     headers: Record<string, string>,
-    /** The ExportTraceServiceRequest bytes before and after the spans (otlp-json.ts). */
-    private readonly envelope: { head: Uint8Array; tail: Uint8Array },
+    private readonly encoding: OtlpEncoding,
+    /** The ExportTraceServiceRequest around each batch (resource, scope). */
+    private readonly envelope: BatchEnvelope,
     private readonly encode: SpanEncoder<T>,
   ) {
-    this.headers = { ...headers, 'content-type': 'application/json' };
+    this.headers = { ...headers, 'content-type': encoding.contentType };
   }
 
   add(item: T): void {
@@ -98,11 +102,11 @@ export class OtlpExporter<T> {
     this.pending = [];
     const w = this.writer;
     w.len = 0;
-    w.raw(this.envelope.head);
+    this.envelope.open(w);
     let spans = 0;
     for (let i = 0; i < items.length; i++) {
       const mark = w.len;
-      if (spans > 0) w.raw(COMMA);
+      if (spans > 0) w.raw(this.encoding.separator);
       try {
         spans += this.encode(w, items[i]!);
       } catch (err) {
@@ -111,9 +115,9 @@ export class OtlpExporter<T> {
         this.warn('a span could not be encoded; dropped', { err: String(err) });
       }
     }
-    w.raw(this.envelope.tail);
+    const body = this.envelope.close(w);
     try {
-      const res = await fetch(this.endpoint, { method: 'POST', headers: this.headers, body: w.buf.subarray(0, w.len), signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS) });
+      const res = await fetch(this.endpoint, { method: 'POST', headers: this.headers, body, signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS) });
       await res.arrayBuffer().catch(() => undefined);
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       this.exported += spans;
@@ -122,7 +126,7 @@ export class OtlpExporter<T> {
       this.warn('trace export failed; spans dropped', { endpoint: this.endpoint, spans, err: (err as Error).message ?? String(err) });
     } finally {
       // The export is over (answered or aborted), so the buffer is free again.
-      if (w.buf.length > MAX_KEPT_BYTES) this.writer = new JsonWriter(BUFFER_BYTES);
+      if (w.buf.length > MAX_KEPT_BYTES) this.writer = new ByteWriter(BUFFER_BYTES);
     }
   }
 
