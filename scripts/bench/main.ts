@@ -121,7 +121,7 @@ async function startBareWhole(): Promise<Proc> {
  * Skybridge with the production plugin set (logging + metrics), or another set for the
  * observability workload; `tracing` exports every request's spans to the mock's OTLP sink.
  */
-async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics']): Promise<Proc> {
+async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics'], tracingProtocol = 'http/json'): Promise<Proc> {
   const port = freePort();
   const config = join(work, `${name}.yaml`);
   writeFileSync(
@@ -130,7 +130,7 @@ async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics
       `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
       `logs: { file: ${join(work, 'logs', name, 'requests.ndjson')} }`,
       `plugins: [${plugins.join(', ')}]`,
-      ...(plugins.includes('tracing') ? [`tracing: { endpoint: "${mock.url}/v1/traces", sample_ratio: 1 }`] : []),
+      ...(plugins.includes('tracing') ? [`tracing: { endpoint: "${mock.url}/v1/traces", sample_ratio: 1, protocol: ${tracingProtocol} }`] : []),
       'providers:',
       '  openai:',
       '    keys:',
@@ -484,13 +484,15 @@ try {
 
   // 7. What observability costs: the same Skybridge with logging only, + metrics (the
   //    production set used above), + metrics and tracing with every request's spans
-  //    exported (to the mock's OTLP sink, on the load core). Interleaved rounds at c=64.
+  //    exported (to the mock's OTLP sink, on the load core), as JSON and as protobuf.
+  //    Interleaved rounds at c=64.
   if (want('observability')) {
     log('observability cost at c=64');
     const variants = [
       { name: 'logging', proc: await startSkybridge('sky-logging', ['logging']) },
       { name: 'logging_metrics', proc: sky },
       { name: 'logging_metrics_tracing', proc: await startSkybridge('sky-tracing', ['logging', 'metrics', 'tracing']) },
+      { name: 'logging_metrics_tracing_protobuf', proc: await startSkybridge('sky-tracing-pb', ['logging', 'metrics', 'tracing'], 'http/protobuf') },
     ];
     for (const v of variants) await wrk(v.proc.url + CHAT, 16, S.warmSec, 1024);
     const rounds: any[] = [];
@@ -510,9 +512,9 @@ try {
     const cost = (w: string) => r2(100 * (1 - median(rounds.map((r) => r[w].rps / r.logging.rps))));
     results.observability_c64 = {
       rounds,
-      rps: { logging: rps('logging'), logging_metrics: rps('logging_metrics'), logging_metrics_tracing: rps('logging_metrics_tracing') },
-      cpu_us_per_req: { logging: cpu('logging'), logging_metrics: cpu('logging_metrics'), logging_metrics_tracing: cpu('logging_metrics_tracing') },
-      throughput_cost_pct: { metrics: cost('logging_metrics'), metrics_tracing: cost('logging_metrics_tracing') },
+      rps: Object.fromEntries(variants.map((v) => [v.name, rps(v.name)])),
+      cpu_us_per_req: Object.fromEntries(variants.map((v) => [v.name, cpu(v.name)])),
+      throughput_cost_pct: { metrics: cost('logging_metrics'), metrics_tracing: cost('logging_metrics_tracing'), metrics_tracing_protobuf: cost('logging_metrics_tracing_protobuf') },
     };
   }
 } finally {
@@ -604,7 +606,8 @@ if (O) {
   lines.push('|---|---|---|---|---|---|');
   row(['logging', O.rps.logging, O.cpu_us_per_req.logging, '', '', '']);
   row(['logging + metrics', O.rps.logging_metrics, O.cpu_us_per_req.logging_metrics, `${fmt(O.throughput_cost_pct.metrics)}%`, '', '']);
-  row(['logging + metrics + tracing (every request exported)', O.rps.logging_metrics_tracing, O.cpu_us_per_req.logging_metrics_tracing, `${fmt(O.throughput_cost_pct.metrics_tracing)}%`, '< 5%', ok ? 'yes' : 'NO']);
+  row(['logging + metrics + tracing (every request exported, http/json)', O.rps.logging_metrics_tracing, O.cpu_us_per_req.logging_metrics_tracing, `${fmt(O.throughput_cost_pct.metrics_tracing)}%`, '< 5%', ok ? 'yes' : 'NO']);
+  row(['logging + metrics + tracing (every request exported, http/protobuf)', O.rps.logging_metrics_tracing_protobuf, O.cpu_us_per_req.logging_metrics_tracing_protobuf, `${fmt(O.throughput_cost_pct.metrics_tracing_protobuf)}%`, '< 5%', O.throughput_cost_pct.metrics_tracing_protobuf < 5 ? 'yes' : 'NO']);
   checks.push({ target: 'metrics + tracing cost < 5% of throughput', value: `${O.throughput_cost_pct.metrics_tracing}%`, met: ok });
 }
 if (results.cost_curve) {
