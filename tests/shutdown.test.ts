@@ -138,7 +138,8 @@ describe('SIGTERM', () => {
     expect(gp.logs.some((l) => l.level === 'warn' && /grace period over/.test(l.msg))).toBe(true);
     const lines = readLog(logFile);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ stream: true, outcome: 'client_aborted', model: 'slow-1000' });
+    // Cut by the gateway, not left by the client: said so in the line.
+    expect(lines[0]).toMatchObject({ stream: true, status: 200, outcome: 'gateway_error', error: { type: 'shutdown' }, model: 'slow-1000' });
   });
 
   test('a second signal ends the grace period at once', async () => {
@@ -155,6 +156,7 @@ describe('SIGTERM', () => {
     expect((await stream).complete).toBe(false);
     expect(gp.logs.some((l) => /second signal/.test(l.msg ?? ''))).toBe(true);
     expect(readLog(logFile)).toHaveLength(1);
+    expect(readLog(logFile)[0]).toMatchObject({ outcome: 'gateway_error', error: { type: 'shutdown' } });
   });
 });
 

@@ -4,9 +4,12 @@
  */
 import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { Outcome, RequestContext, RequestError } from '../pipeline/types.ts';
+import type { GatewayState } from '../server/state.ts';
 
 /** nginx's convention for "client closed the request" in logs; never sent to anyone. */
 export const CLIENT_CLOSED_STATUS = 499;
+
+const SHUTDOWN_CUT: RequestError = { type: 'shutdown', message: 'cut by the gateway when the shutdown grace period ended' };
 
 export class Completion {
   private finished = false;
@@ -15,6 +18,7 @@ export class Completion {
   constructor(
     private readonly ctx: RequestContext,
     private readonly pipeline: Pipeline,
+    private readonly state: Pick<GatewayState, 'cutting'>,
   ) {}
 
   get done(): boolean {
@@ -43,10 +47,22 @@ export class Completion {
     return new Response(null, { status: CLIENT_CLOSED_STATUS });
   }
 
-  /** Complete the record; later calls are ignored. */
+  /**
+   * Complete the record; later calls are ignored. For `client_aborted`, `status` is what
+   * the client was sent, if anything: the record gets 499, unless the connection was
+   * cut by the gateway at the end of the shutdown grace period (then it is a
+   * gateway_error, with the status sent or 503).
+   */
   finish(status: number, outcome: Outcome, error?: RequestError): void {
     if (this.finished) return;
     this.finished = true;
+    if (outcome === 'client_aborted') {
+      if (this.state.cutting) {
+        outcome = 'gateway_error';
+        error = SHUTDOWN_CUT;
+        if (status === CLIENT_CLOSED_STATUS) status = 503;
+      } else status = CLIENT_CLOSED_STATUS;
+    }
     const r = this.ctx.record;
     r.status = status;
     r.outcome = outcome;

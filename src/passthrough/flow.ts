@@ -107,7 +107,7 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   };
   if (config.source.logs.content && body instanceof Uint8Array) record.request_body = decoder.decode(body);
 
-  const completion = new Completion(ctx, pipeline);
+  const completion = new Completion(ctx, pipeline, state);
   state.inflight++;
   completion.onDone(() => state.inflight--);
   try {

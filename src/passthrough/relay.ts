@@ -107,7 +107,7 @@ function pipeBody(
     unwatchIdle(idle);
     if (scanner) record.usage = await scanner.finish();
     if (keepContent) record.response_body = content;
-    completion.finish(outcome === 'client_aborted' ? 499 : status, outcome, error);
+    completion.finish(status, outcome, error);
   };
 
   let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;

@@ -45,7 +45,7 @@ export class Gateway {
     applyConfiguredLevel(config.source.logs.level);
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     const plugins = new PluginSet(options.plugins);
-    const state: GatewayState = { config, pipeline: await plugins.pipelineFor(config), inflight: 0, draining: false };
+    const state: GatewayState = { config, pipeline: await plugins.pipelineFor(config), inflight: 0, draining: false, cutting: false };
     plugins.metrics.bindState(state);
     const app = createApp(state, plugins.routes());
     const host = options.host ?? config.source.server.host;
@@ -150,6 +150,7 @@ export class Gateway {
     if (!drained || this.state.inflight > 0) {
       appLog.warn({ inflight: this.state.inflight, grace_ms: graceMs }, this.cutRequested ? 'second signal; cutting remaining requests' : 'grace period over; cutting remaining requests');
     }
+    this.state.cutting = true;
     await this.server.stop(true);
     // Cut streams complete (and write their log line) on the next ticks: wait for them.
     const cutDeadline = performance.now() + 2000;

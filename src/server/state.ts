@@ -12,4 +12,6 @@ export interface GatewayState {
   inflight: number;
   /** Set on SIGTERM: new requests are refused while in-flight ones finish. */
   draining: boolean;
+  /** Set when the shutdown grace period is over: requests still open are cut by the gateway, not by their clients. */
+  cutting: boolean;
 }
