@@ -5,10 +5,16 @@
  * body through to the upstream and the response body back, and passes the client's
  * abort on. No key injection, no logging, no metrics.
  *
- * Usage: UPSTREAM=http://127.0.0.1:PORT bun scripts/bench/bare-proxy.ts <port>
+ * With `whole`, a second reference for the throughput figure: request and response
+ * bodies are read whole before they are forwarded (what Skybridge does for bodies it
+ * holds). Reading a small body costs less than streaming it through Bun's fetch, so this
+ * is the floor a gateway reading bodies whole starts from.
+ *
+ * Usage: UPSTREAM=http://127.0.0.1:PORT bun scripts/bench/bare-proxy.ts <port> [whole]
  */
 const upstream = process.env.UPSTREAM ?? 'http://127.0.0.1:9';
 const prefix = '/openai_passthrough';
+const whole = process.argv[3] === 'whole';
 
 const server = Bun.serve({
   hostname: '127.0.0.1',
@@ -21,18 +27,12 @@ const server = Bun.serve({
     if (path.startsWith(prefix)) path = path.slice(prefix.length);
     const headers = new Headers(req.headers);
     headers.delete('host');
-    const res = await fetch(upstream + path, {
-      method: req.method,
-      headers,
-      body: req.body,
-      redirect: 'manual',
-      decompress: false,
-      signal: req.signal,
-    });
+    const body = !whole ? req.body : req.method === 'GET' || req.method === 'HEAD' ? null : await req.arrayBuffer();
+    const res = await fetch(upstream + path, { method: req.method, headers, body, redirect: 'manual', decompress: false, signal: req.signal });
     const out = new Headers(res.headers);
     out.delete('transfer-encoding');
     out.delete('content-length');
-    return new Response(res.body, { status: res.status, headers: out });
+    return new Response(whole ? await res.arrayBuffer() : res.body, { status: res.status, headers: out });
   },
 });
 

@@ -114,7 +114,7 @@ async function startBare(): Promise<Proc> {
 
 async function startBareWhole(): Promise<Proc> {
   const port = freePort();
-  return startProc('bare-whole', PROXY_CORE, ['bun', 'scripts/bench/bare-whole-proxy.ts', String(port)], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
+  return startProc('bare-whole', PROXY_CORE, ['bun', 'scripts/bench/bare-proxy.ts', String(port), 'whole'], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
 }
 
 /**

@@ -59,7 +59,7 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   // A declared length > 0 means a body: `request.body` is not touched then, as creating
   // that stream makes the whole-body read that follows slower (measured: +4 us back to
   // back, +14 us with 20 ms between requests).
-  if (!BODYLESS.has(request.method) && (length !== undefined && length > 0 ? true : request.body)) {
+  if (!BODYLESS.has(request.method) && ((length ?? 0) > 0 || request.body !== null)) {
     if (length !== undefined && length > config.maxBodyBytes) {
       return reject(record, startedAt, pipeline, 413, 'payload_too_large', `request body of ${length} bytes exceeds server.max_request_body_mb (${config.source.server.max_request_body_mb} MB)`);
     }

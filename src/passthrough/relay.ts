@@ -7,8 +7,8 @@
  */
 import type { CompiledProvider } from '../config/runtime.ts';
 import type { RequestContext } from '../pipeline/types.ts';
-import { UsageScanner, usageOfJson } from '../usage/scanner.ts';
-import type { UsageFormat } from '../usage/types.ts';
+import { UsageScanner, usageOfBody } from '../usage/scanner.ts';
+import type { Usage, UsageFormat } from '../usage/types.ts';
 import type { Completion } from './completion.ts';
 import { clientResponseHeaders } from './headers.ts';
 import { unwatchIdle, watchIdle, type IdleWatch } from './idle.ts';
@@ -66,25 +66,14 @@ export async function relayResponse(
 }
 
 function finishWhole(ctx: RequestContext, completion: Completion, format: UsageFormat, contentType: string | null, encoding: string | null, bytes: Uint8Array<ArrayBuffer>, status: number): void {
-  const done = () => {
+  const done = (usage: Usage | undefined) => {
+    ctx.record.usage = usage;
     if (ctx.config.source.logs.content) ctx.record.response_body = decoder.decode(bytes);
     completion.finish(status, 'ok');
   };
-  const enc = encoding?.toLowerCase().trim();
-  const type = contentType?.toLowerCase() ?? '';
-  if ((!enc || enc === 'identity') && !type.startsWith('text/event-stream')) {
-    // The common case, read without a scanner: a plain JSON answer (or no usage at all).
-    if (type.includes('json')) ctx.record.usage = usageOfJson(format, bytes);
-    done();
-    return;
-  }
-  const scanner = UsageScanner.for(format, contentType, encoding);
-  if (!scanner) return done();
-  scanner.push(bytes);
-  void scanner.finish().then((usage) => {
-    ctx.record.usage = usage;
-    done();
-  });
+  const usage = usageOfBody(format, contentType, encoding, bytes);
+  if (usage instanceof Promise) void usage.then(done);
+  else done(usage);
 }
 
 function pipeBody(

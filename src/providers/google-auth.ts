@@ -129,12 +129,12 @@ export class ServiceAccountTokenSource {
     return new ServiceAccountTokenSource(account, await importPrivateKey(account.private_key));
   }
 
-  /** A valid access token; fetches a new one only when the cached one is near expiry. */
   /** Forget the cached token (the upstream refused it: revoked, or the key was rotated). */
   invalidate(): void {
     this.token = undefined;
   }
 
+  /** A valid access token; fetches a new one only when the cached one is near expiry. */
   getToken(): Promise<string> {
     if (this.token && Date.now() < this.token.refreshAt) return Promise.resolve(this.token.value);
     this.inflight ??= this.refresh().finally(() => {

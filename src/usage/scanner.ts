@@ -54,9 +54,9 @@ export class UsageScanner {
     const ct = contentType?.toLowerCase() ?? '';
     const sse = ct.startsWith('text/event-stream');
     if (!sse && !ct.includes('json')) return undefined;
-    const enc = contentEncoding?.toLowerCase().trim() || null;
-    if (enc && enc !== 'identity' && !makeInflaterSupported(enc)) return undefined;
-    return new UsageScanner(format, sse, enc === 'identity' ? null : enc);
+    const enc = compression(contentEncoding);
+    if (enc && !makeInflaterSupported(enc)) return undefined;
+    return new UsageScanner(format, sse, enc);
   }
 
   push(chunk: Uint8Array): void {
@@ -74,10 +74,20 @@ export class UsageScanner {
 const jsonDecoder = new TextDecoder();
 
 /**
- * Usage in a whole, uncompressed JSON body: what a scanner fed these bytes reports, without
- * the scanner (no parser objects, no promise). For answers read whole before sending.
+ * Usage in a body read whole. An uncompressed JSON answer (the common case) is parsed
+ * directly, synchronously: no scanner, no parser objects, no promise. A compressed or
+ * SSE body goes through a scanner.
  */
-export function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | undefined {
+export function usageOfBody(format: UsageFormat, contentType: string | null, contentEncoding: string | null, bytes: Uint8Array): Usage | undefined | Promise<Usage | undefined> {
+  const ct = contentType?.toLowerCase() ?? '';
+  if (!compression(contentEncoding) && !ct.startsWith('text/event-stream')) return ct.includes('json') ? usageOfJson(format, bytes) : undefined;
+  const scanner = UsageScanner.for(format, contentType, contentEncoding);
+  if (!scanner) return undefined;
+  scanner.push(bytes);
+  return scanner.finish();
+}
+
+function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | undefined {
   const usage: Usage = {};
   if (bytes.byteLength > 0 && bytes.byteLength <= MAX_JSON_BYTES) {
     try {
@@ -87,6 +97,12 @@ export function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | und
     }
   }
   return finishUsage(format, usage);
+}
+
+/** The content coding to undo, or null for none (`identity` included). */
+function compression(contentEncoding: string | null): string | null {
+  const enc = contentEncoding?.toLowerCase().trim();
+  return enc && enc !== 'identity' ? enc : null;
 }
 
 function makeInflaterSupported(enc: string): boolean {

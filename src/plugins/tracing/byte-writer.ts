@@ -138,14 +138,7 @@ export class ByteWriter {
   /** A protobuf string field's length and bytes (UTF-8; lone surrogates become U+FFFD). */
   lengthPrefixedUtf8(text: string): void {
     const n = text.length;
-    let ascii = true;
-    for (let i = 0; i < n; i++) {
-      if (text.charCodeAt(i) > 0x7f) {
-        ascii = false;
-        break;
-      }
-    }
-    if (!ascii) {
+    if (!isAscii(text)) {
       const bytes = encoder.encode(text);
       this.varint(bytes.length);
       this.raw(bytes);
@@ -165,6 +158,12 @@ export class ByteWriter {
     this.ensure(text.length * 3);
     this.len += encoder.encodeInto(text, this.buf.subarray(this.len)).written;
   }
+}
+
+/** True when every UTF-16 unit is ASCII, so the text's length is its UTF-8 length. */
+export function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
 }
 
 /** Bytes a varint of `n` takes. */

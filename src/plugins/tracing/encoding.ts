@@ -5,7 +5,7 @@
  * (http/json). Everything constant (attribute keys, fixed attributes, span names) is
  * encoded once, at module or config load.
  */
-import type { ByteWriter } from './byte-writer.ts';
+import { ByteWriter } from './byte-writer.ts';
 
 export type AttrValue = string | number | boolean | undefined;
 
@@ -24,13 +24,28 @@ export interface BatchEnvelope {
   close(w: ByteWriter): Uint8Array<ArrayBuffer>;
 }
 
-export interface OtlpEncoding {
-  readonly protocol: 'http/protobuf' | 'http/json';
-  readonly contentType: string;
+/** Makers of attribute writers, one per key (keys are encoded once, here). */
+export interface AttrWriters {
   stringAttr(key: string): AttrWriter<string>;
   /** Non-negative integers (counts, codes, ports); anything else is left out. */
   intAttr(key: string): AttrWriter<number>;
   boolAttr(key: string): AttrWriter<boolean>;
+}
+
+/** Attributes known in advance, encoded once with the same writers as the hot path's. */
+export function encodeAttrs(writers: AttrWriters, attrs: Record<string, AttrValue>): Uint8Array {
+  const w = new ByteWriter(256);
+  for (const [key, v] of Object.entries(attrs)) {
+    if (typeof v === 'string') writers.stringAttr(key)(w, v);
+    else if (typeof v === 'number') writers.intAttr(key)(w, v);
+    else if (typeof v === 'boolean') writers.boolAttr(key)(w, v);
+  }
+  return w.buf.slice(0, w.len);
+}
+
+export interface OtlpEncoding extends AttrWriters {
+  readonly protocol: 'http/protobuf' | 'http/json';
+  readonly contentType: string;
   /** Attributes known in advance, encoded once; a span's attribute list opens with them. */
   fixedAttrs(attrs: Record<string, AttrValue>): Uint8Array;
   /** A span name known in advance, encoded once. */

@@ -3,23 +3,12 @@
  * https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding
  * Ids are hex strings, 64-bit integers (times, intValue) decimal strings, enums numbers.
  */
-import { type ByteWriter, fragment } from './byte-writer.ts';
-import { type AttrValue, type AttrWriter, type BatchEnvelope, epochMicros, type OtlpEncoding, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET } from './encoding.ts';
+import { ByteWriter, fragment } from './byte-writer.ts';
+import { type AttrWriters, type BatchEnvelope, encodeAttrs, epochMicros, type OtlpEncoding, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET } from './encoding.ts';
 
 const keyPrefix = (key: string): string => `,{"key":${JSON.stringify(key)},"value":{`;
 const CLOSE_VALUE = fragment('}}');
 const CLOSE_INT = fragment('"}}');
-
-/** Attributes as JSON text, each with a leading comma. */
-function attrsText(attrs: Record<string, AttrValue>): string {
-  let out = '';
-  for (const [key, v] of Object.entries(attrs)) {
-    if (typeof v === 'string') out += `${keyPrefix(key)}"stringValue":${JSON.stringify(v)}}}`;
-    else if (typeof v === 'number') out += Number.isSafeInteger(v) ? `${keyPrefix(key)}"intValue":"${v}"}}` : `${keyPrefix(key)}"doubleValue":${JSON.stringify(v)}}}`;
-    else if (typeof v === 'boolean') out += `${keyPrefix(key)}"boolValue":${v}}}`;
-  }
-  return out;
-}
 
 const OPEN = fragment('{"traceId":"');
 const SPAN_ID = fragment('","spanId":"');
@@ -39,12 +28,9 @@ const STATUS: Record<number, Uint8Array> = {
 const STATUS_ERROR_MESSAGE = fragment(`],"status":{"code":${STATUS_ERROR},"message":`);
 const CLOSE_STATUS = fragment('}}');
 
-export const OTLP_JSON: OtlpEncoding = {
-  protocol: 'http/json',
-  contentType: 'application/json',
-  separator: fragment(','),
-
-  stringAttr(key: string): AttrWriter<string> {
+/** Each attribute with a leading comma (the first in a list drops it: fixedAttrs, envelope). */
+const attributes: AttrWriters = {
+  stringAttr(key) {
     const pre = fragment(`${keyPrefix(key)}"stringValue":`);
     return (w, v) => {
       if (v === undefined) return;
@@ -54,7 +40,7 @@ export const OTLP_JSON: OtlpEncoding = {
     };
   },
 
-  intAttr(key: string): AttrWriter<number> {
+  intAttr(key) {
     const pre = fragment(`${keyPrefix(key)}"intValue":"`);
     return (w, v) => {
       if (v === undefined || !Number.isSafeInteger(v) || v < 0) return;
@@ -64,16 +50,24 @@ export const OTLP_JSON: OtlpEncoding = {
     };
   },
 
-  boolAttr(key: string): AttrWriter<boolean> {
+  boolAttr(key) {
     const yes = fragment(`${keyPrefix(key)}"boolValue":true}}`);
     const no = fragment(`${keyPrefix(key)}"boolValue":false}}`);
     return (w, v) => {
       if (v !== undefined) w.raw(v ? yes : no);
     };
   },
+};
 
-  // The first attribute has no leading comma; a span's list always opens with these.
-  fixedAttrs: (attrs) => fragment(attrsText(attrs).slice(1)),
+export const OTLP_JSON: OtlpEncoding = {
+  protocol: 'http/json',
+  contentType: 'application/json',
+  separator: fragment(','),
+
+  ...attributes,
+
+  // A span's list always opens with these, so the first drops its comma.
+  fixedAttrs: (attrs) => encodeAttrs(attributes, attrs).subarray(1),
   fixedName: (name) => fragment(JSON.stringify(name)),
 
   beginSpan(w, traceId, spanId, parentSpanId, name, kind, startMs, endMs, fixed) {
@@ -105,9 +99,11 @@ export const OTLP_JSON: OtlpEncoding = {
   },
 
   envelope(resource, scopeName, scopeVersion): BatchEnvelope {
-    const head = fragment(
-      `{"resourceSpans":[{"resource":{"attributes":[${attrsText(resource).slice(1)}]},"scopeSpans":[{"scope":{"name":${JSON.stringify(scopeName)},"version":${JSON.stringify(scopeVersion)}},"spans":[`,
-    );
+    const w = new ByteWriter(512);
+    w.raw(fragment('{"resourceSpans":[{"resource":{"attributes":['));
+    w.raw(encodeAttrs(attributes, resource).subarray(1));
+    w.raw(fragment(`]},"scopeSpans":[{"scope":{"name":${JSON.stringify(scopeName)},"version":${JSON.stringify(scopeVersion)}},"spans":[`));
+    const head = w.buf.slice(0, w.len);
     const tail = fragment(']}]}]}');
     return {
       open: (w) => w.raw(head),

@@ -12,15 +12,15 @@
  *                   fixed64 end_time_unix_nano = 8; KeyValue attributes = 9; Status status = 15 }
  *   Status        { string message = 2; StatusCode code = 3 }
  *   KeyValue      { string key = 1; AnyValue value = 2 }
- *   AnyValue      { string string_value = 1; bool bool_value = 2; int64 int_value = 3; double double_value = 4 }
+ *   AnyValue      { string string_value = 1; bool bool_value = 2; int64 int_value = 3 }
  *
  * A length must precede what it measures: a span reserves 4 bytes for its length and
  * closes the gap once it is written; the batch leaves room at the front for the
  * envelope, written last, when the batch length is known. About half the bytes of the
  * JSON encoding.
  */
-import { ByteWriter, varintSize } from './byte-writer.ts';
-import { type AttrValue, type AttrWriter, type BatchEnvelope, epochMicros, type OtlpEncoding, STATUS_ERROR } from './encoding.ts';
+import { ByteWriter, isAscii, varintSize } from './byte-writer.ts';
+import { type AttrWriters, type BatchEnvelope, encodeAttrs, epochMicros, type OtlpEncoding, STATUS_ERROR } from './encoding.ts';
 
 // Field tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited).
 const LEN = 2;
@@ -42,7 +42,6 @@ const KV_VALUE = tag(2, LEN);
 const ANY_STRING = tag(1, LEN);
 const ANY_BOOL = tag(2, 0);
 const ANY_INT = tag(3, 0);
-const ANY_DOUBLE = tag(4, 1);
 const SPAN_LENGTH_ROOM = 4;
 
 const encoder = new TextEncoder();
@@ -58,40 +57,66 @@ function keyField(key: string): Uint8Array {
   return w.buf.slice(0, w.len);
 }
 
-/** One attribute as a whole field (`fieldTag` KeyValue), for values known in advance. */
-function attributeField(fieldTag: number, key: string, v: AttrValue): Uint8Array {
-  const value = new ByteWriter(64);
-  if (typeof v === 'string') {
-    value.byte(ANY_STRING);
-    value.lengthPrefixedUtf8(v);
-  } else if (typeof v === 'boolean') {
-    value.byte(ANY_BOOL);
-    value.byte(v ? 1 : 0);
-  } else if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
-    value.byte(ANY_INT);
-    value.varint(v);
-  } else if (typeof v === 'number') {
-    value.byte(ANY_DOUBLE);
-    const f = new DataView(new ArrayBuffer(8));
-    f.setFloat64(0, v, true);
-    value.raw(new Uint8Array(f.buffer));
-  } else return new Uint8Array(0);
-  const kf = keyField(key);
-  const kvLength = kf.length + varintSize(value.len) + value.len;
-  const w = new ByteWriter(kvLength + 8);
-  w.byte(fieldTag);
-  w.varint(kvLength);
-  w.raw(kf);
-  w.varint(value.len);
-  w.raw(value.buf.subarray(0, value.len));
-  return w.buf.slice(0, w.len);
+/**
+ * Writers of KeyValue fields under `fieldTag` (a span's attributes are field 9, a
+ * resource's field 1): the hot path's and the ones for values known in advance.
+ */
+function attributeWriters(fieldTag: number): AttrWriters {
+  return {
+    stringAttr(key) {
+      const kf = keyField(key);
+      return (w, v) => {
+        if (v === undefined) return;
+        const bytes = isAscii(v) ? undefined : encoder.encode(v);
+        const n = bytes ? bytes.length : v.length;
+        const anyLength = 1 + varintSize(n) + n;
+        w.byte(fieldTag);
+        w.varint(kf.length + varintSize(anyLength) + anyLength);
+        w.raw(kf);
+        w.varint(anyLength);
+        w.byte(ANY_STRING);
+        w.varint(n);
+        if (bytes) w.raw(bytes);
+        else w.ascii(v);
+      };
+    },
+
+    intAttr(key) {
+      const kf = keyField(key);
+      return (w, v) => {
+        if (v === undefined || !Number.isSafeInteger(v) || v < 0) return;
+        const anyLength = 1 + varintSize(v);
+        w.byte(fieldTag);
+        w.varint(kf.length + 1 + anyLength);
+        w.raw(kf);
+        w.byte(anyLength);
+        w.byte(ANY_INT);
+        w.varint(v);
+      };
+    },
+
+    boolAttr(key) {
+      const kf = keyField(key);
+      const field = (value: 0 | 1) => {
+        const w = new ByteWriter(kf.length + 8);
+        w.byte(fieldTag);
+        w.varint(kf.length + 3);
+        w.raw(kf);
+        w.byte(2);
+        w.byte(ANY_BOOL);
+        w.byte(value);
+        return w.buf.slice(0, w.len);
+      };
+      const yes = field(1);
+      const no = field(0);
+      return (w, v) => {
+        if (v !== undefined) w.raw(v ? yes : no);
+      };
+    },
+  };
 }
 
-function attributeFields(fieldTag: number, attrs: Record<string, AttrValue>): Uint8Array {
-  const w = new ByteWriter(256);
-  for (const [key, v] of Object.entries(attrs)) w.raw(attributeField(fieldTag, key, v));
-  return w.buf.slice(0, w.len);
-}
+const spanAttributes = attributeWriters(SPAN_ATTRIBUTE);
 
 /** A length-delimited field around `content`. */
 function messageField(fieldTag: number, content: Uint8Array): Uint8Array {
@@ -117,54 +142,8 @@ export const OTLP_PROTO: OtlpEncoding = {
   contentType: 'application/x-protobuf',
   separator: new Uint8Array(0),
 
-  stringAttr(key: string): AttrWriter<string> {
-    const kf = keyField(key);
-    return (w, v) => {
-      if (v === undefined) return;
-      let ascii = true;
-      for (let i = 0; i < v.length; i++) {
-        if (v.charCodeAt(i) > 0x7f) {
-          ascii = false;
-          break;
-        }
-      }
-      const bytes = ascii ? undefined : encoder.encode(v);
-      const n = bytes ? bytes.length : v.length;
-      const anyLength = 1 + varintSize(n) + n;
-      w.byte(SPAN_ATTRIBUTE);
-      w.varint(kf.length + varintSize(anyLength) + anyLength);
-      w.raw(kf);
-      w.varint(anyLength);
-      w.byte(ANY_STRING);
-      w.varint(n);
-      if (bytes) w.raw(bytes);
-      else w.ascii(v);
-    };
-  },
-
-  intAttr(key: string): AttrWriter<number> {
-    const kf = keyField(key);
-    return (w, v) => {
-      if (v === undefined || !Number.isSafeInteger(v) || v < 0) return;
-      const anyLength = 1 + varintSize(v);
-      w.byte(SPAN_ATTRIBUTE);
-      w.varint(kf.length + 1 + anyLength);
-      w.raw(kf);
-      w.byte(anyLength);
-      w.byte(ANY_INT);
-      w.varint(v);
-    };
-  },
-
-  boolAttr(key: string): AttrWriter<boolean> {
-    const yes = attributeField(SPAN_ATTRIBUTE, key, true);
-    const no = attributeField(SPAN_ATTRIBUTE, key, false);
-    return (w, v) => {
-      if (v !== undefined) w.raw(v ? yes : no);
-    };
-  },
-
-  fixedAttrs: (attrs) => attributeFields(SPAN_ATTRIBUTE, attrs),
+  ...spanAttributes,
+  fixedAttrs: (attrs) => encodeAttrs(spanAttributes, attrs),
 
   fixedName(name) {
     const w = new ByteWriter(name.length * 3 + 8);
@@ -229,7 +208,7 @@ export const OTLP_PROTO: OtlpEncoding = {
   },
 
   envelope(resource, scopeName, scopeVersion): BatchEnvelope {
-    const resourceField = messageField(tag(1, LEN), attributeFields(tag(1, LEN), resource));
+    const resourceField = messageField(tag(1, LEN), encodeAttrs(attributeWriters(tag(1, LEN)), resource));
     const scope = new ByteWriter(256);
     scope.byte(tag(1, LEN));
     scope.lengthPrefixedUtf8(scopeName);
