@@ -31,6 +31,15 @@ export interface CompiledProvider {
   extraHeaders: ReadonlyArray<readonly [string, string]>;
   headerTimeoutMs: number;
   idleTimeoutMs: number;
+  /**
+   * Bun's fetch has a socket idle timer of its own (5 min unless set per call; reset by
+   * every byte, checked on a ~4 s tick) that would cut a stream allowed a longer idle
+   * limit: every call sets it. When the header timeout is long and not shorter than the
+   * idle limit, that timer is the header timeout (no JS timer per attempt); otherwise it
+   * is a backstop behind our own timers.
+   */
+  socketTimeoutMs: number;
+  nativeHeaderTimeout: boolean;
   retry: RetryPolicy;
   keys: KeyPool<CompiledKey>;
   /** TLS options for the upstream fetch, or undefined for the defaults. */
@@ -52,6 +61,10 @@ export interface RuntimeConfig {
 }
 
 const MiB = 1024 * 1024;
+/** Below this, Bun's ~4 s socket-timer tick is too coarse for the header timeout. */
+const NATIVE_TIMEOUT_MIN_MS = 60_000;
+/** How far behind our own timers the socket timer stays when it is only a backstop. */
+const SOCKET_BACKSTOP_SLACK_MS = 10_000;
 
 /** Token sources survive reloads when the credentials did not change (no needless refresh). */
 const tokenSources = new Map<string, Promise<ServiceAccountTokenSource>>();
@@ -137,12 +150,17 @@ async function compileProvider(
     }
     keys.push(key);
   }
+  const headerTimeoutMs = (net?.default_request_timeout_in_seconds ?? 300) * 1000;
+  const idleTimeoutMs = (net?.stream_idle_timeout_in_seconds ?? 300) * 1000;
+  const nativeHeaderTimeout = headerTimeoutMs >= NATIVE_TIMEOUT_MIN_MS && headerTimeoutMs >= idleTimeoutMs;
   return {
     id,
     baseUrl: net?.base_url?.replace(/\/+$/, ''),
     extraHeaders: Object.entries(net?.extra_headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
-    headerTimeoutMs: (net?.default_request_timeout_in_seconds ?? 300) * 1000,
-    idleTimeoutMs: (net?.stream_idle_timeout_in_seconds ?? 300) * 1000,
+    headerTimeoutMs,
+    idleTimeoutMs,
+    socketTimeoutMs: nativeHeaderTimeout ? headerTimeoutMs : Math.max(headerTimeoutMs, idleTimeoutMs) + SOCKET_BACKSTOP_SLACK_MS,
+    nativeHeaderTimeout,
     retry: {
       maxRetries: net?.max_retries ?? 0,
       initialMs: net?.retry_backoff_initial ?? 500,

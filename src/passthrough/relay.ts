@@ -12,6 +12,7 @@ import type { Usage, UsageFormat } from '../usage/types.ts';
 import type { Completion } from './completion.ts';
 import { clientResponseHeaders } from './headers.ts';
 import { unwatchIdle, watchIdle, type IdleWatch } from './idle.ts';
+import { isTimeout } from './upstream.ts';
 
 /** Non-streaming answers up to this size are read whole before sending. */
 const WHOLE_BODY_MAX = 1024 * 1024;
@@ -47,10 +48,10 @@ export async function relayResponse(
     let bytes: Uint8Array<ArrayBuffer>;
     try {
       bytes = new Uint8Array(await upstream.arrayBuffer());
-    } catch {
+    } catch (err) {
       if (ctx.request.signal.aborted) return completion.clientGone();
-      const error = { type: 'upstream_broken', message: `${ctx.provider} upstream closed the connection mid-body` };
-      completion.finish(502, 'upstream_error', error);
+      const error = isTimeout(err) ? idleError(ctx, compiled) : { type: 'upstream_broken', message: `${ctx.provider} upstream closed the connection mid-body` };
+      completion.finish(502, isTimeout(err) ? 'stream_idle_timeout' : 'upstream_error', error);
       return new Response(JSON.stringify({ error }), { status: 502, headers: { 'content-type': 'application/json', 'x-request-id': ctx.id } });
     }
     record.bytes_out = bytes.byteLength;
@@ -74,6 +75,10 @@ function finishWhole(ctx: RequestContext, completion: Completion, format: UsageF
   const usage = usageOfBody(format, contentType, encoding, bytes);
   if (usage instanceof Promise) void usage.then(done);
   else done(usage);
+}
+
+function idleError(ctx: RequestContext, compiled: CompiledProvider): { type: string; message: string } {
+  return { type: 'stream_idle_timeout', message: `${ctx.provider} stream sent nothing for ${compiled.idleTimeoutMs / 1000} s` };
 }
 
 function pipeBody(
@@ -104,7 +109,7 @@ function pipeBody(
     lastActivity: performance.now(),
     timeoutMs: compiled.idleTimeoutMs,
     onIdle() {
-      const error = { type: 'stream_idle_timeout', message: `${ctx.provider} stream sent nothing for ${compiled.idleTimeoutMs / 1000} s` };
+      const error = idleError(ctx, compiled);
       reader.cancel(error.message).catch(() => {});
       controllerRef?.error(new Error(error.message));
       void end('stream_idle_timeout', error);
@@ -123,8 +128,13 @@ function pipeBody(
           chunk = await reader.read();
         } catch (err) {
           if (closed) return;
-          const error = { type: 'upstream_broken', message: `${ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}` };
           controller.error(err);
+          if (isTimeout(err)) {
+            // Bun's socket timer (see CompiledProvider.socketTimeoutMs) beat the idle sweep.
+            await end('stream_idle_timeout', idleError(ctx, compiled));
+            return;
+          }
+          const error = { type: 'upstream_broken', message: `${ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}` };
           await end(ctx.request.signal.aborted ? 'client_aborted' : 'upstream_error', error);
           return;
         }

@@ -55,10 +55,16 @@ export async function callUpstream(
     // Most providers answer synchronously: no await (and no extra turn) for those.
     const target = pending instanceof Promise ? await pending : pending;
 
-    const controller = new AbortController();
-    const onClientAbort = () => controller.abort();
-    clientSignal.addEventListener('abort', onClientAbort, { once: true });
-    const timer = setTimeout(() => controller.abort(TIMEOUT), compiled.headerTimeoutMs);
+    // The header timeout: Bun's socket idle timer when it is long enough for its ~4 s
+    // tick (no timer, controller or listener per attempt), else a timer of our own.
+    const controller = compiled.nativeHeaderTimeout ? undefined : new AbortController();
+    let onClientAbort: (() => void) | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (controller) {
+      onClientAbort = () => controller.abort();
+      clientSignal.addEventListener('abort', onClientAbort, { once: true });
+      timer = setTimeout(() => controller.abort(TIMEOUT), compiled.headerTimeoutMs);
+    }
     pipeline.onAttemptStart(ctx, attempt);
     const sentAt = performance.now();
     let response: Response | undefined;
@@ -70,18 +76,19 @@ export async function callUpstream(
         body,
         redirect: 'manual',
         decompress: false,
-        signal: controller.signal,
-        ...(compiled.tls ? { tls: compiled.tls } : {}),
+        signal: controller ? controller.signal : clientSignal,
+        timeout: compiled.socketTimeoutMs,
+        tls: compiled.tls,
       });
       record.ttfb_ms = Math.round((performance.now() - sentAt) * 100) / 100;
     } catch (err) {
       if (clientSignal.aborted) return { kind: 'aborted' };
       failure =
-        controller.signal.reason === TIMEOUT
+        controller?.signal.reason === TIMEOUT || isTimeout(err)
           ? { type: 'upstream_timeout', message: `${ctx.provider} sent no response headers within ${compiled.headerTimeoutMs / 1000} s` }
           : { type: 'upstream_unreachable', message: `${ctx.provider} upstream unreachable: ${describeFetchError(err)}` };
     } finally {
-      clearTimeout(timer);
+      if (timer) clearTimeout(timer);
     }
     pipeline.onAttemptEnd(ctx, { attempt, key: key?.name, url: target.url, startedAt: sentAt, endedAt: performance.now(), status: response?.status, error: failure?.type });
     if (response) {
@@ -89,7 +96,7 @@ export async function callUpstream(
       // The abort controller stays linked to the client for the body's lifetime.
       if (!RETRYABLE_STATUS.has(response.status) || attempt >= maxAttempts) return { kind: 'ok', response };
     } else if (attempt >= maxAttempts) {
-      clientSignal.removeEventListener('abort', onClientAbort);
+      if (onClientAbort) clientSignal.removeEventListener('abort', onClientAbort);
       const status = failure!.type === 'upstream_timeout' ? 504 : 502;
       return { kind: 'error', error: jsonError(status, failure!.type, failure!.message), detail: failure! };
     }
@@ -97,11 +104,16 @@ export async function callUpstream(
     const delay = retryDelay(compiled.retry, attempt, response);
     if (delay === undefined) return { kind: 'ok', response: response! };
     record.retries.push({ attempt, key: key?.name, reason: response ? String(response.status) : failure!.type, delay_ms: Math.round(delay) });
-    clientSignal.removeEventListener('abort', onClientAbort);
+    if (onClientAbort) clientSignal.removeEventListener('abort', onClientAbort);
     await response?.body?.cancel().catch(() => {});
     await sleep(delay, clientSignal);
     if (clientSignal.aborted) return { kind: 'aborted' };
   }
+}
+
+/** Bun's fetch rejects with a DOMException named TimeoutError when its socket timer fires. */
+export function isTimeout(err: unknown): boolean {
+  return (err as { name?: string } | null)?.name === 'TimeoutError';
 }
 
 function describeFetchError(err: unknown): string {

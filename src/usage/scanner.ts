@@ -7,6 +7,7 @@
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { applyUsage, finishUsage } from './extract.ts';
+import { memberKey, rootMemberObject } from './tail.ts';
 import type { Usage, UsageFormat } from './types.ts';
 
 /** A JSON body larger than this is not parsed for usage (LLM answers are far smaller). */
@@ -87,11 +88,26 @@ export function usageOfBody(format: UsageFormat, contentType: string | null, con
   return scanner.finish();
 }
 
-function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | undefined {
+/** Where each format keeps its usage in a whole answer: a member of the root object. */
+const USAGE_MEMBER: Record<UsageFormat, { name: string; key: Uint8Array }> = {
+  openai: { name: 'usage', key: memberKey('usage') },
+  anthropic: { name: 'usage', key: memberKey('usage') },
+  gemini: { name: 'usageMetadata', key: memberKey('usageMetadata') },
+};
+
+/**
+ * Usage of an uncompressed JSON answer: only its usage object is decoded and parsed when
+ * it is found at the end of the root object (the usual shape, and a fraction of the
+ * cost); anything else is parsed whole.
+ */
+export function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | undefined {
   const usage: Usage = {};
   if (bytes.byteLength > 0 && bytes.byteLength <= MAX_JSON_BYTES) {
+    const member = USAGE_MEMBER[format];
+    const slice = rootMemberObject(bytes, member.key);
     try {
-      applyUsage(format, usage, JSON.parse(jsonDecoder.decode(bytes)));
+      if (slice) applyUsage(format, usage, { [member.name]: JSON.parse(jsonDecoder.decode(bytes.subarray(slice[0], slice[1]))) });
+      else applyUsage(format, usage, JSON.parse(jsonDecoder.decode(bytes)));
     } catch {
       // Not JSON after all: no usage.
     }
