@@ -17,6 +17,7 @@ import { checkPassthroughPath, splitPassthroughUrl } from './path.ts';
 import { Completion } from './completion.ts';
 import { callUpstream } from './upstream.ts';
 import { relayResponse } from './relay.ts';
+import { rootMembers, type RootMembers } from './body-members.ts';
 
 export interface Endpoint {
   id: EndpointId;
@@ -77,16 +78,17 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
       replayable = false;
     }
   }
-  const json = body instanceof Uint8Array ? parseJsonBody(body, request.headers.get('content-type')) : undefined;
+  const held = body instanceof Uint8Array ? body : undefined;
+  const members = held && isJsonBody(held, request.headers.get('content-type')) ? rootMembers(held) : undefined;
 
   let providerId = endpoint.defaultProvider;
-  if (endpoint.id === 'genai' && isVertexRequest(split.path, json, request.headers.get('authorization'))) providerId = 'vertex';
+  if (endpoint.id === 'genai' && isVertexRequest(split.path, members, request.headers.get('authorization'))) providerId = 'vertex';
   record.provider = providerId;
   const provider = PROVIDERS[providerId];
   const compiled: CompiledProvider = config.providers[providerId];
-  const model = provider.modelOf(split.path, json);
+  const model = provider.modelOf(split.path, members);
   record.model = model;
-  record.stream = json?.stream === true || split.path.includes(':streamGenerateContent');
+  record.stream = members?.stream === true || split.path.includes(':streamGenerateContent');
 
   const useKeys = compiled.keys.size > 0;
   const ctx: RequestContext = {
@@ -99,7 +101,11 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
     // `key=` is a credential too (Gemini clients send one): dropped with the others.
     query: useKeys ? withoutParam(split.query, 'key') : split.query,
     headers: forwardRequestHeaders(request.headers, useKeys || providerId === 'azure'),
-    json,
+    members,
+    // Parsed only if a plugin asks (the flow itself needs the two members above).
+    get json() {
+      return lazyJson(this, held, members);
+    },
     model,
     startedAt,
     record,
@@ -163,15 +169,23 @@ function limitBody(body: ReadableStream<Uint8Array>, max: number, flag: { exceed
   );
 }
 
-function parseJsonBody(body: Uint8Array, contentType: string | null): Record<string, unknown> | undefined {
-  if (body.byteLength === 0 || !contentType || !contentType.includes('json')) return undefined;
-  try {
-    const parsed: unknown = JSON.parse(decoder.decode(body));
-    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
-  } catch {
-    // Not JSON after all: forwarded as is; the upstream gives the client its own error.
-    return undefined;
+function isJsonBody(body: Uint8Array, contentType: string | null): boolean {
+  return body.byteLength > 0 && contentType !== null && contentType.includes('json');
+}
+
+/** ctx.json on first use: the body parsed, cached on the context. */
+function lazyJson(ctx: RequestContext, body: Uint8Array | undefined, members: RootMembers | undefined): Record<string, unknown> | undefined {
+  let json: Record<string, unknown> | undefined;
+  if (body && members) {
+    try {
+      const parsed: unknown = JSON.parse(decoder.decode(body));
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) json = parsed as Record<string, unknown>;
+    } catch {
+      // Not JSON after all: forwarded as is; the upstream gives the client its own error.
+    }
   }
+  Object.defineProperty(ctx, 'json', { value: json });
+  return json;
 }
 
 function newRecord(id: string, endpoint: Endpoint, request: Request, server: Server<unknown> | null): RequestRecord {

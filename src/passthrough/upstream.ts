@@ -51,7 +51,7 @@ export async function callUpstream(
     record.attempts = attempt;
     // A retry may land on a key of another kind (Vertex: token vs API key): start clean.
     if (useKeys && attempt > 1) for (const h of CREDENTIAL_HEADERS) ctx.headers.delete(h);
-    const pending = provider.target({ path: ctx.path, query: ctx.query, headers: ctx.headers, json: ctx.json }, key, compiled);
+    const pending = provider.target({ path: ctx.path, query: ctx.query, headers: ctx.headers }, key, compiled);
     // Most providers answer synchronously: no await (and no extra turn) for those.
     const target = pending instanceof Promise ? await pending : pending;
 

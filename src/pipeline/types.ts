@@ -2,6 +2,7 @@
  * The plugin interface every passthrough request runs through, and the record a
  * request leaves behind. Nothing provider-specific lives here.
  */
+import type { RootMembers } from '../passthrough/body-members.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import type { ProviderId } from '../config/schema.ts';
 import type { Usage } from '../usage/types.ts';
@@ -86,6 +87,9 @@ export interface RequestContext {
   query: string;
   /** Request headers to be sent upstream; plugins may edit them (e.g. consume a virtual key). */
   readonly headers: Headers;
+  /** `model` and `stream` of a JSON body held whole (read without parsing it). */
+  readonly members: RootMembers | undefined;
+  /** The JSON body held whole, parsed on first use (undefined when it is not a JSON object). */
   readonly json: Record<string, unknown> | undefined;
   model: string | undefined;
   /** performance.now() at arrival. */

@@ -7,7 +7,7 @@ export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
 
 export const anthropic: Provider = {
   id: 'anthropic',
-  modelOf: (_path, json) => bodyModel(json),
+  modelOf: (_path, body) => bodyModel(body),
   target(req, key, provider) {
     if (key) req.headers.set('x-api-key', key.value);
     if (!req.headers.has('anthropic-version')) req.headers.set('anthropic-version', DEFAULT_ANTHROPIC_VERSION);

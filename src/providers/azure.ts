@@ -55,10 +55,10 @@ export function azureApiVersion(kind: AzurePathKind, keyVersion: string | undefi
 
 export const azure: Provider = {
   id: 'azure',
-  modelOf(path, json) {
+  modelOf(path, body) {
     const m = DEPLOYMENT.exec(path);
     if (m) return safeDecode(m[1]!);
-    return bodyModel(json);
+    return bodyModel(body);
   },
   target(req, key, provider) {
     if (!key?.azure?.endpoint) {

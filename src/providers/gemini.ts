@@ -10,7 +10,7 @@ const PATH_MODEL = /\/models\/([^/:?]+)/;
 
 export const gemini: Provider = {
   id: 'gemini',
-  modelOf: (path, json) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(json)),
+  modelOf: (path, body) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(body)),
   target(req, key, provider) {
     // The client's `key=` was already removed with its other credentials (flow.ts).
     if (key) req.headers.set('x-goog-api-key', key.value);

@@ -5,7 +5,7 @@ const DEFAULT_BASE = 'https://api.openai.com';
 
 export const openai: Provider = {
   id: 'openai',
-  modelOf: (_path, json) => bodyModel(json),
+  modelOf: (_path, body) => bodyModel(body),
   target(req, key, provider) {
     if (key) req.headers.set('authorization', `Bearer ${key.value}`);
     return { url: joinUrl(provider.baseUrl ?? DEFAULT_BASE, req.path, req.query) };

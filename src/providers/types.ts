@@ -15,9 +15,10 @@ export interface ProviderRequest {
   query: string;
   /** Headers to send upstream: already filtered, client credentials already removed when a key is used. */
   headers: Headers;
-  /** The parsed JSON body, when the body was JSON and small enough to hold. */
-  json: Record<string, unknown> | undefined;
 }
+
+/** What providers read from a JSON body held whole: its root `model` member. */
+export type BodyMembers = { readonly model?: unknown } | undefined;
 
 export interface UpstreamTarget {
   url: string;
@@ -26,7 +27,7 @@ export interface UpstreamTarget {
 export interface Provider {
   id: ProviderId;
   /** The model the request is for (body `model`, or path segments), for key choice and logs. */
-  modelOf(path: string, json: Record<string, unknown> | undefined): string | undefined;
+  modelOf(path: string, body: BodyMembers): string | undefined;
   /**
    * Build the upstream URL and set auth headers on `req.headers` for `key`.
    * `key` is undefined in direct-key mode: the client's credential was kept.
@@ -55,8 +56,8 @@ export function joinUrl(base: string, path: string, query: string): string {
   return query ? `${base}${path}?${query}` : `${base}${path}`;
 }
 
-/** `model` from a JSON body when it is a string. */
-export function bodyModel(json: Record<string, unknown> | undefined): string | undefined {
-  const m = json?.model;
+/** `model` from a JSON body when it is a non-empty string. */
+export function bodyModel(body: BodyMembers): string | undefined {
+  const m = body?.model;
   return typeof m === 'string' && m ? m : undefined;
 }

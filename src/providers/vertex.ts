@@ -15,7 +15,7 @@
  */
 import { TokenError } from './google-auth.ts';
 import { lastSegmentModel, modelFromGooglePath } from './gemini.ts';
-import { bodyModel, joinUrl, ProviderError, type Provider } from './types.ts';
+import { bodyModel, joinUrl, ProviderError, type BodyMembers, type Provider } from './types.ts';
 
 const PROJECT_PATH = /\/projects\/([^/]+)\/locations\/([^/]+)\//;
 /** `/v1/...`, `/v1beta1/...`: the API version segment before the resource path. */
@@ -27,7 +27,7 @@ export function vertexHost(region: string | undefined): string {
 
 export const vertex: Provider = {
   id: 'vertex',
-  modelOf: (path, json) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(json)),
+  modelOf: (path, body) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(body)),
   async target(req, key, provider) {
     let path = req.path;
     const inPath = PROJECT_PATH.exec(path);
@@ -85,10 +85,10 @@ function vertexUsageFormat(path: string): 'gemini' | 'anthropic' | 'openai' {
  * (`Bearer ya29.`), or the path is a publisher-model path (`/v1beta1/publishers/...`, the
  * express-mode shape, which the Gemini API does not have).
  */
-export function isVertexRequest(path: string, json: Record<string, unknown> | undefined, authorization: string | null): boolean {
+export function isVertexRequest(path: string, body: BodyMembers, authorization: string | null): boolean {
   if (PROJECT_PATH.test(path)) return true;
   if (/^\/v1[a-z0-9]*\/publishers\//.test(path)) return true;
-  const model = json?.model;
+  const model = body?.model;
   if (typeof model === 'string' && model.includes('projects/') && model.includes('/locations/')) return true;
   return authorization !== null && /^bearer ya29\./i.test(authorization);
 }

@@ -1,0 +1,147 @@
+/**
+ * `model` and `stream` of a JSON request body, read from its root object's members
+ * without parsing the body into objects. Strings (the messages: most of an LLM request)
+ * are skipped with a native search for their closing quote, so the cost is a few
+ * memchr calls plus a walk over the structure, with nothing allocated but the model.
+ *
+ * Not a validator: the upstream judges the body (it is forwarded byte for byte either
+ * way). A body whose structure cannot be followed (not an object, a string or container
+ * left open, garbage after the root) gives undefined, as JSON.parse would; one that is
+ * malformed inside a value (say a raw newline in a string) may still give its model.
+ * A repeated member counts once, the last one, as in JSON.parse (RFC 8259 section 4
+ * leaves duplicates to the parser).
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const OPEN = 0x7b;
+const CLOSE = 0x7d;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+
+const MODEL = new TextEncoder().encode('model');
+const STREAM = new TextEncoder().encode('stream');
+const TRUE = new TextEncoder().encode('true');
+const decoder = new TextDecoder();
+
+export interface RootMembers {
+  /** `model` when it is a string (anything else: undefined, as for a missing one). */
+  readonly model: string | undefined;
+  /** `stream` is the literal `true`. */
+  readonly stream: boolean;
+}
+
+const isSpace = (b: number | undefined) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+export function rootMembers(bytes: Uint8Array): RootMembers | undefined {
+  const n = bytes.length;
+  let i = skipSpace(bytes, 0);
+  if (bytes[i] !== OPEN) return undefined;
+  i = skipSpace(bytes, i + 1);
+  let model: string | undefined;
+  let stream = false;
+  if (bytes[i] === CLOSE) i++;
+  else {
+    for (;;) {
+      if (bytes[i] !== QUOTE) return undefined;
+      const keyEnd = stringEnd(bytes, i);
+      if (keyEnd < 0) return undefined;
+      const key = memberName(bytes, i, keyEnd);
+      i = skipSpace(bytes, keyEnd + 1);
+      if (bytes[i] !== COLON) return undefined;
+      const valueStart = skipSpace(bytes, i + 1);
+      const valueEnd = skipValue(bytes, valueStart);
+      if (valueEnd < 0) return undefined;
+      if (key === 'model') model = bytes[valueStart] === QUOTE ? stringValue(bytes, valueStart, valueEnd) : undefined;
+      else if (key === 'stream') stream = valueEnd - valueStart === 4 && startsWith(bytes, valueStart, TRUE);
+      i = skipSpace(bytes, valueEnd);
+      if (bytes[i] === COMMA) {
+        i = skipSpace(bytes, i + 1);
+        continue;
+      }
+      if (bytes[i] !== CLOSE) return undefined;
+      i++;
+      break;
+    }
+  }
+  return skipSpace(bytes, i) === n ? { model, stream } : undefined;
+}
+
+function skipSpace(bytes: Uint8Array, i: number): number {
+  while (isSpace(bytes[i])) i++;
+  return i;
+}
+
+/** Index of the quote closing the string that opens at `start`, or -1. */
+function stringEnd(bytes: Uint8Array, start: number): number {
+  let q = bytes.indexOf(QUOTE, start + 1);
+  while (q > 0) {
+    let slashes = 0;
+    while (bytes[q - 1 - slashes] === BACKSLASH) slashes++;
+    if (slashes % 2 === 0) return q;
+    q = bytes.indexOf(QUOTE, q + 1);
+  }
+  return -1;
+}
+
+/** 'model', 'stream' or undefined for any other member name (escaped names decoded). */
+function memberName(bytes: Uint8Array, open: number, close: number): 'model' | 'stream' | undefined {
+  const len = close - open - 1;
+  if (len === 5 && startsWith(bytes, open + 1, MODEL)) return 'model';
+  if (len === 6 && startsWith(bytes, open + 1, STREAM)) return 'stream';
+  // An escaped name ("mod\u0065l") is the same member to JSON.parse.
+  if (len > 6 && bytes.indexOf(BACKSLASH, open + 1) < close) {
+    const name = stringValue(bytes, open, close + 1);
+    return name === 'model' || name === 'stream' ? name : undefined;
+  }
+  return undefined;
+}
+
+function startsWith(bytes: Uint8Array, at: number, word: Uint8Array): boolean {
+  for (let k = 0; k < word.length; k++) if (bytes[at + k] !== word[k]) return false;
+  return true;
+}
+
+/** The string literal in [start, end): decoded directly, or by JSON.parse when it has escapes. */
+function stringValue(bytes: Uint8Array, start: number, end: number): string | undefined {
+  const slash = bytes.indexOf(BACKSLASH, start + 1);
+  if (slash < 0 || slash >= end) return decoder.decode(bytes.subarray(start + 1, end - 1));
+  try {
+    return JSON.parse(decoder.decode(bytes.subarray(start, end))) as string;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Index just past the value starting at `i`, or -1 when it does not end. */
+function skipValue(bytes: Uint8Array, i: number): number {
+  const b = bytes[i];
+  if (b === QUOTE) {
+    const end = stringEnd(bytes, i);
+    return end < 0 ? -1 : end + 1;
+  }
+  if (b === OPEN || b === OPEN_ARRAY) {
+    let depth = 0;
+    for (let j = i; j < bytes.length; j++) {
+      const c = bytes[j];
+      if (c === QUOTE) {
+        j = stringEnd(bytes, j);
+        if (j < 0) return -1;
+      } else if (c === OPEN || c === OPEN_ARRAY) depth++;
+      else if (c === CLOSE || c === CLOSE_ARRAY) {
+        if (--depth === 0) return j + 1;
+      }
+    }
+    return -1;
+  }
+  // A number or literal: up to the next delimiter.
+  let j = i;
+  while (j < bytes.length) {
+    const c = bytes[j]!;
+    if (c === COMMA || c === CLOSE || c === CLOSE_ARRAY || isSpace(c)) break;
+    j++;
+  }
+  return j === i ? -1 : j;
+}
