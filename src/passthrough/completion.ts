@@ -13,20 +13,18 @@ const SHUTDOWN_CUT: RequestError = { type: 'shutdown', message: 'cut by the gate
 
 export class Completion {
   private finished = false;
-  private readonly callbacks: Array<() => void> = [];
 
+  /** Counts the request in `state.inflight` until it finishes. */
   constructor(
     private readonly ctx: RequestContext,
     private readonly pipeline: Pipeline,
-    private readonly state: Pick<GatewayState, 'cutting'>,
-  ) {}
+    private readonly state: Pick<GatewayState, 'cutting' | 'inflight'>,
+  ) {
+    state.inflight++;
+  }
 
   get done(): boolean {
     return this.finished;
-  }
-
-  onDone(cb: () => void): void {
-    this.callbacks.push(cb);
   }
 
   /** The gateway refused the request (governance, no key, bad input). */
@@ -68,7 +66,7 @@ export class Completion {
     r.outcome = outcome;
     if (error) r.error = error;
     r.latency_ms = Math.round((performance.now() - this.ctx.startedAt) * 100) / 100;
-    for (const cb of this.callbacks) cb();
+    this.state.inflight--;
     this.pipeline.onComplete(r, this.ctx);
   }
 

@@ -114,8 +114,6 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   if (config.source.logs.content && body instanceof Uint8Array) record.request_body = decoder.decode(body);
 
   const completion = new Completion(ctx, pipeline, state);
-  state.inflight++;
-  completion.onDone(() => state.inflight--);
   try {
     if (pipeline.hasRequestHooks) {
       const early = await pipeline.onRequest(ctx);

@@ -30,7 +30,8 @@ export async function callUpstream(
   const record = ctx.record;
   const clientSignal = ctx.request.signal;
   const maxAttempts = replayable ? 1 + compiled.retry.maxRetries : 1;
-  const tried = new Set<CompiledKey>();
+  // Keys already tried, for retries to move on to another: made on the first retry.
+  let tried: Set<CompiledKey> | undefined;
 
   for (let attempt = 1; ; attempt++) {
     let key: CompiledKey | undefined;
@@ -45,7 +46,7 @@ export async function callUpstream(
             : `no ${ctx.provider} key allows model "${ctx.model}" (providers.${ctx.provider}.keys[].models)`,
         );
       }
-      tried.add(key);
+      if (attempt > 1 || maxAttempts > 1) (tried ??= new Set()).add(key);
       record.key = key.name;
     }
     record.attempts = attempt;
@@ -90,7 +91,9 @@ export async function callUpstream(
     } finally {
       if (timer) clearTimeout(timer);
     }
-    pipeline.onAttemptEnd(ctx, { attempt, key: key?.name, url: target.url, startedAt: sentAt, endedAt: performance.now(), status: response?.status, error: failure?.type });
+    if (pipeline.hasAttemptEndHooks) {
+      pipeline.onAttemptEnd(ctx, { attempt, key: key?.name, url: target.url, startedAt: sentAt, endedAt: performance.now(), status: response?.status, error: failure?.type });
+    }
     if (response) {
       if (response.status === 401 && key) provider.onUnauthorized?.(key);
       // The abort controller stays linked to the client for the body's lifetime.

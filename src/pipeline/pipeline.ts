@@ -30,6 +30,11 @@ export class Pipeline {
     return this.requestHooks.length > 0;
   }
 
+  /** False when no plugin wants attempt reports: the flow then builds none. */
+  get hasAttemptEndHooks(): boolean {
+    return this.attemptEndHooks.length > 0;
+  }
+
   async onRequest(ctx: RequestContext): Promise<Response | undefined> {
     for (const p of this.requestHooks) {
       try {
