@@ -4,6 +4,7 @@
  * path must never disagree with on well-formed JSON.
  */
 import { describe, expect, test } from 'bun:test';
+import { seededRandom } from './support/random.ts';
 import { applyUsage, finishUsage } from '../src/usage/extract.ts';
 import { usageOfJson } from '../src/usage/scanner.ts';
 import { memberKey, rootMemberObject } from '../src/usage/tail.ts';
@@ -76,14 +77,7 @@ describe('usage read from the tail of a whole JSON answer', () => {
   });
 
   test('random answers with usage anywhere agree with a full parse', () => {
-    // xorshift32: deterministic, and its low bits are not periodic like an LCG's.
-    let seed = 2463534242;
-    const rand = (n: number) => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return Math.floor(((seed >>> 0) / 4294967296) * n);
-    };
+    const rand = seededRandom(2463534242);
     const strings = ['usage', '"usage":{', '}', '{', '\\', '"', '\u2028', 'é', ' ', 'usage"', '\\"usage\\":{}'];
     const value = (depth: number): unknown => {
       switch (rand(depth > 2 ? 3 : 6)) {

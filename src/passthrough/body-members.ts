@@ -11,15 +11,7 @@
  * A repeated member counts once, the last one, as in JSON.parse (RFC 8259 section 4
  * leaves duplicates to the parser).
  */
-
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COLON = 0x3a;
-const COMMA = 0x2c;
-const OPEN = 0x7b;
-const CLOSE = 0x7d;
-const OPEN_ARRAY = 0x5b;
-const CLOSE_ARRAY = 0x5d;
+import { BACKSLASH, CLOSE, CLOSE_ARRAY, COLON, COMMA, containerEnd, isSpace, OPEN, OPEN_ARRAY, QUOTE, skipSpace, stringEnd } from '../util/json-bytes.ts';
 
 const MODEL = new TextEncoder().encode('model');
 const STREAM = new TextEncoder().encode('stream');
@@ -33,11 +25,10 @@ export interface RootMembers {
   readonly stream: boolean;
 }
 
-const isSpace = (b: number | undefined) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
-
 export function rootMembers(bytes: Uint8Array): RootMembers | undefined {
   const n = bytes.length;
-  let i = skipSpace(bytes, 0);
+  // A UTF-8 byte order mark: TextDecoder drops it, so JSON.parse never saw one either.
+  let i = skipSpace(bytes, bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0);
   if (bytes[i] !== OPEN) return undefined;
   i = skipSpace(bytes, i + 1);
   let model: string | undefined;
@@ -69,30 +60,13 @@ export function rootMembers(bytes: Uint8Array): RootMembers | undefined {
   return skipSpace(bytes, i) === n ? { model, stream } : undefined;
 }
 
-function skipSpace(bytes: Uint8Array, i: number): number {
-  while (isSpace(bytes[i])) i++;
-  return i;
-}
-
-/** Index of the quote closing the string that opens at `start`, or -1. */
-function stringEnd(bytes: Uint8Array, start: number): number {
-  let q = bytes.indexOf(QUOTE, start + 1);
-  while (q > 0) {
-    let slashes = 0;
-    while (bytes[q - 1 - slashes] === BACKSLASH) slashes++;
-    if (slashes % 2 === 0) return q;
-    q = bytes.indexOf(QUOTE, q + 1);
-  }
-  return -1;
-}
-
 /** 'model', 'stream' or undefined for any other member name (escaped names decoded). */
 function memberName(bytes: Uint8Array, open: number, close: number): 'model' | 'stream' | undefined {
   const len = close - open - 1;
   if (len === 5 && startsWith(bytes, open + 1, MODEL)) return 'model';
   if (len === 6 && startsWith(bytes, open + 1, STREAM)) return 'stream';
   // An escaped name ("mod\u0065l") is the same member to JSON.parse.
-  if (len > 6 && bytes.indexOf(BACKSLASH, open + 1) < close) {
+  if (len > 6 && hasBackslash(bytes, open + 1, close)) {
     const name = stringValue(bytes, open, close + 1);
     return name === 'model' || name === 'stream' ? name : undefined;
   }
@@ -104,10 +78,15 @@ function startsWith(bytes: Uint8Array, at: number, word: Uint8Array): boolean {
   return true;
 }
 
+/** A byte loop, not indexOf: these ranges are short, and indexOf would search past them to the body's end. */
+function hasBackslash(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (bytes[i] === BACKSLASH) return true;
+  return false;
+}
+
 /** The string literal in [start, end): decoded directly, or by JSON.parse when it has escapes. */
 function stringValue(bytes: Uint8Array, start: number, end: number): string | undefined {
-  const slash = bytes.indexOf(BACKSLASH, start + 1);
-  if (slash < 0 || slash >= end) return decoder.decode(bytes.subarray(start + 1, end - 1));
+  if (!hasBackslash(bytes, start + 1, end - 1)) return decoder.decode(bytes.subarray(start + 1, end - 1));
   try {
     return JSON.parse(decoder.decode(bytes.subarray(start, end))) as string;
   } catch {
@@ -122,20 +101,7 @@ function skipValue(bytes: Uint8Array, i: number): number {
     const end = stringEnd(bytes, i);
     return end < 0 ? -1 : end + 1;
   }
-  if (b === OPEN || b === OPEN_ARRAY) {
-    let depth = 0;
-    for (let j = i; j < bytes.length; j++) {
-      const c = bytes[j];
-      if (c === QUOTE) {
-        j = stringEnd(bytes, j);
-        if (j < 0) return -1;
-      } else if (c === OPEN || c === OPEN_ARRAY) depth++;
-      else if (c === CLOSE || c === CLOSE_ARRAY) {
-        if (--depth === 0) return j + 1;
-      }
-    }
-    return -1;
-  }
+  if (b === OPEN || b === OPEN_ARRAY) return containerEnd(bytes, i);
   // A number or literal: up to the next delimiter.
   let j = i;
   while (j < bytes.length) {

@@ -1,0 +1,55 @@
+/**
+ * Walking JSON text as UTF-8 bytes without parsing it (RFC 8259): the structural bytes,
+ * whitespace, and where a string or container ends. Strings are skipped with a native
+ * search for their closing quote. Shared by the request-body member scan and the usage
+ * tail reader; neither validates JSON.
+ */
+
+export const QUOTE = 0x22;
+export const BACKSLASH = 0x5c;
+export const COLON = 0x3a;
+export const COMMA = 0x2c;
+export const OPEN = 0x7b;
+export const CLOSE = 0x7d;
+export const OPEN_ARRAY = 0x5b;
+export const CLOSE_ARRAY = 0x5d;
+
+export const isSpace = (b: number | undefined): boolean => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+export function skipSpace(bytes: Uint8Array, i: number): number {
+  while (isSpace(bytes[i])) i++;
+  return i;
+}
+
+/** Whether the byte at `i` follows an odd run of backslashes (an escaped quote in a string). */
+export function escaped(bytes: Uint8Array, i: number): boolean {
+  let n = 0;
+  while (i - n - 1 >= 0 && bytes[i - n - 1] === BACKSLASH) n++;
+  return n % 2 === 1;
+}
+
+/** Index of the quote closing the string that opens at `start`, or -1 when there is none before `limit`. */
+export function stringEnd(bytes: Uint8Array, start: number, limit = bytes.length): number {
+  let q = bytes.indexOf(QUOTE, start + 1);
+  while (q > 0 && q < limit) {
+    if (!escaped(bytes, q)) return q;
+    q = bytes.indexOf(QUOTE, q + 1);
+  }
+  return -1;
+}
+
+/** Index just past the object or array opening at `start`, or -1 when it does not close before `limit`. */
+export function containerEnd(bytes: Uint8Array, start: number, limit = bytes.length): number {
+  let depth = 0;
+  for (let j = start; j < limit; j++) {
+    const c = bytes[j];
+    if (c === QUOTE) {
+      j = stringEnd(bytes, j, limit);
+      if (j < 0) return -1;
+    } else if (c === OPEN || c === OPEN_ARRAY) depth++;
+    else if (c === CLOSE || c === CLOSE_ARRAY) {
+      if (--depth === 0) return j + 1;
+    }
+  }
+  return -1;
+}
