@@ -7,11 +7,11 @@
  * changing server.host/port warns that a restart is needed.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey } from './support/gateway.ts';
-import { startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+import { runCli, startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
 
 const mock = new MockUpstream();
 // Streams for model "slow": 7 frames 250 ms apart (~1.5 s), long enough to edit the config meanwhile.
@@ -208,5 +208,40 @@ describe('hot reload through symlinks', () => {
     await gp.waitForLog(reloaded, 5000, from);
     expect(await chat(gp)).toBe(`Bearer ${keys[1]}`);
     expect(await gp.stop()).toBe(0);
+  });
+});
+
+describe('a request log file that cannot be opened', () => {
+  test('at start: the gateway does not start, and says which file and why', async () => {
+    const dir = tempDir('logfile-start');
+    const logPath = join(dir, 'a-directory');
+    mkdirSync(logPath);
+    const configPath = join(dir, 'config.yaml');
+    writeFileSync(configPath, configYaml(dir, fakeKey('sk-logstart')).replace(JSON.stringify(join(dir, 'requests.ndjson')), JSON.stringify(logPath)));
+    const r = await runCli(['--config', configPath]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`logs.file ${logPath} cannot be opened`);
+  });
+
+  test('on reload: the rest of the config applies, lines keep going to the old file', async () => {
+    const dir = tempDir('logfile-reload');
+    const configPath = join(dir, 'config.yaml');
+    const keys = [fakeKey('sk-logreload-a'), fakeKey('sk-logreload-b')];
+    writeFileSync(configPath, configYaml(dir, keys[0]!));
+    const gp = await startGatewayProcess(['--config', configPath]);
+    procs.push(gp);
+    expect(await chat(gp)).toBe(`Bearer ${keys[0]}`);
+
+    const bad = join(dir, 'now-a-directory');
+    mkdirSync(bad);
+    const from = gp.mark();
+    writeFileSync(configPath, configYaml(dir, keys[1]!).replace(JSON.stringify(join(dir, 'requests.ndjson')), JSON.stringify(bad)));
+    const error = await gp.waitForLog((l) => l.level === 'error' && /cannot be opened/.test(l.msg), 5000, from);
+    expect(error.msg).toContain('the request log stays where it was');
+    await gp.waitForLog(reloaded, 5000, from);
+    expect(await chat(gp)).toBe(`Bearer ${keys[1]}`);
+    expect(await gp.stop()).toBe(0);
+    const lines = readFileSync(join(dir, 'requests.ndjson'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(2);
   });
 });

@@ -8,6 +8,7 @@ import type { RuntimeConfig } from '../config/runtime.ts';
 import { loadRuntimeConfig } from '../config/source.ts';
 import { ConfigWatcher } from '../config/watch.ts';
 import { appLog, applyConfiguredLevel } from '../log/app.ts';
+import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { Plugin } from '../pipeline/types.ts';
 import { PluginSet } from '../plugins/index.ts';
 import { createApp } from './app.ts';
@@ -107,7 +108,16 @@ export class Gateway {
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     applyConfiguredLevel(config.source.logs.level);
     this.warnRestartNeeded(config);
-    const pipeline = await this.plugins.pipelineFor(config);
+    let pipeline: Pipeline;
+    try {
+      pipeline = await this.plugins.pipelineFor(config);
+    } catch (err) {
+      // A plugin could not take the new config (a log file that cannot be opened): the
+      // previous pipeline and config stay in force.
+      appLog.error({ reason, error: (err as Error).message }, 'config reload rejected; previous config stays in force');
+      this.plugins.metrics.recordConfigReload('failure');
+      return false;
+    }
     this.state.config = config;
     this.state.pipeline = pipeline;
     appLog.info({ reason, config: config.origin }, 'config reloaded');
