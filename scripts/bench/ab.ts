@@ -130,5 +130,16 @@ for (const t of targets) {
   const rps = med(rs.map((r) => r.rps));
   process.stdout.write(`${t.name.padEnd(16)} ${String(rps).padStart(7)} req/s  ${String(med(rs.map((r) => r.cpu))).padStart(4)} us/req  p50 ${med(rs.map((r) => r.p50))} us  ${(rps / bareRps).toFixed(2)}x bare\n`);
 }
+// Paired per round against the first variant: machine drift between rounds cancels out,
+// and the spread says whether a difference is more than noise.
+const first = variants[0]?.name;
+if (first && variants.length > 1) {
+  const quartile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
+  process.stdout.write(`\nCPU us/request per round, relative to ${first} (median, interquartile range):\n`);
+  for (const v of variants.slice(1)) {
+    const ratios = res.get(v.name)!.map((r, i) => r.cpu / res.get(first)![i]!.cpu);
+    process.stdout.write(`${v.name.padEnd(16)} ${quartile(ratios, 0.5).toFixed(3)}x  (${quartile(ratios, 0.25).toFixed(3)}-${quartile(ratios, 0.75).toFixed(3)})\n`);
+  }
+}
 for (const p of procs) p.kill('SIGTERM');
 await Promise.all(procs.map((p) => p.exited));
