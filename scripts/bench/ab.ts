@@ -17,7 +17,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chatRequestBody, CLIENT_HEADERS } from './common.ts';
+import { chatRequestBody, CLIENT_HEADERS, skybridgeConfig } from './common.ts';
 
 const ROOT = resolve(import.meta.dir, '../..');
 const opt = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def;
@@ -83,13 +83,7 @@ for (const a of process.argv.filter((x) => x.startsWith('--proxy='))) {
 for (const v of variants) {
   const port = freePort();
   const cfg = join(work, `${v.name}.yaml`);
-  const listed = v.plugins ? v.plugins.split(',') : [];
-  const protocol = listed.includes('tracing/protobuf') ? 'http/protobuf' : 'http/json';
-  const plugins = listed.map((p) => (p === 'tracing/protobuf' ? 'tracing' : p));
-  writeFileSync(
-    cfg,
-    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }\nlogs: { file: ${join(work, v.name, 'requests.ndjson')} }\nplugins: [${plugins.join(', ')}]\n${plugins.includes('tracing') ? `tracing: { endpoint: "http://127.0.0.1:${mockPort}/v1/traces", protocol: ${protocol} }\n` : ''}providers:\n  openai:\n    keys:\n      - { name: bench, value: sk-bench-key, models: ["*"] }\n    network_config: { base_url: "http://127.0.0.1:${mockPort}" }\n`,
-  );
+  writeFileSync(cfg, skybridgeConfig(port, `http://127.0.0.1:${mockPort}`, join(work, v.name, 'requests.ndjson'), v.plugins ? v.plugins.split(',') : []));
   targets.push({ name: v.name, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', 'src/main.ts', 'serve', '--config', cfg, '--port', String(port)], v.root, v.env).pid });
 }
 for (const t of targets) await ready(`${t.url}/health`);

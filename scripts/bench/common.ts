@@ -101,3 +101,25 @@ export function patternSha256(bytes: number): string {
   for (let i = 0, left = bytes; left > 0; i++, left -= PATTERN_CHUNK) h.update(patternChunk(i, Math.min(PATTERN_CHUNK, left)));
   return h.digest('hex');
 }
+
+/**
+ * The config Skybridge is benchmarked with: one OpenAI key, the mock as upstream, the
+ * request log in `logFile`, and these plugins. `tracing` exports every request's spans
+ * to the mock's OTLP sink as JSON, `tracing/protobuf` as protobuf.
+ */
+export function skybridgeConfig(port: number, mockUrl: string, logFile: string, plugins: readonly string[]): string {
+  const protobuf = plugins.includes('tracing/protobuf');
+  const ids = plugins.map((p) => (p === 'tracing/protobuf' ? 'tracing' : p));
+  return [
+    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
+    `logs: { file: ${JSON.stringify(logFile)} }`,
+    `plugins: [${ids.join(', ')}]`,
+    ...(ids.includes('tracing') ? [`tracing: { endpoint: "${mockUrl}/v1/traces", sample_ratio: 1, protocol: ${protobuf ? 'http/protobuf' : 'http/json'} }`] : []),
+    'providers:',
+    '  openai:',
+    '    keys:',
+    '      - { name: bench, value: sk-bench-key, models: ["*"] }',
+    `    network_config: { base_url: "${mockUrl}" }`,
+    '',
+  ].join('\n');
+}

@@ -10,7 +10,7 @@
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chatRequestBody, CLIENT_HEADERS } from './common.ts';
+import { chatRequestBody, CLIENT_HEADERS, skybridgeConfig } from './common.ts';
 
 // ---------------------------------------------------------------------------------
 // Settings
@@ -119,26 +119,12 @@ async function startBareWhole(): Promise<Proc> {
 
 /**
  * Skybridge with the production plugin set (logging + metrics), or another set for the
- * observability workload; `tracing` exports every request's spans to the mock's OTLP sink.
+ * observability workload (common.ts skybridgeConfig: `tracing`, `tracing/protobuf`).
  */
-async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics'], tracingProtocol = 'http/json'): Promise<Proc> {
+async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics']): Promise<Proc> {
   const port = freePort();
   const config = join(work, `${name}.yaml`);
-  writeFileSync(
-    config,
-    [
-      `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
-      `logs: { file: ${join(work, 'logs', name, 'requests.ndjson')} }`,
-      `plugins: [${plugins.join(', ')}]`,
-      ...(plugins.includes('tracing') ? [`tracing: { endpoint: "${mock.url}/v1/traces", sample_ratio: 1, protocol: ${tracingProtocol} }`] : []),
-      'providers:',
-      '  openai:',
-      '    keys:',
-      '      - { name: bench, value: sk-bench-key, models: ["*"] }',
-      `    network_config: { base_url: "${mock.url}" }`,
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(config, skybridgeConfig(port, mock.url, join(work, 'logs', name, 'requests.ndjson'), plugins));
   return startProc(name, PROXY_CORE, skybridgeCmd(config, port), { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn' }, port, '/health', SKY_ROOT);
 }
 
@@ -495,7 +481,7 @@ try {
       { name: 'logging', proc: await startSkybridge('sky-logging', ['logging']) },
       { name: 'logging_metrics', proc: await startSkybridge('sky-metrics', ['logging', 'metrics']) },
       { name: 'logging_metrics_tracing', proc: await startSkybridge('sky-tracing', ['logging', 'metrics', 'tracing']) },
-      { name: 'logging_metrics_tracing_protobuf', proc: await startSkybridge('sky-tracing-pb', ['logging', 'metrics', 'tracing'], 'http/protobuf') },
+      { name: 'logging_metrics_tracing_protobuf', proc: await startSkybridge('sky-tracing-pb', ['logging', 'metrics', 'tracing/protobuf']) },
     ];
     for (const v of variants) await wrk(v.proc.url + CHAT, 16, S.warmSec, 1024);
     const rounds: any[] = [];

@@ -4,7 +4,7 @@
  * prints the functions with the most self time and the most inclusive time.
  *
  *   bun scripts/bench/profile.ts [--bare] [--seconds=10] [--conns=64] [--body=1024] [--top=40] [--callers=NAME]
- *                                [--plugins=logging,metrics]   (tracing: spans exported to the mock's OTLP sink)
+ *                                [--plugins=logging,metrics]   (tracing, tracing/protobuf: spans exported to the mock's OTLP sink)
  *   bun scripts/bench/profile.ts --file=PROFILE [--callers=NAME]   analyse an existing profile
  *
  * The .cpuprofile stays in .bench/profiles/ (open it in Chrome DevTools or speedscope).
@@ -12,7 +12,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chatRequestBody, CLIENT_HEADERS } from './common.ts';
+import { chatRequestBody, CLIENT_HEADERS, skybridgeConfig } from './common.ts';
 
 const ROOT = resolve(import.meta.dir, '../..');
 const opt = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
@@ -44,10 +44,7 @@ async function run(): Promise<string> {
   const mock = Bun.spawn(['taskset', '-c', '1', 'bun', 'scripts/bench/mock.ts', String(mockPort)], { cwd: ROOT, stdout: 'ignore', stderr: 'inherit' });
   children.push(mock);
   const config = join(work, 'config.yaml');
-  writeFileSync(
-    config,
-    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }\nlogs: { file: ${join(work, 'requests.ndjson')} }\nplugins: [${plugins.join(', ')}]\n${plugins.includes('tracing') ? `tracing: { endpoint: "http://127.0.0.1:${mockPort}/v1/traces" }\n` : ''}providers:\n  openai:\n    keys:\n      - { name: bench, value: sk-bench-key, models: ["*"] }\n    network_config: { base_url: "http://127.0.0.1:${mockPort}" }\n`,
-  );
+  writeFileSync(config, skybridgeConfig(port, `http://127.0.0.1:${mockPort}`, join(work, 'requests.ndjson'), plugins));
   const name = `${BARE ? 'bare' : 'skybridge'}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`;
   const cmd = BARE ? ['scripts/bench/bare-proxy.ts', String(port)] : ['src/main.ts', 'serve', '--config', config, '--port', String(port)];
   const proxy = Bun.spawn(['taskset', '-c', '0', 'bun', '--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${name}`, ...cmd], {

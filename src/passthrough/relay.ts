@@ -50,8 +50,9 @@ export async function relayResponse(
       bytes = new Uint8Array(await upstream.arrayBuffer());
     } catch (err) {
       if (ctx.request.signal.aborted) return completion.clientGone();
-      const error = isTimeout(err) ? idleError(ctx, compiled) : { type: 'upstream_broken', message: `${ctx.provider} upstream closed the connection mid-body` };
-      completion.finish(502, isTimeout(err) ? 'stream_idle_timeout' : 'upstream_error', error);
+      const timedOut = isTimeout(err);
+      const error = timedOut ? idleError(ctx, compiled) : { type: 'upstream_broken', message: `${ctx.provider} upstream closed the connection mid-body` };
+      completion.finish(502, timedOut ? 'stream_idle_timeout' : 'upstream_error', error);
       return new Response(JSON.stringify({ error }), { status: 502, headers: { 'content-type': 'application/json', 'x-request-id': ctx.id } });
     }
     record.bytes_out = bytes.byteLength;

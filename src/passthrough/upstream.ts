@@ -30,7 +30,7 @@ export async function callUpstream(
   const record = ctx.record;
   const clientSignal = ctx.request.signal;
   const maxAttempts = replayable ? 1 + compiled.retry.maxRetries : 1;
-  // Keys already tried, for retries to move on to another: made on the first retry.
+  // Keys already tried, for retries to move on to another: only when retries are possible.
   let tried: Set<CompiledKey> | undefined;
 
   for (let attempt = 1; ; attempt++) {
@@ -46,7 +46,7 @@ export async function callUpstream(
             : `no ${ctx.provider} key allows model "${ctx.model}" (providers.${ctx.provider}.keys[].models)`,
         );
       }
-      if (attempt > 1 || maxAttempts > 1) (tried ??= new Set()).add(key);
+      if (maxAttempts > 1) (tried ??= new Set()).add(key);
       record.key = key.name;
     }
     record.attempts = attempt;

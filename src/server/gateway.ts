@@ -101,9 +101,7 @@ export class Gateway {
       ({ config } = await loadRuntimeConfig(this.options.configPath, this.options.env ?? process.env));
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [{ message: String(err) }];
-      appLog.error({ reason, problems, error: (err as Error).message }, 'config reload rejected; previous config stays in force');
-      this.plugins.metrics.recordConfigReload('failure');
-      return false;
+      return this.rejectReload({ reason, problems, error: (err as Error).message });
     }
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     applyConfiguredLevel(config.source.logs.level);
@@ -114,15 +112,19 @@ export class Gateway {
     } catch (err) {
       // A plugin could not take the new config (a log file that cannot be opened): the
       // previous pipeline and config stay in force.
-      appLog.error({ reason, error: (err as Error).message }, 'config reload rejected; previous config stays in force');
-      this.plugins.metrics.recordConfigReload('failure');
-      return false;
+      return this.rejectReload({ reason, error: (err as Error).message });
     }
     this.state.config = config;
     this.state.pipeline = pipeline;
     appLog.info({ reason, config: config.origin }, 'config reloaded');
     this.plugins.metrics.recordConfigReload('success');
     return true;
+  }
+
+  private rejectReload(fields: Record<string, unknown>): false {
+    appLog.error(fields, 'config reload rejected; previous config stays in force');
+    this.plugins.metrics.recordConfigReload('failure');
+    return false;
   }
 
   /** server.host / server.port are bound at start: say so instead of ignoring a change. */

@@ -11,7 +11,7 @@
  * by `:` a member name. The object's depth is proven by the bytes after it: exactly one
  * `}` (the root's) may close outside strings, at the end of the document.
  */
-import { CLOSE, CLOSE_ARRAY, COLON, containerEnd, escaped, OPEN, OPEN_ARRAY, QUOTE, skipSpace, stringEnd } from '../util/json-bytes.ts';
+import { CLOSE, COLON, containerEnd, enclosingClose, escaped, OPEN, skipSpace } from '../util/json-bytes.ts';
 
 /** A usage object longer than this is not searched for its end (real ones are ~100-600 bytes). */
 const MAX_OBJECT_BYTES = 4096;
@@ -58,17 +58,6 @@ function lastIndexOfKey(bytes: Uint8Array, key: Uint8Array): number {
 
 /** Whether the bytes from `from` are more members of the root and then its closing `}` alone. */
 function closesRoot(bytes: Uint8Array, from: number): boolean {
-  let depth = 0;
-  for (let i = from; i < bytes.length; i++) {
-    const b = bytes[i]!;
-    if (b === QUOTE) {
-      i = stringEnd(bytes, i);
-      if (i < 0) return false;
-    } else if (b === OPEN || b === OPEN_ARRAY) depth++;
-    else if (b === CLOSE || b === CLOSE_ARRAY) {
-      depth--;
-      if (depth < 0) return b === CLOSE && skipSpace(bytes, i + 1) === bytes.length;
-    }
-  }
-  return false;
+  const close = enclosingClose(bytes, from);
+  return close >= 0 && bytes[close] === CLOSE && skipSpace(bytes, close + 1) === bytes.length;
 }

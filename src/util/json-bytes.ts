@@ -38,18 +38,27 @@ export function stringEnd(bytes: Uint8Array, start: number, limit = bytes.length
   return -1;
 }
 
-/** Index just past the object or array opening at `start`, or -1 when it does not close before `limit`. */
-export function containerEnd(bytes: Uint8Array, start: number, limit = bytes.length): number {
+/**
+ * Index of the `}` or `]` that closes the container `from` is inside of (skipping the
+ * strings and containers on the way), or -1 when there is none before `limit`.
+ */
+export function enclosingClose(bytes: Uint8Array, from: number, limit = bytes.length): number {
   let depth = 0;
-  for (let j = start; j < limit; j++) {
+  for (let j = from; j < limit; j++) {
     const c = bytes[j];
     if (c === QUOTE) {
       j = stringEnd(bytes, j, limit);
       if (j < 0) return -1;
     } else if (c === OPEN || c === OPEN_ARRAY) depth++;
     else if (c === CLOSE || c === CLOSE_ARRAY) {
-      if (--depth === 0) return j + 1;
+      if (depth-- === 0) return j;
     }
   }
   return -1;
+}
+
+/** Index just past the object or array opening at `start`, or -1 when it does not close before `limit`. */
+export function containerEnd(bytes: Uint8Array, start: number, limit = bytes.length): number {
+  const close = enclosingClose(bytes, start + 1, limit);
+  return close < 0 ? -1 : close + 1;
 }

@@ -137,19 +137,14 @@ export class ByteWriter {
 
   /** A protobuf string field's length and bytes (UTF-8; lone surrogates become U+FFFD). */
   lengthPrefixedUtf8(text: string): void {
-    const n = text.length;
     if (!isAscii(text)) {
       const bytes = encoder.encode(text);
       this.varint(bytes.length);
       this.raw(bytes);
       return;
     }
-    this.varint(n);
-    this.ensure(n);
-    const buf = this.buf;
-    let at = this.len;
-    for (let i = 0; i < n; i++) buf[at++] = text.charCodeAt(i);
-    this.len = at;
+    this.varint(text.length);
+    this.ascii(text);
   }
 
   /** UTF-8 of any string. */

@@ -6,6 +6,7 @@
  * wire encoding, at module load.
  */
 import type { ProviderId } from '../../config/schema.ts';
+import { ENDPOINTS } from '../../passthrough/flow.ts';
 import type { AttemptInfo, EndpointId, Outcome, RequestRecord } from '../../pipeline/types.ts';
 import type { ByteWriter } from './byte-writer.ts';
 import { type OtlpEncoding, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET } from './encoding.ts';
@@ -44,12 +45,7 @@ const GENAI: Record<ProviderId, { system: string; provider: string }> = {
   vertex: { system: 'gcp.vertex_ai', provider: 'gcp.vertex_ai' },
 };
 
-const ROUTES: Record<EndpointId, string> = {
-  openai: '/openai_passthrough',
-  anthropic: '/anthropic_passthrough',
-  azure: '/azure_passthrough',
-  genai: '/genai_passthrough',
-};
+const ROUTES = Object.fromEntries(ENDPOINTS.map((e) => [e.id, e.prefix])) as Record<EndpointId, string>;
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 
