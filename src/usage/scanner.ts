@@ -25,6 +25,12 @@ export class UsageScanner {
   private readonly sink: Sink;
   private readonly inflater: Transform | undefined;
   private readonly inflated: Promise<void> | undefined;
+  /**
+   * Whether pushed chunks may still be referenced after `push` returns (a JSON body is
+   * collected until its end; an inflater works on them asynchronously). SSE parsing
+   * without compression decodes each chunk at once and keeps none.
+   */
+  readonly keepsChunks: boolean;
 
   private constructor(
     private readonly format: UsageFormat,
@@ -33,6 +39,7 @@ export class UsageScanner {
   ) {
     const parser = sse ? new SseParser((event) => applyUsage(format, this.usage, event)) : new JsonCollector((doc) => applyUsage(format, this.usage, doc));
     this.inflater = makeInflater(encoding);
+    this.keepsChunks = !sse || this.inflater !== undefined;
     if (this.inflater) {
       const inflater = this.inflater;
       inflater.on('data', (chunk: Buffer) => parser.write(chunk));
