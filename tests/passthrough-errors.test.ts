@@ -76,6 +76,19 @@ describe('path safety', () => {
     expect(mock.requests.length).toBe(0);
   });
 
+  test('routing goes by the path whatever the Host header says (short names like a service `llm` included)', async () => {
+    for (const host of ['llm', 'ai:80', 'x', 'gateway.internal:8080', '[::1]:9']) {
+      mock.reset();
+      const res = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/models?limit=2', { host });
+      expect(res.status).toBe(200);
+      expect(mock.last.path).toBe('/v1/models');
+      expect(mock.last.query).toBe('limit=2');
+    }
+    const health = await rawRequest(gwPort(), 'GET', '/health', { host: 'gw' });
+    expect(health.status).toBe(200);
+    await expectJsonError(await rawRequest(gwPort(), 'GET', '/nope', { host: 'gw' }), 404, 'not_found');
+  });
+
   test('unknown routes answer a JSON 404', async () => {
     await expectJsonError(await fetch(`${gw.url}/nope`), 404, 'not_found');
   });

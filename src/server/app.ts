@@ -11,7 +11,10 @@ import type { GatewayState } from './state.ts';
 export type RouteInstaller = (app: Elysia) => void;
 
 export function createApp(state: GatewayState, extraRoutes: RouteInstaller[] = []): Elysia {
-  const app = new Elysia({ name: 'skybridge' });
+  // standardHostname: false. Elysia otherwise looks for the path from the 12th character
+  // of the URL, assuming a host of 4+ characters: behind a Host of `llm` or `ai:80` (a
+  // service name) every request was routed as the wrong path.
+  const app = new Elysia({ name: 'skybridge', handler: { standardHostname: false } });
 
   app.get('/health', () =>
     new Response(JSON.stringify({ status: state.draining ? 'draining' : 'ok', version: VERSION, inflight: state.inflight }), {

@@ -16,7 +16,8 @@ export interface RawResponse {
 
 export function rawRequest(port: number, method: string, target: string, headers: Record<string, string> = {}, body = ''): Promise<RawResponse> {
   const started = performance.now();
-  const lines = [`${method} ${target} HTTP/1.1`, 'host: 127.0.0.1', 'connection: close', ...(body ? [`content-length: ${Buffer.byteLength(body)}`] : []), ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
+  const host = Object.keys(headers).some((k) => k.toLowerCase() === 'host') ? [] : ['host: 127.0.0.1'];
+  const lines = [`${method} ${target} HTTP/1.1`, ...host, 'connection: close', ...(body ? [`content-length: ${Buffer.byteLength(body)}`] : []), ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
   return new Promise((resolve, reject) => {
     let text = '';
     Bun.connect({
