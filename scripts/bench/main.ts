@@ -117,6 +117,12 @@ async function startBareWhole(): Promise<Proc> {
   return startProc('bare-whole', PROXY_CORE, ['bun', 'scripts/bench/bare-proxy.ts', String(port), 'whole'], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
 }
 
+/** The whole-body proxy served through Elysia: what the framework alone costs. */
+async function startElysiaWhole(): Promise<Proc> {
+  const port = freePort();
+  return startProc('elysia-whole', PROXY_CORE, ['bun', 'scripts/bench/elysia-proxy.ts', String(port)], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
+}
+
 /**
  * Skybridge with the production plugin set (logging + metrics), or another set for the
  * observability workload (common.ts skybridgeConfig: `tracing`, `tracing/protobuf`).
@@ -309,12 +315,16 @@ const results: Record<string, any> = {
 let bare: Proc;
 let sky: Proc;
 let bareWhole: Proc | undefined;
+let elysiaWhole: Proc | undefined;
 
 try {
   mock = await startMock();
   bare = await startBare();
   sky = await startSkybridge();
-  if (want('throughput')) bareWhole = await startBareWhole();
+  if (want('throughput')) {
+    bareWhole = await startBareWhole();
+    elysiaWhole = await startElysiaWhole();
+  }
   const metricsRes = await fetch(sky.url + '/metrics');
   const metricsText = await metricsRes.text();
   results.skybridge_plugins = { logging: true, metrics: metricsRes.status === 200 && metricsText.includes('# TYPE') };
@@ -353,28 +363,31 @@ try {
     };
   }
 
-  // 2. Throughput at c=64, rotating which proxy goes first. The bare proxy that reads
-  //    bodies whole runs beside them as a second reference (the floor for a gateway that
-  //    holds bodies), then stops.
+  // 2. Throughput at c=64, rotating which proxy goes first. Two more references run
+  //    beside them, then stop: the bare proxy reading bodies whole (the floor for a
+  //    gateway that holds bodies) and the same served through Elysia (what the framework
+  //    alone adds to that floor).
   if (want('throughput')) {
     log('throughput at c=64');
     await wrk(bareWhole!.url + CHAT, 16, S.warmSec, 1024);
-    const three = [...targets(), { name: 'bare_whole', proc: bareWhole! }];
+    await wrk(elysiaWhole!.url + CHAT, 16, S.warmSec, 1024);
+    const all = [...targets(), { name: 'bare_whole', proc: bareWhole! }, { name: 'elysia_whole', proc: elysiaWhole! }];
     const rounds: any[] = [];
     for (let i = 0; i < THROUGHPUT_ROUNDS; i++) {
-      const order = [...three.slice(i % 3), ...three.slice(0, i % 3)];
+      const order = [...all.slice(i % all.length), ...all.slice(0, i % all.length)];
       const round: Record<string, WrkResult> = {};
       for (const t of order) round[t.name] = await wrk(t.proc.url + CHAT, 64, S.throughputSec, 1024, t.proc.pid);
       rounds.push({ ...round, ratio: r2(round.skybridge!.rps / round.bare!.rps) });
-      log(`  round ${i + 1}: bare ${round.bare!.rps} req/s, skybridge ${round.skybridge!.rps} req/s (${rounds.at(-1).ratio}x), bare reading whole ${round.bare_whole!.rps} req/s`);
+      log(`  round ${i + 1}: bare ${round.bare!.rps} req/s, skybridge ${round.skybridge!.rps} req/s (${rounds.at(-1).ratio}x), bare reading whole ${round.bare_whole!.rps} req/s, the same on Elysia ${round.elysia_whole!.rps} req/s`);
     }
     await stopProc(bareWhole!);
+    await stopProc(elysiaWhole!);
     const rps = (w: string) => median(rounds.map((r) => r[w].rps));
     const cpu = (w: string) => median(rounds.map((r) => r[w].cpu_us_per_req));
     results.throughput_c64 = {
       rounds,
-      rps: { bare: rps('bare'), skybridge: rps('skybridge'), ratio: r2(rps('skybridge') / rps('bare')), ratio_median_of_rounds: median(rounds.map((r) => r.ratio)), bare_whole: rps('bare_whole'), bare_whole_ratio: r2(rps('bare_whole') / rps('bare')) },
-      cpu_us_per_req: { bare: cpu('bare'), skybridge: cpu('skybridge'), ratio: r2(cpu('skybridge') / cpu('bare')), bare_whole: cpu('bare_whole') },
+      rps: { bare: rps('bare'), skybridge: rps('skybridge'), ratio: r2(rps('skybridge') / rps('bare')), ratio_median_of_rounds: median(rounds.map((r) => r.ratio)), bare_whole: rps('bare_whole'), bare_whole_ratio: r2(rps('bare_whole') / rps('bare')), elysia_whole: rps('elysia_whole'), elysia_whole_ratio: r2(rps('elysia_whole') / rps('bare')) },
+      cpu_us_per_req: { bare: cpu('bare'), skybridge: cpu('skybridge'), ratio: r2(cpu('skybridge') / cpu('bare')), bare_whole: cpu('bare_whole'), elysia_whole: cpu('elysia_whole') },
       errors: rounds.reduce((n, r) => n + r.bare.errors + r.bare.status_errors + r.skybridge.errors + r.skybridge.status_errors, 0),
     };
   }
@@ -558,6 +571,7 @@ if (H) {
   row(['c=64 req/s (median)', H.rps.bare, H.rps.skybridge, H.rps.ratio, `>= ${T.thr}x bare`, ok ? 'yes' : 'NO']);
   row(['c=64 CPU us/req', H.cpu_us_per_req.bare, H.cpu_us_per_req.skybridge, H.cpu_us_per_req.ratio, '', '']);
   row(['c=64 req/s, bare proxy reading bodies whole in the Skybridge column (reference)', H.rps.bare, H.rps.bare_whole, H.rps.bare_whole_ratio, '', '']);
+  row(['c=64 req/s, the same served through Elysia in the Skybridge column (reference)', H.rps.bare, H.rps.elysia_whole, H.rps.elysia_whole_ratio, '', '']);
   checks.push({ target: 'throughput c=64 >= 1.1x bare', value: `${H.rps.ratio}x`, met: ok });
 }
 const F = results.stream_ttfb;
