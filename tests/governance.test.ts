@@ -15,6 +15,7 @@ import { costNanoUsd, minuteWindow, periodWindow, PriceTable, secondsUntil, toke
 import { MemoryStore } from '../src/plugins/governance/store.ts';
 import { anthropicStream, chatStream, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { chunkedStream } from './support/raw-http.ts';
 
 const OPENAI_KEY = fakeKey('sk-openai');
 const ANTHROPIC_KEY = fakeKey('sk-ant');
@@ -310,6 +311,39 @@ describe('allowed providers and models', () => {
     expect(errorOf(err).message).toContain('"mini-only"');
     expect(errorOf(err).message).toContain('"gpt-4o"');
     expect(mock.requests).toHaveLength(1);
+  });
+
+  test('a body sent chunked (no declared length) is checked the same: no way around the model list', async () => {
+    const chunked = (model: string) =>
+      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${VK.mini.value}`, 'content-type': 'application/json' },
+        body: chunkedStream(JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] })),
+        duplex: 'half',
+      } as RequestInit);
+    const refused = await chunked('gpt-4o');
+    expect(refused.status).toBe(403);
+    expect((await refused.json()).error.type).toBe('model_not_allowed');
+    expect(mock.requests).toHaveLength(0);
+    expect((await chunked('gpt-4o-mini')).status).toBe(200);
+    expect(mock.last.json.model).toBe('gpt-4o-mini');
+  });
+
+  test('a body too large to read for its model: refused for a key limited to some models, let through for one that is not', async () => {
+    // 9 MB of JSON, over the default buffer_body_limit_mb (8): streamed through unread.
+    const big = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x'.repeat(9 * 1024 * 1024) }] });
+    const send = (vkValue: string) =>
+      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${vkValue}`, 'content-type': 'application/json' }, body: big });
+    const refused = await send(VK.mini.value);
+    expect(refused.status).toBe(413);
+    const err = (await refused.json()).error;
+    expect(err.type).toBe('body_too_large_to_check');
+    expect(err.message).toContain('"mini-only"');
+    expect(err.message).toContain('buffer_body_limit_mb');
+    expect(mock.requests).toHaveLength(0);
+    const open = await send(VK.open.value);
+    expect(open.status).toBe(200);
+    expect(mock.last.body.byteLength).toBe(Buffer.byteLength(big));
   });
 
   test('providers: a provider not listed gets 403 naming the vk and the provider', async () => {

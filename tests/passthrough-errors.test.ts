@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:tes
 import OpenAI from 'openai';
 import { MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
-import { rawRequest } from './support/raw-http.ts';
+import { chunkedStream, rawRequest } from './support/raw-http.ts';
 
 const KEY = fakeKey();
 let mock: MockUpstream;
@@ -131,6 +131,38 @@ describe('bodies', () => {
     });
     const res = await fetch(`${gw.url}/openai_passthrough/v1/files`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit);
     await expectJsonError(res, 413, 'payload_too_large');
+  });
+
+  test('a chunked body (no declared length) within the buffer limit is held: its model picks the key', async () => {
+    const chunked = (text: string) =>
+      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chunkedStream(text), duplex: 'half' } as RequestInit);
+    const ok = '{"model":"gpt-4o","messages":[{"role":"user","content":"hé"}]}';
+    const res = await chunked(ok);
+    expect(res.status).toBe(200);
+    expect(new TextDecoder().decode(mock.last.body)).toBe(ok);
+    const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
+    expect(line.model).toBe('gpt-4o');
+    expect(line.bytes_in).toBe(new TextEncoder().encode(ok).byteLength);
+    // The key allows gpt-4o and gpt-4o-mini only: another model is refused, as with a declared length.
+    mock.reset();
+    await expectJsonError(await chunked('{"model":"o3","messages":[]}'), 400, 'no_key_for_model');
+    expect(mock.requests.length).toBe(0);
+  });
+
+  test('a chunked body above the buffer limit streams through intact, counted', async () => {
+    const big = crypto.getRandomValues(new Uint8Array(700 * 1024));
+    let at = 0;
+    const stream = new ReadableStream({
+      pull(c) {
+        if (at >= big.length) return c.close();
+        c.enqueue(big.slice(at, (at += 64 * 1024)));
+      },
+    });
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/uploads`, { method: 'POST', body: stream, headers: { 'content-type': 'application/octet-stream' }, duplex: 'half' } as RequestInit);
+    expect(res.status).toBe(200);
+    expect(mock.last.body).toEqual(big);
+    const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
+    expect(line.bytes_in).toBe(big.byteLength);
   });
 
   test('a body above the buffer limit streams through intact (no model lookup)', async () => {

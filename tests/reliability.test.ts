@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:tes
 import OpenAI from 'openai';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { chunkedStream } from './support/raw-http.ts';
 
 const KEY_A = fakeKey('sk-a');
 const KEY_B = fakeKey('sk-b');
@@ -178,6 +179,22 @@ describe('retries', () => {
     expect(res.status).toBe(200);
     await res.text().catch(() => '');
     expect(mock.requests.length).toBe(1);
+  });
+
+  test('a small chunked body (no declared length) is held and replayed on retry', async () => {
+    let calls = 0;
+    mock.respondWith(() => (++calls === 1 ? Response.json({ error: { message: 'slow down' } }, { status: 429 }) : undefined));
+    const text = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'again' }] });
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: chunkedStream(text),
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(200);
+    expect(mock.requests).toHaveLength(2);
+    for (const r of mock.requests) expect(new TextDecoder().decode(r.body)).toBe(text);
+    expect(res.headers.get('x-skybridge-attempts')).toBe('2');
   });
 
   test('a body too large to hold goes once, without retries', async () => {

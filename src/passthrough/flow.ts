@@ -71,10 +71,24 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
         return reject(record, startedAt, pipeline, 400, 'invalid_body', 'the request body could not be read');
       }
       record.bytes_in = body.byteLength;
+    } else if (length === undefined) {
+      // Chunked (no declared length): held like the others when it ends within the
+      // buffer limit (model lookup, replay on retry); else streamed once from there.
+      let read: Awaited<ReturnType<typeof readChunkedBody>>;
+      try {
+        read = await readChunkedBody(request.body!, config.bufferBodyBytes, config.maxBodyBytes, ctxLimit, record);
+      } catch {
+        return reject(record, startedAt, pipeline, 400, 'invalid_body', 'the request body could not be read');
+      }
+      if (read === 'too_large') {
+        return reject(record, startedAt, pipeline, 413, 'payload_too_large', `request body exceeds server.max_request_body_mb (${config.source.server.max_request_body_mb} MB)`);
+      }
+      body = read;
+      replayable = body instanceof Uint8Array;
     } else {
-      // No declared length (chunked) or too large to hold: stream once, counting bytes.
-      body = length === undefined ? limitBody(request.body!, config.maxBodyBytes, ctxLimit, record) : request.body!;
-      if (length !== undefined) record.bytes_in = length;
+      // Too large to hold: streamed once.
+      body = request.body!;
+      record.bytes_in = length;
       replayable = false;
     }
   }
@@ -102,6 +116,7 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
     query: useKeys ? withoutParam(split.query, 'key') : split.query,
     headers: forwardRequestHeaders(request.headers, useKeys || providerId === 'azure'),
     members,
+    bodyUnread: body !== null && !held,
     // Parsed only if a plugin asks (the flow itself needs the two members above).
     get json() {
       return lazyJson(this, held, members);
@@ -150,21 +165,56 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   }
 }
 
-/** A body stream that fails once more than `max` bytes passed (chunked uploads declare no length). */
-function limitBody(body: ReadableStream<Uint8Array>, max: number, flag: { exceeded: boolean }, record: RequestRecord): ReadableStream<Uint8Array> {
-  return body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        record.bytes_in += chunk.byteLength;
-        if (record.bytes_in > max) {
-          flag.exceeded = true;
-          controller.error(new Error('request body too large'));
-          return;
-        }
-        controller.enqueue(chunk);
-      },
-    }),
-  );
+/**
+ * A chunked body (no declared length), read until it ends or passes `hold` bytes: the
+ * whole body when it ended within `hold`; else a stream that gives what was read and
+ * then the rest, counting bytes and failing (`flag.exceeded`) once more than `max`
+ * passed. 'too_large' when `max` was passed while holding (`hold` equal to `max`).
+ */
+async function readChunkedBody(body: ReadableStream<Uint8Array>, hold: number, max: number, flag: { exceeded: boolean }, record: RequestRecord): Promise<Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | 'too_large'> {
+  const reader = body.getReader();
+  const held: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    held.push(value);
+    if (size > max) {
+      void reader.cancel().catch(() => {});
+      return 'too_large';
+    }
+    if (size > hold) {
+      record.bytes_in = size;
+      return new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const first = held.shift();
+          if (first) return controller.enqueue(first);
+          const { done, value } = await reader.read();
+          if (done) return controller.close();
+          record.bytes_in += value.byteLength;
+          if (record.bytes_in > max) {
+            flag.exceeded = true;
+            controller.error(new Error('request body too large'));
+            void reader.cancel().catch(() => {});
+            return;
+          }
+          controller.enqueue(value);
+        },
+        cancel(reason) {
+          return reader.cancel(reason);
+        },
+      });
+    }
+  }
+  record.bytes_in = size;
+  const whole = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of held) {
+    whole.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return whole;
 }
 
 function isJsonBody(body: Uint8Array, contentType: string | null): boolean {

@@ -89,6 +89,11 @@ export interface RequestContext {
   readonly headers: Headers;
   /** `model` and `stream` of a JSON body held whole (read without parsing it). */
   readonly members: RootMembers | undefined;
+  /**
+   * A body too large to hold (over server.buffer_body_limit_mb) streams through unread:
+   * its model, if it names one, is unknown to the gateway.
+   */
+  readonly bodyUnread: boolean;
   /** The JSON body held whole, parsed on first use (undefined when it is not a JSON object). */
   readonly json: Record<string, unknown> | undefined;
   model: string | undefined;

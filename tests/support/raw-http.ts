@@ -44,3 +44,18 @@ export function rawRequest(port: number, method: string, target: string, headers
     }).catch(reject);
   });
 }
+
+/**
+ * A request body that `fetch` sends chunked (no content-length): a plain JavaScript
+ * stream, in 7-byte pieces. (A Blob's stream would not do: Bun sends its length.)
+ */
+export function chunkedStream(text: string): ReadableStream<Uint8Array> {
+  const bytes = new TextEncoder().encode(text);
+  let at = 0;
+  return new ReadableStream({
+    pull(c) {
+      if (at >= bytes.length) return c.close();
+      c.enqueue(bytes.slice(at, (at += 7)));
+    },
+  });
+}

@@ -106,6 +106,12 @@ export class GovernancePlugin implements ConfigurablePlugin {
     if (!vk.providers.has(ctx.provider)) {
       return refuse(ctx, 403, 'provider_not_allowed', `virtual key "${vk.name}" may not use provider "${ctx.provider}" (allowed: ${[...vk.providers].join(', ') || 'none'})`);
     }
+    if (ctx.model === undefined && ctx.bodyUnread && (!vk.models.includes('*') || vk.budget?.maxCostNano !== undefined)) {
+      // The model list and the cost budget could be walked around with a body too large
+      // to read for its model: refused for a key with either.
+      const limit = ctx.config.source.server.buffer_body_limit_mb;
+      return refuse(ctx, 413, 'body_too_large_to_check', `virtual key "${vk.name}" is limited to some models or by cost, and a request body over server.buffer_body_limit_mb (${limit} MB) cannot be checked for its model`);
+    }
     const modelAllowed = ctx.model === undefined ? vk.models.length > 0 : allowsModel(vk.models, ctx.model);
     if (!modelAllowed) {
       return refuse(ctx, 403, 'model_not_allowed', `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`);
