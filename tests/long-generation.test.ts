@@ -43,3 +43,56 @@ test(
   },
   70_000,
 );
+
+/**
+ * server.idle_timeout_seconds guards the body read: a client that declares a body and
+ * stalls is cut (no connection held forever), while a request waiting on its upstream
+ * is not (the lift comes once the body is in).
+ */
+test(
+  'idle_timeout_seconds: a client stalling mid-body is cut; a request waiting longer on its upstream is not',
+  async () => {
+    const short = await startGateway({ server: { idle_timeout_seconds: 2 }, providers: { openai: { keys: [{ name: 'k', value: 'sk-idle-test' }], network_config: { base_url: mock.url } } } });
+    try {
+      mock.reset();
+      mock.respondWith(async (_req, rec) => {
+        if (!rec.path.endsWith('/slow')) return undefined;
+        await Bun.sleep(9_000);
+        return Response.json({ slow: true });
+      });
+      const port = Number(new URL(short.url).port);
+      const started = performance.now();
+      const stalled = new Promise<{ closedAfterMs: number; answer: string }>((resolve, reject) => {
+        let answer = '';
+        Bun.connect({
+          hostname: '127.0.0.1',
+          port,
+          socket: {
+            open(s) {
+              s.write('POST /openai_passthrough/v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model":');
+            },
+            data(_s, d) {
+              answer += d.toString();
+            },
+            close() {
+              resolve({ closedAfterMs: performance.now() - started, answer });
+            },
+            error(_s, e) {
+              reject(e);
+            },
+          },
+        }).catch(reject);
+      });
+      const [cut, waited] = await Promise.all([stalled, fetch(`${short.url}/openai_passthrough/v1/files/slow`)]);
+      // Bun checks idle sockets on a ~4 s tick.
+      expect(cut.closedAfterMs).toBeGreaterThan(1_500);
+      expect(cut.closedAfterMs).toBeLessThan(9_000);
+      expect(mock.requests.some((r) => r.path === '/v1/chat/completions')).toBe(false);
+      expect(waited.status).toBe(200);
+      expect(await waited.json()).toEqual({ slow: true });
+    } finally {
+      await short.stop();
+    }
+  },
+  30_000,
+);

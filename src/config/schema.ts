@@ -114,6 +114,12 @@ export const ServerSchema = v.strictObject({
   /** Bodies with a known length up to this size are read whole (model lookup, replay). */
   buffer_body_limit_mb: v.optional(v.pipe(v.number(), v.minValue(0)), 8),
   shutdown_grace_seconds: v.optional(positive, 30),
+  /**
+   * A client connection that sends nothing for this long is closed: between requests,
+   * and while its request body is read. Not while a request waits on its upstream
+   * (lifted per request once the body is in). At most 255 (Bun's limit).
+   */
+  idle_timeout_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255)), 30),
 });
 
 export const LogsSchema = v.strictObject({

@@ -40,8 +40,6 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   const config = state.config;
   const pipeline: Pipeline = state.pipeline;
   const id = Bun.randomUUIDv7();
-  // Elysia's 30 s idle timeout would cut long generations: lift it for this request.
-  server?.timeout(request, 0);
 
   const record = newRecord(id, endpoint, request, server);
   const split = splitPassthroughUrl(request.url, endpoint.prefix);
@@ -92,6 +90,10 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
       replayable = false;
     }
   }
+  // The connection's idle timeout (server.idle_timeout_seconds) guarded the body read
+  // (a client that stalls mid-body is cut); it would also cut a long generation the
+  // client waits for in silence, so it is lifted from here on.
+  server?.timeout(request, 0);
   const held = body instanceof Uint8Array ? body : undefined;
   const members = held && isJsonBody(held, request.headers.get('content-type')) ? rootMembers(held) : undefined;
 

@@ -28,8 +28,8 @@ export interface GatewayOptions {
 
 export class Gateway {
   private watcher: ConfigWatcher | undefined;
-  /** Host and port asked for at start (CLI or config): changing them needs a restart. */
-  private listenAt = { host: '', port: 0 };
+  /** What the server was started with (CLI or config): changing these needs a restart. */
+  private listenAt = { host: '', port: 0, idle_timeout_seconds: 0 };
   private reloadChain: Promise<unknown> = Promise.resolve();
   private cutRequested = false;
 
@@ -57,6 +57,7 @@ export class Gateway {
       // The flow enforces server.max_request_body_mb itself (a JSON 413, and live on
       // reload); Bun's own cap would answer first with an empty 413, so it stays high.
       maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+      idleTimeout: config.source.server.idle_timeout_seconds,
       // Elysia turns SO_REUSEPORT on by default: a second gateway on the same port would
       // start "fine" and silently take half the connections. A taken port is an error.
       reusePort: false,
@@ -65,7 +66,7 @@ export class Gateway {
     if (!server) throw new Error(`could not listen on ${host}:${port}`);
     appLog.info({ host, port: server.port, config: config.origin }, 'skybridge listening');
     const gateway = new Gateway(state, plugins, server, options);
-    gateway.listenAt = { host, port };
+    gateway.listenAt = { host, port, idle_timeout_seconds: config.source.server.idle_timeout_seconds };
     if (options.configPath && options.watch !== false) {
       gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), { initialText: text });
     }
@@ -129,8 +130,8 @@ export class Gateway {
 
   /** server.host / server.port are bound at start: say so instead of ignoring a change. */
   private warnRestartNeeded(config: RuntimeConfig): void {
-    const wanted = { host: this.options.host ?? config.source.server.host, port: this.options.port ?? config.source.server.port };
-    for (const field of ['host', 'port'] as const) {
+    const wanted = { host: this.options.host ?? config.source.server.host, port: this.options.port ?? config.source.server.port, idle_timeout_seconds: config.source.server.idle_timeout_seconds };
+    for (const field of ['host', 'port', 'idle_timeout_seconds'] as const) {
       if (wanted[field] === this.listenAt[field]) continue;
       appLog.warn(
         { setting: `server.${field}`, in_force: this.listenAt[field], configured: wanted[field] },
