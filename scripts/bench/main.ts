@@ -27,7 +27,7 @@ const LOAD_CORE = '1';
 
 const S = QUICK
   ? { rounds: 1, latencySec: 3, throughputSec: 5, curveSec: 3, warmSec: 2, ttfbCount: 8, streamSizes: [1000, 5000] }
-  : { rounds: 3, latencySec: 6, throughputSec: 10, curveSec: 5, warmSec: 3, ttfbCount: 20, streamSizes: [1000, 5000] };
+  : { rounds: 3, latencySec: 6, throughputSec: 8, curveSec: 5, warmSec: 3, ttfbCount: 20, streamSizes: [1000, 5000] };
 const THROUGHPUT_ROUNDS = QUICK ? 1 : 5;
 const STREAM = { chunks: 21, gapMs: 500 }; // 21 frames, 20 gaps of 500 ms: a 10 s stream
 const TTFB = { chunks: 10, gapMs: 50 };
