@@ -344,6 +344,11 @@ describe('allowed providers and models', () => {
     const open = await send(VK.open.value);
     expect(open.status).toBe(200);
     expect(mock.last.body.byteLength).toBe(Buffer.byteLength(big));
+    // A file upload is never read for a model, whatever its size: not refused for that.
+    mock.reset();
+    const upload = await fetch(`${gw.url}/openai_passthrough/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${VK.mini.value}`, 'content-type': 'application/octet-stream' }, body: new Uint8Array(9 * 1024 * 1024) });
+    expect(upload.status).toBe(200);
+    expect(mock.last.body.byteLength).toBe(9 * 1024 * 1024);
   });
 
   test('providers: a provider not listed gets 403 naming the vk and the provider', async () => {

@@ -55,11 +55,7 @@ test(
     const short = await startGateway({ server: { idle_timeout_seconds: 2 }, providers: { openai: { keys: [{ name: 'k', value: 'sk-idle-test' }], network_config: { base_url: mock.url } } } });
     try {
       mock.reset();
-      mock.respondWith(async (_req, rec) => {
-        if (!rec.path.endsWith('/slow')) return undefined;
-        await Bun.sleep(9_000);
-        return Response.json({ slow: true });
-      });
+      mock.respondWith((_req, rec) => (rec.path.endsWith('/slow') ? Bun.sleep(9_000).then(() => Response.json({ slow: true })) : undefined));
       const port = Number(new URL(short.url).port);
       const started = performance.now();
       const stalled = new Promise<{ closedAfterMs: number; answer: string }>((resolve, reject) => {

@@ -106,9 +106,10 @@ export class GovernancePlugin implements ConfigurablePlugin {
     if (!vk.providers.has(ctx.provider)) {
       return refuse(ctx, 403, 'provider_not_allowed', `virtual key "${vk.name}" may not use provider "${ctx.provider}" (allowed: ${[...vk.providers].join(', ') || 'none'})`);
     }
-    if (ctx.model === undefined && ctx.bodyUnread && (!vk.models.includes('*') || vk.budget?.maxCostNano !== undefined)) {
-      // The model list and the cost budget could be walked around with a body too large
-      // to read for its model: refused for a key with either.
+    if (ctx.model === undefined && ctx.bodyUnread && (!vk.models.includes('*') || vk.budget?.maxCostNano !== undefined) && isJson(ctx.request.headers.get('content-type'))) {
+      // A JSON body names its model; one too large to read would walk around the model
+      // list and the cost budget: refused for a key with either. (Other bodies, file
+      // uploads, are never read for a model, whatever their size.)
       const limit = ctx.config.source.server.buffer_body_limit_mb;
       return refuse(ctx, 413, 'body_too_large_to_check', `virtual key "${vk.name}" is limited to some models or by cost, and a request body over server.buffer_body_limit_mb (${limit} MB) cannot be checked for its model`);
     }
@@ -282,3 +283,5 @@ class WarnLimiter {
     this.suppressed = 0;
   }
 }
+
+const isJson = (contentType: string | null): boolean => contentType !== null && contentType.includes('json');
