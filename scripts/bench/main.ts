@@ -499,7 +499,7 @@ try {
     for (const v of variants) await wrk(v.proc.url + CHAT, 16, S.warmSec, 1024);
     const rounds: any[] = [];
     // More, shorter rounds: per-round ratios are what the cost is taken from.
-    const obsRounds = QUICK ? 3 : 12;
+    const obsRounds = QUICK ? 3 : 10;
     const obsSec = QUICK ? 2 : 3;
     for (let i = 0; i < obsRounds; i++) {
       const order = i % 2 ? [...variants].reverse() : variants;
