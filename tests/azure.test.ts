@@ -438,3 +438,104 @@ describe('api-version rules (unit)', () => {
     expect(azureApiVersion('other', 'K', 'C')).toBe('K');
   });
 });
+
+describe('Entra ID service principal (azure_key_config tenant_id, client_id, client_secret)', () => {
+  const TENANT = 'tenant-1234';
+  const CLIENT_ID = 'app-5678';
+  const SECRET = fakeKey('entra-secret');
+  let gw: TestGateway;
+  let tokenCalls: Array<Record<string, string>> = [];
+  let tokenAnswer: () => Response;
+  let issued = 0;
+
+  beforeAll(async () => {
+    gw = await startGateway({
+      providers: {
+        azure: {
+          keys: [{ name: 'entra', models: ['*'], azure_key_config: { endpoint: mock.url, api_version: '2024-10-21', tenant_id: TENANT, client_id: CLIENT_ID, client_secret: SECRET, authority_host: mock.url } }],
+        },
+      },
+    });
+  });
+  afterAll(() => gw.stop());
+  beforeEach(() => {
+    tokenCalls = [];
+    tokenAnswer = () => Response.json({ token_type: 'Bearer', expires_in: 3599, access_token: `entra-token-${++issued}` });
+    mock.respondWith((_req, rec) => {
+      if (rec.path !== `/${TENANT}/oauth2/v2.0/token`) return undefined;
+      tokenCalls.push(Object.fromEntries(new URLSearchParams(new TextDecoder().decode(rec.body))));
+      return tokenAnswer();
+    });
+  });
+  const upstreamCalls = () => mock.requests.filter((r) => !r.path.endsWith('/oauth2/v2.0/token'));
+
+  test('AzureOpenAI chat: a client-credentials token for the Cognitive Services scope, sent as Bearer, cached', async () => {
+    const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21' });
+    for (let i = 0; i < 2; i++) {
+      const r = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
+      expect(r.choices[0]!.message.content).toBe('hello from mock');
+    }
+    expect(tokenCalls).toEqual([{ grant_type: 'client_credentials', client_id: CLIENT_ID, client_secret: SECRET, scope: 'https://cognitiveservices.azure.com/.default' }]);
+    const calls = upstreamCalls();
+    expect(calls).toHaveLength(2);
+    for (const got of calls) {
+      expect(got.path).toBe('/openai/deployments/gpt-4o/chat/completions');
+      expect(got.headers.authorization).toBe(`Bearer entra-token-${issued}`);
+      expect(got.headers['api-key']).toBeUndefined();
+      expect(JSON.stringify(got.headers)).not.toContain(DUMMY);
+      expect(JSON.stringify(got.headers)).not.toContain(SECRET);
+    }
+  });
+
+  test('Anthropic client (Claude on Foundry): Bearer token, no x-api-key', async () => {
+    const client = new Anthropic({ baseURL: `${gw.url}/azure_passthrough`, apiKey: DUMMY });
+    await client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
+    const got = upstreamCalls().at(-1)!;
+    expect(got.path).toBe('/anthropic/v1/messages');
+    expect(got.headers.authorization).toMatch(/^Bearer entra-token-\d+$/);
+    expect(got.headers['x-api-key']).toBeUndefined();
+  });
+
+  /** The next call to Azure (not the token endpoint) is answered 401. */
+  const refuseNextAzureCall = () => {
+    let refused = false;
+    mock.respondWith((_req, rec) => {
+      if (refused || !rec.path.includes('/deployments/')) return undefined;
+      refused = true;
+      return Response.json({ error: { code: '401', message: 'token revoked' } }, { status: 401 });
+    });
+  };
+  const chat = () => fetch(`${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages":[]}' });
+
+  test('a 401 from Azure drops the cached token: the next request gets a new one', async () => {
+    expect((await chat()).status).toBe(200);
+    refuseNextAzureCall();
+    expect((await chat()).status).toBe(401);
+    const callsBefore = tokenCalls.length;
+    const res = await chat();
+    expect(res.status).toBe(200);
+    expect(tokenCalls.length).toBe(callsBefore + 1);
+    expect(upstreamCalls().at(-1)!.headers.authorization).toBe(`Bearer entra-token-${issued}`);
+  });
+
+  test('the token endpoint refusing: 502 JSON naming the key and the reason, never the secret; nothing sent to Azure', async () => {
+    refuseNextAzureCall();
+    await chat();
+    tokenAnswer = () => Response.json({ error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' }, { status: 401 });
+    const sentBefore = upstreamCalls().length;
+    const res = await chat();
+    expect(res.status).toBe(502);
+    const err = (await res.json()).error;
+    expect(err.type).toBe('upstream_auth_error');
+    expect(err.message).toContain('Azure key entra');
+    expect(err.message).toContain('invalid_client');
+    expect(err.message).not.toContain(SECRET);
+    expect(upstreamCalls().length).toBe(sentBefore);
+  });
+
+  test('config: an incomplete service principal is a config error naming the fields', async () => {
+    await expect(
+      startGateway({ providers: { azure: { keys: [{ name: 'half', models: ['*'], azure_key_config: { endpoint: mock.url, tenant_id: TENANT, client_id: CLIENT_ID } }] } } }),
+    ).rejects.toThrow(/tenant_id, client_id and client_secret/);
+  });
+});

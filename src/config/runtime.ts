@@ -5,7 +5,9 @@
  * one and swaps the reference, so in-flight requests keep the one they started with.
  */
 import { KeyPool, type PoolKey } from '../keys/pool.ts';
+import { DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES, entraTokenSource } from '../providers/entra-auth.ts';
 import { ServiceAccountTokenSource } from '../providers/google-auth.ts';
+import type { OAuthTokenCache } from '../providers/oauth-token.ts';
 import { ConfigError, type ConfigProblem } from './load.ts';
 import { PROVIDER_IDS, type Config, type PluginId, type ProviderId, type ProviderInput } from './schema.ts';
 
@@ -13,7 +15,8 @@ export interface CompiledKey extends PoolKey {
   /** Position in providers.<id>.keys, for messages. */
   index: number;
   value: string;
-  azure?: { endpoint?: string; apiVersion?: string; deployments: Record<string, string> };
+  /** `tokens`: an Entra ID service principal's access tokens, sent instead of the value. */
+  azure?: { endpoint?: string; apiVersion?: string; deployments: Record<string, string>; tokens?: OAuthTokenCache };
   vertex?: { projectId?: string; region?: string; tokens?: ServiceAccountTokenSource };
 }
 
@@ -125,7 +128,15 @@ async function compileProvider(
       // Deployment names count as models too: a key that maps gpt-4o -> my-gpt4o-deploy
       // allows requests to /deployments/my-gpt4o-deploy/.
       key.models = [...k.models, ...Object.entries(key.azure.deployments).filter(([m]) => k.models.includes(m) || k.models.includes('*')).map(([, d]) => d)];
-      if (!key.value) problems.push({ file: origin, path: `${path}.value`, message: 'an Azure key needs a value (the api-key)' });
+      const ac = k.azure_key_config;
+      const entra = [ac?.tenant_id, ac?.client_id, ac?.client_secret];
+      if (entra.every((x) => x !== undefined)) {
+        key.azure.tokens = entraToken(ac!.tenant_id!, ac!.client_id!, ac!.client_secret!, ac?.scopes ?? DEFAULT_ENTRA_SCOPES, ac?.authority_host ?? DEFAULT_AUTHORITY_HOST);
+      } else if (entra.some((x) => x !== undefined)) {
+        problems.push({ file: origin, path: `${path}.azure_key_config`, message: 'Entra ID auth needs all of tenant_id, client_id and client_secret' });
+      } else if (!key.value) {
+        problems.push({ file: origin, path: `${path}.value`, message: 'an Azure key needs a value (the api-key) or azure_key_config tenant_id, client_id and client_secret (Entra ID)' });
+      }
       if (!key.azure.endpoint) {
         // Loaded with a warning rather than refused: requests then get a JSON error naming the setting.
         warnings.push(`${path}: azure_key_config.endpoint is not set; this key is not used`);
@@ -177,6 +188,19 @@ function upstreamTls(id: ProviderId, net: ProviderInput['network_config'] | unde
   if (!net?.ca_cert_pem && !net?.insecure_skip_verify) return undefined;
   if (net.insecure_skip_verify) warnings.push(`providers.${id}.network_config.insecure_skip_verify is true: upstream TLS certificates are not checked`);
   return { ...(net.ca_cert_pem ? { ca: net.ca_cert_pem } : {}), ...(net.insecure_skip_verify ? { rejectUnauthorized: false } : {}) };
+}
+
+/** Entra token caches survive reloads when nothing about them changed, as service accounts do. */
+const entraTokens = new Map<string, OAuthTokenCache>();
+
+function entraToken(tenantId: string, clientId: string, clientSecret: string, scopes: readonly string[], authorityHost: string): OAuthTokenCache {
+  const cacheKey = JSON.stringify([tenantId, clientId, clientSecret, scopes, authorityHost]);
+  let tokens = entraTokens.get(cacheKey);
+  if (!tokens) {
+    tokens = entraTokenSource({ tenantId, clientId, clientSecret, scopes, authorityHost });
+    entraTokens.set(cacheKey, tokens);
+  }
+  return tokens;
 }
 
 function tokenSource(credentials: string | Record<string, unknown>): Promise<ServiceAccountTokenSource> {

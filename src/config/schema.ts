@@ -34,11 +34,15 @@ const AzureKeyConfig = v.strictObject({
   endpoint: v.optional(httpUrl),
   api_version: v.optional(v.pipe(v.union([v.string(), v.number()]), v.transform(String))),
   deployments: v.optional(v.record(v.string(), v.string())),
-  // Bifrost's Entra ID (service principal) auth: not supported; the key's value is the api-key.
-  client_id: ignored,
-  client_secret: ignored,
-  tenant_id: ignored,
-  scopes: ignored,
+  // Entra ID (Azure AD) service principal, Bifrost's fields: all three set, the gateway
+  // sends `Authorization: Bearer <token>` (client credentials grant) instead of the value.
+  client_id: v.optional(nonEmpty),
+  client_secret: v.optional(nonEmpty),
+  tenant_id: v.optional(nonEmpty),
+  /** Token scopes; default https://cognitiveservices.azure.com/.default. */
+  scopes: v.optional(v.pipe(v.array(nonEmpty), v.minLength(1))),
+  /** Entra authority (sovereign clouds, a private token proxy); default https://login.microsoftonline.com. */
+  authority_host: v.optional(httpUrl),
 });
 
 const VertexKeyConfig = v.strictObject({

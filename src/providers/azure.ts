@@ -6,7 +6,9 @@
  * - `/v1/messages` (Anthropic client: Claude on Azure AI Foundry), forwarded to the
  *   endpoint's `/anthropic` path with `x-api-key`.
  * Auth always comes from the key; client credentials never reach Azure (the flow drops
- * them for Azure whatever `direct_keys` says).
+ * them for Azure whatever `direct_keys` says): the key's value as `api-key` (`x-api-key`
+ * for Claude), or, for a key with an Entra ID service principal, `Authorization: Bearer`
+ * with a token minted for it (entra-auth.ts).
  *
  * api-version: the key config's `api_version` wins, else the client's, else
  * DEFAULT_AZURE_API_VERSION on the paths that need one (`/openai/...` other than v1).
@@ -21,7 +23,8 @@
  */
 import { DEFAULT_ANTHROPIC_VERSION } from './anthropic.ts';
 import { withoutParam } from '../util/query.ts';
-import { bodyModel, joinUrl, ProviderError, type Provider } from './types.ts';
+import { TokenError } from './oauth-token.ts';
+import { bodyModel, joinUrl, ProviderError, type Provider, type UpstreamTarget } from './types.ts';
 
 /** Used only on paths that need an api-version when neither key nor client gave one. */
 export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
@@ -75,21 +78,35 @@ export const azure: Provider = {
     if (version) query = query ? `${query}&api-version=${encodeURIComponent(version)}` : `api-version=${encodeURIComponent(version)}`;
 
     const base = provider.baseUrl ?? key.azure.endpoint;
+    const tokens = key.azure.tokens;
     let path = req.path;
     if (kind === 'anthropic') {
-      req.headers.set('x-api-key', key.value);
+      if (!tokens) req.headers.set('x-api-key', key.value);
       if (!req.headers.has('anthropic-version')) req.headers.set('anthropic-version', DEFAULT_ANTHROPIC_VERSION);
       if (!path.startsWith('/anthropic/') && !base.endsWith('/anthropic')) path = `/anthropic${path}`;
     } else {
-      req.headers.set('api-key', key.value);
+      if (!tokens) req.headers.set('api-key', key.value);
       const m = DEPLOYMENT.exec(path);
       const mapped = m ? key.azure.deployments[safeDecode(m[1]!)] : undefined;
       if (mapped) path = `/openai/deployments/${encodeURIComponent(mapped)}${path.slice(m![0].length)}`;
     }
-    return { url: joinUrl(base, path, query) };
+    const target = { url: joinUrl(base, path, query) };
+    return tokens ? withEntraToken(target, req.headers, tokens.getToken(), key.name) : target;
   },
+  onUnauthorized: (key) => key.azure?.tokens?.invalidate(),
   usageFormat: (path) => (azurePathKind(path) === 'anthropic' ? 'anthropic' : 'openai'),
 };
+
+/** The target once the key's Entra token is in `Authorization` (api-key keys stay synchronous). */
+async function withEntraToken(target: UpstreamTarget, headers: Headers, token: Promise<string>, keyName: string): Promise<UpstreamTarget> {
+  try {
+    headers.set('authorization', `Bearer ${await token}`);
+  } catch (err) {
+    const message = err instanceof TokenError ? err.message : 'could not get an Entra ID access token';
+    throw new ProviderError(502, 'upstream_auth_error', `Azure key ${keyName}: ${message}`);
+  }
+  return target;
+}
 
 /** The decoded value of the first occurrence of a query parameter (name matched as sent, like withoutParam). */
 function queryParam(query: string, name: string): string | undefined {

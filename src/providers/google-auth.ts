@@ -1,9 +1,12 @@
 /**
  * OAuth2 access tokens for a Google service account (RFC 7523 JWT bearer grant):
- * an RS256-signed JWT is exchanged at the credentials' `token_uri`. Tokens are cached
- * until shortly before expiry, and concurrent callers share one refresh.
+ * an RS256-signed JWT is exchanged at the credentials' `token_uri` (caching and
+ * refresh: oauth-token.ts).
  */
 import { readFileSync } from 'node:fs';
+import { OAuthTokenCache } from './oauth-token.ts';
+
+export { TokenError } from './oauth-token.ts';
 
 export interface ServiceAccount {
   client_email: string;
@@ -15,13 +18,6 @@ export interface ServiceAccount {
 
 const SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 const DEFAULT_TOKEN_URI = 'https://oauth2.googleapis.com/token';
-/** Refresh this long before the token's expiry so no request carries a dying token. */
-const REFRESH_MARGIN_MS = 5 * 60_000;
-const TOKEN_TIMEOUT_MS = 15_000;
-
-export class TokenError extends Error {
-  override name = 'TokenError';
-}
 
 /**
  * Accepts the JSON text, an already-parsed object, or a path to the JSON file.
@@ -99,30 +95,17 @@ export async function importPrivateKey(pem: string): Promise<CryptoKey> {
   }
 }
 
-/** `: invalid_grant (Invalid JWT Signature.)` from an OAuth error body, or a short excerpt. */
-function describeTokenError(text: string): string {
-  try {
-    const e = JSON.parse(text) as { error?: unknown; error_description?: unknown };
-    if (typeof e.error === 'string') {
-      return `: ${e.error}${typeof e.error_description === 'string' ? ` (${e.error_description.slice(0, 200)})` : ''}`;
-    }
-  } catch {
-    // not JSON
-  }
-  const excerpt = text.replace(/\s+/g, ' ').trim().slice(0, 200);
-  return excerpt ? `: ${excerpt}` : '';
-}
-
 const b64url = (data: string | Uint8Array) => Buffer.from(data).toString('base64url');
 
 export class ServiceAccountTokenSource {
-  private token: { value: string; refreshAt: number } | undefined;
-  private inflight: Promise<string> | undefined;
+  private readonly tokens: OAuthTokenCache;
 
   constructor(
     readonly account: ServiceAccount,
     private readonly key: CryptoKey,
-  ) {}
+  ) {
+    this.tokens = new OAuthTokenCache(account.token_uri, async () => ({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await this.signJwt() }));
+  }
 
   static async create(input: string | Record<string, unknown>): Promise<ServiceAccountTokenSource> {
     const account = parseServiceAccount(input);
@@ -131,57 +114,12 @@ export class ServiceAccountTokenSource {
 
   /** Forget the cached token (the upstream refused it: revoked, or the key was rotated). */
   invalidate(): void {
-    this.token = undefined;
+    this.tokens.invalidate();
   }
 
   /** A valid access token; fetches a new one only when the cached one is near expiry. */
   getToken(): Promise<string> {
-    if (this.token && Date.now() < this.token.refreshAt) return Promise.resolve(this.token.value);
-    this.inflight ??= this.refresh().finally(() => {
-      this.inflight = undefined;
-    });
-    return this.inflight;
-  }
-
-  private async refresh(): Promise<string> {
-    const assertion = await this.signJwt();
-    let res: Response;
-    try {
-      res = await fetch(this.account.token_uri, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }),
-        redirect: 'manual',
-        signal: AbortSignal.timeout(TOKEN_TIMEOUT_MS),
-      });
-    } catch (err) {
-      throw new TokenError(`token endpoint ${this.account.token_uri} unreachable: ${(err as Error).message}`);
-    }
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (err) {
-      throw new TokenError(`token endpoint ${this.account.token_uri} answer could not be read: ${(err as Error).message}`);
-    }
-    if (!res.ok) {
-      throw new TokenError(`token endpoint ${this.account.token_uri} answered ${res.status}${describeTokenError(text)}`);
-    }
-    let body: { access_token?: unknown; expires_in?: unknown };
-    try {
-      body = JSON.parse(text);
-    } catch {
-      throw new TokenError(`token endpoint ${this.account.token_uri} answered non-JSON`);
-    }
-    if (typeof body.access_token !== 'string' || !body.access_token) {
-      throw new TokenError(`token endpoint ${this.account.token_uri} answered without access_token`);
-    }
-    const expiresIn = Number(body.expires_in);
-    const expiresInMs = (Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 3600) * 1000;
-    this.token = {
-      value: body.access_token,
-      refreshAt: Date.now() + Math.max(expiresInMs - REFRESH_MARGIN_MS, expiresInMs / 2),
-    };
-    return body.access_token;
+    return this.tokens.getToken();
   }
 
   private async signJwt(): Promise<string> {
