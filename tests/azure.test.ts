@@ -533,6 +533,26 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
     expect(upstreamCalls().length).toBe(sentBefore);
   });
 
+  test('with logs.content on, the client secret is redacted from logged bodies', async () => {
+    const logging = await startGateway({
+      logs: { content: true },
+      providers: { azure: { keys: [{ name: 'entra', models: ['*'], azure_key_config: { endpoint: mock.url, tenant_id: TENANT, client_id: CLIENT_ID, client_secret: SECRET, authority_host: mock.url } }] } },
+    });
+    try {
+      const res = await fetch(`${logging.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ messages: [{ role: 'user', content: `my note: ${SECRET}` }] }),
+      });
+      expect(res.status).toBe(200);
+      const line = await logging.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
+      expect(line.request_body).toContain('[REDACTED]');
+      expect(JSON.stringify(line)).not.toContain(SECRET);
+    } finally {
+      await logging.stop();
+    }
+  });
+
   test('config: an incomplete service principal is a config error naming the fields', async () => {
     await expect(
       startGateway({ providers: { azure: { keys: [{ name: 'half', models: ['*'], azure_key_config: { endpoint: mock.url, tenant_id: TENANT, client_id: CLIENT_ID } }] } } }),

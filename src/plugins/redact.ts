@@ -1,6 +1,6 @@
 /**
- * Secret redaction for logged bodies: every configured secret (provider keys, virtual
- * keys) and the values of credential-looking JSON fields are replaced. Built once per
+ * Secret redaction for logged bodies: every configured secret (provider keys, Entra
+ * client secrets, virtual keys) and the values of credential-looking JSON fields are replaced. Built once per
  * config load.
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
@@ -11,6 +11,7 @@ const SECRET_FIELD = /("(?:api[_-]?key|x-api-key|authorization|access_token|refr
 export function configuredSecrets(config: RuntimeConfig): string[] {
   const secrets: string[] = [];
   for (const id of PROVIDER_IDS) for (const k of config.providers[id].keys.keys) if (k.value) secrets.push(k.value);
+  for (const k of config.source.providers.azure?.keys ?? []) if (k.azure_key_config?.client_secret) secrets.push(k.azure_key_config.client_secret);
   for (const vk of config.source.governance?.virtual_keys ?? []) secrets.push(vk.value);
   return secrets.filter((s) => s.length >= 4);
 }
