@@ -80,9 +80,11 @@ test(
         }).catch(reject);
       });
       const [cut, waited] = await Promise.all([stalled, fetch(`${short.url}/openai_passthrough/v1/files/slow`)]);
-      // Bun checks idle sockets on a ~4 s tick.
-      expect(cut.closedAfterMs).toBeGreaterThan(1_500);
+      // Bun sweeps idle sockets on a 4 s tick, so a 2 s limit cuts anywhere from at once
+      // (measured: 2 ms, right at a sweep) to ~8 s; what matters is that it is cut,
+      // not answered as a success, and nothing reached the upstream.
       expect(cut.closedAfterMs).toBeLessThan(9_000);
+      expect(cut.answer.startsWith('HTTP/1.1 2')).toBe(false);
       expect(mock.requests.some((r) => r.path === '/v1/chat/completions')).toBe(false);
       expect(waited.status).toBe(200);
       expect(await waited.json()).toEqual({ slow: true });
