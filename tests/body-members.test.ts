@@ -4,6 +4,7 @@
  * cannot be followed give nothing, as JSON.parse would.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { seededRandom } from './support/random.ts';
 import { rootMembers } from '../src/passthrough/body-members.ts';
 import type { Plugin, RequestContext } from '../src/pipeline/types.ts';
@@ -176,8 +177,41 @@ describe('in the gateway', () => {
     expect(seen.at(-1)).toEqual({ model: 'gpt-4o', stream: false, json: undefined });
   });
 
-  test('a JSON body sent as text/plain is not read for a model', async () => {
-    await post('{"model":"gpt-4o"}', 'text/plain');
+  test('a JSON object sent as text/plain (or with no JSON type) is read for its model all the same', async () => {
+    // JavaScript's fetch labels a string body text/plain; the upstream may parse it anyway.
+    await post('{"model":"gpt-4o"}', 'text/plain;charset=UTF-8');
+    expect(seen.at(-1)!.model).toBe('gpt-4o');
+    await post('{"model":"o3"}', 'application/x-www-form-urlencoded');
+    expect(seen.at(-1)!.model).toBe('o3');
+  });
+
+  const postEncoded = (bytes: Uint8Array<ArrayBuffer>, encoding: string) =>
+    fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': encoding }, body: bytes });
+
+  test('a compressed body (gzip, deflate, br) is read for its model; the compressed bytes are forwarded', async () => {
+    const text = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hé '.repeat(500) }] });
+    for (const [encoding, bytes] of [
+      ['gzip', gzipSync(text)],
+      ['deflate', deflateSync(text)],
+      ['br', brotliCompressSync(text)],
+    ] as const) {
+      const sent = new Uint8Array(bytes);
+      await postEncoded(sent, encoding);
+      expect(seen.at(-1)).toMatchObject({ model: 'gpt-4o-mini', stream: true, json: JSON.parse(text) });
+      expect(Buffer.from(mock.last.body).equals(Buffer.from(sent))).toBe(true);
+      expect(mock.last.headers['content-encoding']).toBe(encoding);
+    }
+  });
+
+  test('a compressed body that cannot be read (unknown coding, corrupt, too large inflated) names no model', async () => {
+    await postEncoded(new Uint8Array(gzipSync('{"model":"gpt-4o"}')), 'zstd');
+    expect(seen.at(-1)!.model).toBeUndefined();
+    await postEncoded(new Uint8Array([0x1f, 0x8b, 1, 2, 3]), 'gzip');
+    expect(seen.at(-1)!.model).toBeUndefined();
+    // 9 MB of JSON squeezed into a few KB: past the 8 MB buffer limit once inflated.
+    const bomb = new Uint8Array(gzipSync(`{"model":"gpt-4o","pad":"${'x'.repeat(9 * 1024 * 1024)}"}`));
+    expect(bomb.byteLength).toBeLessThan(64 * 1024);
+    await postEncoded(bomb, 'gzip');
     expect(seen.at(-1)!.model).toBeUndefined();
   });
 });

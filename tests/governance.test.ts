@@ -16,6 +16,7 @@ import { MemoryStore } from '../src/plugins/governance/store.ts';
 import { anthropicStream, chatStream, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { chunkedStream } from './support/raw-http.ts';
+import { gzipSync } from 'node:zlib';
 
 const OPENAI_KEY = fakeKey('sk-openai');
 const ANTHROPIC_KEY = fakeKey('sk-ant');
@@ -349,6 +350,21 @@ describe('allowed providers and models', () => {
     const upload = await fetch(`${gw.url}/openai_passthrough/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${VK.mini.value}`, 'content-type': 'application/octet-stream' }, body: new Uint8Array(9 * 1024 * 1024) });
     expect(upload.status).toBe(200);
     expect(mock.last.body.byteLength).toBe(9 * 1024 * 1024);
+  });
+
+  test('a compressed body is checked the same; one that cannot be read is refused to a limited key', async () => {
+    const send = (vkValue: string, bytes: Uint8Array<ArrayBuffer>, encoding: string) =>
+      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${vkValue}`, 'content-type': 'application/json', 'content-encoding': encoding }, body: bytes });
+    const gz = (model: string) => new Uint8Array(gzipSync(JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] })));
+    const refused = await send(VK.mini.value, gz('gpt-4o'), 'gzip');
+    expect(refused.status).toBe(403);
+    expect((await refused.json()).error.type).toBe('model_not_allowed');
+    expect((await send(VK.mini.value, gz('gpt-4o-mini'), 'gzip')).status).toBe(200);
+    expect(mock.last.headers['content-encoding']).toBe('gzip');
+    const unreadable = await send(VK.mini.value, gz('gpt-4o'), 'zstd');
+    expect(unreadable.status).toBe(413);
+    expect((await unreadable.json()).error.type).toBe('body_too_large_to_check');
+    expect(mock.requests).toHaveLength(1);
   });
 
   test('providers: a provider not listed gets 403 naming the vk and the provider', async () => {

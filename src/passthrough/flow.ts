@@ -18,6 +18,7 @@ import { Completion } from './completion.ts';
 import { callUpstream } from './upstream.ts';
 import { relayResponse } from './relay.ts';
 import { rootMembers, type RootMembers } from './body-members.ts';
+import { decodedBody } from './request-encoding.ts';
 
 export interface Endpoint {
   id: EndpointId;
@@ -95,7 +96,11 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   // client waits for in silence, so it is lifted from here on.
   server?.timeout(request, 0);
   const held = body instanceof Uint8Array ? body : undefined;
-  const members = held && isJsonBody(held, request.headers.get('content-type')) ? rootMembers(held) : undefined;
+  // What the upstream will read: a compressed body inflated (bounded); undefined when it
+  // cannot be. Read for `model` whatever its declared type: a JSON object sent as
+  // text/plain may well be parsed upstream, and its model must count here too.
+  const readable = held && held.byteLength > 0 ? decodedBody(held, request.headers.get('content-encoding'), config.bufferBodyBytes) : held;
+  const members = readable && readable.byteLength > 0 ? rootMembers(readable) : undefined;
 
   let providerId = endpoint.defaultProvider;
   if (endpoint.id === 'genai' && isVertexRequest(split.path, members, request.headers.get('authorization'))) providerId = 'vertex';
@@ -118,17 +123,17 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
     query: useKeys ? withoutParam(split.query, 'key') : split.query,
     headers: forwardRequestHeaders(request.headers, useKeys || providerId === 'azure'),
     members,
-    bodyUnread: body !== null && !held,
+    bodyUnread: body !== null && !readable,
     // Parsed only if a plugin asks (the flow itself needs the two members above).
     get json() {
-      return lazyJson(this, held, members);
+      return lazyJson(this, readable, members);
     },
     model,
     startedAt,
     record,
     state: {},
   };
-  if (config.source.logs.content && body instanceof Uint8Array) record.request_body = decoder.decode(body);
+  if (config.source.logs.content && held) record.request_body = decoder.decode(readable ?? held);
 
   const completion = new Completion(ctx, pipeline, state);
   try {
@@ -217,10 +222,6 @@ async function readChunkedBody(body: ReadableStream<Uint8Array>, hold: number, m
     at += chunk.byteLength;
   }
   return whole;
-}
-
-function isJsonBody(body: Uint8Array, contentType: string | null): boolean {
-  return body.byteLength > 0 && contentType !== null && contentType.includes('json');
 }
 
 /** ctx.json on first use: the body parsed, cached on the context. */

@@ -90,8 +90,9 @@ export interface RequestContext {
   /** `model` and `stream` of a JSON body held whole (read without parsing it). */
   readonly members: RootMembers | undefined;
   /**
-   * A body too large to hold (over server.buffer_body_limit_mb) streams through unread:
-   * its model, if it names one, is unknown to the gateway.
+   * The body could not be read for its model: too large to hold (over
+   * server.buffer_body_limit_mb; it streams through), or compressed with a coding the
+   * gateway cannot inflate within that limit. Its model, if it names one, is unknown.
    */
   readonly bodyUnread: boolean;
   /** The JSON body held whole, parsed on first use (undefined when it is not a JSON object). */

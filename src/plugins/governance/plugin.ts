@@ -106,12 +106,12 @@ export class GovernancePlugin implements ConfigurablePlugin {
     if (!vk.providers.has(ctx.provider)) {
       return refuse(ctx, 403, 'provider_not_allowed', `virtual key "${vk.name}" may not use provider "${ctx.provider}" (allowed: ${[...vk.providers].join(', ') || 'none'})`);
     }
-    if (ctx.model === undefined && ctx.bodyUnread && (!vk.models.includes('*') || vk.budget?.maxCostNano !== undefined) && isJson(ctx.request.headers.get('content-type'))) {
-      // A JSON body names its model; one too large to read would walk around the model
-      // list and the cost budget: refused for a key with either. (Other bodies, file
-      // uploads, are never read for a model, whatever their size.)
+    if (ctx.model === undefined && ctx.bodyUnread && (!vk.models.includes('*') || vk.budget?.maxCostNano !== undefined) && !isUpload(ctx.request.headers.get('content-type'))) {
+      // A body that may name a model but could not be read (too large to hold, or
+      // compressed beyond reading) would walk around the model list and the cost budget:
+      // refused for a key with either. File uploads are never read for a model.
       const limit = ctx.config.source.server.buffer_body_limit_mb;
-      return refuse(ctx, 413, 'body_too_large_to_check', `virtual key "${vk.name}" is limited to some models or by cost, and a request body over server.buffer_body_limit_mb (${limit} MB) cannot be checked for its model`);
+      return refuse(ctx, 413, 'body_too_large_to_check', `virtual key "${vk.name}" is limited to some models or by cost, and this request body cannot be checked for its model (over server.buffer_body_limit_mb, ${limit} MB, once inflated, or compressed with a coding other than gzip, deflate, br)`);
     }
     const modelAllowed = ctx.model === undefined ? vk.models.length > 0 : allowsModel(vk.models, ctx.model);
     if (!modelAllowed) {
@@ -284,4 +284,5 @@ class WarnLimiter {
   }
 }
 
-const isJson = (contentType: string | null): boolean => contentType !== null && contentType.includes('json');
+/** File uploads (multipart forms, raw bytes, media): never read for a model, whatever their size. */
+const isUpload = (contentType: string | null): boolean => contentType !== null && /^\s*(multipart\/|application\/octet-stream|audio\/|image\/|video\/)/i.test(contentType);
