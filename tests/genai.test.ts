@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import { GoogleGenAI, type GenerateContentResponse } from '@google/genai';
 import { OAuth2Client } from 'google-auth-library';
+import { modelFromGooglePath } from '../src/providers/gemini.ts';
 import { isVertexRequest, vertexHost } from '../src/providers/vertex.ts';
 import { ClientRecorder } from './support/client-recorder.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
@@ -558,6 +559,21 @@ describe('malformed Vertex credentials: the config does not load', () => {
   test('escaped newlines in an env-pasted private key are accepted; project_id from the file', async () => {
     const json = JSON.stringify({ ...sa.json, private_key: sa.json.private_key!.replaceAll('\n', '\\n') });
     expect(await load({ name: 'vx', vertex_key_config: { auth_credentials: json } })).toBe('loaded');
+  });
+});
+
+describe('the model in a Google path (unit)', () => {
+  test('read from the decoded path: an encoded colon or slash does not hide or change it', () => {
+    const cases: Array<[string, string | undefined]> = [
+      ['/v1beta/models/gemini-2.5-pro:generateContent', 'gemini-2.5-pro'],
+      ['/v1beta/models/gemini-2.5-pro%3AgenerateContent', 'gemini-2.5-pro'],
+      ['/v1beta/models/gemini-2.5-pro%3agenerateContent', 'gemini-2.5-pro'],
+      ['/v1beta/models%2Fgemini-2.5-pro:generateContent', 'gemini-2.5-pro'],
+      ['/v1beta/models/gemini%2D2.5%2Dpro:streamGenerateContent', 'gemini-2.5-pro'],
+      ['/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro%3AgenerateContent', 'gemini-2.5-pro'],
+      ['/v1beta/models', undefined],
+    ];
+    for (const [path, model] of cases) expect([path, modelFromGooglePath(path)]).toEqual([path, model]);
   });
 });
 

@@ -20,14 +20,21 @@ export const gemini: Provider = {
   usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
 };
 
-/** `.../models/gemini-2.5-flash:generateContent` -> `gemini-2.5-flash`. */
+/**
+ * `.../models/gemini-2.5-flash:generateContent` -> `gemini-2.5-flash`. Read from the
+ * decoded path: Google decodes before routing, so `models%2Fgemini-2.5-pro%3Agenerate...`
+ * names the same model and must not hide it from key choice or a virtual key's list.
+ */
 export function modelFromGooglePath(path: string): string | undefined {
-  const m = PATH_MODEL.exec(path);
-  if (!m) return undefined;
+  return PATH_MODEL.exec(path.includes('%') ? decodedPath(path) : path)?.[1];
+}
+
+function decodedPath(path: string): string {
   try {
-    return decodeURIComponent(m[1]!);
+    return decodeURIComponent(path);
   } catch {
-    return m[1];
+    // Malformed escapes are refused by the path check before this runs.
+    return path;
   }
 }
 
