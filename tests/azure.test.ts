@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI, { AzureOpenAI } from 'openai';
-import { azureApiVersion, DEFAULT_AZURE_API_VERSION } from '../src/providers/azure.ts';
+import { azure, azureApiVersion, DEFAULT_AZURE_API_VERSION } from '../src/providers/azure.ts';
 import { ClientRecorder } from './support/client-recorder.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { CHAT_STREAM_TEXT, MOCK_USAGE, MockUpstream, type Recorded } from './support/mock-upstream.ts';
@@ -436,6 +436,15 @@ describe('api-version rules (unit)', () => {
     expect(azureApiVersion('anthropic', '2024-10-21', undefined)).toBeUndefined();
     expect(azureApiVersion('other', undefined, undefined)).toBeUndefined();
     expect(azureApiVersion('other', 'K', 'C')).toBe('K');
+  });
+});
+
+describe('the model in an Azure path (unit)', () => {
+  test('the deployment is read from the decoded path', () => {
+    expect(azure.modelOf('/openai/deployments/gpt-4o/chat/completions', undefined)).toBe('gpt-4o');
+    expect(azure.modelOf('/openai/deployments/gpt%2D4o/chat/completions', undefined)).toBe('gpt-4o');
+    expect(azure.modelOf('/openai%2Fdeployments%2Fgpt-4o%2Fchat/completions', undefined)).toBe('gpt-4o');
+    expect(azure.modelOf('/openai/v1/responses', { model: 'gpt-4.1' })).toBe('gpt-4.1');
   });
 });
 

@@ -59,8 +59,10 @@ export function azureApiVersion(kind: AzurePathKind, keyVersion: string | undefi
 export const azure: Provider = {
   id: 'azure',
   modelOf(path, body) {
-    const m = DEPLOYMENT.exec(path);
-    if (m) return safeDecode(m[1]!);
+    // On the decoded path: `/openai%2Fdeployments%2Fgpt-4o/...` must not hide the model
+    // from key choice or a virtual key's list (Azure decodes before routing).
+    const m = DEPLOYMENT.exec(path.includes('%') ? safeDecode(path) : path);
+    if (m) return m[1];
     return bodyModel(body);
   },
   target(req, key, provider) {
