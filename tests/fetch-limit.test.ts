@@ -9,10 +9,8 @@
  * The client side uses raw sockets: this test process's own fetch has the 256 limit too.
  */
 import { afterAll, expect, test } from 'bun:test';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
-import { childEnv, startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+import { childEnv, startGatewayProcess, writeConfigFile, type GatewayProcess } from './support/process.ts';
 import { rawRequest } from './support/raw-http.ts';
 
 const STREAMS = 300;
@@ -27,19 +25,14 @@ afterAll(async () => {
 });
 
 function writeConfig(): string {
-  const dir = tempDir('fetch-limit');
-  const configPath = join(dir, 'config.yaml');
-  writeFileSync(
-    configPath,
-    `server: { host: 127.0.0.1, port: 0 }
-logs: { file: ${JSON.stringify(join(dir, 'requests.ndjson'))} }
-providers:
+  return writeConfigFile(
+    'fetch-limit',
+    `providers:
   openai:
     keys: [{ name: main, value: sk-fetch-limit-test, models: ["*"] }]
     network_config: { base_url: "${mock.url}" }
 `,
   );
-  return configPath;
 }
 
 async function streams(gp: GatewayProcess): Promise<{ complete: number; p50: number; max: number }> {

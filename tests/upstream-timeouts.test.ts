@@ -8,10 +8,10 @@
  * - openai: header timeout 60 s = idle limit (Bun's socket timer does the header timeout).
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
-import { childEnv, REPO, runCli, startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+import { childEnv, REPO, runCli, startGatewayProcess, writeConfigFile, type GatewayProcess } from './support/process.ts';
 
 const BUN_IDLE_S = '2';
 const enc = new TextEncoder();
@@ -43,13 +43,9 @@ beforeAll(async () => {
     if (wait) await Bun.sleep(wait);
     return Response.json({ id: 'late', usage: { input_tokens: 1, output_tokens: 2 } });
   });
-  dir = tempDir('timeouts');
-  const config = join(dir, 'config.yaml');
-  writeFileSync(
-    config,
-    `server: { host: 127.0.0.1, port: 0 }
-logs: { file: ${JSON.stringify(join(dir, 'requests.ndjson'))} }
-providers:
+  const config = writeConfigFile(
+    'timeouts',
+    `providers:
   anthropic:
     keys: [{ name: a, value: sk-ant-timeouts-test, models: ["*"] }]
     network_config: { base_url: "${mock.url}", default_request_timeout_in_seconds: 2, stream_idle_timeout_in_seconds: 30, max_retries: 0 }
@@ -58,6 +54,7 @@ providers:
     network_config: { base_url: "${mock.url}", default_request_timeout_in_seconds: 60, stream_idle_timeout_in_seconds: 60, max_retries: 0 }
 `,
   );
+  dir = dirname(config);
   gp = await startGatewayProcess(['--config', config], { env: childEnv({ BUN_CONFIG_HTTP_IDLE_TIMEOUT: BUN_IDLE_S }) });
   await gp.waitForLog((l) => l.msg === 'ready');
 });

@@ -9,7 +9,7 @@
  *
  * The .cpuprofile stays in .bench/profiles/ (open it in Chrome DevTools or speedscope).
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chatRequestBody, CLIENT_HEADERS, skybridgeConfig } from './common.ts';

@@ -215,13 +215,7 @@ async function readChunkedBody(body: ReadableStream<Uint8Array>, hold: number, m
     }
   }
   record.bytes_in = size;
-  const whole = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of held) {
-    whole.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return whole;
+  return new Uint8Array(Bun.concatArrayBuffers(held));
 }
 
 /** ctx.json on first use: the body parsed, cached on the context. */

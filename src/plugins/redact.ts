@@ -1,7 +1,7 @@
 /**
  * Secret redaction for logged bodies: every configured secret (provider keys, Entra
- * client secrets, virtual keys) and the values of credential-looking JSON fields are replaced. Built once per
- * config load.
+ * client secrets, virtual keys) and the values of credential-looking JSON fields are
+ * replaced. Built once per config load.
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { PROVIDER_IDS } from '../config/schema.ts';

@@ -22,7 +22,7 @@
  * model name.
  */
 import { DEFAULT_ANTHROPIC_VERSION } from './anthropic.ts';
-import { withoutParam } from '../util/query.ts';
+import { decodedQueryValue, percentDecoded, withoutParam } from '../util/query.ts';
 import { TokenError } from './oauth-token.ts';
 import { bodyModel, joinUrl, ProviderError, type Provider, type UpstreamTarget } from './types.ts';
 
@@ -61,7 +61,7 @@ export const azure: Provider = {
   modelOf(path, body) {
     // On the decoded path: `/openai%2Fdeployments%2Fgpt-4o/...` must not hide the model
     // from key choice or a virtual key's list (Azure decodes before routing).
-    const m = DEPLOYMENT.exec(path.includes('%') ? safeDecode(path) : path);
+    const m = DEPLOYMENT.exec(path.includes('%') ? percentDecoded(path) : path);
     if (m) return m[1];
     return bodyModel(body);
   },
@@ -89,7 +89,7 @@ export const azure: Provider = {
     } else {
       if (!tokens) req.headers.set('api-key', key.value);
       const m = DEPLOYMENT.exec(path);
-      const mapped = m ? key.azure.deployments[safeDecode(m[1]!)] : undefined;
+      const mapped = m ? key.azure.deployments[percentDecoded(m[1]!)] : undefined;
       if (mapped) path = `/openai/deployments/${encodeURIComponent(mapped)}${path.slice(m![0].length)}`;
     }
     const target = { url: joinUrl(base, path, query) };
@@ -117,16 +117,8 @@ function queryParam(query: string, name: string): string | undefined {
     const eq = part.indexOf('=');
     const k = eq < 0 ? part : part.slice(0, eq);
     if (k !== name) continue;
-    const value = eq < 0 ? '' : safeDecode(part.slice(eq + 1).replaceAll('+', ' '));
+    const value = eq < 0 ? '' : decodedQueryValue(part.slice(eq + 1));
     return value || undefined;
   }
   return undefined;
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
 }

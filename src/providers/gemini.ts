@@ -3,6 +3,7 @@
  * client's API version (/v1beta, /v1) kept; `x-goog-api-key: <key>`; a client `key=`
  * query parameter is removed when the gateway's key is used.
  */
+import { percentDecoded } from '../util/query.ts';
 import { bodyModel, joinUrl, type Provider } from './types.ts';
 
 const DEFAULT_BASE = 'https://generativelanguage.googleapis.com';
@@ -26,16 +27,7 @@ export const gemini: Provider = {
  * names the same model and must not hide it from key choice or a virtual key's list.
  */
 export function modelFromGooglePath(path: string): string | undefined {
-  return PATH_MODEL.exec(path.includes('%') ? decodedPath(path) : path)?.[1];
-}
-
-function decodedPath(path: string): string {
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    // Malformed escapes are refused by the path check before this runs.
-    return path;
-  }
+  return PATH_MODEL.exec(path.includes('%') ? percentDecoded(path) : path)?.[1];
 }
 
 /** `projects/p/locations/l/publishers/google/models/m` or `models/m` -> `m`. */

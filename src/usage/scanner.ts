@@ -6,6 +6,7 @@
  */
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { type Coding, contentCoding } from '../util/content-coding.ts';
 import { applyUsage, finishUsage } from './extract.ts';
 import { memberKey, rootMemberObject } from './tail.ts';
 import type { Usage, UsageFormat } from './types.ts';
@@ -35,10 +36,10 @@ export class UsageScanner {
   private constructor(
     private readonly format: UsageFormat,
     sse: boolean,
-    encoding: string | null,
+    coding: Coding | null,
   ) {
     const parser = sse ? new SseParser((event) => applyUsage(format, this.usage, event)) : new JsonCollector((doc) => applyUsage(format, this.usage, doc));
-    this.inflater = makeInflater(encoding);
+    this.inflater = makeInflater(coding);
     this.keepsChunks = !sse || this.inflater !== undefined;
     if (this.inflater) {
       const inflater = this.inflater;
@@ -62,9 +63,9 @@ export class UsageScanner {
     const ct = contentType?.toLowerCase() ?? '';
     const sse = ct.startsWith('text/event-stream');
     if (!sse && !ct.includes('json')) return undefined;
-    const enc = compression(contentEncoding);
-    if (enc && !makeInflaterSupported(enc)) return undefined;
-    return new UsageScanner(format, sse, enc);
+    const coding = contentCoding(contentEncoding);
+    if (coding === 'unsupported') return undefined;
+    return new UsageScanner(format, sse, coding);
   }
 
   push(chunk: Uint8Array): void {
@@ -88,7 +89,7 @@ const jsonDecoder = new TextDecoder();
  */
 export function usageOfBody(format: UsageFormat, contentType: string | null, contentEncoding: string | null, bytes: Uint8Array): Usage | undefined | Promise<Usage | undefined> {
   const ct = contentType?.toLowerCase() ?? '';
-  if (!compression(contentEncoding) && !ct.startsWith('text/event-stream')) return ct.includes('json') ? usageOfJson(format, bytes) : undefined;
+  if (contentCoding(contentEncoding) === null && !ct.startsWith('text/event-stream')) return ct.includes('json') ? usageOfJson(format, bytes) : undefined;
   const scanner = UsageScanner.for(format, contentType, contentEncoding);
   if (!scanner) return undefined;
   scanner.push(bytes);
@@ -123,25 +124,15 @@ export function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | und
 }
 
 /** The content coding to undo, or null for none (`identity` included). */
-function compression(contentEncoding: string | null): string | null {
-  const enc = contentEncoding?.toLowerCase().trim();
-  return enc && enc !== 'identity' ? enc : null;
-}
-
-function makeInflaterSupported(enc: string): boolean {
-  return enc === 'gzip' || enc === 'x-gzip' || enc === 'deflate' || enc === 'br';
-}
-
-function makeInflater(enc: string | null): Transform | undefined {
-  switch (enc) {
+function makeInflater(coding: Coding | null): Transform | undefined {
+  switch (coding) {
     case 'gzip':
-    case 'x-gzip':
       return createGunzip();
     case 'deflate':
       return createInflate();
     case 'br':
       return createBrotliDecompress();
-    default:
+    case null:
       return undefined;
   }
 }

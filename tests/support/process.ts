@@ -4,7 +4,7 @@
  * The app log (NDJSON on stderr) is collected and parsed as it arrives.
  */
 import { spawn, type Subprocess } from 'bun';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -13,6 +13,17 @@ export const MAIN = join(REPO, 'src/main.ts');
 
 export function tempDir(name = 'proc'): string {
   return mkdtempSync(join(tmpdir(), `skybridge-${name}-`));
+}
+
+/**
+ * A config file for a child gateway in a fresh temporary directory: listening on
+ * 127.0.0.1 (any port), the request log beside it, then `rest` (YAML). Returns its path.
+ */
+export function writeConfigFile(name: string, rest: string): string {
+  const dir = tempDir(name);
+  const path = join(dir, 'config.yaml');
+  writeFileSync(path, `server: { host: 127.0.0.1, port: 0 }\nlogs: { file: ${JSON.stringify(join(dir, 'requests.ndjson'))} }\n${rest}`);
+  return path;
 }
 
 /** The environment for a child: this one without the Bun fetch limit, app log at info. */

@@ -9,6 +9,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ProviderId } from '../../config/schema.ts';
 import type { Period } from './limits.ts';
+import { decodedQueryValue } from '../../util/query.ts';
 
 export interface VirtualKey {
   name: string;
@@ -134,7 +135,7 @@ export function presentedKey(
     if (query.includes('key=')) {
       query = query
         .split('&')
-        .filter((part) => !(part.startsWith('key=') && table.match(decodeQueryValue(part.slice(4)))))
+        .filter((part) => !(part.startsWith('key=') && table.match(decodedQueryValue(part.slice(4)))))
         .join('&');
     }
   }
@@ -146,18 +147,10 @@ function keyParams(query: string): string[] {
   return query
     .split('&')
     .filter((part) => part.startsWith('key='))
-    .map((part) => decodeQueryValue(part.slice(4)));
+    .map((part) => decodedQueryValue(part.slice(4)));
 }
 
 function bearerToken(value: string): string | undefined {
   const m = /^\s*bearer\s+(\S+)\s*$/i.exec(value);
   return m ? m[1] : undefined;
-}
-
-function decodeQueryValue(v: string): string {
-  try {
-    return decodeURIComponent(v.replaceAll('+', ' '));
-  } catch {
-    return v;
-  }
 }
