@@ -13,6 +13,7 @@ import type { RequestRecord } from '../src/pipeline/types.ts';
 import { createApp } from '../src/server/app.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { MockUpstream } from './support/mock-upstream.ts';
+import { rawRequest } from './support/raw-http.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -423,6 +424,11 @@ describe('auth', () => {
       const proxied = await getJson(t, '/api/logs', { host: 'explorer.example.com' });
       expect(proxied.status).toBe(403);
       expect(proxied.body.error.type).toBe('forbidden');
+      // A request naming no host (HTTP/1.0, no Host header) cannot come from a browser page:
+      // answered for a loopback client, not failed on its bare target.
+      const http10 = await rawRequest(Number(new URL(t.url).port), 'GET', '/api/stats', {}, '', '1.0');
+      expect(http10.status).toBe(200);
+      expect(JSON.parse(http10.body)).toHaveProperty('totals');
       // A client whose address is not loopback (the app without a socket has none).
       const ex = t.gw.plugins.explorer;
       const app = createApp(t.gw.state, [ex.routes]);

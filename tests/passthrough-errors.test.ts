@@ -89,6 +89,24 @@ describe('path safety', () => {
     await expectJsonError(await rawRequest(gwPort(), 'GET', '/nope', { host: 'gw' }), 404, 'not_found');
   });
 
+  test('a request naming no host (HTTP/1.0 without Host, an empty Host) is routed by its path', async () => {
+    // Bun's request URL is then the bare target ("/openai_passthrough/..."), not absolute.
+    const http10 = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/models?limit=3', {}, '', '1.0');
+    expect(http10.status).toBe(200);
+    expect(mock.last.path).toBe('/v1/models');
+    expect(mock.last.query).toBe('limit=3');
+    expect(mock.last.headers.authorization).toBe(`Bearer ${KEY}`);
+    mock.reset();
+    const emptyHost = await rawRequest(gwPort(), 'POST', '/openai_passthrough/v1/chat/completions', { host: '', 'content-type': 'application/json' }, '{"model":"gpt-4o-mini","messages":[]}');
+    expect(emptyHost.status).toBe(200);
+    expect(mock.last.path).toBe('/v1/chat/completions');
+    expect(new TextDecoder().decode(mock.last.body)).toBe('{"model":"gpt-4o-mini","messages":[]}');
+    // Path safety and prefix boundaries hold for the bare target too.
+    await expectJsonError(await rawRequest(gwPort(), 'GET', '/openai_passthrough/..%2f..%2fetc/passwd', {}, '', '1.0'), 400, 'invalid_path');
+    await expectJsonError(await rawRequest(gwPort(), 'GET', '/openai_passthroughX/v1/models', {}, '', '1.0'), 404, 'not_found');
+    expect((await rawRequest(gwPort(), 'GET', '/health', {}, '', '1.0')).status).toBe(200);
+  });
+
   test('unknown routes answer a JSON 404', async () => {
     await expectJsonError(await fetch(`${gw.url}/nope`), 404, 'not_found');
   });

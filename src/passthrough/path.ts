@@ -46,11 +46,13 @@ export function checkPassthroughPath(raw: string): PathCheck {
 }
 
 /**
- * Split a request URL (as Bun gives it: absolute) into the remainder after `prefix` and
- * the raw query. Returns undefined when the prefix does not end at a segment boundary.
+ * Split a request URL into the remainder after `prefix` and the raw query. Returns
+ * undefined when the prefix does not end at a segment boundary. Bun gives an absolute
+ * URL, or the bare request target when the request named no host (HTTP/1.0 without a
+ * Host header, or an empty Host: RFC 9112 §3.2 allows both).
  */
 export function splitPassthroughUrl(url: string, prefix: string): { path: string; query: string } | undefined {
-  const pathStart = url.indexOf('/', url.indexOf('//') + 2);
+  const pathStart = url.charCodeAt(0) === 47 ? 0 : url.indexOf('/', url.indexOf('//') + 2);
   if (pathStart < 0) return undefined;
   const q = url.indexOf('?', pathStart);
   const fullPath = q < 0 ? url.slice(pathStart) : url.slice(pathStart, q);

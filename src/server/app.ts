@@ -3,7 +3,7 @@
  * and JSON errors for everything else. Plugins may add their own routes (/metrics).
  */
 import { Elysia } from 'elysia';
-import { ENDPOINTS, handlePassthrough } from '../passthrough/flow.ts';
+import { type Endpoint, ENDPOINTS, handlePassthrough } from '../passthrough/flow.ts';
 import { VERSION } from '../version.ts';
 import { jsonError } from './errors.ts';
 import type { GatewayState } from './state.ts';
@@ -23,21 +23,37 @@ export function createApp(state: GatewayState, extraRoutes: RouteInstaller[] = [
     }),
   );
 
+  const passthrough = (endpoint: Endpoint, request: Request, server: Bun.Server<unknown> | null) =>
+    state.draining ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' }) : handlePassthrough(endpoint, request, server, state);
   for (const endpoint of ENDPOINTS) {
     // Elysia stays in front of the hot path too (the stack's choice): serving these routes
     // from Bun's router directly measured ~5 us of CPU less per request (docs/performance.md).
-    const handler = ({ request, server }: { request: Request; server: Bun.Server<unknown> | null }) =>
-      state.draining ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' }) : handlePassthrough(endpoint, request, server, state);
+    const handler = ({ request, server }: { request: Request; server: Bun.Server<unknown> | null }) => passthrough(endpoint, request, server);
     app.all(endpoint.prefix, handler, { parse: 'none' });
     app.all(`${endpoint.prefix}/*`, handler, { parse: 'none' });
   }
 
   for (const install of extraRoutes) install(app);
 
-  app.onError(({ code, error }) => {
-    if (code === 'NOT_FOUND') return jsonError(404, 'not_found', 'no such route');
+  app.onError(({ code, error, request, server }) => {
+    if (code === 'NOT_FOUND') {
+      // A request naming no host (HTTP/1.0 without Host, or an empty Host, both allowed by
+      // RFC 9112 §3.2) reaches us with the bare target as its URL, which Elysia's router
+      // reads from the wrong offset (it expects scheme://host first). Routed here, off the
+      // hot path; the flow itself handles a bare target.
+      const endpoint = request.url.charCodeAt(0) === 47 ? ENDPOINTS.find((e) => isUnderPrefix(request.url, e.prefix)) : undefined;
+      if (endpoint) return passthrough(endpoint, request, server ?? null);
+      return jsonError(404, 'not_found', 'no such route');
+    }
     if (code === 'PARSE' || code === 'VALIDATION') return jsonError(400, 'invalid_request', String((error as Error).message ?? error));
     return jsonError(500, 'gateway_error', 'internal gateway error');
   });
   return app;
+}
+
+/** `target` (a bare request target) is `prefix` or below it, at a segment boundary. */
+function isUnderPrefix(target: string, prefix: string): boolean {
+  if (!target.startsWith(prefix)) return false;
+  const next = target.charCodeAt(prefix.length);
+  return Number.isNaN(next) || next === 47 || next === 63; // end, "/" or "?"
 }

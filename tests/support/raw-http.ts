@@ -14,10 +14,11 @@ export interface RawResponse {
   ms: number;
 }
 
-export function rawRequest(port: number, method: string, target: string, headers: Record<string, string> = {}, body = ''): Promise<RawResponse> {
+/** HTTP/1.0 requests get no Host header unless `headers` has one. */
+export function rawRequest(port: number, method: string, target: string, headers: Record<string, string> = {}, body = '', version: '1.0' | '1.1' = '1.1'): Promise<RawResponse> {
   const started = performance.now();
-  const host = Object.keys(headers).some((k) => k.toLowerCase() === 'host') ? [] : ['host: 127.0.0.1'];
-  const lines = [`${method} ${target} HTTP/1.1`, ...host, 'connection: close', ...(body ? [`content-length: ${Buffer.byteLength(body)}`] : []), ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
+  const host = version === '1.0' || Object.keys(headers).some((k) => k.toLowerCase() === 'host') ? [] : ['host: 127.0.0.1'];
+  const lines = [`${method} ${target} HTTP/${version}`, ...host, 'connection: close', ...(body ? [`content-length: ${Buffer.byteLength(body)}`] : []), ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
   return new Promise((resolve, reject) => {
     let text = '';
     Bun.connect({

@@ -13,7 +13,7 @@
 import type { Elysia } from 'elysia';
 import { PROVIDER_IDS } from '../../config/schema.ts';
 import { jsonError } from '../../server/errors.ts';
-import type { ExplorerPlugin } from './index.ts';
+import { type ExplorerPlugin, requestUrl } from './index.ts';
 import { binValue, type Cursor, type GroupRow, type LogFilter, type LogStore } from './store.ts';
 import { UI_CSP, UI_HTML } from './ui.ts';
 
@@ -38,7 +38,7 @@ export function installExplorerRoutes(app: Elysia, plugin: ExplorerPlugin): void
     (handler: (ctx: Ctx, url: URL) => Response | Promise<Response>, queryToken = false) =>
     async (ctx: Ctx): Promise<Response> => {
       if (!plugin.active) return jsonError(404, 'not_found', 'no such route');
-      const url = new URL(ctx.request.url);
+      const url = requestUrl(ctx.request);
       const denied = plugin.authorize(ctx.request, ctx.server?.requestIP(ctx.request)?.address, queryToken ? url.searchParams.get('token') : null);
       if (denied) return denied;
       try {

@@ -332,7 +332,7 @@ export class ExplorerPlugin implements Plugin {
       }
       return undefined;
     }
-    if (!isLoopbackIp(clientIp) || !isLoopbackHost(new URL(request.url).hostname)) {
+    if (!isLoopbackIp(clientIp) || !isLoopbackHost(requestUrl(request).hostname)) {
       return jsonError(403, 'forbidden', 'no explorer.admin_token is configured: the explorer API answers loopback clients only');
     }
     return undefined;
@@ -385,6 +385,15 @@ export function isLoopbackIp(ip: string | undefined): boolean {
   if (ip === '::1') return true;
   const v4 = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+/**
+ * The request's URL. Bun gives the bare request target when the request named no host
+ * (HTTP/1.0 without Host, or an empty Host); browsers always send one, so such a request
+ * is no DNS-rebinding page and is read as addressed to localhost.
+ */
+export function requestUrl(request: Request): URL {
+  return new URL(request.url, 'http://localhost');
 }
 
 export function isLoopbackHost(hostname: string): boolean {
