@@ -8,6 +8,12 @@
  *
  *   --proxy=NAME:FILE.ts[:ARG]   also run another standalone proxy (like bare-proxy.ts:
  *                                bun FILE.ts PORT [ARG] with UPSTREAM set)
+ *   --together                   load every target at once, each under its own wrk, instead
+ *                                of one after the other: they share core 0, so whatever slows
+ *                                the machine in a round slows all of them alike, and each
+ *                                one's CPU time per request is its cost. For differences
+ *                                smaller than the round-to-round noise (metrics, tracing).
+ *                                Throughput then is each one's share of the core.
  *
  * ROOT is a Skybridge source tree (its src/main.ts is run with bun); PLUGINS a comma list
  * (empty: no plugins; `tracing` exports every request's spans to the mock's OTLP sink as
@@ -26,6 +32,7 @@ const seconds = Number(opt('seconds', '6'));
 const conns = Number(opt('conns', '64'));
 const bodyBytes = Number(opt('body', '1024'));
 const query = process.argv.includes('--stream') ? '?stream=1&chunks=20&gap=0' : '';
+const together = process.argv.includes('--together');
 const variants = process.argv
   .filter((a) => a.startsWith('--variant='))
   .map((a) => {
@@ -109,8 +116,9 @@ const res = new Map<string, Array<{ rps: number; cpu: number; errors: number; p5
 for (let i = 0; i < rounds; i++) {
   const order = i % 2 ? [...targets].reverse() : targets;
   const line: string[] = [];
-  for (const t of order) {
-    const r = await wrk(t, seconds);
+  const results = together ? await Promise.all(order.map((t) => wrk(t, seconds))) : [];
+  for (const [j, t] of order.entries()) {
+    const r = together ? results[j]! : await wrk(t, seconds);
     res.set(t.name, [...(res.get(t.name) ?? []), r]);
     line.push(`${t.name} ${r.rps}/s ${r.cpu}us${r.errors ? ` ERR${r.errors}` : ''}`);
   }
@@ -118,7 +126,7 @@ for (let i = 0; i < rounds; i++) {
 }
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const bareRps = med(res.get('bare')!.map((r) => r.rps));
-process.stdout.write(`\nconns ${conns}, body ${bodyBytes} B${query ? ', SSE' : ''}, ${rounds} rounds of ${seconds} s (medians)\n`);
+process.stdout.write(`\nconns ${conns}, body ${bodyBytes} B${query ? ', SSE' : ''}, ${rounds} rounds of ${seconds} s${together ? ', all targets at once' : ''} (medians)\n`);
 for (const t of targets) {
   const rs = res.get(t.name)!;
   const rps = med(rs.map((r) => r.rps));
