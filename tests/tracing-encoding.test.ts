@@ -7,6 +7,7 @@ import { describe, expect, test } from 'bun:test';
 import { ByteWriter, varintSize } from '../src/plugins/tracing/byte-writer.ts';
 import { OTLP_JSON } from '../src/plugins/tracing/otlp-json.ts';
 import { OTLP_PROTO } from '../src/plugins/tracing/otlp-proto.ts';
+import { newSampledTraceparent, newSpanId, parseTraceparent } from '../src/plugins/tracing/trace-context.ts';
 import { decodeTraceExport } from './support/otlp-proto.ts';
 
 const bytesOf = (w: ByteWriter) => w.buf.subarray(0, w.len);
@@ -97,5 +98,27 @@ describe.each([
 
   test('non-ASCII and control characters survive', () => {
     for (const value of ['ünïcødé-模型-😀', 'tab\tnew\nline "q" \\', '\u0000']) expect(oneSpanBatch(enc, value, 1e12).name).toBe(`chat ${value}`);
+  });
+});
+
+describe('trace context ids', () => {
+  test('pooled traceparents: valid W3C values, sampled, every trace and span id distinct across pool refills', () => {
+    const traces = new Set<string>();
+    const spans = new Set<string>();
+    for (let i = 0; i < 1_000; i++) {
+      const tp = newSampledTraceparent();
+      const parsed = parseTraceparent(tp);
+      expect(parsed).toBeDefined();
+      expect(parsed!.sampled).toBe(true);
+      expect(tp).toBe(`00-${parsed!.traceId}-${parsed!.spanId}-01`);
+      expect(tp.slice(3, 35)).toBe(parsed!.traceId);
+      expect(tp.slice(36, 52)).toBe(parsed!.spanId);
+      traces.add(parsed!.traceId);
+      spans.add(parsed!.spanId);
+    }
+    for (let i = 0; i < 1_000; i++) spans.add(newSpanId());
+    expect(traces.size).toBe(1_000);
+    expect(spans.size).toBe(2_000);
+    for (const id of [...traces, ...spans]) expect(id).toMatch(/^[0-9a-f]+$/);
   });
 });

@@ -105,16 +105,18 @@ export function patternSha256(bytes: number): string {
 /**
  * The config Skybridge is benchmarked with: one OpenAI key, the mock as upstream, the
  * request log in `logFile`, and these plugins. `tracing` exports every request's spans
- * to the mock's OTLP sink as JSON, `tracing/protobuf` as protobuf.
+ * to the mock's OTLP sink as JSON, `tracing/protobuf` as protobuf; a `@ratio` suffix
+ * (`tracing/protobuf@0.1`) sets `tracing.sample_ratio` instead of 1.
  */
 export function skybridgeConfig(port: number, mockUrl: string, logFile: string, plugins: readonly string[]): string {
-  const protobuf = plugins.includes('tracing/protobuf');
-  const ids = plugins.map((p) => (p === 'tracing/protobuf' ? 'tracing' : p));
+  const tracing = plugins.find((p) => p.startsWith('tracing'));
+  const [tracingKind, ratio = '1'] = (tracing ?? '').split('@');
+  const ids = plugins.map((p) => (p === tracing ? 'tracing' : p));
   return [
     `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
     `logs: { file: ${JSON.stringify(logFile)} }`,
     `plugins: [${ids.join(', ')}]`,
-    ...(ids.includes('tracing') ? [`tracing: { endpoint: "${mockUrl}/v1/traces", sample_ratio: 1, protocol: ${protobuf ? 'http/protobuf' : 'http/json'} }`] : []),
+    ...(tracing ? [`tracing: { endpoint: "${mockUrl}/v1/traces", sample_ratio: ${Number(ratio)}, protocol: ${tracingKind === 'tracing/protobuf' ? 'http/protobuf' : 'http/json'} }`] : []),
     'providers:',
     '  openai:',
     '    keys:',

@@ -15,8 +15,10 @@
  * attempt span, sampled or not, so the provider side can join the trace.
  *
  * Hot path: no request hook (an async hook would cost every request a promise); the
- * trace starts at the first attempt (a header parse, two ids), each attempt sets one
- * header, and a sampled request queues one small item on completion. Spans are encoded
+ * trace starts at the first attempt (a header lookup; a new sampled trace takes its ids
+ * and `traceparent` in one piece from a pool), each attempt sets one header, and a
+ * sampled request queues one small item on completion. The server span's own id is
+ * only needed in the export, so it is minted there. Spans are encoded
  * in batches, straight into bytes (otlp-proto.ts, otlp-json.ts).
  */
 import type { RuntimeConfig } from '../../config/runtime.ts';
@@ -27,7 +29,7 @@ import { OtlpExporter } from './exporter.ts';
 import { OTLP_JSON } from './otlp-json.ts';
 import { OTLP_PROTO } from './otlp-proto.ts';
 import { type FinishedRequest, type RequestTrace, spanWriter } from './spans.ts';
-import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './trace-context.ts';
+import { formatTraceparent, newSampledTraceparent, newSpanId, newTraceId, parseTraceparent, type TraceParent } from './trace-context.ts';
 
 const ENCODINGS: Record<OtlpEncoding['protocol'], { encoding: OtlpEncoding; writeSpans: ReturnType<typeof spanWriter> }> = {
   'http/protobuf': { encoding: OTLP_PROTO, writeSpans: spanWriter(OTLP_PROTO) },
@@ -80,10 +82,29 @@ export class TracingPlugin implements Plugin {
   }
 
   onAttemptStart(ctx: RequestContext, attempt: number): void {
-    const t = this.traceOf(ctx);
-    const spanId = newSpanId();
-    t.attempts.push({ spanId, attempt, startedAt: performance.now() });
-    ctx.headers.set('traceparent', formatTraceparent(t.traceId, spanId, t.sampled));
+    let t = ctx.state.tracing as RequestTrace | undefined;
+    let traceparent: string;
+    let spanId: string;
+    if (!t) {
+      const parent = parseTraceparent(ctx.request.headers.get('traceparent'));
+      if (!parent && this.sampleRatio >= 1) {
+        // The usual first attempt: ids and header in one piece from the pool.
+        traceparent = newSampledTraceparent();
+        spanId = traceparent.slice(36, 52);
+        t = { traceId: traceparent.slice(3, 35), parentSpanId: undefined, sampled: true, attempts: [] };
+      } else {
+        t = this.newTrace(parent);
+        spanId = newSpanId();
+        traceparent = formatTraceparent(t.traceId, spanId, t.sampled);
+      }
+      ctx.state.tracing = t;
+    } else {
+      spanId = newSpanId();
+      traceparent = formatTraceparent(t.traceId, spanId, t.sampled);
+    }
+    // An unsampled trace is only propagated: nothing to keep for a span.
+    if (t.sampled) t.attempts.push({ spanId, attempt, startedAt: performance.now() });
+    ctx.headers.set('traceparent', traceparent);
   }
 
   onAttemptEnd(ctx: RequestContext, info: AttemptInfo): void {
@@ -95,22 +116,23 @@ export class TracingPlugin implements Plugin {
   onComplete(record: RequestRecord, ctx: RequestContext | undefined): void {
     const exporter = this.exporter;
     if (!exporter) return;
-    let t: RequestTrace;
+    let t = ctx?.state.tracing as RequestTrace | undefined;
     let endPerf: number;
     let startPerf: number;
     if (ctx) {
-      t = this.traceOf(ctx);
+      // No attempt (refused by a plugin or for want of a key): the trace starts here.
+      if (!t) t = this.newTrace(parseTraceparent(ctx.request.headers.get('traceparent')));
       startPerf = ctx.startedAt;
       endPerf = ctx.startedAt + record.latency_ms;
     } else {
       // Refused before a context existed (bad path, body too large): a root span.
-      t = this.newTrace(null);
+      t = this.newTrace(undefined);
       endPerf = performance.now();
       startPerf = endPerf - record.latency_ms;
     }
-    if (!t.sampled) return;
+    if (!t!.sampled) return;
 
-    exporter.add({ record, trace: t, startPerf, endPerf });
+    exporter.add({ record, trace: t!, startPerf, endPerf });
   }
 
   async flush(): Promise<void> {
@@ -121,17 +143,9 @@ export class TracingPlugin implements Plugin {
     await this.flush();
   }
 
-  private traceOf(ctx: RequestContext): RequestTrace {
-    let t = ctx.state.tracing as RequestTrace | undefined;
-    if (!t) ctx.state.tracing = t = this.newTrace(ctx.request.headers.get('traceparent'));
-    return t;
-  }
-
-  private newTrace(traceparent: string | null): RequestTrace {
-    const parent = parseTraceparent(traceparent);
-    if (parent) return { traceId: parent.traceId, spanId: newSpanId(), parentSpanId: parent.spanId, sampled: parent.sampled, attempts: [] };
+  private newTrace(parent: TraceParent | undefined): RequestTrace {
+    if (parent) return { traceId: parent.traceId, parentSpanId: parent.spanId, sampled: parent.sampled, attempts: [] };
     const ratio = this.sampleRatio;
-    return { traceId: newTraceId(), spanId: newSpanId(), parentSpanId: undefined, sampled: ratio >= 1 || (ratio > 0 && Math.random() < ratio), attempts: [] };
+    return { traceId: newTraceId(), parentSpanId: undefined, sampled: ratio >= 1 || (ratio > 0 && Math.random() < ratio), attempts: [] };
   }
 }
-

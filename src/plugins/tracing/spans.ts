@@ -10,6 +10,7 @@ import { ENDPOINTS } from '../../passthrough/flow.ts';
 import type { AttemptInfo, EndpointId, Outcome, RequestRecord } from '../../pipeline/types.ts';
 import type { ByteWriter } from './byte-writer.ts';
 import { type OtlpEncoding, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET } from './encoding.ts';
+import { newSpanId } from './trace-context.ts';
 
 export interface AttemptSpan {
   spanId: string;
@@ -21,9 +22,10 @@ export interface AttemptSpan {
 /** Per-request trace state (ctx.state.tracing). */
 export interface RequestTrace {
   traceId: string;
-  spanId: string;
+  /** The caller's span, when a `traceparent` came in. */
   parentSpanId: string | undefined;
   sampled: boolean;
+  /** Sampled traces only. */
   attempts: AttemptSpan[];
 }
 
@@ -128,7 +130,8 @@ function writeSpans({ enc, fixed: fixedByRoute, attr }: SpanSchema, w: ByteWrite
   const operation = operationOf(record.path);
   const failed = record.status >= 500 || FAILED_OUTCOMES.has(record.outcome);
 
-  enc.beginSpan(w, t.traceId, t.spanId, t.parentSpanId, fixed.names[record.method] ?? `${record.method} ${fixed.route}`, SPAN_KIND_SERVER, epochMs(startPerf), epochMs(endPerf), fixed.server);
+  const serverSpanId = newSpanId();
+  enc.beginSpan(w, t.traceId, serverSpanId, t.parentSpanId, fixed.names[record.method] ?? `${record.method} ${fixed.route}`, SPAN_KIND_SERVER, epochMs(startPerf), epochMs(endPerf), fixed.server);
   attr.method(w, record.method);
   attr.urlPath(w, ROUTES[record.endpoint] + record.path);
   attr.status(w, record.status || undefined);
@@ -159,7 +162,7 @@ function writeSpans({ enc, fixed: fixedByRoute, attr }: SpanSchema, w: ByteWrite
     const status = info?.status;
     const attemptError = info ? (info.error ?? (status !== undefined && status >= 400 ? String(status) : isFinal && FAILED_OUTCOMES.has(record.outcome) ? record.error?.type : undefined)) : 'client_aborted';
     w.raw(enc.separator);
-    enc.beginSpan(w, t.traceId, a.spanId, t.spanId, attemptName, SPAN_KIND_CLIENT, epochMs(info?.startedAt ?? a.startedAt), epochMs(end), fixed.attempt);
+    enc.beginSpan(w, t.traceId, a.spanId, serverSpanId, attemptName, SPAN_KIND_CLIENT, epochMs(info?.startedAt ?? a.startedAt), epochMs(end), fixed.attempt);
     attr.method(w, record.method);
     if (info) writeTarget(attr, w, info.url);
     attr.status(w, status);
