@@ -143,5 +143,9 @@ if (first && variants.length > 1) {
     process.stdout.write(`${v.name.padEnd(16)} ${quartile(ratios, 0.5).toFixed(3)}x  (${quartile(ratios, 0.25).toFixed(3)}-${quartile(ratios, 0.75).toFixed(3)})\n`);
   }
 }
-for (const p of procs) p.kill('SIGTERM');
-await Promise.all(procs.map((p) => p.exited));
+// The proxies first (a gateway flushes its last spans on SIGTERM), then the mock they send to.
+const [mockProc, ...proxies] = procs;
+for (const p of proxies) p.kill('SIGTERM');
+await Promise.all(proxies.map((p) => p.exited));
+mockProc!.kill('SIGTERM');
+await mockProc!.exited;
