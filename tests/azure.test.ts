@@ -4,6 +4,9 @@
  * against a recording mock upstream standing in for the Azure endpoint.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI, { AzureOpenAI } from 'openai';
 import { azure, azureApiVersion, DEFAULT_AZURE_API_VERSION } from '../src/providers/azure.ts';
@@ -566,5 +569,152 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
     await expect(
       startGateway({ providers: { azure: { keys: [{ name: 'half', models: ['*'], azure_key_config: { endpoint: mock.url, tenant_id: TENANT, client_id: CLIENT_ID } }] } } }),
     ).rejects.toThrow(/tenant_id, client_id and client_secret/);
+  });
+});
+
+describe('managed identity (azure_key_config.managed_identity): the token source the host provides', () => {
+  const ENV_NAMES = ['AZURE_FEDERATED_TOKEN_FILE', 'AZURE_TENANT_ID', 'AZURE_CLIENT_ID', 'AZURE_AUTHORITY_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'AZURE_POD_IDENTITY_AUTHORITY_HOST'];
+  let tokenCalls: Recorded[] = [];
+  let issued = 0;
+  let refuseTokens = false;
+  const isTokenCall = (rec: Recorded) => rec.path.startsWith('/msi/') || rec.path.startsWith('/metadata/identity/') || rec.path.endsWith('/oauth2/v2.0/token');
+  const azureCalls = () => mock.requests.filter((r) => !isTokenCall(r));
+
+  /** A gateway whose process environment is `env` (only while its config loads: that is when the source is chosen). */
+  async function gatewayIn(env: Record<string, string>, managedIdentity: unknown): Promise<TestGateway> {
+    const saved = Object.fromEntries(ENV_NAMES.map((n) => [n, process.env[n]]));
+    for (const n of ENV_NAMES) delete process.env[n];
+    Object.assign(process.env, env);
+    try {
+      return await startGateway({ providers: { azure: { keys: [{ name: 'mi', models: ['*'], azure_key_config: { endpoint: mock.url, api_version: '2024-10-21', managed_identity: managedIdentity } }] } } });
+    } finally {
+      for (const n of ENV_NAMES) {
+        if (saved[n] === undefined) delete process.env[n];
+        else process.env[n] = saved[n];
+      }
+    }
+  }
+
+  beforeEach(() => {
+    tokenCalls = [];
+    refuseTokens = false;
+    mock.respondWith((_req, rec) => {
+      if (!isTokenCall(rec)) return undefined;
+      tokenCalls.push(rec);
+      if (refuseTokens) return Response.json({ error: 'invalid_request', error_description: 'Identity not found' }, { status: 400 });
+      // App Service answers expires_on (epoch seconds, a string); IMDS both; Entra expires_in.
+      return Response.json({ access_token: `mi-token-${++issued}`, expires_on: String(Math.floor(Date.now() / 1000) + 3600), token_type: 'Bearer', resource: 'https://cognitiveservices.azure.com' });
+    });
+  });
+
+  async function chatThrough(gw: TestGateway): Promise<void> {
+    const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21' });
+    for (let i = 0; i < 2; i++) {
+      const r = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
+      expect(r.choices[0]!.message.content).toBe('hello from mock');
+    }
+    // One token for both requests (cached), sent as Bearer; no api-key, nothing of the client's.
+    expect(tokenCalls).toHaveLength(1);
+    for (const got of azureCalls().slice(-2)) {
+      expect(got.path).toBe('/openai/deployments/gpt-4o/chat/completions');
+      expect(got.headers.authorization).toBe(`Bearer mi-token-${issued}`);
+      expect(got.headers['api-key']).toBeUndefined();
+      expect(JSON.stringify(got.headers)).not.toContain(DUMMY);
+    }
+  }
+
+  test('a VM: the instance metadata service (GET, Metadata: true, resource, api-version 2018-02-01)', async () => {
+    const gw = await gatewayIn({ AZURE_POD_IDENTITY_AUTHORITY_HOST: mock.url }, true);
+    try {
+      await chatThrough(gw);
+      const call = tokenCalls[0]!;
+      expect(call.method).toBe('GET');
+      expect(call.path).toBe('/metadata/identity/oauth2/token');
+      expect(Object.fromEntries(new URLSearchParams(call.query))).toEqual({ 'api-version': '2018-02-01', resource: 'https://cognitiveservices.azure.com' });
+      expect(call.headers.metadata).toBe('true');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test('App Service / Container Apps: IDENTITY_ENDPOINT with X-IDENTITY-HEADER; a user-assigned identity by client_id', async () => {
+    const header = fakeKey('identity-header');
+    const gw = await gatewayIn({ IDENTITY_ENDPOINT: `${mock.url}/msi/token`, IDENTITY_HEADER: header }, { client_id: 'user-assigned-1' });
+    try {
+      await chatThrough(gw);
+      const call = tokenCalls[0]!;
+      expect(call.method).toBe('GET');
+      expect(call.path).toBe('/msi/token');
+      expect(Object.fromEntries(new URLSearchParams(call.query))).toEqual({ 'api-version': '2019-08-01', resource: 'https://cognitiveservices.azure.com', client_id: 'user-assigned-1' });
+      expect(call.headers['x-identity-header']).toBe(header);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test('AKS workload identity: the projected token, re-read at each refresh, as client assertion', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'skybridge-wi-'));
+    const tokenFile = join(dir, 'azure-identity-token');
+    writeFileSync(tokenFile, 'projected.jwt.one\n');
+    const gw = await gatewayIn({ AZURE_FEDERATED_TOKEN_FILE: tokenFile, AZURE_TENANT_ID: 'tenant-wi', AZURE_CLIENT_ID: 'wi-client', AZURE_AUTHORITY_HOST: mock.url }, true);
+    try {
+      await chatThrough(gw);
+      const call = tokenCalls[0]!;
+      expect(call.method).toBe('POST');
+      expect(call.path).toBe('/tenant-wi/oauth2/v2.0/token');
+      expect(Object.fromEntries(new URLSearchParams(new TextDecoder().decode(call.body)))).toEqual({
+        grant_type: 'client_credentials',
+        client_id: 'wi-client',
+        scope: 'https://cognitiveservices.azure.com/.default',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: 'projected.jwt.one',
+      });
+      // Azure refuses the token: it is dropped, and the next one is minted from the rotated file.
+      writeFileSync(tokenFile, 'projected.jwt.two');
+      let refused = false;
+      mock.respondWith((_req, rec) => {
+        if (refused || isTokenCall(rec)) return undefined;
+        refused = true;
+        return Response.json({ error: { code: '401', message: 'expired' } }, { status: 401 });
+      });
+      const chat = () => fetch(`${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages":[]}' });
+      expect((await chat()).status).toBe(401);
+      expect((await chat()).status).toBe(200);
+      expect(new URLSearchParams(new TextDecoder().decode(tokenCalls.at(-1)!.body)).get('client_assertion')).toBe('projected.jwt.two');
+    } finally {
+      await gw.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('no token (identity refused, or the token file gone): 502 upstream_auth_error naming the key; nothing sent to Azure', async () => {
+    // Another identity than the tests above (a token cache outlives its gateway, as on reload).
+    const gw = await gatewayIn({ AZURE_POD_IDENTITY_AUTHORITY_HOST: mock.url }, { client_id: 'not-assigned-here' });
+    const dir = mkdtempSync(join(tmpdir(), 'skybridge-wi-'));
+    const wi = await gatewayIn({ AZURE_FEDERATED_TOKEN_FILE: join(dir, 'missing'), AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_AUTHORITY_HOST: mock.url }, true);
+    try {
+      refuseTokens = true;
+      for (const [g, reason] of [[gw, 'Identity not found'], [wi, 'could not be read']] as const) {
+        const before = azureCalls().length;
+        const res = await fetch(`${g.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages":[]}' });
+        expect(res.status).toBe(502);
+        const err = (await res.json()).error;
+        expect(err.type).toBe('upstream_auth_error');
+        expect(err.message).toContain('Azure key mi');
+        expect(err.message).toContain(reason);
+        expect(azureCalls().length).toBe(before);
+      }
+    } finally {
+      await gw.stop();
+      await wi.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('config: managed_identity with a service principal is an error; with neither nor a value, the message names all three ways', async () => {
+    await expect(
+      startGateway({ providers: { azure: { keys: [{ name: 'both', models: ['*'], azure_key_config: { endpoint: mock.url, managed_identity: true, tenant_id: 't', client_id: 'c', client_secret: 's' } }] } } }),
+    ).rejects.toThrow(/exclude each other/);
+    await expect(startGateway({ providers: { azure: { keys: [{ name: 'none', models: ['*'], azure_key_config: { endpoint: mock.url, managed_identity: false } }] } } })).rejects.toThrow(/managed_identity/);
   });
 });

@@ -5,9 +5,9 @@
  * one and swaps the reference, so in-flight requests keep the one they started with.
  */
 import { KeyPool, type PoolKey } from '../keys/pool.ts';
-import { DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES, entraTokenSource } from '../providers/entra-auth.ts';
+import { DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES, entraTokenSource, managedIdentity } from '../providers/entra-auth.ts';
 import { ServiceAccountTokenSource } from '../providers/google-auth.ts';
-import type { OAuthTokenCache } from '../providers/oauth-token.ts';
+import type { OAuthTokenCache, TokenSource } from '../providers/oauth-token.ts';
 import { ConfigError, type ConfigProblem } from './load.ts';
 import { PROVIDER_IDS, type Config, type PluginId, type ProviderId, type ProviderInput } from './schema.ts';
 
@@ -15,8 +15,8 @@ export interface CompiledKey extends PoolKey {
   /** Position in providers.<id>.keys, for messages. */
   index: number;
   value: string;
-  /** `tokens`: an Entra ID service principal's access tokens, sent instead of the value. */
-  azure?: { endpoint?: string; apiVersion?: string; deployments: Record<string, string>; tokens?: OAuthTokenCache };
+  /** `tokens`: an Entra ID service principal's or managed identity's access tokens, sent instead of the value. */
+  azure?: { endpoint?: string; apiVersion?: string; deployments: Record<string, string>; tokens?: TokenSource };
   vertex?: { projectId?: string; region?: string; tokens?: ServiceAccountTokenSource };
 }
 
@@ -130,12 +130,18 @@ async function compileProvider(
       key.models = [...k.models, ...Object.entries(key.azure.deployments).filter(([m]) => k.models.includes(m) || k.models.includes('*')).map(([, d]) => d)];
       const ac = k.azure_key_config;
       const entra = [ac?.tenant_id, ac?.client_id, ac?.client_secret];
-      if (entra.every((x) => x !== undefined)) {
+      const mi = ac?.managed_identity;
+      if (mi !== undefined && mi !== false) {
+        if (entra.some((x) => x !== undefined)) {
+          problems.push({ file: origin, path: `${path}.azure_key_config`, message: 'managed_identity and a service principal (tenant_id, client_id, client_secret) exclude each other' });
+        }
+        key.azure.tokens = managedIdentityToken(mi === true ? undefined : mi.client_id, ac?.scopes ?? DEFAULT_ENTRA_SCOPES);
+      } else if (entra.every((x) => x !== undefined)) {
         key.azure.tokens = entraToken(ac!.tenant_id!, ac!.client_id!, ac!.client_secret!, ac?.scopes ?? DEFAULT_ENTRA_SCOPES, ac?.authority_host ?? DEFAULT_AUTHORITY_HOST);
       } else if (entra.some((x) => x !== undefined)) {
         problems.push({ file: origin, path: `${path}.azure_key_config`, message: 'Entra ID auth needs all of tenant_id, client_id and client_secret' });
       } else if (!key.value) {
-        problems.push({ file: origin, path: `${path}.value`, message: 'an Azure key needs a value (the api-key) or azure_key_config tenant_id, client_id and client_secret (Entra ID)' });
+        problems.push({ file: origin, path: `${path}.value`, message: 'an Azure key needs a value (the api-key), azure_key_config tenant_id, client_id and client_secret (Entra ID), or azure_key_config.managed_identity' });
       }
       if (!key.azure.endpoint) {
         // Loaded with a warning rather than refused: requests then get a JSON error naming the setting.
@@ -199,6 +205,22 @@ function entraToken(tenantId: string, clientId: string, clientSecret: string, sc
   if (!tokens) {
     tokens = entraTokenSource({ tenantId, clientId, clientSecret, scopes, authorityHost });
     entraTokens.set(cacheKey, tokens);
+  }
+  return tokens;
+}
+
+/** Managed identity token caches, by identity, scopes and the environment that chose the source. */
+const managedIdentityTokens = new Map<string, OAuthTokenCache>();
+
+const MANAGED_IDENTITY_ENV = ['AZURE_FEDERATED_TOKEN_FILE', 'AZURE_TENANT_ID', 'AZURE_CLIENT_ID', 'AZURE_AUTHORITY_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'AZURE_POD_IDENTITY_AUTHORITY_HOST'];
+
+function managedIdentityToken(clientId: string | undefined, scopes: readonly string[]): OAuthTokenCache {
+  const env = Object.fromEntries(MANAGED_IDENTITY_ENV.map((name) => [name, process.env[name]]));
+  const cacheKey = JSON.stringify([clientId, scopes, env]);
+  let tokens = managedIdentityTokens.get(cacheKey);
+  if (!tokens) {
+    tokens = managedIdentity(clientId, scopes, env).tokens;
+    managedIdentityTokens.set(cacheKey, tokens);
   }
   return tokens;
 }

@@ -43,6 +43,12 @@ const AzureKeyConfig = v.strictObject({
   scopes: v.optional(v.pipe(v.array(nonEmpty), v.minLength(1))),
   /** Entra authority (sovereign clouds, a private token proxy); default https://login.microsoftonline.com. */
   authority_host: v.optional(httpUrl),
+  /**
+   * Not in Bifrost: authenticate as the host's managed identity (true: system-assigned;
+   * `{ client_id }`: a user-assigned one), with a token from AKS workload identity, App
+   * Service or the VM's metadata service, whichever the environment provides.
+   */
+  managed_identity: v.optional(v.union([v.boolean(), v.strictObject({ client_id: v.optional(nonEmpty) })])),
 });
 
 const VertexKeyConfig = v.strictObject({

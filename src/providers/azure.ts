@@ -7,8 +7,8 @@
  *   endpoint's `/anthropic` path with `x-api-key`.
  * Auth always comes from the key; client credentials never reach Azure (the flow drops
  * them for Azure whatever `direct_keys` says): the key's value as `api-key` (`x-api-key`
- * for Claude), or, for a key with an Entra ID service principal, `Authorization: Bearer`
- * with a token minted for it (entra-auth.ts).
+ * for Claude), or, for a key with an Entra ID service principal or a managed identity,
+ * `Authorization: Bearer` with a token minted for it (entra-auth.ts).
  *
  * api-version: the key config's `api_version` wins, else the client's, else
  * DEFAULT_AZURE_API_VERSION on the paths that need one (`/openai/...` other than v1).

@@ -104,7 +104,7 @@ export class ServiceAccountTokenSource {
     readonly account: ServiceAccount,
     private readonly key: CryptoKey,
   ) {
-    this.tokens = new OAuthTokenCache(account.token_uri, async () => ({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await this.signJwt() }));
+    this.tokens = new OAuthTokenCache(account.token_uri, async () => ({ form: { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await this.signJwt() } }));
   }
 
   static async create(input: string | Record<string, unknown>): Promise<ServiceAccountTokenSource> {

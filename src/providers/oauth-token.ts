@@ -1,8 +1,10 @@
 /**
  * OAuth 2.0 access tokens from a token endpoint (RFC 6749 §4.4 client credentials, or
- * RFC 7523 JWT bearer: the grant is the caller's form). A token is cached until shortly
+ * RFC 7523 JWT bearer: the grant is the caller's form), or from an Azure managed
+ * identity endpoint (a GET with the host's headers). A token is cached until shortly
  * before its expiry, and concurrent callers share one refresh. Used for Vertex service
- * accounts (google-auth.ts) and Azure Entra ID service principals (entra-auth.ts).
+ * accounts (google-auth.ts) and Azure Entra ID service principals and managed
+ * identities (entra-auth.ts).
  */
 
 /** Refresh this long before the token's expiry so no request carries a dying token. */
@@ -13,14 +15,23 @@ export class TokenError extends Error {
   override name = 'TokenError';
 }
 
-export class OAuthTokenCache {
+/** One token request: an OAuth form POSTed to the token URL, or a GET with these headers. */
+export type TokenRequest = { form: Record<string, string> } | { headers: Record<string, string> };
+
+/** What an access token comes from, as a key's provider sees it. */
+export interface TokenSource {
+  getToken(): Promise<string>;
+  invalidate(): void;
+}
+
+export class OAuthTokenCache implements TokenSource {
   private token: { value: string; refreshAt: number } | undefined;
   private inflight: Promise<string> | undefined;
 
   constructor(
     readonly tokenUrl: string,
-    /** The form of one token request (the grant and its credentials); called per refresh. */
-    private readonly form: () => Record<string, string> | Promise<Record<string, string>>,
+    /** Builds one token request (the grant and its credentials); called per refresh. */
+    private readonly request: () => TokenRequest | Promise<TokenRequest>,
   ) {}
 
   /** Forget the cached token (the upstream refused it: revoked, or the secret was rotated). */
@@ -39,16 +50,19 @@ export class OAuthTokenCache {
 
   private async refresh(): Promise<string> {
     const url = this.tokenUrl;
-    const form = await this.form();
+    let request: TokenRequest;
+    try {
+      request = await this.request();
+    } catch (err) {
+      throw new TokenError((err as Error).message);
+    }
+    const init: RequestInit =
+      'form' in request
+        ? { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body: new URLSearchParams(request.form) }
+        : { method: 'GET', headers: { accept: 'application/json', ...request.headers } };
     let res: Response;
     try {
-      res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams(form),
-        redirect: 'manual',
-        signal: AbortSignal.timeout(TOKEN_TIMEOUT_MS),
-      });
+      res = await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(TOKEN_TIMEOUT_MS) });
     } catch (err) {
       throw new TokenError(`token endpoint ${url} unreachable: ${(err as Error).message}`);
     }
@@ -59,7 +73,7 @@ export class OAuthTokenCache {
       throw new TokenError(`token endpoint ${url} answer could not be read: ${(err as Error).message}`);
     }
     if (!res.ok) throw new TokenError(`token endpoint ${url} answered ${res.status}${describeTokenError(text)}`);
-    let body: { access_token?: unknown; expires_in?: unknown };
+    let body: { access_token?: unknown; expires_in?: unknown; expires_on?: unknown };
     try {
       body = JSON.parse(text);
     } catch {
@@ -68,7 +82,9 @@ export class OAuthTokenCache {
     if (typeof body.access_token !== 'string' || !body.access_token) {
       throw new TokenError(`token endpoint ${url} answered without access_token`);
     }
-    const expiresIn = Number(body.expires_in);
+    // Seconds from now (OAuth), or, from Azure's managed identity endpoints, possibly
+    // only `expires_on`: epoch seconds (both may come as strings there).
+    const expiresIn = body.expires_in !== undefined ? Number(body.expires_in) : Number(body.expires_on) - Date.now() / 1000;
     const expiresInMs = (Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 3600) * 1000;
     this.token = {
       value: body.access_token,
