@@ -49,6 +49,11 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
 
   const pathCheck = checkPassthroughPath(split.path);
   if (!pathCheck.ok) return reject(record, startedAt, pipeline, 400, 'invalid_path', `invalid passthrough path: ${pathCheck.reason}`);
+  // A WebSocket handshake (always a GET, RFC 6455 §4.1) would reach the provider as a
+  // plain GET once the hop-by-hop `upgrade` is dropped, and come back as a puzzling 4xx.
+  if (request.method === 'GET' && request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
+    return reject(record, startedAt, pipeline, 501, 'websocket_not_supported', 'WebSocket APIs (OpenAI Realtime, Gemini Live) are not passed through; connect to the provider directly');
+  }
 
   const ctxLimit = { exceeded: false };
   // Body: hold small ones (model lookup, replay on retry), stream large ones once.
