@@ -116,12 +116,12 @@ export class TracingPlugin implements Plugin {
   onComplete(record: RequestRecord, ctx: RequestContext | undefined): void {
     const exporter = this.exporter;
     if (!exporter) return;
-    let t = ctx?.state.tracing as RequestTrace | undefined;
+    let t: RequestTrace;
     let endPerf: number;
     let startPerf: number;
     if (ctx) {
       // No attempt (refused by a plugin or for want of a key): the trace starts here.
-      if (!t) t = this.newTrace(parseTraceparent(ctx.request.headers.get('traceparent')));
+      t = (ctx.state.tracing as RequestTrace | undefined) ?? this.newTrace(parseTraceparent(ctx.request.headers.get('traceparent')));
       startPerf = ctx.startedAt;
       endPerf = ctx.startedAt + record.latency_ms;
     } else {
@@ -130,9 +130,9 @@ export class TracingPlugin implements Plugin {
       endPerf = performance.now();
       startPerf = endPerf - record.latency_ms;
     }
-    if (!t!.sampled) return;
+    if (!t.sampled) return;
 
-    exporter.add({ record, trace: t!, startPerf, endPerf });
+    exporter.add({ record, trace: t, startPerf, endPerf });
   }
 
   async flush(): Promise<void> {
