@@ -226,6 +226,67 @@ describe('direct keys', () => {
   });
 });
 
+describe('a rate-limited key rests', () => {
+  test('429 with Retry-After: later requests use the other key until then, then the first again', async () => {
+    const MAIN = fakeKey('sk-main');
+    const BACKUP = fakeKey('sk-backup');
+    const g2 = await startGateway({
+      providers: {
+        openai: {
+          keys: [
+            { name: 'main', value: MAIN, weight: 1 },
+            { name: 'backup', value: BACKUP, weight: 0 }, // used only while main rests
+          ],
+          network_config: { base_url: mock.url, max_retries: 0 },
+        },
+      },
+    });
+    try {
+      let limited = false;
+      mock.respondWith((_req, rec) => {
+        if (limited || rec.headers.authorization !== `Bearer ${MAIN}`) return undefined;
+        limited = true;
+        return Response.json({ error: { message: 'rate limited' } }, { status: 429, headers: { 'retry-after': '2' } });
+      });
+      const client = new OpenAI({ baseURL: `${g2.url}/openai_passthrough/v1`, apiKey: 'dummy', maxRetries: 0 });
+      const chat = () => client.chat.completions.create({ model: 'gpt-4o-mini', messages: [] });
+      const err = await chat().catch((e) => e);
+      expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+      const restedAt = Date.now();
+      for (let i = 0; i < 5; i++) {
+        await chat();
+        expect(mock.last.headers.authorization).toBe(`Bearer ${BACKUP}`);
+      }
+      expect(Date.now() - restedAt).toBeLessThan(1500);
+      await Bun.sleep(2100 - (Date.now() - restedAt));
+      await chat();
+      expect(mock.last.headers.authorization).toBe(`Bearer ${MAIN}`);
+      const keys = (await g2.waitForLines(7)).map((l) => `${l.key}:${l.status}`);
+      expect(keys).toEqual(['main:429', 'backup:200', 'backup:200', 'backup:200', 'backup:200', 'backup:200', 'main:200']);
+    } finally {
+      await g2.stop();
+    }
+  });
+
+  test('429 without Retry-After: no rest (the key is drawn as usual)', async () => {
+    const MAIN = fakeKey('sk-main');
+    const g2 = await startGateway({
+      providers: { openai: { keys: [{ name: 'main', value: MAIN, weight: 1 }, { name: 'backup', value: fakeKey(), weight: 0 }], network_config: { base_url: mock.url } } },
+    });
+    try {
+      let n = 0;
+      mock.respondWith(() => (n++ === 0 ? Response.json({ error: { message: 'rate limited' } }, { status: 429 }) : undefined));
+      const first = await fetch(`${g2.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o"}' });
+      expect(first.status).toBe(429);
+      const next = await fetch(`${g2.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o"}' });
+      expect(next.status).toBe(200);
+      expect(mock.last.headers.authorization).toBe(`Bearer ${MAIN}`);
+    } finally {
+      await g2.stop();
+    }
+  });
+});
+
 describe('weighted key choice', () => {
   test('keys are picked by weight among those allowing the model', async () => {
     const g2 = await startGateway({

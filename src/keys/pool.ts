@@ -1,6 +1,7 @@
 /**
  * Weighted key selection. Built once per config load; the per-model candidate lists are
- * memoised so a request costs one Map lookup and one random draw.
+ * memoised so a request costs one Map lookup and one random draw. A key the upstream
+ * rate-limited with a Retry-After rests: other keys are preferred until then.
  */
 export interface PoolKey {
   name: string;
@@ -17,10 +18,15 @@ interface Candidates<K> {
 }
 
 const MAX_MEMOISED_MODELS = 2048;
+/** The longest a key rests, whatever the upstream asked: a key out of quota for hours is
+ * still tried now and then, as it is only passed over while others are available. */
+export const MAX_REST_MS = 60_000;
 
 export class KeyPool<K extends PoolKey> {
   private readonly memo = new Map<string, Candidates<K>>();
   private readonly anyModel: Candidates<K>;
+  /** Keys resting after a 429 with Retry-After, and until when (epoch ms); nearly always empty. */
+  private readonly resting = new Map<K, number>();
 
   constructor(readonly keys: readonly K[]) {
     // A request that names no model (GET /v1/models, file uploads) may use any key
@@ -39,16 +45,31 @@ export class KeyPool<K extends PoolKey> {
 
   /**
    * Pick a key at random by weight among those allowed for the model, preferring keys
-   * not in `tried` (retries move to another key when one is available).
+   * not in `tried` (retries move to another key when one is available), then keys not
+   * resting. When every allowed key is to be passed over, the usual draw decides.
    */
   pick(model: string | undefined, tried?: ReadonlySet<K>): K | undefined {
     const c = this.lookup(model);
     if (c.keys.length === 0) return undefined;
+    if ((tried === undefined || tried.size === 0) && this.resting.size === 0) return draw(c);
+    let pool = c.keys;
     if (tried && tried.size > 0) {
-      const fresh = c.keys.filter((k) => !tried.has(k));
-      if (fresh.length > 0 && fresh.length < c.keys.length) return draw(candidates(fresh));
+      const untried = pool.filter((k) => !tried.has(k));
+      if (untried.length > 0) pool = untried;
     }
-    return draw(c);
+    if (this.resting.size > 0) {
+      const now = Date.now();
+      for (const [k, until] of this.resting) if (until <= now) this.resting.delete(k);
+      const awake = pool.filter((k) => !this.resting.has(k));
+      if (awake.length > 0) pool = awake;
+    }
+    return pool.length === c.keys.length ? draw(c) : draw(candidates(pool));
+  }
+
+  /** The upstream refused `key` for its rate limit and said for how long: prefer others meanwhile. */
+  rest(key: K, ms: number): void {
+    if (this.keys.length < 2 || !(ms > 0)) return;
+    this.resting.set(key, Date.now() + Math.min(ms, MAX_REST_MS));
   }
 
   private lookup(model: string | undefined): Candidates<K> {

@@ -4,7 +4,7 @@
  * when there is one) while nothing has been sent to the client.
  */
 import type { CompiledKey, CompiledProvider } from '../config/runtime.ts';
-import { RETRYABLE_STATUS, retryDelay, sleep } from '../pipeline/retry.ts';
+import { RETRYABLE_STATUS, retryAfterMs, retryDelay, sleep } from '../pipeline/retry.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { RequestContext, RequestError } from '../pipeline/types.ts';
 import type { Provider } from '../providers/types.ts';
@@ -96,6 +96,8 @@ export async function callUpstream(
     }
     if (response) {
       if (response.status === 401 && key) provider.onUnauthorized?.(key);
+      // Rate-limited for a stated time: other requests prefer the provider's other keys meanwhile.
+      if (response.status === 429 && key) compiled.keys.rest(key, retryAfterMs(response.headers) ?? 0);
       // The abort controller stays linked to the client for the body's lifetime.
       if (!RETRYABLE_STATUS.has(response.status) || attempt >= maxAttempts) return { kind: 'ok', response };
     } else if (attempt >= maxAttempts) {
