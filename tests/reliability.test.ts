@@ -258,7 +258,10 @@ describe('a rate-limited key rests', () => {
         expect(mock.last.headers.authorization).toBe(`Bearer ${BACKUP}`);
       }
       expect(Date.now() - restedAt).toBeLessThan(1500);
+      const resting = async () => /^skybridge_keys_resting\{provider="openai"\} (\d+)$/m.exec(await (await fetch(`${g2.url}/metrics`)).text())?.[1];
+      expect(await resting()).toBe('1');
       await Bun.sleep(2100 - (Date.now() - restedAt));
+      expect(await resting()).toBe('0');
       await chat();
       expect(mock.last.headers.authorization).toBe(`Bearer ${MAIN}`);
       const keys = (await g2.waitForLines(7)).map((l) => `${l.key}:${l.status}`);

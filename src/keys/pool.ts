@@ -66,6 +66,14 @@ export class KeyPool<K extends PoolKey> {
     return pool.length === c.keys.length ? draw(c) : draw(candidates(pool));
   }
 
+  /** How many keys rest now (for the metrics scrape). */
+  restingNow(): number {
+    const now = Date.now();
+    let n = 0;
+    for (const until of this.resting.values()) if (until > now) n++;
+    return n;
+  }
+
   /** The upstream refused `key` for its rate limit and said for how long: prefer others meanwhile. */
   rest(key: K, ms: number): void {
     if (this.keys.length < 2 || !(ms > 0)) return;

@@ -267,6 +267,16 @@ export class MetricsPlugin implements Plugin {
         this.set(openStreams());
       },
     });
+    new Gauge({
+      name: 'skybridge_keys_resting',
+      help: 'Keys passed over for now: the upstream answered 429 with a Retry-After that has not run out.',
+      labelNames: ['provider'],
+      registers: [this.registry],
+      collect() {
+        const providers = self.state?.config.providers;
+        if (providers) for (const id of PROVIDER_IDS) this.set({ provider: id }, providers[id].keys.restingNow());
+      },
+    });
     this.reloads = new Counter({ name: 'skybridge_config_reloads_total', help: 'Config reloads (file change, SIGHUP), by result.', labelNames: ['result'], registers: [this.registry] });
     this.reloads.inc({ result: 'success' }, 0);
     this.reloads.inc({ result: 'failure' }, 0);
