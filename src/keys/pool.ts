@@ -1,7 +1,9 @@
 /**
  * Weighted key selection. Built once per config load; the per-model candidate lists are
  * memoised so a request costs one Map lookup and one random draw. A key the upstream
- * rate-limited with a Retry-After rests: other keys are preferred until then.
+ * rate-limited with a Retry-After rests for that model: other keys are preferred for it
+ * until then (providers limit each model apart: OpenAI, Anthropic and Gemini per model,
+ * Azure per deployment).
  */
 export interface PoolKey {
   name: string;
@@ -25,8 +27,11 @@ export const MAX_REST_MS = 60_000;
 export class KeyPool<K extends PoolKey> {
   private readonly memo = new Map<string, Candidates<K>>();
   private readonly anyModel: Candidates<K>;
-  /** Keys resting after a 429 with Retry-After, and until when (epoch ms); nearly always empty. */
-  private readonly resting = new Map<K, number>();
+  /**
+   * Keys resting after a 429 with Retry-After, by model ('' for requests naming none),
+   * and until when (epoch ms); nearly always empty.
+   */
+  private readonly resting = new Map<string, Map<K, number>>();
 
   constructor(readonly keys: readonly K[]) {
     // A request that names no model (GET /v1/models, file uploads) may use any key
@@ -46,38 +51,54 @@ export class KeyPool<K extends PoolKey> {
   /**
    * Pick a key at random by weight among those allowed for the model, preferring keys
    * not in `tried` (retries move to another key when one is available), then keys not
-   * resting. When every allowed key is to be passed over, the usual draw decides.
+   * resting for this model. When every allowed key is to be passed over, the usual draw
+   * decides.
    */
   pick(model: string | undefined, tried?: ReadonlySet<K>): K | undefined {
     const c = this.lookup(model);
     if (c.keys.length === 0) return undefined;
-    if ((tried === undefined || tried.size === 0) && this.resting.size === 0) return draw(c);
+    const resting = this.resting.size > 0 ? this.restingFor(model ?? '') : undefined;
+    if ((tried === undefined || tried.size === 0) && resting === undefined) return draw(c);
     let pool = c.keys;
     if (tried && tried.size > 0) {
       const untried = pool.filter((k) => !tried.has(k));
       if (untried.length > 0) pool = untried;
     }
-    if (this.resting.size > 0) {
-      const now = Date.now();
-      for (const [k, until] of this.resting) if (until <= now) this.resting.delete(k);
-      const awake = pool.filter((k) => !this.resting.has(k));
+    if (resting) {
+      const awake = pool.filter((k) => !resting.has(k));
       if (awake.length > 0) pool = awake;
     }
     return pool.length === c.keys.length ? draw(c) : draw(candidates(pool));
   }
 
-  /** How many keys rest now (for the metrics scrape). */
+  /** How many keys rest now, for some model at least (for the metrics scrape). */
   restingNow(): number {
     const now = Date.now();
-    let n = 0;
-    for (const until of this.resting.values()) if (until > now) n++;
-    return n;
+    const keys = new Set<K>();
+    for (const byKey of this.resting.values()) for (const [k, until] of byKey) if (until > now) keys.add(k);
+    return keys.size;
   }
 
-  /** The upstream refused `key` for its rate limit and said for how long: prefer others meanwhile. */
-  rest(key: K, ms: number): void {
+  /** The upstream refused `key` for `model` for its rate limit and said for how long: prefer others meanwhile. */
+  rest(key: K, model: string | undefined, ms: number): void {
     if (this.keys.length < 2 || !(ms > 0)) return;
-    this.resting.set(key, Date.now() + Math.min(ms, MAX_REST_MS));
+    let keys = this.resting.get(model ?? '');
+    if (!keys) {
+      if (this.resting.size >= MAX_MEMOISED_MODELS) return;
+      this.resting.set(model ?? '', (keys = new Map()));
+    }
+    keys.set(key, Date.now() + Math.min(ms, MAX_REST_MS));
+  }
+
+  /** The keys resting for a model now (expired rests are dropped here), or undefined for none. */
+  private restingFor(model: string): Map<K, number> | undefined {
+    const keys = this.resting.get(model);
+    if (!keys) return undefined;
+    const now = Date.now();
+    for (const [k, until] of keys) if (until <= now) keys.delete(k);
+    if (keys.size > 0) return keys;
+    this.resting.delete(model);
+    return undefined;
   }
 
   private lookup(model: string | undefined): Candidates<K> {

@@ -96,8 +96,8 @@ export async function callUpstream(
     }
     if (response) {
       if (response.status === 401 && key) provider.onUnauthorized?.(key);
-      // Rate-limited for a stated time: other requests prefer the provider's other keys meanwhile.
-      if (response.status === 429 && key) compiled.keys.rest(key, retryAfterMs(response.headers) ?? 0);
+      // Rate-limited for a stated time: requests for this model prefer the provider's other keys meanwhile.
+      if (response.status === 429 && key) compiled.keys.rest(key, ctx.model, retryAfterMs(response.headers) ?? 0);
       // The abort controller stays linked to the client for the body's lifetime.
       if (!RETRYABLE_STATUS.has(response.status) || attempt >= maxAttempts) return { kind: 'ok', response };
     } else if (attempt >= maxAttempts) {

@@ -269,7 +269,7 @@ export class MetricsPlugin implements Plugin {
     });
     new Gauge({
       name: 'skybridge_keys_resting',
-      help: 'Keys passed over for now: the upstream answered 429 with a Retry-After that has not run out.',
+      help: 'Keys passed over for some model for now: the upstream answered 429 with a Retry-After that has not run out.',
       labelNames: ['provider'],
       registers: [this.registry],
       collect() {
