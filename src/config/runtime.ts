@@ -5,7 +5,7 @@
  * one and swaps the reference, so in-flight requests keep the one they started with.
  */
 import { KeyPool, type PoolKey } from '../keys/pool.ts';
-import { DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES, entraTokenSource, managedIdentity } from '../providers/entra-auth.ts';
+import { DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES, entraTokenSource, managedIdentityTokenSource } from '../providers/entra-auth.ts';
 import { ServiceAccountTokenSource } from '../providers/google-auth.ts';
 import type { OAuthTokenCache, TokenSource } from '../providers/oauth-token.ts';
 import { ConfigError, type ConfigProblem } from './load.ts';
@@ -196,33 +196,31 @@ function upstreamTls(id: ProviderId, net: ProviderInput['network_config'] | unde
   return { ...(net.ca_cert_pem ? { ca: net.ca_cert_pem } : {}), ...(net.insecure_skip_verify ? { rejectUnauthorized: false } : {}) };
 }
 
-/** Entra token caches survive reloads when nothing about them changed, as service accounts do. */
+/**
+ * Token caches survive reloads when nothing about them changed (a token stays valid for
+ * an hour: a reload must not cost every key a new one), by what made them.
+ */
+function kept<T>(cache: Map<string, T>, key: unknown[], make: () => T): T {
+  const cacheKey = JSON.stringify(key);
+  let value = cache.get(cacheKey);
+  if (value === undefined) cache.set(cacheKey, (value = make()));
+  return value;
+}
+
 const entraTokens = new Map<string, OAuthTokenCache>();
 
 function entraToken(tenantId: string, clientId: string, clientSecret: string, scopes: readonly string[], authorityHost: string): OAuthTokenCache {
-  const cacheKey = JSON.stringify([tenantId, clientId, clientSecret, scopes, authorityHost]);
-  let tokens = entraTokens.get(cacheKey);
-  if (!tokens) {
-    tokens = entraTokenSource({ tenantId, clientId, clientSecret, scopes, authorityHost });
-    entraTokens.set(cacheKey, tokens);
-  }
-  return tokens;
+  return kept(entraTokens, [tenantId, clientId, clientSecret, scopes, authorityHost], () => entraTokenSource({ tenantId, clientId, clientSecret, scopes, authorityHost }));
 }
 
-/** Managed identity token caches, by identity, scopes and the environment that chose the source. */
 const managedIdentityTokens = new Map<string, OAuthTokenCache>();
 
+/** The variables that choose a managed identity's token source (entra-auth.ts). */
 const MANAGED_IDENTITY_ENV = ['AZURE_FEDERATED_TOKEN_FILE', 'AZURE_TENANT_ID', 'AZURE_CLIENT_ID', 'AZURE_AUTHORITY_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'AZURE_POD_IDENTITY_AUTHORITY_HOST'];
 
 function managedIdentityToken(clientId: string | undefined, scopes: readonly string[]): OAuthTokenCache {
   const env = Object.fromEntries(MANAGED_IDENTITY_ENV.map((name) => [name, process.env[name]]));
-  const cacheKey = JSON.stringify([clientId, scopes, env]);
-  let tokens = managedIdentityTokens.get(cacheKey);
-  if (!tokens) {
-    tokens = managedIdentity(clientId, scopes, env).tokens;
-    managedIdentityTokens.set(cacheKey, tokens);
-  }
-  return tokens;
+  return kept(managedIdentityTokens, [clientId, scopes, env], () => managedIdentityTokenSource(clientId, scopes, env));
 }
 
 function tokenSource(credentials: string | Record<string, unknown>): Promise<ServiceAccountTokenSource> {

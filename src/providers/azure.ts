@@ -61,7 +61,7 @@ export const azure: Provider = {
   modelOf(path, body) {
     // On the decoded path: `/openai%2Fdeployments%2Fgpt-4o/...` must not hide the model
     // from key choice or a virtual key's list (Azure decodes before routing).
-    const m = DEPLOYMENT.exec(path.includes('%') ? percentDecoded(path) : path);
+    const m = DEPLOYMENT.exec(percentDecoded(path));
     if (m) return m[1];
     return bodyModel(body);
   },

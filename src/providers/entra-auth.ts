@@ -32,13 +32,6 @@ export function entraTokenSource(c: EntraCredentials): OAuthTokenCache {
   return new OAuthTokenCache(tokenEndpoint(c.authorityHost, c.tenantId), () => ({ form }));
 }
 
-export type ManagedIdentitySourceKind = 'workload_identity' | 'app_service' | 'imds';
-
-export interface ManagedIdentity {
-  kind: ManagedIdentitySourceKind;
-  tokens: OAuthTokenCache;
-}
-
 /**
  * A managed identity's token source, chosen from the environment the gateway runs in,
  * in the order Azure's ManagedIdentityCredential tries them:
@@ -54,34 +47,31 @@ export interface ManagedIdentity {
  * `clientId` picks a user-assigned identity (for workload identity it replaces
  * `AZURE_CLIENT_ID`).
  */
-export function managedIdentity(clientId: string | undefined, scopes: readonly string[], env: Record<string, string | undefined>): ManagedIdentity {
+export function managedIdentityTokenSource(clientId: string | undefined, scopes: readonly string[], env: Record<string, string | undefined>): OAuthTokenCache {
   // The GET endpoints take a resource, not a scope.
   const resource = scopes[0]!.replace(/\/\.default$/, '');
   const tokenFile = env.AZURE_FEDERATED_TOKEN_FILE;
   const federatedClientId = clientId ?? env.AZURE_CLIENT_ID;
   if (tokenFile && env.AZURE_TENANT_ID && federatedClientId) {
     const url = tokenEndpoint(env.AZURE_AUTHORITY_HOST || DEFAULT_AUTHORITY_HOST, env.AZURE_TENANT_ID);
-    return {
-      kind: 'workload_identity',
-      tokens: new OAuthTokenCache(url, async () => ({
-        form: {
-          grant_type: 'client_credentials',
-          client_id: federatedClientId,
-          scope: scopes.join(' '),
-          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-          client_assertion: (await readTokenFile(tokenFile)).trim(),
-        },
-      })),
-    };
+    return new OAuthTokenCache(url, async () => ({
+      form: {
+        grant_type: 'client_credentials',
+        client_id: federatedClientId,
+        scope: scopes.join(' '),
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: (await readTokenFile(tokenFile)).trim(),
+      },
+    }));
   }
   const query = (version: string) => `api-version=${version}&resource=${encodeURIComponent(resource)}${clientId ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
   if (env.IDENTITY_ENDPOINT && env.IDENTITY_HEADER) {
     const headers = { 'x-identity-header': env.IDENTITY_HEADER };
     const url = `${env.IDENTITY_ENDPOINT}${env.IDENTITY_ENDPOINT.includes('?') ? '&' : '?'}${query('2019-08-01')}`;
-    return { kind: 'app_service', tokens: new OAuthTokenCache(url, () => ({ headers })) };
+    return new OAuthTokenCache(url, () => ({ headers }));
   }
   const host = (env.AZURE_POD_IDENTITY_AUTHORITY_HOST || IMDS_HOST).replace(/\/+$/, '');
-  return { kind: 'imds', tokens: new OAuthTokenCache(`${host}/metadata/identity/oauth2/token?${query('2018-02-01')}`, () => ({ headers: { metadata: 'true' } })) };
+  return new OAuthTokenCache(`${host}/metadata/identity/oauth2/token?${query('2018-02-01')}`, () => ({ headers: { metadata: 'true' } }));
 }
 
 function tokenEndpoint(authorityHost: string, tenantId: string): string {

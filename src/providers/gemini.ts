@@ -27,7 +27,7 @@ export const gemini: Provider = {
  * names the same model and must not hide it from key choice or a virtual key's list.
  */
 export function modelFromGooglePath(path: string): string | undefined {
-  return PATH_MODEL.exec(path.includes('%') ? percentDecoded(path) : path)?.[1];
+  return PATH_MODEL.exec(percentDecoded(path))?.[1];
 }
 
 /** `projects/p/locations/l/publishers/google/models/m` or `models/m` -> `m`. */

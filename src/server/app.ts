@@ -4,6 +4,7 @@
  */
 import { Elysia } from 'elysia';
 import { type Endpoint, ENDPOINTS, handlePassthrough } from '../passthrough/flow.ts';
+import { splitPassthroughUrl } from '../passthrough/path.ts';
 import { VERSION } from '../version.ts';
 import { jsonError } from './errors.ts';
 import type { GatewayState } from './state.ts';
@@ -41,7 +42,7 @@ export function createApp(state: GatewayState, extraRoutes: RouteInstaller[] = [
       // RFC 9112 §3.2) reaches us with the bare target as its URL, which Elysia's router
       // reads from the wrong offset (it expects scheme://host first). Routed here, off the
       // hot path; the flow itself handles a bare target.
-      const endpoint = request.url.charCodeAt(0) === 47 ? ENDPOINTS.find((e) => isUnderPrefix(request.url, e.prefix)) : undefined;
+      const endpoint = request.url.charCodeAt(0) === 47 ? ENDPOINTS.find((e) => splitPassthroughUrl(request.url, e.prefix) !== undefined) : undefined;
       if (endpoint) return passthrough(endpoint, request, server ?? null);
       return jsonError(404, 'not_found', 'no such route');
     }
@@ -49,11 +50,4 @@ export function createApp(state: GatewayState, extraRoutes: RouteInstaller[] = [
     return jsonError(500, 'gateway_error', 'internal gateway error');
   });
   return app;
-}
-
-/** `target` (a bare request target) is `prefix` or below it, at a segment boundary. */
-function isUnderPrefix(target: string, prefix: string): boolean {
-  if (!target.startsWith(prefix)) return false;
-  const next = target.charCodeAt(prefix.length);
-  return Number.isNaN(next) || next === 47 || next === 63; // end, "/" or "?"
 }

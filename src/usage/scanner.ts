@@ -123,7 +123,7 @@ export function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | und
   return finishUsage(format, usage);
 }
 
-/** The content coding to undo, or null for none (`identity` included). */
+/** A streaming inflater for the coding, none for an uncompressed body. */
 function makeInflater(coding: Coding | null): Transform | undefined {
   switch (coding) {
     case 'gzip':

@@ -11,6 +11,7 @@ export function withoutParam(query: string, name: string): string {
 
 /** Percent-decoded (RFC 3986 §2.1), or `s` as it is when its escapes are malformed. */
 export function percentDecoded(s: string): string {
+  if (!s.includes('%')) return s;
   try {
     return decodeURIComponent(s);
   } catch {

@@ -29,7 +29,7 @@ import { OtlpExporter } from './exporter.ts';
 import { OTLP_JSON } from './otlp-json.ts';
 import { OTLP_PROTO } from './otlp-proto.ts';
 import { type FinishedRequest, type RequestTrace, spanWriter } from './spans.ts';
-import { formatTraceparent, newSampledTraceparent, newSpanId, newTraceId, parseTraceparent, type TraceParent } from './trace-context.ts';
+import { formatTraceparent, newSampledTraceparent, newSpanId, newTraceId, parseTraceparent, spanIdOf, traceIdOf, type TraceParent } from './trace-context.ts';
 
 const ENCODINGS: Record<OtlpEncoding['protocol'], { encoding: OtlpEncoding; writeSpans: ReturnType<typeof spanWriter> }> = {
   'http/protobuf': { encoding: OTLP_PROTO, writeSpans: spanWriter(OTLP_PROTO) },
@@ -86,12 +86,12 @@ export class TracingPlugin implements Plugin {
     let traceparent: string;
     let spanId: string;
     if (!t) {
-      const parent = parseTraceparent(ctx.request.headers.get('traceparent'));
+      const parent = callerTrace(ctx);
       if (!parent && this.sampleRatio >= 1) {
         // The usual first attempt: ids and header in one piece from the pool.
         traceparent = newSampledTraceparent();
-        spanId = traceparent.slice(36, 52);
-        t = { traceId: traceparent.slice(3, 35), parentSpanId: undefined, sampled: true, attempts: [] };
+        spanId = spanIdOf(traceparent);
+        t = { traceId: traceIdOf(traceparent), parentSpanId: undefined, sampled: true, attempts: [] };
       } else {
         t = this.newTrace(parent);
         spanId = newSpanId();
@@ -121,7 +121,7 @@ export class TracingPlugin implements Plugin {
     let startPerf: number;
     if (ctx) {
       // No attempt (refused by a plugin or for want of a key): the trace starts here.
-      t = (ctx.state.tracing as RequestTrace | undefined) ?? this.newTrace(parseTraceparent(ctx.request.headers.get('traceparent')));
+      t = (ctx.state.tracing as RequestTrace | undefined) ?? this.newTrace(callerTrace(ctx));
       startPerf = ctx.startedAt;
       endPerf = ctx.startedAt + record.latency_ms;
     } else {
@@ -149,3 +149,6 @@ export class TracingPlugin implements Plugin {
     return { traceId: newTraceId(), parentSpanId: undefined, sampled: ratio >= 1 || (ratio > 0 && Math.random() < ratio), attempts: [] };
   }
 }
+
+/** The caller's trace context, when it sent a valid `traceparent`. */
+const callerTrace = (ctx: RequestContext): TraceParent | undefined => parseTraceparent(ctx.request.headers.get('traceparent'));

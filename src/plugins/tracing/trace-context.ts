@@ -58,7 +58,7 @@ const TRACEPARENT_CHARS = 55;
 let traceparentPool = '';
 let traceparentAt = 0;
 
-/** A new sampled trace's first `traceparent`; its trace id is at 3-35, its span id at 36-52. */
+/** A new sampled trace's first `traceparent` (its ids: traceIdOf, spanIdOf). */
 export function newSampledTraceparent(): string {
   if (traceparentAt >= traceparentPool.length) {
     let pool = '';
@@ -68,3 +68,8 @@ export function newSampledTraceparent(): string {
   }
   return traceparentPool.slice(traceparentAt, (traceparentAt += TRACEPARENT_CHARS));
 }
+
+/** The trace id of a valid version-00 `traceparent` (a substring: no copy). */
+export const traceIdOf = (traceparent: string): string => traceparent.slice(3, 35);
+/** The parent (span) id of a valid version-00 `traceparent`. */
+export const spanIdOf = (traceparent: string): string => traceparent.slice(36, 52);
