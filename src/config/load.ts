@@ -72,12 +72,13 @@ export function validateConfig(
   );
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const result = v.safeParse(ConfigSchema, resolved, { abortEarly: false });
+  const result = v.safeParse(ConfigSchema, resolved, { abortEarly: false, message: withoutValue });
   if (!result.success) {
     throw new ConfigError(
       result.issues.map((issue) => {
         const path = (issue.path ?? []).map((p) => p.key as string | number);
-        return { file, ...at(path), path: dotPath(path), message: describeIssue(issue) };
+        const message = describeIssue(issue);
+        return { file, ...at(path), path: dotPath(message === UNKNOWN_FIELD ? maskLast(path) : path), message };
       }),
     );
   }
@@ -107,12 +108,38 @@ function resolveEnvRefs(
   return node;
 }
 
+/*
+ * Config problems never quote the value found: a key pasted where another field belongs
+ * would be printed on stderr and in the app log. They name the field, what it expects and
+ * the type found; the line and column point at the value.
+ */
+const UNKNOWN_FIELD = 'unknown field';
+
+/** valibot's default message, without the `received` part that quotes the value. */
+const withoutValue = (issue: v.BaseIssue<unknown>): string => `invalid ${issue.type.replaceAll('_', ' ')}: expected ${issue.expected}`;
+
 function describeIssue(issue: v.BaseIssue<unknown>): string {
-  if (issue.kind === 'schema' && issue.type === 'strict_object' && issue.input !== undefined) {
-    return `unknown field (${issue.message})`;
-  }
-  if (issue.type === 'union' && issue.issues?.length) return issue.issues[0]!.message;
+  if (issue.type === 'union' && issue.issues?.length) return describeIssue(issue.issues[0]!);
+  if (issue.expected === 'never') return UNKNOWN_FIELD;
+  if (issue.kind === 'schema') return `invalid type: expected ${issue.expected}, got ${typeOf(issue.input)}`;
   return issue.message;
+}
+
+function typeOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  const t = typeof value;
+  return t === 'undefined' ? 'nothing' : t === 'object' ? 'a map' : `a ${t}`;
+}
+
+/**
+ * An unknown field's name is shown only when it reads like a field name (letters and
+ * underscores): a name with digits or dashes may be a secret pasted as a key.
+ */
+function maskLast(path: (string | number)[]): (string | number)[] {
+  const last = path.at(-1);
+  if (typeof last !== 'string' || /^[a-z_$]{1,48}$/i.test(last)) return path;
+  return [...path.slice(0, -1), `<a field name of ${last.length} characters>`];
 }
 
 function dotPath(path: (string | number)[]): string {

@@ -11,9 +11,9 @@ import type { EndpointId, RequestContext, RequestRecord } from '../pipeline/type
 import { isVertexRequest, PROVIDERS, ProviderError } from '../providers/index.ts';
 import { GatewayError, jsonError } from '../server/errors.ts';
 import type { GatewayState } from '../server/state.ts';
-import { forwardRequestHeaders } from './headers.ts';
-import { withoutParam } from '../util/query.ts';
-import { checkPassthroughPath, splitPassthroughUrl } from './path.ts';
+import { CREDENTIAL_PARAMS, forwardRequestHeaders } from './headers.ts';
+import { withoutParams } from '../util/query.ts';
+import { checkPassthroughPath, describeRawMismatch, type RawRoute, sameSegments, splitPassthroughUrl } from './path.ts';
 import { Completion } from './completion.ts';
 import { callUpstream } from './upstream.ts';
 import { relayResponse } from './relay.ts';
@@ -36,7 +36,14 @@ export const ENDPOINTS: readonly Endpoint[] = [
 const BODYLESS = new Set(['GET', 'HEAD']);
 const decoder = new TextDecoder();
 
-export async function handlePassthrough(endpoint: Endpoint, request: Request, server: Server<unknown> | null, state: GatewayState): Promise<Response> {
+/**
+ * How the raw request target matched: a raw-target route (its segments are the request's
+ * route parameters), or `moved`: only the URL parser's rewrite of the target lies under
+ * the prefix (dot segments or backslashes moved it there).
+ */
+export type RawTarget = RawRoute | 'moved';
+
+export async function handlePassthrough(endpoint: Endpoint, request: Request, server: Server<unknown> | null, state: GatewayState, raw: RawTarget): Promise<Response> {
   const startedAt = performance.now();
   const config = state.config;
   const pipeline: Pipeline = state.pipeline;
@@ -47,8 +54,14 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
   if (!split) return reject(record, startedAt, pipeline, 404, 'not_found', 'no such route');
   record.path = split.path;
 
-  const pathCheck = checkPassthroughPath(split.path);
+  const pathCheck = checkPassthroughPath(split.path, split.query);
   if (!pathCheck.ok) return reject(record, startedAt, pipeline, 400, 'invalid_path', `invalid passthrough path: ${pathCheck.reason}`);
+  const rawProblem = rawTargetProblem(raw, request, split.path);
+  if (rawProblem) return reject(record, startedAt, pipeline, 400, 'invalid_path', `invalid passthrough path: ${rawProblem}`);
+  if (request.method === 'TRACE' || request.method === 'TRACK') {
+    // TRACE only echoes the request, headers included: nothing a provider API serves.
+    return reject(record, startedAt, pipeline, 405, 'method_not_allowed', `${request.method} is not forwarded`, { allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS' });
+  }
   // A WebSocket handshake (always a GET, RFC 6455 §4.1) would reach the provider as a
   // plain GET once the hop-by-hop `upgrade` is dropped, and come back as a puzzling 4xx.
   if (request.method === 'GET' && request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
@@ -124,8 +137,8 @@ export async function handlePassthrough(endpoint: Endpoint, request: Request, se
     endpoint: endpoint.id,
     provider: providerId,
     path: split.path,
-    // `key=` is a credential too (Gemini clients send one): dropped with the others.
-    query: useKeys ? withoutParam(split.query, 'key') : split.query,
+    // Query credentials (Gemini's `key=`) are dropped with the headers.
+    query: useKeys || providerId === 'azure' ? withoutParams(split.query, CREDENTIAL_PARAMS) : split.query,
     headers: forwardRequestHeaders(request.headers, useKeys || providerId === 'azure'),
     members,
     bodyUnread: body !== null && !readable,
@@ -223,6 +236,13 @@ async function readChunkedBody(body: ReadableStream<Uint8Array>, hold: number, m
   return new Uint8Array(Bun.concatArrayBuffers(held));
 }
 
+/** Why the raw target does not pass for the parsed remainder, or undefined when it does. */
+function rawTargetProblem(raw: RawTarget, request: Request, path: string): string | undefined {
+  if (raw === 'moved') return 'dot segments or backslashes in the request target move it into this prefix';
+  const params = (request as Request & { params: Record<string, string> }).params;
+  return sameSegments(params, raw, path) ? undefined : describeRawMismatch(params, raw);
+}
+
 /** ctx.json on first use: the body parsed, cached on the context. */
 function lazyJson(ctx: RequestContext, body: Uint8Array | undefined, members: RootMembers | undefined): Record<string, unknown> | undefined {
   let json: Record<string, unknown> | undefined;
@@ -266,13 +286,13 @@ function newRecord(id: string, endpoint: Endpoint, request: Request, server: Ser
 }
 
 /** A refusal before a RequestContext exists (bad path, body too large). */
-function reject(record: RequestRecord, startedAt: number, pipeline: Pipeline, status: number, type: string, message: string): Response {
+function reject(record: RequestRecord, startedAt: number, pipeline: Pipeline, status: number, type: string, message: string, headers?: Record<string, string>): Response {
   record.status = status;
   record.outcome = 'rejected';
   record.latency_ms = round(performance.now() - startedAt);
   record.error = { type, message };
   pipeline.onComplete(record, undefined);
-  return jsonError(status, type, message, { 'x-request-id': record.request_id });
+  return jsonError(status, type, message, { ...headers, 'x-request-id': record.request_id });
 }
 
 export const round = (ms: number) => Math.round(ms * 100) / 100;

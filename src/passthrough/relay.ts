@@ -45,12 +45,10 @@ export async function relayResponse(
   const encoding = upstream.headers.get('content-encoding');
   const lengthHeader = upstream.headers.get('content-length');
   if (!sse && lengthHeader !== null && Number(lengthHeader) <= WHOLE_BODY_MAX) {
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = new Uint8Array(await upstream.arrayBuffer());
-    } catch (err) {
+    const bytes = await readWhole(upstream.body, compiled.idleTimeoutMs);
+    if (!(bytes instanceof Uint8Array)) {
       if (ctx.request.signal.aborted) return completion.clientGone();
-      const timedOut = isTimeout(err);
+      const timedOut = bytes === 'idle';
       const error = timedOut ? idleError(ctx, compiled) : { type: 'upstream_broken', message: `${ctx.provider} upstream closed the connection mid-body` };
       completion.finish(502, timedOut ? 'stream_idle_timeout' : 'upstream_error', error);
       return new Response(JSON.stringify({ error }), { status: 502, headers: { 'content-type': 'application/json', 'x-request-id': ctx.id } });
@@ -66,6 +64,47 @@ export async function relayResponse(
 
   const scanner = UsageScanner.for(format, contentType, encoding);
   return new Response(pipeBody(ctx, upstream.body, scanner, compiled, completion, status), init);
+}
+
+/** Ends a whole-body read that went silent for longer than the idle limit. */
+class WholeBodyWatch implements IdleWatch {
+  lastActivity = performance.now();
+  fired = false;
+
+  constructor(
+    readonly timeoutMs: number,
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+  ) {}
+
+  onIdle(): void {
+    this.fired = true;
+    this.reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * A small answer read whole, under the same idle limit as a piped one (a body that
+ * stops half way is cut, not waited on until Bun's socket timer): its bytes, or why not.
+ */
+async function readWhole(body: ReadableStream<Uint8Array>, idleTimeoutMs: number): Promise<Uint8Array<ArrayBuffer> | 'idle' | 'broken'> {
+  const reader = body.getReader();
+  const watch = new WholeBodyWatch(idleTimeoutMs, reader);
+  watchIdle(watch);
+  const chunks: Uint8Array[] = [];
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      watch.lastActivity = performance.now();
+      chunks.push(value);
+    }
+  } catch (err) {
+    return watch.fired || isTimeout(err) ? 'idle' : 'broken';
+  } finally {
+    unwatchIdle(watch);
+  }
+  if (watch.fired) return 'idle';
+  return (chunks.length === 1 ? chunks[0] : new Uint8Array(Bun.concatArrayBuffers(chunks))) as Uint8Array<ArrayBuffer>;
 }
 
 function finishWhole(ctx: RequestContext, completion: Completion, format: UsageFormat, contentType: string | null, encoding: string | null, bytes: Uint8Array<ArrayBuffer>, status: number): void {

@@ -82,6 +82,13 @@ export async function callUpstream(
         tls: compiled.tls,
       });
       record.ttfb_ms = Math.round((performance.now() - sentAt) * 100) / 100;
+      if (response.status < 200 || response.status > 599) {
+        // 1xx other than an upgrade never ends an exchange, and nothing above 599 exists
+        // (RFC 9110 §15): an upstream that says so is broken, not answering.
+        failure = { type: 'upstream_invalid_response', message: `${ctx.provider} upstream answered with status ${response.status}, which is not a final HTTP status` };
+        void response.body?.cancel().catch(() => {});
+        response = undefined;
+      }
     } catch (err) {
       if (clientSignal.aborted) return { kind: 'aborted' };
       failure =

@@ -40,8 +40,8 @@ const OUTCOMES = ['ok', 'upstream_error', 'client_aborted', 'rejected', 'stream_
 const OUTCOME_INDEX: Readonly<Record<string, number>> = Object.fromEntries(OUTCOMES.map((o, i) => [o, i]));
 const OTHER_OUTCOME = OUTCOMES.length - 1;
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'unknown'] as const;
-const RETRY_REASONS = new Set(['429', '500', '502', '503', '504', 'upstream_timeout', 'upstream_unreachable']);
-const UPSTREAM_ERROR_TYPES = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_broken', 'stream_idle_timeout', 'upstream_auth_error']);
+const RETRY_REASONS = new Set(['429', '500', '502', '503', '504', 'upstream_timeout', 'upstream_unreachable', 'upstream_invalid_response']);
+const UPSTREAM_ERROR_TYPES = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_broken', 'upstream_invalid_response', 'stream_idle_timeout', 'upstream_auth_error']);
 /** Outcomes that count as an upstream failure (the HTTP status of a delivered answer does not). */
 const UPSTREAM_FAILURE_OUTCOMES: ReadonlySet<Outcome> = new Set<Outcome>(['upstream_error', 'stream_idle_timeout']);
 

@@ -22,13 +22,15 @@
  * model name.
  */
 import { DEFAULT_ANTHROPIC_VERSION } from './anthropic.ts';
-import { decodedQueryValue, percentDecoded, withoutParam } from '../util/query.ts';
+import { paramValues, percentDecoded, withoutParams } from '../util/query.ts';
 import { TokenError } from './oauth-token.ts';
 import { bodyModel, joinUrl, ProviderError, type Provider, type UpstreamTarget } from './types.ts';
 
 /** Used only on paths that need an api-version when neither key nor client gave one. */
 export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
 
+/** The one api-version the upstream sees, however the client spelled its name (util/query.ts). */
+const API_VERSION: ReadonlySet<string> = new Set(['api-version']);
 const DEPLOYMENT = /^\/openai\/deployments\/([^/]+)(?=\/|$)/;
 const DATED_VERSION = /^\d{4}-\d{2}-\d{2}/;
 
@@ -74,9 +76,9 @@ export const azure: Provider = {
       );
     }
     const kind = azurePathKind(req.path);
-    const clientVersion = queryParam(req.query, 'api-version');
+    const clientVersion = paramValues(req.query, 'api-version')[0] || undefined;
     const version = azureApiVersion(kind, key.azure.apiVersion, clientVersion);
-    let query = withoutParam(req.query, 'api-version');
+    let query = withoutParams(req.query, API_VERSION);
     if (version) query = query ? `${query}&api-version=${encodeURIComponent(version)}` : `api-version=${encodeURIComponent(version)}`;
 
     const base = provider.baseUrl ?? key.azure.endpoint;
@@ -108,17 +110,4 @@ async function withEntraToken(target: UpstreamTarget, headers: Headers, token: P
     throw new ProviderError(502, 'upstream_auth_error', `Azure key ${keyName}: ${message}`);
   }
   return target;
-}
-
-/** The decoded value of the first occurrence of a query parameter (name matched as sent, like withoutParam). */
-function queryParam(query: string, name: string): string | undefined {
-  if (!query.includes(name)) return undefined;
-  for (const part of query.split('&')) {
-    const eq = part.indexOf('=');
-    const k = eq < 0 ? part : part.slice(0, eq);
-    if (k !== name) continue;
-    const value = eq < 0 ? '' : decodedQueryValue(part.slice(eq + 1));
-    return value || undefined;
-  }
-  return undefined;
 }

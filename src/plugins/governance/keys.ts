@@ -9,7 +9,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ProviderId } from '../../config/schema.ts';
 import type { Period } from './limits.ts';
-import { decodedQueryValue } from '../../util/query.ts';
+import { paramValues, withoutParams } from '../../util/query.ts';
 
 export interface VirtualKey {
   name: string;
@@ -36,6 +36,9 @@ export const VK_HEADER = 'x-bf-vk';
 
 /** Headers an SDK carries its API key in; a virtual key found in one of them is consumed. */
 const SDK_CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'api-key', 'x-goog-api-key'] as const;
+
+/** Gemini's `key=` query parameter, by decoded name (util/query.ts). */
+const KEY_PARAM: ReadonlySet<string> = new Set(['key']);
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
@@ -128,26 +131,14 @@ export function presentedKey(
   if (checkQuery) {
     // Detect in the client's own query (the flow may already have dropped `key=` from the
     // upstream one), remove from the upstream one (direct-key mode keeps other keys).
-    for (const value of keyParams(incomingQuery)) {
+    const values = paramValues(incomingQuery, 'key');
+    for (const value of values) {
       anyCredential = true;
       key ??= table.match(value);
     }
-    if (query.includes('key=')) {
-      query = query
-        .split('&')
-        .filter((part) => !(part.startsWith('key=') && table.match(decodedQueryValue(part.slice(4)))))
-        .join('&');
-    }
+    if (values.length > 0) query = withoutParams(query, KEY_PARAM, (value) => table.match(value) !== undefined);
   }
   return { key, badControlHeader, anyCredential, query };
-}
-
-function keyParams(query: string): string[] {
-  if (!query.includes('key=')) return [];
-  return query
-    .split('&')
-    .filter((part) => part.startsWith('key='))
-    .map((part) => decodedQueryValue(part.slice(4)));
 }
 
 function bearerToken(value: string): string | undefined {
