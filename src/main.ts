@@ -8,12 +8,12 @@
  * process that keeps running. --version and --help stay instant too.
  */
 // First: may re-exec the process with BUN_CONFIG_MAX_HTTP_REQUESTS raised (see the module).
-import './boot/raise-fetch-limit.ts';
-import { FETCH_LIMIT_VAR } from './boot/fetch-limit.ts';
-import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.ts';
-import type { AppLog } from './log/app.ts';
-import type { Gateway } from './server/gateway.ts';
-import { VERSION } from './version.ts';
+import './app/raise-fetch-limit.ts';
+import { FETCH_LIMIT_VAR } from './app/fetch-limit.ts';
+import { parseArgs, USAGE, UsageError, type CliArgs } from './app/cli.ts';
+import type { AppLog } from './lib/app-log.ts';
+import type { Gateway } from './app/gateway.ts';
+import { VERSION } from './lib/version.ts';
 
 async function main(argv: string[]): Promise<number> {
   let args: CliArgs;
@@ -32,8 +32,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`skybridge ${VERSION}: LLM API gateway\n\n${USAGE}\n`);
     return 0;
   }
-  const { ConfigError } = await import('./config/load.ts');
-  const { loadRuntimeConfig, locateConfig } = await import('./config/source.ts');
+  const { ConfigError } = await import('./app/config/load.ts');
+  const { loadRuntimeConfig, locateConfig } = await import('./app/config/source.ts');
   const configPath = locateConfig(args.config, process.env);
   if (args.command === 'validate') {
     try {
@@ -52,8 +52,8 @@ async function main(argv: string[]): Promise<number> {
   // (a logrotate right at start-up), ignore it.
   const ignoreHup = () => {};
   process.on('SIGHUP', ignoreHup);
-  const { Gateway } = await import('./server/gateway.ts');
-  const { appLog } = await import('./log/app.ts');
+  const { Gateway } = await import('./app/gateway.ts');
+  const { appLog } = await import('./lib/app-log.ts');
   let gateway: Gateway;
   try {
     gateway = await Gateway.start({ configPath, host: args.host, port: args.port });

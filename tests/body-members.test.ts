@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { seededRandom } from './support/random.ts';
-import { rootMembers } from '../src/passthrough/body-members.ts';
-import type { Plugin, RequestContext } from '../src/pipeline/types.ts';
+import { rootMembers } from '../src/proxy/body-members.ts';
+import type { Plugin, RequestContext } from '../src/core/request.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { MockUpstream } from './support/mock-upstream.ts';
 

@@ -3,8 +3,8 @@ import { describe, expect, test } from 'bun:test';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, parseConfigText } from '../src/config/load.ts';
-import { loadRuntimeConfig } from '../src/config/source.ts';
+import { ConfigError, parseConfigText } from '../src/app/config/load.ts';
+import { loadRuntimeConfig } from '../src/app/config/source.ts';
 
 const SPEC_EXAMPLE = `server: { host: 127.0.0.1, port: 8080, max_request_body_mb: 100 }
 logs:   { file: ./logs/requests.ndjson, content: false }

@@ -9,8 +9,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import type { RequestRecord } from '../src/pipeline/types.ts';
-import { createApp } from '../src/server/app.ts';
+import type { RequestRecord } from '../src/core/request.ts';
+import { createApp } from '../src/http/app.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { MockUpstream } from './support/mock-upstream.ts';
 import { rawRequest } from './support/raw-http.ts';

@@ -4,7 +4,7 @@
  * what reached the upstream.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
-import { ConfigError, parseConfigText } from '../src/config/load.ts';
+import { ConfigError, parseConfigText } from '../src/app/config/load.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { MockUpstream } from './support/mock-upstream.ts';
 import { rawRequest } from './support/raw-http.ts';

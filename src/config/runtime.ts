@@ -8,7 +8,7 @@ import { KeyPool, type PoolKey } from '../keys/pool.ts';
 import { DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES, entraTokenSource, managedIdentityTokenSource } from '../providers/entra-auth.ts';
 import { ServiceAccountTokenSource } from '../providers/google-auth.ts';
 import type { OAuthTokenCache, TokenSource } from '../providers/oauth-token.ts';
-import { ConfigError, type ConfigProblem } from './load.ts';
+import { ConfigError, type ConfigProblem } from '../app/config/load.ts';
 import { PROVIDER_IDS, type Config, type PluginId, type ProviderId, type ProviderInput } from './schema.ts';
 
 export interface CompiledKey extends PoolKey {

@@ -4,14 +4,14 @@
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
 import type { PluginId } from '../config/schema.ts';
-import { Pipeline } from '../pipeline/pipeline.ts';
-import type { Plugin } from '../pipeline/types.ts';
-import type { RouteInstaller } from '../server/app.ts';
+import { Pipeline } from '../core/pipeline.ts';
+import type { Plugin } from '../core/request.ts';
+import type { RouteInstaller } from '../http/app.ts';
 import { ExplorerPlugin } from './explorer/index.ts';
-import { GovernancePlugin } from './governance/plugin.ts';
-import { RequestLogPlugin } from './logging.ts';
-import { MetricsPlugin } from './metrics.ts';
-import { TracingPlugin } from './tracing/plugin.ts';
+import { GovernancePlugin } from './governance/index.ts';
+import { RequestLogPlugin } from './request-log/index.ts';
+import { MetricsPlugin } from './metrics/index.ts';
+import { TracingPlugin } from './tracing/index.ts';
 
 export interface ConfigurablePlugin extends Plugin {
   configure(config: RuntimeConfig): void | Promise<void>;

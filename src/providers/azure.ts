@@ -22,7 +22,7 @@
  * model name.
  */
 import { DEFAULT_ANTHROPIC_VERSION } from './anthropic.ts';
-import { paramValues, percentDecoded, withoutParams } from '../util/query.ts';
+import { paramValues, percentDecoded, withoutParams } from '../lib/query.ts';
 import { TokenError } from './oauth-token.ts';
 import { bodyModel, joinUrl, ProviderError, type Provider, type UpstreamTarget } from './types.ts';
 

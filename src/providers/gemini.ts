@@ -3,7 +3,7 @@
  * client's API version (/v1beta, /v1) kept; `x-goog-api-key: <key>`; a client `key=`
  * query parameter is removed when the gateway's key is used.
  */
-import { percentDecoded } from '../util/query.ts';
+import { percentDecoded } from '../lib/query.ts';
 import { bodyModel, joinUrl, type Provider } from './types.ts';
 
 const DEFAULT_BASE = 'https://generativelanguage.googleapis.com';

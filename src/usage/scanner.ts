@@ -6,7 +6,7 @@
  */
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { type Coding, contentCoding } from '../util/content-coding.ts';
+import { type Coding, contentCoding } from '../lib/content-coding.ts';
 import { applyUsage, finishUsage } from './extract.ts';
 import { memberKey, rootMemberObject } from './tail.ts';
 import type { Usage, UsageFormat } from './types.ts';

@@ -11,7 +11,7 @@
  * by `:` a member name. The object's depth is proven by the bytes after it: exactly one
  * `}` (the root's) may close outside strings, at the end of the document.
  */
-import { CLOSE, COLON, containerEnd, enclosingClose, escaped, OPEN, skipSpace } from '../util/json-bytes.ts';
+import { CLOSE, COLON, containerEnd, enclosingClose, escaped, OPEN, skipSpace } from '../lib/json-bytes.ts';
 
 /** A usage object longer than this is not searched for its end (real ones are ~100-600 bytes). */
 const MAX_OBJECT_BYTES = 4096;

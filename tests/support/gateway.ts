@@ -5,8 +5,8 @@
 import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Plugin } from '../../src/pipeline/types.ts';
-import { Gateway } from '../../src/server/gateway.ts';
+import type { Plugin } from '../../src/core/request.ts';
+import { Gateway } from '../../src/app/gateway.ts';
 
 export interface TestGateway {
   gw: Gateway;

@@ -12,7 +12,7 @@
  */
 import type { Elysia } from 'elysia';
 import { PROVIDER_IDS } from '../../config/schema.ts';
-import { jsonError } from '../../server/errors.ts';
+import { jsonError } from '../../core/errors.ts';
 import { type ExplorerPlugin, requestUrl } from './index.ts';
 import { binValue, type Cursor, type GroupRow, type LogFilter, type LogStore } from './store.ts';
 import { UI_CSP, UI_HTML } from './ui.ts';

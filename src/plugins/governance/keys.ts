@@ -9,7 +9,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ProviderId } from '../../config/schema.ts';
 import type { Period } from './limits.ts';
-import { paramValues, withoutParams } from '../../util/query.ts';
+import { paramValues, withoutParams } from '../../lib/query.ts';
 
 export interface VirtualKey {
   name: string;

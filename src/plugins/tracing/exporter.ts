@@ -10,7 +10,7 @@
  * rather than let memory grow; a failing collector costs one warning a minute, never a
  * request.
  */
-import { appLog } from '../../log/app.ts';
+import { appLog } from '../../lib/app-log.ts';
 import { ByteWriter } from './byte-writer.ts';
 import type { BatchEnvelope, OtlpEncoding } from './encoding.ts';
 

@@ -6,8 +6,8 @@
  * wire encoding, at module load.
  */
 import type { ProviderId } from '../../config/schema.ts';
-import { ENDPOINTS } from '../../passthrough/flow.ts';
-import type { AttemptInfo, EndpointId, Outcome, RequestRecord } from '../../pipeline/types.ts';
+import { ENDPOINTS } from '../../proxy/flow.ts';
+import type { AttemptInfo, EndpointId, Outcome, RequestRecord } from '../../core/request.ts';
 import type { ByteWriter } from './byte-writer.ts';
 import { type OtlpEncoding, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET } from './encoding.ts';
 import { newSpanId } from './trace-context.ts';

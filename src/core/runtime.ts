@@ -3,7 +3,7 @@
  * reload replaces both references at once; a request reads them once, on arrival.
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
-import type { Pipeline } from '../pipeline/pipeline.ts';
+import type { Pipeline } from './pipeline.ts';
 
 export interface GatewayState {
   config: RuntimeConfig;

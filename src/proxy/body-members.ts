@@ -11,7 +11,7 @@
  * A repeated member counts once, the last one, as in JSON.parse (RFC 8259 section 4
  * leaves duplicates to the parser).
  */
-import { BACKSLASH, CLOSE, CLOSE_ARRAY, COLON, COMMA, containerEnd, isSpace, OPEN, OPEN_ARRAY, QUOTE, skipSpace, stringEnd } from '../util/json-bytes.ts';
+import { BACKSLASH, CLOSE, CLOSE_ARRAY, COLON, COMMA, containerEnd, isSpace, OPEN, OPEN_ARRAY, QUOTE, skipSpace, stringEnd } from '../lib/json-bytes.ts';
 
 const MODEL = new TextEncoder().encode('model');
 const STREAM = new TextEncoder().encode('stream');

@@ -3,11 +3,11 @@
  * and JSON errors for everything else. Plugins may add their own routes (/metrics).
  */
 import { Elysia } from 'elysia';
-import { type Endpoint, ENDPOINTS, handlePassthrough, type RawTarget } from '../passthrough/flow.ts';
-import { MAX_SEGMENTS } from '../passthrough/path.ts';
-import { VERSION } from '../version.ts';
-import { jsonError } from './errors.ts';
-import type { GatewayState } from './state.ts';
+import { type Endpoint, ENDPOINTS, handlePassthrough, type RawTarget } from '../proxy/flow.ts';
+import { MAX_SEGMENTS } from '../proxy/path.ts';
+import { VERSION } from '../lib/version.ts';
+import { jsonError } from '../core/errors.ts';
+import type { GatewayState } from '../core/runtime.ts';
 
 export type RouteInstaller = (app: Elysia) => void;
 

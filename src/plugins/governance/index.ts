@@ -11,9 +11,9 @@
  * refused.
  */
 import type { RuntimeConfig } from '../../config/runtime.ts';
-import { appLog } from '../../log/app.ts';
-import type { RequestContext, RequestRecord } from '../../pipeline/types.ts';
-import { jsonError } from '../../server/errors.ts';
+import { appLog } from '../../lib/app-log.ts';
+import type { RequestContext, RequestRecord } from '../../core/request.ts';
+import { jsonError } from '../../core/errors.ts';
 import type { ConfigurablePlugin } from '../index.ts';
 import { presentedKey, VirtualKeyTable, type VirtualKey } from './keys.ts';
 import { allowsModel, costNanoUsd, formatUsd, minuteWindow, periodWindow, PriceTable, secondsUntil, tokensOf, type Period, type Window } from './limits.ts';

@@ -2,7 +2,7 @@
  * The plugin interface every passthrough request runs through, and the record a
  * request leaves behind. Nothing provider-specific lives here.
  */
-import type { RootMembers } from '../passthrough/body-members.ts';
+import type { RootMembers } from '../proxy/body-members.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import type { ProviderId } from '../config/schema.ts';
 import type { Usage } from '../usage/types.ts';

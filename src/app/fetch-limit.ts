@@ -15,7 +15,7 @@
  * main.ts imports ./raise-fetch-limit.ts first, which calls ensureFetchLimit before the
  * rest of the program is evaluated: the re-exec costs one runtime start and nothing more.
  */
-import { parseArgs } from '../cli/args.ts';
+import { parseArgs } from './cli.ts';
 
 export const FETCH_LIMIT_VAR = 'BUN_CONFIG_MAX_HTTP_REQUESTS';
 /** Bun accepts 1-65535. A limit, not a reservation: a higher value costs no memory. */

@@ -22,8 +22,8 @@
  * in batches, straight into bytes (otlp-proto.ts, otlp-json.ts).
  */
 import type { RuntimeConfig } from '../../config/runtime.ts';
-import type { AttemptInfo, Plugin, RequestContext, RequestRecord } from '../../pipeline/types.ts';
-import { VERSION } from '../../version.ts';
+import type { AttemptInfo, Plugin, RequestContext, RequestRecord } from '../../core/request.ts';
+import { VERSION } from '../../lib/version.ts';
 import type { OtlpEncoding } from './encoding.ts';
 import { OtlpExporter } from './exporter.ts';
 import { OTLP_JSON } from './otlp-json.ts';

@@ -3,8 +3,8 @@
  * client secrets, virtual keys) and the values of credential-looking JSON fields are
  * replaced. Built once per config load.
  */
-import type { RuntimeConfig } from '../config/runtime.ts';
-import { PROVIDER_IDS } from '../config/schema.ts';
+import type { RuntimeConfig } from '../../config/runtime.ts';
+import { PROVIDER_IDS } from '../../config/schema.ts';
 
 const SECRET_FIELD = /("(?:api[_-]?key|x-api-key|authorization|access_token|refresh_token|client_secret|private_key|password|secret|token)"\s*:\s*")((?:[^"\\]|\\.)*)(")/gi;
 

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defaultConfigInput } from './defaults.ts';
 import { loadConfigFile, validateConfig, type Env } from './load.ts';
-import { compileConfig, type RuntimeConfig } from './runtime.ts';
+import { compileConfig, type RuntimeConfig } from '../../config/runtime.ts';
 
 export const DEFAULT_ORIGIN = 'built-in default';
 const CANDIDATES = ['config.yaml', 'config.yml', 'config.json'];

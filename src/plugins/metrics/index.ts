@@ -18,15 +18,15 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Elysia } from 'elysia';
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
-import type { RuntimeConfig } from '../config/runtime.ts';
-import { PROVIDER_IDS, type ProviderId } from '../config/schema.ts';
-import { appLog } from '../log/app.ts';
-import { openStreams } from '../passthrough/idle.ts';
-import type { EndpointId, Outcome, Plugin, RequestRecord } from '../pipeline/types.ts';
-import { jsonError } from '../server/errors.ts';
-import type { GatewayState } from '../server/state.ts';
-import { VERSION } from '../version.ts';
-import { configuredSecrets } from './redact.ts';
+import type { RuntimeConfig } from '../../config/runtime.ts';
+import { PROVIDER_IDS, type ProviderId } from '../../config/schema.ts';
+import { appLog } from '../../lib/app-log.ts';
+import { openStreams } from '../../proxy/idle.ts';
+import type { EndpointId, Outcome, Plugin, RequestRecord } from '../../core/request.ts';
+import { jsonError } from '../../core/errors.ts';
+import type { GatewayState } from '../../core/runtime.ts';
+import { VERSION } from '../../lib/version.ts';
+import { configuredSecrets } from '../shared/redact.ts';
 
 /** Seconds; from a cached answer (ms) to a long reasoning stream (20 min). */
 export const LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200];

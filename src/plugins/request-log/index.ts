@@ -8,10 +8,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
-import type { RuntimeConfig } from '../config/runtime.ts';
-import { appLog } from '../log/app.ts';
-import type { Plugin, RequestRecord } from '../pipeline/types.ts';
-import { redactor } from './redact.ts';
+import type { RuntimeConfig } from '../../config/runtime.ts';
+import { appLog } from '../../lib/app-log.ts';
+import type { Plugin, RequestRecord } from '../../core/request.ts';
+import { redactor } from '../shared/redact.ts';
 
 type Destination = ReturnType<typeof pino.destination>;
 

@@ -21,7 +21,7 @@
 import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync, readlinkSync, realpathSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { appLog } from '../log/app.ts';
+import { appLog } from '../../lib/app-log.ts';
 
 export interface ConfigWatchOptions {
   /** Quiet time after the last event before the file is read. */

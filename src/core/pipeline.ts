@@ -4,9 +4,9 @@
  * a sink hiccupped. A request hook that throws answers 500, since a broken check (auth,
  * limits) must not wave traffic through.
  */
-import { appLog } from '../log/app.ts';
-import { jsonError } from '../server/errors.ts';
-import type { AttemptInfo, Plugin, RequestContext, RequestRecord } from './types.ts';
+import { appLog } from '../lib/app-log.ts';
+import { jsonError } from './errors.ts';
+import type { AttemptInfo, Plugin, RequestContext, RequestRecord } from './request.ts';
 
 type HookName = 'onRequest' | 'onResponse' | 'onAttemptStart' | 'onAttemptEnd' | 'onComplete';
 

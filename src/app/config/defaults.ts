@@ -3,7 +3,7 @@
  * environment variables are set is enabled with one key; the rest run in direct-key mode
  * (the client's own credential is forwarded).
  */
-import type { ConfigInput } from './schema.ts';
+import type { ConfigInput } from '../../config/schema.ts';
 import type { Env } from './load.ts';
 
 export function defaultConfigInput(env: Env): ConfigInput {

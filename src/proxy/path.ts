@@ -15,7 +15,7 @@
  * compares those with the parsed remainder, and any difference (whatever rewrote it) is
  * refused. The rule follows the parser instead of listing its spellings.
  */
-import { percentDecoded } from '../util/query.ts';
+import { percentDecoded } from '../lib/query.ts';
 
 export type PathCheck = { ok: true } | { ok: false; reason: string };
 

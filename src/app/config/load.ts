@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import * as v from 'valibot';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import { ConfigSchema, type Config } from './schema.ts';
+import { ConfigSchema, type Config } from '../../config/schema.ts';
 
 export interface ConfigProblem {
   file: string;

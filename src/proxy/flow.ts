@@ -6,13 +6,13 @@
 import type { Server } from 'bun';
 import type { CompiledProvider } from '../config/runtime.ts';
 import type { ProviderId } from '../config/schema.ts';
-import type { Pipeline } from '../pipeline/pipeline.ts';
-import type { EndpointId, RequestContext, RequestRecord } from '../pipeline/types.ts';
+import type { Pipeline } from '../core/pipeline.ts';
+import type { EndpointId, RequestContext, RequestRecord } from '../core/request.ts';
 import { isVertexRequest, PROVIDERS, ProviderError } from '../providers/index.ts';
-import { GatewayError, jsonError } from '../server/errors.ts';
-import type { GatewayState } from '../server/state.ts';
+import { GatewayError, jsonError } from '../core/errors.ts';
+import type { GatewayState } from '../core/runtime.ts';
 import { CREDENTIAL_PARAMS, forwardRequestHeaders } from './headers.ts';
-import { withoutParams } from '../util/query.ts';
+import { withoutParams } from '../lib/query.ts';
 import { checkPassthroughPath, describeRawMismatch, type RawRoute, sameSegments, splitPassthroughUrl } from './path.ts';
 import { Completion } from './completion.ts';
 import { callUpstream } from './upstream.ts';

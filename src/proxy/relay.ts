@@ -6,7 +6,7 @@
  * byte or on the client going away (which cancels the upstream at once).
  */
 import type { CompiledProvider } from '../config/runtime.ts';
-import type { RequestContext } from '../pipeline/types.ts';
+import type { RequestContext } from '../core/request.ts';
 import { UsageScanner, usageOfBody } from '../usage/scanner.ts';
 import type { Usage, UsageFormat } from '../usage/types.ts';
 import type { Completion } from './completion.ts';

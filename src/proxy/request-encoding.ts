@@ -5,7 +5,7 @@
  * choice and from a virtual key's model list.
  */
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
-import { contentCoding } from '../util/content-coding.ts';
+import { contentCoding } from '../lib/content-coding.ts';
 
 /**
  * The body as the upstream will read it: `bytes` when not compressed, the inflated

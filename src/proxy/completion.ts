@@ -2,9 +2,9 @@
  * Closes a request's record exactly once, whichever way it ends (answered, refused,
  * failed, client gone), and hands it to the completion hooks.
  */
-import type { Pipeline } from '../pipeline/pipeline.ts';
-import type { Outcome, RequestContext, RequestError } from '../pipeline/types.ts';
-import type { GatewayState } from '../server/state.ts';
+import type { Pipeline } from '../core/pipeline.ts';
+import type { Outcome, RequestContext, RequestError } from '../core/request.ts';
+import type { GatewayState } from '../core/runtime.ts';
 
 /** nginx's convention for "client closed the request" in logs; never sent to anyone. */
 export const CLIENT_CLOSED_STATUS = 499;

@@ -3,16 +3,16 @@
  * graceful shutdown. main.ts and the tests both start gateways through this.
  */
 import type { Server } from 'bun';
-import { ConfigError, type Env } from '../config/load.ts';
+import { ConfigError, type Env } from './config/load.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
-import { loadRuntimeConfig } from '../config/source.ts';
-import { ConfigWatcher } from '../config/watch.ts';
-import { appLog, applyConfiguredLevel } from '../log/app.ts';
-import type { Pipeline } from '../pipeline/pipeline.ts';
-import type { Plugin } from '../pipeline/types.ts';
+import { loadRuntimeConfig } from './config/source.ts';
+import { ConfigWatcher } from './config/watch.ts';
+import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
+import type { Pipeline } from '../core/pipeline.ts';
+import type { Plugin } from '../core/request.ts';
 import { PluginSet } from '../plugins/index.ts';
-import { createApp } from './app.ts';
-import type { GatewayState } from './state.ts';
+import { createApp } from '../http/app.ts';
+import type { GatewayState } from '../core/runtime.ts';
 
 export interface GatewayOptions {
   /** Config file path; undefined = built-in default. */

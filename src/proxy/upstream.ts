@@ -4,11 +4,11 @@
  * when there is one) while nothing has been sent to the client.
  */
 import type { CompiledKey, CompiledProvider } from '../config/runtime.ts';
-import { RETRYABLE_STATUS, retryAfterMs, retryDelay, sleep } from '../pipeline/retry.ts';
-import type { Pipeline } from '../pipeline/pipeline.ts';
-import type { RequestContext, RequestError } from '../pipeline/types.ts';
+import { RETRYABLE_STATUS, retryAfterMs, retryDelay, sleep } from './retry.ts';
+import type { Pipeline } from '../core/pipeline.ts';
+import type { RequestContext, RequestError } from '../core/request.ts';
 import type { Provider } from '../providers/types.ts';
-import { GatewayError, jsonError } from '../server/errors.ts';
+import { GatewayError, jsonError } from '../core/errors.ts';
 import { CREDENTIAL_HEADERS } from './headers.ts';
 
 export type UpstreamResult =
