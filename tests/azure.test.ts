@@ -447,7 +447,7 @@ describe('the model in an Azure path (unit)', () => {
     expect(azure.modelOf('/openai/deployments/gpt-4o/chat/completions', undefined)).toBe('gpt-4o');
     expect(azure.modelOf('/openai/deployments/gpt%2D4o/chat/completions', undefined)).toBe('gpt-4o');
     expect(azure.modelOf('/openai%2Fdeployments%2Fgpt-4o%2Fchat/completions', undefined)).toBe('gpt-4o');
-    expect(azure.modelOf('/openai/v1/responses', { model: 'gpt-4.1' })).toBe('gpt-4.1');
+    expect(azure.modelOf('/openai/v1/responses', { model: 'gpt-4.1', stream: false })).toBe('gpt-4.1');
   });
 });
 

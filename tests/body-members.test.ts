@@ -6,8 +6,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { seededRandom } from './support/random.ts';
-import { rootMembers } from '../src/proxy/body-members.ts';
-import type { Plugin, RequestContext } from '../src/core/request.ts';
+import { rootMembers } from '../src/proxy/members.ts';
+import type { StaticPlugin } from '../src/core/plugin.ts';
+import type { RequestContext } from '../src/core/request.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { MockUpstream } from './support/mock-upstream.ts';
 
@@ -133,7 +134,7 @@ describe('in the gateway', () => {
   let gw: TestGateway;
   const seen: Array<{ model: string | undefined; stream: boolean | undefined; json: unknown }> = [];
   // A plugin that reads ctx.json: parsed for it on first use.
-  const reader: Plugin = {
+  const reader: StaticPlugin = {
     name: 'json-reader',
     onRequest(ctx: RequestContext) {
       seen.push({ model: ctx.model, stream: ctx.members?.stream, json: ctx.json });

@@ -111,10 +111,10 @@ describe('config files', () => {
   test('built-in default: providers enabled from their standard variables', async () => {
     const { config } = await loadRuntimeConfig(undefined, { OPENAI_API_KEY: 'a', ANTHROPIC_API_KEY: 'b', AZURE_API_KEY: 'c', AZURE_ENDPOINT: 'https://x.openai.azure.com' });
     expect(config.origin).toBe('built-in default');
-    expect(config.providers.openai.keys.size).toBe(1);
-    expect(config.providers.anthropic.keys.size).toBe(1);
-    expect(config.providers.azure.keys.size).toBe(1);
-    expect(config.providers.gemini.keys.size).toBe(0);
+    expect(config.providers.openai!.keys.size).toBe(1);
+    expect(config.providers.anthropic!.keys.size).toBe(1);
+    expect(config.providers.azure!.keys.size).toBe(1);
+    expect(config.providers.gemini!.keys.size).toBe(0);
     expect(config.source.server).toMatchObject({ host: '127.0.0.1', port: 8080 });
   });
 });

@@ -431,7 +431,7 @@ describe('auth', () => {
       expect(JSON.parse(http10.body)).toHaveProperty('totals');
       // A client whose address is not loopback (the app without a socket has none).
       const ex = t.gw.plugins.explorer;
-      const app = createApp(t.gw.state, [ex.routes]);
+      const app = createApp(t.gw.state, ex.routes().map((route) => ({ plugin: 'explorer', route })));
       const remote = await app.handle(new Request('http://127.0.0.1/api/stats'));
       expect(remote.status).toBe(403);
       expect(((await remote.json()) as any).error.type).toBe('forbidden');

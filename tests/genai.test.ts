@@ -587,11 +587,11 @@ describe('Vertex rules (unit)', () => {
   test('detection', () => {
     expect(isVertexRequest('/v1/projects/p/locations/l/publishers/google/models/m:generateContent', undefined, null)).toBe(true);
     expect(isVertexRequest('/v1beta1/publishers/google/models/m:generateContent', undefined, null)).toBe(true);
-    expect(isVertexRequest('/v1beta/models/m:generateContent', { model: 'projects/p/locations/l/publishers/google/models/m' }, null)).toBe(true);
+    expect(isVertexRequest('/v1beta/models/m:generateContent', { model: 'projects/p/locations/l/publishers/google/models/m', stream: false }, null)).toBe(true);
     expect(isVertexRequest('/v1beta/models/m:generateContent', undefined, 'Bearer ya29.abc')).toBe(true);
     expect(isVertexRequest('/v1beta/models/m:generateContent', undefined, 'bearer YA29.abc')).toBe(true);
     expect(isVertexRequest('/v1beta/models/m:generateContent', undefined, null)).toBe(false);
-    expect(isVertexRequest('/v1/models/m:streamGenerateContent', { model: 'models/m' }, 'Bearer sk-abc')).toBe(false);
+    expect(isVertexRequest('/v1/models/m:streamGenerateContent', { model: 'models/m', stream: false }, 'Bearer sk-abc')).toBe(false);
     expect(isVertexRequest('/v1beta/files', undefined, 'Bearer ya29')).toBe(false);
   });
 });

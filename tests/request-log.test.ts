@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
-import type { Plugin } from '../src/core/request.ts';
+import type { StaticPlugin as Plugin } from '../src/core/plugin.ts';
 import { chatStream, MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 

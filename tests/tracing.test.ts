@@ -429,7 +429,7 @@ describe('tracing off', () => {
     const m = new MockUpstream();
     const g = await startGateway({ providers: { openai: { keys: [{ name: 'k', value: fakeKey(), models: ['*'] }], network_config: { base_url: m.url } } } });
     try {
-      expect(g.gw.state.pipeline.plugins.map((p) => p.name)).not.toContain('tracing');
+      expect(g.gw.state.pipeline.names).not.toContain('tracing');
       const tp = `00-${INCOMING_TRACE}-${INCOMING_SPAN}-01`;
       const res = await fetch(`${g.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', traceparent: tp }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }) });
       await res.text();

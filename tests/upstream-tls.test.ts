@@ -57,7 +57,7 @@ test('insecure_skip_verify skips the check', async () => {
 test("Bifrost's duration strings for the retry backoff", async () => {
   const gw = await startGateway({ providers: { openai: { network_config: { retry_backoff_initial: '250ms', retry_backoff_max: '1m30s' } } } });
   try {
-    expect(gw.gw.config.providers.openai.retry).toMatchObject({ initialMs: 250, maxMs: 90_000 });
+    expect(gw.gw.config.providers.openai!.retry).toMatchObject({ initialMs: 250, maxMs: 90_000 });
   } finally {
     await gw.stop();
   }

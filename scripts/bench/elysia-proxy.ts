@@ -24,7 +24,7 @@
  * Usage: UPSTREAM=http://127.0.0.1:PORT bun scripts/bench/elysia-proxy.ts <port> [duties]
  */
 import { Elysia } from 'elysia';
-import { rootMembers } from '../../src/proxy/body-members.ts';
+import { rootMembers } from '../../src/proxy/members.ts';
 import { clientResponseHeaders, forwardRequestHeaders } from '../../src/proxy/headers.ts';
 import { checkPassthroughPath, splitPassthroughUrl } from '../../src/proxy/path.ts';
 import { usageOfBody } from '../../src/usage/scanner.ts';

@@ -8,8 +8,8 @@ import type { RuntimeConfig } from '../config/runtime.ts';
 import { loadRuntimeConfig } from './config/source.ts';
 import { ConfigWatcher } from './config/watch.ts';
 import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
-import type { Pipeline } from '../core/pipeline.ts';
-import type { Plugin } from '../core/request.ts';
+import { Pipeline } from '../core/pipeline.ts';
+import type { StaticPlugin } from '../core/plugin.ts';
 import { PluginSet } from '../plugins/index.ts';
 import { createApp } from '../http/app.ts';
 import type { GatewayState } from '../core/runtime.ts';
@@ -20,8 +20,8 @@ export interface GatewayOptions {
   host?: string;
   port?: number;
   env?: Env;
-  /** Extra plugins (embedding, tests), run after the built-in ones. */
-  plugins?: Plugin[];
+  /** Extra plugins (embedding, tests), always on, run after the built-in ones. */
+  plugins?: StaticPlugin[];
   /** Reload when the config file changes (default true; needs configPath). */
   watch?: boolean;
 }
@@ -45,10 +45,10 @@ export class Gateway {
     const { config, text } = await loadRuntimeConfig(options.configPath, env);
     applyConfiguredLevel(config.source.logs.level);
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
-    const plugins = new PluginSet(options.plugins);
-    const state: GatewayState = { config, pipeline: await plugins.pipelineFor(config), inflight: 0, draining: false, cutting: false };
-    plugins.metrics.bindState(state);
-    const app = createApp(state, plugins.routes());
+    const state: GatewayState = { config, pipeline: Pipeline.EMPTY, inflight: 0, openStreams: 0, draining: false, cutting: false, reloads: { success: 0, failure: 0, lastSuccessful: true } };
+    const plugins = new PluginSet(() => state, options.plugins);
+    state.pipeline = await plugins.pipelineFor(config);
+    const app = createApp(state, plugins.routes(config));
     const host = options.host ?? config.source.server.host;
     const port = options.port ?? config.source.server.port;
     app.listen({
@@ -118,13 +118,15 @@ export class Gateway {
     this.state.config = config;
     this.state.pipeline = pipeline;
     appLog.info({ reason, config: config.origin }, 'config reloaded');
-    this.plugins.metrics.recordConfigReload('success');
+    this.state.reloads.success++;
+    this.state.reloads.lastSuccessful = true;
     return true;
   }
 
   private rejectReload(fields: Record<string, unknown>): false {
     appLog.error(fields, 'config reload rejected; previous config stays in force');
-    this.plugins.metrics.recordConfigReload('failure');
+    this.state.reloads.failure++;
+    this.state.reloads.lastSuccessful = false;
     return false;
   }
 

@@ -1,99 +1,123 @@
 /**
- * Runs the enabled plugins in their configured order. A plugin that throws in a
- * response, attempt or completion hook is logged and skipped: no request fails because
- * a sink hiccupped. A request hook that throws answers 500, since a broken check (auth,
- * limits) must not wave traffic through.
+ * Runs the hooks of the plugins a config turned on, in the configured order. A plugin
+ * that throws in a response, attempt or completion hook is logged and skipped: no
+ * request fails because a sink hiccupped. A request hook that throws refuses the request
+ * with a 500, since a broken check (auth, limits) must not wave traffic through.
  */
 import { appLog } from '../lib/app-log.ts';
-import { jsonError } from './errors.ts';
-import type { AttemptInfo, Plugin, RequestContext, RequestRecord } from './request.ts';
+import { GatewayError } from './errors.ts';
+import type { Hooks, RequestVerdict } from './plugin.ts';
+import type { AttemptInfo, RequestContext, RequestRecord } from './request.ts';
 
-type HookName = 'onRequest' | 'onResponse' | 'onAttemptStart' | 'onAttemptEnd' | 'onComplete';
+type HookName = keyof Hooks;
+
+/** One plugin's hooks in a pipeline. */
+export interface Stage {
+  readonly name: string;
+  readonly hooks: Hooks;
+}
 
 export class Pipeline {
-  private readonly requestHooks: Plugin[];
-  private readonly responseHooks: Plugin[];
-  private readonly completeHooks: Plugin[];
-  private readonly attemptStartHooks: Plugin[];
-  private readonly attemptEndHooks: Plugin[];
+  static readonly EMPTY = new Pipeline([]);
 
-  constructor(readonly plugins: readonly Plugin[]) {
-    this.requestHooks = plugins.filter((p) => p.onRequest);
-    this.responseHooks = plugins.filter((p) => p.onResponse);
-    this.completeHooks = plugins.filter((p) => p.onComplete);
-    this.attemptStartHooks = plugins.filter((p) => p.onAttemptStart);
-    this.attemptEndHooks = plugins.filter((p) => p.onAttemptEnd);
+  private readonly requestHooks: Stage[];
+  private readonly responseHooks: Stage[];
+  private readonly completeHooks: Stage[];
+  private readonly attemptStartHooks: Stage[];
+  private readonly attemptEndHooks: Stage[];
+
+  constructor(readonly stages: readonly Stage[]) {
+    this.requestHooks = stages.filter((s) => s.hooks.onRequest);
+    this.responseHooks = stages.filter((s) => s.hooks.onResponse);
+    this.completeHooks = stages.filter((s) => s.hooks.onComplete);
+    this.attemptStartHooks = stages.filter((s) => s.hooks.onAttemptStart);
+    this.attemptEndHooks = stages.filter((s) => s.hooks.onAttemptEnd);
   }
 
-  /** False when no plugin has a request hook: the flow then skips the (async) call. */
+  /** The names of the plugins in this pipeline, in order. */
+  get names(): string[] {
+    return this.stages.map((s) => s.name);
+  }
+
+  /** Whether the named plugin is on in this pipeline. */
+  has(name: string): boolean {
+    return this.stages.some((s) => s.name === name);
+  }
+
+  /** False when no plugin has a request hook: the request path then skips the (async) call. */
   get hasRequestHooks(): boolean {
     return this.requestHooks.length > 0;
   }
 
-  /** False when no plugin wants attempt reports: the flow then builds none. */
+  /** False when no plugin wants attempt reports: the request path then builds none. */
   get hasAttemptEndHooks(): boolean {
     return this.attemptEndHooks.length > 0;
   }
 
-  async onRequest(ctx: RequestContext): Promise<Response | undefined> {
-    for (const p of this.requestHooks) {
+  /** The request hooks' verdict: the first refusal stops the rest; a virtual key named by any is kept. */
+  async onRequest(ctx: RequestContext): Promise<RequestVerdict | undefined> {
+    let virtualKey: string | undefined;
+    for (const s of this.requestHooks) {
+      let verdict: RequestVerdict | undefined;
       try {
-        const answer = await p.onRequest!(ctx);
-        if (answer) return answer;
+        verdict = await s.hooks.onRequest!(ctx);
       } catch (err) {
-        failed(p, 'onRequest', ctx.id, err);
-        return jsonError(500, 'gateway_error', `plugin ${p.name} failed; request not forwarded`);
+        failed(s, 'onRequest', ctx.id, err);
+        return { virtualKey, refusal: new GatewayError(500, 'gateway_error', `plugin ${s.name} failed; request not forwarded`) };
       }
+      if (!verdict) continue;
+      virtualKey ??= verdict.virtualKey;
+      if (verdict.refusal) return { virtualKey, refusal: verdict.refusal };
     }
-    return undefined;
+    return virtualKey === undefined ? undefined : { virtualKey };
   }
 
   // The hooks below run for every request, so each loop calls its hook inline
   // rather than through a closure per call.
 
   onAttemptStart(ctx: RequestContext, attempt: number): void {
-    for (const p of this.attemptStartHooks) {
+    for (const s of this.attemptStartHooks) {
       try {
-        p.onAttemptStart!(ctx, attempt);
+        s.hooks.onAttemptStart!(ctx, attempt);
       } catch (err) {
-        failed(p, 'onAttemptStart', ctx.id, err);
+        failed(s, 'onAttemptStart', ctx.id, err);
       }
     }
   }
 
   onAttemptEnd(ctx: RequestContext, info: AttemptInfo): void {
-    for (const p of this.attemptEndHooks) {
+    for (const s of this.attemptEndHooks) {
       try {
-        p.onAttemptEnd!(ctx, info);
+        s.hooks.onAttemptEnd!(ctx, info);
       } catch (err) {
-        failed(p, 'onAttemptEnd', ctx.id, err);
+        failed(s, 'onAttemptEnd', ctx.id, err);
       }
     }
   }
 
   onResponse(ctx: RequestContext, upstream: Response): void {
-    for (const p of this.responseHooks) {
+    for (const s of this.responseHooks) {
       try {
-        p.onResponse!(ctx, upstream);
+        s.hooks.onResponse!(ctx, upstream);
       } catch (err) {
-        failed(p, 'onResponse', ctx.id, err);
+        failed(s, 'onResponse', ctx.id, err);
       }
     }
   }
 
-  onComplete(record: RequestRecord, ctx: RequestContext | undefined): void {
-    for (const p of this.completeHooks) {
+  onComplete(record: Readonly<RequestRecord>, ctx: RequestContext | undefined): void {
+    for (const s of this.completeHooks) {
       try {
-        const r = p.onComplete!(record, ctx);
+        const r = s.hooks.onComplete!(record, ctx);
         // An async hook's rejection is logged like a throw.
-        if (r instanceof Promise) r.catch((err) => failed(p, 'onComplete', record.request_id, err));
+        if (r instanceof Promise) r.catch((err) => failed(s, 'onComplete', record.request_id, err));
       } catch (err) {
-        failed(p, 'onComplete', record.request_id, err);
+        failed(s, 'onComplete', record.request_id, err);
       }
     }
   }
 }
 
-function failed(p: Plugin, hook: HookName, requestId: string, err: unknown): void {
-  appLog.error({ plugin: p.name, hook, request_id: requestId, err: String(err) }, 'plugin hook failed');
+function failed(s: Stage, hook: HookName, requestId: string, err: unknown): void {
+  appLog.error({ plugin: s.name, hook, request_id: requestId, err: String(err) }, 'plugin hook failed');
 }

@@ -1,33 +1,34 @@
 /**
- * The plugin interface every passthrough request runs through, and the record a
- * request leaves behind. Nothing provider-specific lives here.
+ * One passthrough request as plugins see it: its context while it runs, the record it
+ * leaves behind (the log line, metrics and traces report that), and typed slots for
+ * per-plugin state. Nothing provider-specific lives here.
  */
-import type { RootMembers } from '../proxy/body-members.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
-import type { ProviderId } from '../config/schema.ts';
 import type { Usage } from '../usage/types.ts';
+import type { ErrorType, Outcome } from './outcome.ts';
 
-export type EndpointId = 'openai' | 'anthropic' | 'azure' | 'genai';
-
-export type Outcome =
-  | 'ok' // the whole answer reached the client (whatever its status)
-  | 'upstream_error' // the upstream could not be reached, timed out, or broke mid-stream
-  | 'client_aborted' // the client went away before the last byte
-  | 'rejected' // refused by the gateway (bad input, governance, no key)
-  | 'stream_idle_timeout' // the upstream stream went silent for too long
-  | 'gateway_error'; // a fault in the gateway itself
+export { OUTCOMES, type Outcome } from './outcome.ts';
 
 export interface RequestError {
-  type: string;
+  type: ErrorType;
   message: string;
+}
+
+/** `model` and `stream` of a JSON request body, read without parsing it (proxy/members.ts). */
+export interface RootMembers {
+  /** `model` when it is a string (anything else: undefined, as for a missing one). */
+  readonly model: string | undefined;
+  /** `stream` is the literal `true`. */
+  readonly stream: boolean;
 }
 
 /** The final record of one request: what the log line, metrics and traces report. */
 export interface RequestRecord {
   time: string;
   request_id: string;
-  endpoint: EndpointId;
-  provider: ProviderId;
+  /** The passthrough route (providers/routes.ts): `openai`, `anthropic`, `azure`, `genai`. */
+  endpoint: string;
+  provider: string;
   method: string;
   /** Provider-native path, without the query string (which may carry credentials). */
   path: string;
@@ -72,22 +73,32 @@ export interface AttemptInfo {
   /** The response status, when response headers arrived. */
   status: number | undefined;
   /** The error type when none did (upstream_timeout, upstream_unreachable). */
-  error: string | undefined;
+  error: ErrorType | undefined;
 }
 
-/** Per-request state shared by the flow and the plugins. */
+/** What goes upstream: the one part of a request that request hooks may edit. */
+export interface UpstreamRequest {
+  readonly headers: Headers;
+  /** Raw query string without "?". */
+  query: string;
+}
+
+/** A request while it runs. What the client sent is read-only; `upstream` is what will be sent. */
 export interface RequestContext {
   readonly id: string;
   readonly request: Request;
   readonly config: RuntimeConfig;
-  readonly endpoint: EndpointId;
-  provider: ProviderId;
-  /** Provider-native path (raw) and query (raw, no "?"). */
+  /** The passthrough route (record.endpoint). */
+  readonly endpoint: string;
+  /** The provider's name under `providers:`. */
+  readonly provider: string;
+  /** Provider-native path as the client sent it (percent-encoding kept). */
   readonly path: string;
-  query: string;
-  /** Request headers to be sent upstream; plugins may edit them (e.g. consume a virtual key). */
-  readonly headers: Headers;
-  /** `model` and `stream` of a JSON body held whole (read without parsing it). */
+  /** The client's raw query, without "?". */
+  readonly query: string;
+  /** The model the request is for (body `model`, or the path), for key choice, limits and logs. */
+  readonly model: string | undefined;
+  /** `model` and `stream` of a JSON body held whole. */
   readonly members: RootMembers | undefined;
   /**
    * The body could not be read for its model: too large to hold (over
@@ -97,29 +108,29 @@ export interface RequestContext {
   readonly bodyUnread: boolean;
   /** The JSON body held whole, parsed on first use (undefined when it is not a JSON object). */
   readonly json: Record<string, unknown> | undefined;
-  model: string | undefined;
   /** performance.now() at arrival. */
   readonly startedAt: number;
-  readonly record: RequestRecord;
-  /** Free slots for plugins (e.g. the tracing span), keyed by plugin name. */
-  readonly state: Record<string, unknown>;
+  /** The record so far (read-only to plugins; proxy/completion.ts closes it). */
+  readonly record: Readonly<RequestRecord>;
+  readonly upstream: UpstreamRequest;
+  /** Per-plugin state; use a Slot. */
+  readonly slots: unknown[];
 }
 
-export interface Plugin {
-  readonly name: string;
-  /** Before the upstream call; return a Response to answer early (auth, limits, cache). */
-  onRequest?(ctx: RequestContext): Response | undefined | Promise<Response | undefined>;
-  /** Right before each upstream attempt's fetch; may still edit ctx.headers (e.g. traceparent). */
-  onAttemptStart?(ctx: RequestContext, attempt: number): void;
-  /** After each upstream attempt: its response headers arrived or it failed (not when the client aborted it). */
-  onAttemptEnd?(ctx: RequestContext, info: AttemptInfo): void;
-  /** When the upstream's response headers arrived (after retries), before the body flows. */
-  onResponse?(ctx: RequestContext, upstream: Response): void;
-  /**
-   * Once per request, after the last byte reached the client or the client went away.
-   * `ctx` is undefined for requests refused before they had one (bad path, body too large).
-   */
-  onComplete?(record: RequestRecord, ctx: RequestContext | undefined): void | Promise<void>;
-  /** Flush and release resources (shutdown, or the plugin was replaced by a reload). */
-  close?(): void | Promise<void>;
+let slots = 0;
+
+/**
+ * A typed place for one plugin's per-request state: `const TRACE = new Slot<RequestTrace>()`,
+ * then `TRACE.set(ctx, t)` and `TRACE.get(ctx)`.
+ */
+export class Slot<T> {
+  private readonly index = slots++;
+
+  get(ctx: RequestContext): T | undefined {
+    return ctx.slots[this.index] as T | undefined;
+  }
+
+  set(ctx: RequestContext, value: T): void {
+    ctx.slots[this.index] = value;
+  }
 }

@@ -1,17 +1,20 @@
 /**
- * The gateway's mutable core: the config in force and the pipeline built for it. A
- * reload replaces both references at once; a request reads them once, on arrival.
+ * The gateway's mutable core: the config in force and the pipeline built for it (a
+ * reload replaces both references at once; a request reads them once, on arrival), and
+ * the counters the process keeps about itself.
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
 import type { Pipeline } from './pipeline.ts';
+import type { ReloadCounts, RuntimeView } from './plugin.ts';
 
-export interface GatewayState {
+export interface GatewayState extends RuntimeView {
   config: RuntimeConfig;
   pipeline: Pipeline;
-  /** Passthrough requests not yet completed (streams included). */
   inflight: number;
+  openStreams: number;
   /** Set on SIGTERM: new requests are refused while in-flight ones finish. */
   draining: boolean;
   /** Set when the shutdown grace period is over: requests still open are cut by the gateway, not by their clients. */
   cutting: boolean;
+  readonly reloads: ReloadCounts;
 }

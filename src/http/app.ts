@@ -1,32 +1,38 @@
 /**
- * The HTTP server: one route per passthrough prefix (raw bodies, no parsing), /health,
- * and JSON errors for everything else. Plugins may add their own routes (/metrics).
+ * The HTTP server: the passthrough routes (raw bodies, no parsing), /health, the plugins'
+ * routes behind one on/off guard, and JSON errors for everything else.
  */
 import { Elysia } from 'elysia';
-import { type Endpoint, ENDPOINTS, handlePassthrough, type RawTarget } from '../proxy/flow.ts';
-import { MAX_SEGMENTS } from '../proxy/path.ts';
-import { VERSION } from '../lib/version.ts';
 import { jsonError } from '../core/errors.ts';
+import type { PluginRoute } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
+import { VERSION } from '../lib/version.ts';
+import { type Route, ROUTES } from '../providers/routes.ts';
+import { handle } from '../proxy/handle.ts';
+import { MAX_SEGMENTS } from '../proxy/path.ts';
+import type { RawTarget } from '../proxy/target.ts';
 
-export type RouteInstaller = (app: Elysia) => void;
+/** A plugin's route and the name of the plugin that must be in the pipeline for it to answer. */
+export interface OwnedRoute {
+  readonly plugin: string;
+  readonly route: PluginRoute;
+}
 
-
-type PassthroughServe = (endpoint: Endpoint, request: Request, server: Bun.Server<unknown> | null, raw: RawTarget) => Response | Promise<Response>;
+type Passthrough = (route: Route, request: Request, server: Bun.Server<unknown> | null, raw: RawTarget) => Response | Promise<Response>;
 type BunRoute = (request: Request, server: Bun.Server<unknown>) => Response | Promise<Response>;
 
 /**
  * The passthrough prefixes as Bun routes, which match the raw request target (Elysia's
  * router sees `request.url`, already rewritten by the URL parser): `P/:s1` ...
- * `P/:s1/.../:s32`, so the handler gets the raw segments as parameters (path.ts,
+ * `P/:s1/.../:s32`, so the handler gets the raw segments as parameters (proxy/path.ts,
  * sameSegments), and each of those followed by `/*`, which Bun matches when a trailing
- * "/", an empty segment or more segments follow: only a trailing "/" then passes. Served
- * by Bun's router, these routes skip Elysia's own routing, which is also cheaper per request.
+ * "/", an empty segment or more segments follow: only a trailing "/" then passes.
+ * Served by Bun's router, these routes skip Elysia's own routing.
  */
-function rawTargetRoutes(endpoint: Endpoint, serve: PassthroughServe): Record<string, BunRoute> {
+function rawTargetRoutes(route: Route, serve: Passthrough): Record<string, BunRoute> {
   const routes: Record<string, BunRoute> = {};
   const names: string[] = [];
-  let pattern = endpoint.prefix;
+  let pattern = route.prefix;
   for (let depth = 0; depth <= MAX_SEGMENTS; depth++) {
     if (depth > 0) {
       names.push(`s${depth}`);
@@ -34,16 +40,16 @@ function rawTargetRoutes(endpoint: Endpoint, serve: PassthroughServe): Record<st
     }
     const exact: RawTarget = { names: [...names], trailingSlash: false };
     const more: RawTarget = { names: exact.names, trailingSlash: true };
-    routes[pattern] = (request, server) => serve(endpoint, request, server, exact);
-    routes[`${pattern}/*`] = (request, server) => serve(endpoint, request, server, more);
+    routes[pattern] = (request, server) => serve(route, request, server, exact);
+    routes[`${pattern}/*`] = (request, server) => serve(route, request, server, more);
   }
   return routes;
 }
 
-export function createApp(state: GatewayState, extraRoutes: RouteInstaller[] = []): Elysia {
-  const passthrough: PassthroughServe = (endpoint, request, server, raw) =>
-    state.draining ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' }) : handlePassthrough(endpoint, request, server, state, raw);
-  const routes = Object.assign({}, ...ENDPOINTS.map((e) => rawTargetRoutes(e, passthrough))) as Record<string, BunRoute>;
+export function createApp(state: GatewayState, pluginRoutes: readonly OwnedRoute[] = []): Elysia {
+  const passthrough: Passthrough = (route, request, server, raw) =>
+    state.draining ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' }) : handle(route, request, server, state, raw);
+  const routes = Object.assign({}, ...ROUTES.map((r) => rawTargetRoutes(r, passthrough))) as Record<string, BunRoute>;
   // standardHostname: false. Elysia otherwise looks for the path from the 12th character
   // of the URL, assuming a host of 4+ characters: behind a Host of `llm` or `ai:80` (a
   // service name) every request was routed as the wrong path.
@@ -56,14 +62,19 @@ export function createApp(state: GatewayState, extraRoutes: RouteInstaller[] = [
     }),
   );
 
-  for (const endpoint of ENDPOINTS) {
+  for (const route of ROUTES) {
     // Reached only when the raw target missed the routes above while its rewrite by the
     // URL parser lies under the prefix (`/x/../openai_passthrough/...`): refused.
-    const moved = ({ request, server }: { request: Request; server: Bun.Server<unknown> | null }) => passthrough(endpoint, request, server, 'moved');
-    app.all(`${endpoint.prefix}/*`, moved, { parse: 'none' });
+    app.all(`${route.prefix}/*`, ({ request, server }) => passthrough(route, request, server, 'moved'), { parse: 'none' });
   }
 
-  for (const install of extraRoutes) install(app);
+  for (const { plugin, route } of pluginRoutes) {
+    app.get(route.path, ({ request, server, params }) => {
+      // The one on/off guard: a plugin's routes answer while it is in the pipeline.
+      if (!state.pipeline.has(plugin)) return jsonError(404, 'not_found', 'no such route');
+      return route.handle({ request, params: params as Record<string, string>, clientIp: server?.requestIP(request)?.address, keepOpen: () => server?.timeout(request, 0) });
+    });
+  }
 
   app.onError(({ code, error }) => {
     if (code === 'NOT_FOUND') return jsonError(404, 'not_found', 'no such route');

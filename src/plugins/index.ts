@@ -1,82 +1,65 @@
 /**
- * The built-in plugins. Each is created once and re-configured on every config load;
- * the pipeline for a config lists the enabled ones in the configured order.
+ * The registry of the built-in plugins, the only place that knows them all. Each is
+ * created once; on every config load the plugins the config lists are configured, in its
+ * order, and those that return hooks make up the pipeline; the others are told to
+ * release what they hold (`off`). Plugins of an embedding program (tests) run after them.
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
-import type { PluginId } from '../config/schema.ts';
-import { Pipeline } from '../core/pipeline.ts';
-import type { Plugin } from '../core/request.ts';
-import type { RouteInstaller } from '../http/app.ts';
+import { Pipeline, type Stage } from '../core/pipeline.ts';
+import type { Plugin, PluginRoute, RuntimeView, StaticPlugin } from '../core/plugin.ts';
 import { ExplorerPlugin } from './explorer/index.ts';
 import { GovernancePlugin } from './governance/index.ts';
-import { RequestLogPlugin } from './request-log/index.ts';
 import { MetricsPlugin } from './metrics/index.ts';
+import { RequestLogPlugin } from './request-log/index.ts';
 import { TracingPlugin } from './tracing/index.ts';
 
-export interface ConfigurablePlugin extends Plugin {
-  configure(config: RuntimeConfig): void | Promise<void>;
-  /** Read after configure: false keeps the plugin out of this config's pipeline (e.g. tracing without an endpoint). */
-  readonly inPipeline?: boolean;
-  /** The plugin is not listed in this config's `plugins`. */
-  disable?(config: RuntimeConfig): void | Promise<void>;
-  /** HTTP routes the plugin serves (e.g. /metrics). */
-  routes?: RouteInstaller;
-  /** Write out anything buffered (shutdown). */
-  flush?(): void | Promise<void>;
-  /** Shutdown began: end long-lived responses (live streams) so the server can drain. */
-  drain?(): void;
-  /** SIGHUP: reopen files. */
-  reopen?(): void;
-}
-
 export class PluginSet {
-  readonly logging = new RequestLogPlugin();
   readonly governance = new GovernancePlugin();
-  private readonly all: Partial<Record<PluginId, ConfigurablePlugin>> = { logging: this.logging, governance: this.governance };
-
-  readonly metrics = new MetricsPlugin();
-  readonly tracing = new TracingPlugin();
+  readonly logging = new RequestLogPlugin();
   readonly explorer = new ExplorerPlugin();
+  readonly metrics: MetricsPlugin;
+  readonly tracing = new TracingPlugin();
+  private readonly all: readonly Plugin[];
 
-  /** `custom`: plugins of an embedding program, run after the built-in ones. */
-  constructor(private readonly custom: readonly Plugin[] = []) {
-    this.all.metrics = this.metrics;
-    this.all.tracing = this.tracing;
-    this.all.explorer = this.explorer;
+  /** `runtime`: the running gateway's counters (metrics reads them); `extra`: an embedding program's plugins. */
+  constructor(
+    runtime: () => RuntimeView,
+    private readonly extra: readonly StaticPlugin[] = [],
+  ) {
+    this.metrics = new MetricsPlugin(runtime);
+    this.all = [this.governance, this.logging, this.explorer, this.metrics, this.tracing];
   }
 
-  /** Configure every plugin and build the pipeline for this config. */
+  /** Configure every plugin for this config and build its pipeline. */
   async pipelineFor(config: RuntimeConfig): Promise<Pipeline> {
-    const enabled: Plugin[] = [];
-    for (const id of config.plugins) {
-      const plugin = this.all[id];
-      if (!plugin) continue;
-      await plugin.configure(config);
-      if (plugin.inPipeline !== false) enabled.push(plugin);
+    const stages: Stage[] = [];
+    const on = new Set<Plugin>();
+    for (const name of config.plugins) {
+      const plugin = this.all.find((p) => p.name === name);
+      const hooks = plugin && (await plugin.configure(config));
+      if (!plugin || !hooks) continue;
+      on.add(plugin);
+      stages.push({ name: plugin.name, hooks });
     }
-    for (const [id, plugin] of Object.entries(this.all) as Array<[PluginId, ConfigurablePlugin]>) {
-      if (!config.plugins.includes(id)) await plugin.disable?.(config);
-    }
-    return new Pipeline([...enabled, ...this.custom]);
+    for (const plugin of this.all) if (!on.has(plugin)) await plugin.off?.();
+    for (const plugin of this.extra) stages.push({ name: plugin.name, hooks: plugin });
+    return new Pipeline(stages);
   }
 
-  routes(): RouteInstaller[] {
-    return Object.values(this.all).flatMap((p) => (p?.routes ? [p.routes] : []));
+  /** Every plugin's routes, with the plugin that must be on for them to answer. */
+  routes(config: RuntimeConfig): Array<{ plugin: string; route: PluginRoute }> {
+    return this.all.flatMap((p) => (p.routes?.(config) ?? []).map((route) => ({ plugin: p.name, route })));
   }
 
   reopen(): void {
-    for (const p of Object.values(this.all)) p?.reopen?.();
-  }
-
-  async flush(): Promise<void> {
-    for (const p of Object.values(this.all)) await p?.flush?.();
+    for (const p of this.all) p.reopen?.();
   }
 
   drain(): void {
-    for (const p of Object.values(this.all)) p?.drain?.();
+    for (const p of this.all) p.drain?.();
   }
 
   async close(): Promise<void> {
-    for (const p of Object.values(this.all)) await p?.close?.();
+    for (const p of this.all) await p.close?.();
   }
 }

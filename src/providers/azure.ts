@@ -5,10 +5,10 @@
  * - `/openai/v1/...` (OpenAI client on Azure's v1 API): takes no dated api-version;
  * - `/v1/messages` (Anthropic client: Claude on Azure AI Foundry), forwarded to the
  *   endpoint's `/anthropic` path with `x-api-key`.
- * Auth always comes from the key; client credentials never reach Azure (the flow drops
- * them for Azure whatever `direct_keys` says): the key's value as `api-key` (`x-api-key`
+ * Auth always comes from the key; client credentials never reach Azure (`keyRequired`:
+ * no direct keys): the key's value as `api-key` (`x-api-key`
  * for Claude), or, for a key with an Entra ID service principal or a managed identity,
- * `Authorization: Bearer` with a token minted for it (entra-auth.ts).
+ * `Authorization: Bearer` with a token minted for it (auth/).
  *
  * api-version: the key config's `api_version` wins, else the client's, else
  * DEFAULT_AZURE_API_VERSION on the paths that need one (`/openai/...` other than v1).
@@ -21,10 +21,12 @@
  * substituted, so keys in several regions with different deployment names serve one
  * model name.
  */
-import { DEFAULT_ANTHROPIC_VERSION } from './anthropic.ts';
+import type { CompiledKey, HeaderEntries } from '../config/runtime.ts';
+import { GatewayError } from '../core/errors.ts';
 import { paramValues, percentDecoded, withoutParams } from '../lib/query.ts';
-import { TokenError } from './oauth-token.ts';
-import { bodyModel, joinUrl, ProviderError, type Provider, type UpstreamTarget } from './types.ts';
+import { defaultAnthropicVersion } from './anthropic.ts';
+import { credentialFor, DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES } from './auth/index.ts';
+import { bodyModel, joinUrl, type Provider } from './provider.ts';
 
 /** Used only on paths that need an api-version when neither key nor client gave one. */
 export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
@@ -58,56 +60,85 @@ export function azureApiVersion(kind: AzurePathKind, keyVersion: string | undefi
   }
 }
 
+interface AzureKey {
+  endpoint: string;
+  apiVersion: string | undefined;
+  deployments: Record<string, string>;
+  /** An API key's headers: `api-key` for OpenAI paths, `x-api-key` for Claude's. */
+  openaiAuth: HeaderEntries;
+  anthropicAuth: HeaderEntries;
+}
+
+const NO_ENDPOINT = 'Azure passthrough needs a key with azure_key_config.endpoint under providers.azure.keys';
+
 export const azure: Provider = {
   id: 'azure',
-  modelOf(path, body) {
+  defaultBaseUrl: undefined,
+  apiKey: { header: 'api-key', prefix: '' },
+  genai: { system: 'az.ai.openai', provider: 'azure.ai.openai' },
+  keyRequired: NO_ENDPOINT,
+  modelOf(path, members) {
     // On the decoded path: `/openai%2Fdeployments%2Fgpt-4o/...` must not hide the model
     // from key choice or a virtual key's list (Azure decodes before routing).
     const m = DEPLOYMENT.exec(percentDecoded(path));
     if (m) return m[1];
-    return bodyModel(body);
+    return bodyModel(members);
   },
-  target(req, key, provider) {
-    if (!key?.azure?.endpoint) {
-      throw new ProviderError(
-        500,
-        'provider_not_configured',
-        'Azure passthrough needs a key with azure_key_config.endpoint under providers.azure.keys',
-      );
-    }
-    const kind = azurePathKind(req.path);
-    const clientVersion = paramValues(req.query, 'api-version')[0] || undefined;
-    const version = azureApiVersion(kind, key.azure.apiVersion, clientVersion);
-    let query = withoutParams(req.query, API_VERSION);
-    if (version) query = query ? `${query}&api-version=${encodeURIComponent(version)}` : `api-version=${encodeURIComponent(version)}`;
-
-    const base = provider.baseUrl ?? key.azure.endpoint;
-    const tokens = key.azure.tokens;
-    let path = req.path;
+  streams: (_path, members) => members?.stream === true,
+  prepareHeaders(headers, path) {
+    if (azurePathKind(path) === 'anthropic') defaultAnthropicVersion(headers);
+  },
+  url(path, query, key, settings) {
+    const ak = key?.settings as AzureKey | undefined;
+    if (!ak) throw new GatewayError(500, 'provider_not_configured', NO_ENDPOINT);
+    const kind = azurePathKind(path);
+    const version = azureApiVersion(kind, ak.apiVersion, paramValues(query, 'api-version')[0] || undefined);
+    let q = withoutParams(query, API_VERSION);
+    if (version) q = q ? `${q}&api-version=${encodeURIComponent(version)}` : `api-version=${encodeURIComponent(version)}`;
+    const base = settings.baseUrl ?? ak.endpoint;
     if (kind === 'anthropic') {
-      if (!tokens) req.headers.set('x-api-key', key.value);
-      if (!req.headers.has('anthropic-version')) req.headers.set('anthropic-version', DEFAULT_ANTHROPIC_VERSION);
       if (!path.startsWith('/anthropic/') && !base.endsWith('/anthropic')) path = `/anthropic${path}`;
     } else {
-      if (!tokens) req.headers.set('api-key', key.value);
       const m = DEPLOYMENT.exec(path);
-      const mapped = m ? key.azure.deployments[percentDecoded(m[1]!)] : undefined;
+      const mapped = m ? ak.deployments[percentDecoded(m[1]!)] : undefined;
       if (mapped) path = `/openai/deployments/${encodeURIComponent(mapped)}${path.slice(m![0].length)}`;
     }
-    const target = { url: joinUrl(base, path, query) };
-    return tokens ? withEntraToken(target, req.headers, tokens.getToken(), key.name) : target;
+    return joinUrl(base, path, q);
   },
-  onUnauthorized: (key) => key.azure?.tokens?.invalidate(),
+  authorize(key, path) {
+    if (key.credential.kind === 'token') return key.credential.headers();
+    const ak = key.settings as AzureKey;
+    return azurePathKind(path) === 'anthropic' ? ak.anthropicAuth : ak.openaiAuth;
+  },
   usageFormat: (path) => (azurePathKind(path) === 'anthropic' ? 'anthropic' : 'openai'),
+  compileKey(input, key, report): CompiledKey | undefined {
+    const ac = input.azure_key_config;
+    const deployments = ac?.deployments ?? {};
+    // Deployment names count as models too: a key that maps gpt-4o -> my-gpt4o-deploy
+    // allows requests to /deployments/my-gpt4o-deploy/.
+    key.models = [...input.models, ...Object.entries(deployments).filter(([m]) => input.models.includes(m) || input.models.includes('*')).map(([, d]) => d)];
+    const label = `Azure key ${key.name}`;
+    const scopes = ac?.scopes ?? DEFAULT_ENTRA_SCOPES;
+    const entra = [ac?.tenant_id, ac?.client_id, ac?.client_secret];
+    const mi = ac?.managed_identity;
+    if (mi !== undefined && mi !== false) {
+      if (entra.some((x) => x !== undefined)) report.problem('azure_key_config', 'managed_identity and a service principal (tenant_id, client_id, client_secret) exclude each other');
+      key.credential = credentialFor({ kind: 'managed-identity', label, clientId: mi === true ? undefined : mi.client_id, scopes });
+    } else if (entra.every((x) => x !== undefined)) {
+      key.credential = credentialFor({ kind: 'entra', label, tenantId: ac!.tenant_id!, clientId: ac!.client_id!, clientSecret: ac!.client_secret!, scopes, authorityHost: ac?.authority_host ?? DEFAULT_AUTHORITY_HOST });
+    } else if (entra.some((x) => x !== undefined)) {
+      report.problem('azure_key_config', 'Entra ID auth needs all of tenant_id, client_id and client_secret');
+    } else if (!key.value) {
+      report.problem('value', 'an Azure key needs a value (the api-key), azure_key_config tenant_id, client_id and client_secret (Entra ID), or azure_key_config.managed_identity');
+    }
+    const endpoint = ac?.endpoint?.replace(/\/+$/, '');
+    if (!endpoint) {
+      // Loaded with a warning rather than refused: requests then get a JSON error naming the setting.
+      report.warn(`${report.path}: azure_key_config.endpoint is not set; this key is not used`);
+      return undefined;
+    }
+    const settings: AzureKey = { endpoint, apiVersion: ac?.api_version, deployments, openaiAuth: [['api-key', key.value]], anthropicAuth: [['x-api-key', key.value]] };
+    key.settings = settings;
+    return key;
+  },
 };
-
-/** The target once the key's Entra token is in `Authorization` (api-key keys stay synchronous). */
-async function withEntraToken(target: UpstreamTarget, headers: Headers, token: Promise<string>, keyName: string): Promise<UpstreamTarget> {
-  try {
-    headers.set('authorization', `Bearer ${await token}`);
-  } catch (err) {
-    const message = err instanceof TokenError ? err.message : 'could not get an Entra ID access token';
-    throw new ProviderError(502, 'upstream_auth_error', `Azure key ${keyName}: ${message}`);
-  }
-  return target;
-}

@@ -1,25 +1,30 @@
 /**
  * Gemini API (GenAI default): https://generativelanguage.googleapis.com + path, the
- * client's API version (/v1beta, /v1) kept; `x-goog-api-key: <key>`; a client `key=`
- * query parameter is removed when the gateway's key is used.
+ * client's API version (/v1beta, /v1) kept; `x-goog-api-key: <key>`.
  */
 import { percentDecoded } from '../lib/query.ts';
-import { bodyModel, joinUrl, type Provider } from './types.ts';
+import { bodyModel, joinUrl, keyHeaders, type Provider } from './provider.ts';
 
 const DEFAULT_BASE = 'https://generativelanguage.googleapis.com';
 const PATH_MODEL = /\/models\/([^/:?]+)/;
 
 export const gemini: Provider = {
   id: 'gemini',
-  modelOf: (path, body) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(body)),
-  target(req, key, provider) {
-    // The client's `key=` was already removed with its other credentials (flow.ts).
-    if (key) req.headers.set('x-goog-api-key', key.value);
-    return { url: joinUrl(provider.baseUrl ?? DEFAULT_BASE, req.path, req.query) };
-  },
+  defaultBaseUrl: DEFAULT_BASE,
+  apiKey: { header: 'x-goog-api-key', prefix: '' },
+  genai: { system: 'gcp.gemini', provider: 'gcp.gemini' },
+  modelOf: (path, members) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(members)),
+  streams: googleStreams,
+  url: (path, query, _key, settings) => joinUrl(settings.baseUrl ?? DEFAULT_BASE, path, query),
+  authorize: keyHeaders,
   // The Gemini API's OpenAI-compatible endpoints (`/v1beta/openai/chat/completions`) answer in OpenAI's shape.
   usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
 };
+
+/** Google's streaming methods are their own paths (`:streamGenerateContent`); OpenAI-shaped bodies say `stream`. */
+export function googleStreams(path: string, members: { readonly stream: boolean } | undefined): boolean {
+  return members?.stream === true || path.includes(':streamGenerateContent');
+}
 
 /**
  * `.../models/gemini-2.5-flash:generateContent` -> `gemini-2.5-flash`. Read from the
@@ -36,5 +41,3 @@ export function lastSegmentModel(model: string | undefined): string | undefined 
   const i = model.lastIndexOf('/');
   return i >= 0 ? model.slice(i + 1) : model;
 }
-
-

@@ -1,14 +1,14 @@
 /** OpenAI: https://api.openai.com + path, `Authorization: Bearer <key>`. */
-import { bodyModel, joinUrl, type Provider } from './types.ts';
-
-const DEFAULT_BASE = 'https://api.openai.com';
+import { bodyModel, joinUrl, keyHeaders, type Provider } from './provider.ts';
 
 export const openai: Provider = {
   id: 'openai',
-  modelOf: (_path, body) => bodyModel(body),
-  target(req, key, provider) {
-    if (key) req.headers.set('authorization', `Bearer ${key.value}`);
-    return { url: joinUrl(provider.baseUrl ?? DEFAULT_BASE, req.path, req.query) };
-  },
+  defaultBaseUrl: 'https://api.openai.com',
+  apiKey: { header: 'authorization', prefix: 'Bearer ' },
+  genai: { system: 'openai', provider: 'openai' },
+  modelOf: (_path, members) => bodyModel(members),
+  streams: (_path, members) => members?.stream === true,
+  url: (path, query, _key, settings) => joinUrl(settings.baseUrl ?? 'https://api.openai.com', path, query),
+  authorize: keyHeaders,
   usageFormat: () => 'openai',
 };

@@ -9,17 +9,25 @@
  * client's values. In direct-key mode (no Vertex keys) the path is left as sent and the
  * host follows the path's location.
  *
- * Auth: a service-account key mints an OAuth token (google-auth.ts); a key with only a
- * `value` is an express-mode API key sent as `x-goog-api-key`. With a gateway key, the
- * client's `x-goog-user-project` is dropped (the key's project is the one billed).
+ * Auth: a service-account key mints an OAuth token (auth/google-service-account.ts); a
+ * key with only a `value` is an express-mode API key sent as `x-goog-api-key`. With a
+ * gateway key, the client's `x-goog-user-project` is dropped (the key's project is the
+ * one billed).
  */
-import { TokenError } from './google-auth.ts';
-import { lastSegmentModel, modelFromGooglePath } from './gemini.ts';
-import { bodyModel, joinUrl, ProviderError, type BodyMembers, type Provider } from './types.ts';
+import type { CompiledKey } from '../config/runtime.ts';
+import type { RootMembers } from '../core/request.ts';
+import { credentialFor } from './auth/index.ts';
+import { googleStreams, lastSegmentModel, modelFromGooglePath } from './gemini.ts';
+import { bodyModel, joinUrl, keyHeaders, type Provider } from './provider.ts';
 
 const PROJECT_PATH = /\/projects\/([^/]+)\/locations\/([^/]+)\//;
 /** `/v1/...`, `/v1beta1/...`: the API version segment before the resource path. */
 const VERSION_PREFIX = /^\/(v1[a-z0-9]*)(?=\/)/;
+
+interface VertexKey {
+  projectId: string | undefined;
+  region: string | undefined;
+}
 
 export function vertexHost(region: string | undefined): string {
   return !region || region === 'global' ? 'https://aiplatform.googleapis.com' : `https://${region}-aiplatform.googleapis.com`;
@@ -27,46 +35,51 @@ export function vertexHost(region: string | undefined): string {
 
 export const vertex: Provider = {
   id: 'vertex',
-  modelOf: (path, body) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(body)),
-  async target(req, key, provider) {
-    let path = req.path;
+  defaultBaseUrl: undefined,
+  apiKey: { header: 'x-goog-api-key', prefix: '' },
+  genai: { system: 'gcp.vertex_ai', provider: 'gcp.vertex_ai' },
+  modelOf: (path, members) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(members)),
+  streams: googleStreams,
+  prepareHeaders(headers, _path, keyed) {
+    // The gateway's project is billed: a client-chosen quota project would need
+    // permissions the gateway's credential may not have.
+    if (keyed) headers.delete('x-goog-user-project');
+  },
+  url(path, query, key, settings) {
     const inPath = PROJECT_PATH.exec(path);
     let region = inPath?.[2];
-    if (key?.vertex) {
-      const { projectId, region: keyRegion, tokens } = key.vertex;
-      region = keyRegion ?? region;
+    const vk = key?.settings as VertexKey | undefined;
+    if (key && vk) {
+      region = vk.region ?? region;
       if (inPath) {
-        path = path.replace(
-          PROJECT_PATH,
-          `/projects/${projectId ?? inPath[1]}/locations/${keyRegion ?? inPath[2]}/`,
-        );
-      } else if (tokens && projectId) {
+        path = path.replace(PROJECT_PATH, `/projects/${vk.projectId ?? inPath[1]}/locations/${vk.region ?? inPath[2]}/`);
+      } else if (key.credential.kind === 'token' && vk.projectId) {
         region ??= 'us-central1';
-        path = path.replace(VERSION_PREFIX, `/$1/projects/${projectId}/locations/${region}`);
+        path = path.replace(VERSION_PREFIX, `/$1/projects/${vk.projectId}/locations/${region}`);
       }
-      // The gateway's project is billed: a client-chosen quota project would need
-      // permissions the gateway's credential may not have.
-      req.headers.delete('x-goog-user-project');
-      if (tokens) {
-        let token: string;
-        try {
-          token = await tokens.getToken();
-        } catch (err) {
-          const message = err instanceof TokenError ? err.message : 'could not mint a Vertex access token';
-          throw new ProviderError(502, 'upstream_auth_error', `Vertex key ${key.name}: ${message}`);
-        }
-        req.headers.set('authorization', `Bearer ${token}`);
-      } else {
-        req.headers.set('x-goog-api-key', key.value);
-      }
-    } else if (key) {
-      // Express-mode key without vertex_key_config.
-      req.headers.set('x-goog-api-key', key.value);
     }
-    return { url: joinUrl(provider.baseUrl ?? vertexHost(region), path, req.query) };
+    return joinUrl(settings.baseUrl ?? vertexHost(region), path, query);
   },
-  onUnauthorized: (key) => key.vertex?.tokens?.invalidate(),
+  authorize: keyHeaders,
   usageFormat: vertexUsageFormat,
+  async compileKey(input, key, report): Promise<CompiledKey> {
+    const vc = input.vertex_key_config;
+    const settings: VertexKey = { projectId: vc?.project_id, region: vc?.region };
+    if (vc?.auth_credentials !== undefined && vc.auth_credentials !== '') {
+      try {
+        const credential = await credentialFor({ kind: 'google-service-account', label: `Vertex key ${key.name}`, credentials: vc.auth_credentials });
+        key.credential = credential;
+        settings.projectId ??= credential.projectId;
+      } catch (err) {
+        report.problem('vertex_key_config.auth_credentials', (err as Error).message);
+      }
+      if (!settings.projectId) report.problem('vertex_key_config.project_id', 'a Vertex service-account key needs project_id');
+    } else if (!key.value) {
+      report.problem('', 'a Vertex key needs vertex_key_config.auth_credentials (service account) or value (express-mode API key)');
+    }
+    key.settings = settings;
+    return key;
+  },
 };
 
 /**
@@ -85,10 +98,10 @@ function vertexUsageFormat(path: string): 'gemini' | 'anthropic' | 'openai' {
  * (`Bearer ya29.`), or the path is a publisher-model path (`/v1beta1/publishers/...`, the
  * express-mode shape, which the Gemini API does not have).
  */
-export function isVertexRequest(path: string, body: BodyMembers, authorization: string | null): boolean {
+export function isVertexRequest(path: string, members: RootMembers | undefined, authorization: string | null): boolean {
   if (PROJECT_PATH.test(path)) return true;
   if (/^\/v1[a-z0-9]*\/publishers\//.test(path)) return true;
-  const model = body?.model;
+  const model = members?.model;
   if (typeof model === 'string' && model.includes('projects/') && model.includes('/locations/')) return true;
   return authorization !== null && /^bearer ya29\./i.test(authorization);
 }

@@ -1,10 +1,17 @@
 /**
- * Closes a request's record exactly once, whichever way it ends (answered, refused,
- * failed, client gone), and hands it to the completion hooks.
+ * The end of a request, in one place: the record's status, outcome, error and latency
+ * are set here exactly once, whichever way the request ends (answered, refused, failed,
+ * client gone, cut at shutdown), and the record is handed to the completion hooks. The
+ * request counts as in flight from its arrival until then.
  */
+import { GatewayError } from '../core/errors.ts';
+import { outcomeOf } from '../core/outcome.ts';
 import type { Pipeline } from '../core/pipeline.ts';
-import type { Outcome, RequestContext, RequestError } from '../core/request.ts';
+import type { RequestVerdict } from '../core/plugin.ts';
+import type { Outcome, RequestContext, RequestError, RequestRecord } from '../core/request.ts';
 import type { GatewayState } from '../core/runtime.ts';
+import { roundMs } from '../lib/time.ts';
+import type { Answer } from './exchange.ts';
 
 /** nginx's convention for "client closed the request" in logs; never sent to anyone. */
 export const CLIENT_CLOSED_STATUS = 499;
@@ -12,37 +19,73 @@ export const CLIENT_CLOSED_STATUS = 499;
 const SHUTDOWN_CUT: RequestError = { type: 'shutdown', message: 'cut by the gateway when the shutdown grace period ended' };
 
 export class Completion {
+  readonly startedAt = performance.now();
   private finished = false;
+  private streamed = false;
+  private ctx: RequestContext | undefined;
 
-  /** Counts the request in `state.inflight` until it finishes. */
   constructor(
-    private readonly ctx: RequestContext,
+    readonly record: RequestRecord,
     private readonly pipeline: Pipeline,
-    private readonly state: Pick<GatewayState, 'cutting' | 'inflight'>,
+    private readonly state: Pick<GatewayState, 'cutting' | 'inflight' | 'openStreams'>,
   ) {
     state.inflight++;
   }
 
-  get done(): boolean {
-    return this.finished;
+  /** The request has a context from here on: completion hooks get it. */
+  begin<C extends RequestContext>(ctx: C): C {
+    this.ctx = ctx;
+    return ctx;
   }
 
-  /** The gateway refused the request (governance, no key, bad input). */
-  rejected(response: Response, error?: RequestError): Response {
-    this.finish(response.status, 'rejected', error ?? this.ctx.record.error ?? { type: 'rejected', message: `refused with ${response.status}` });
-    return this.stamp(response);
+  /** The request hooks' verdict: the virtual key is noted; a refusal answers. */
+  admit(verdict: RequestVerdict | undefined): Response | undefined {
+    if (!verdict) return undefined;
+    if (verdict.virtualKey !== undefined) this.record.virtual_key = verdict.virtualKey;
+    return verdict.refusal ? this.refused(verdict.refusal) : undefined;
   }
 
-  /** The upstream could not answer (unreachable, timeout, auth failure upstream). */
-  failed(response: Response, error?: RequestError, outcome: Outcome = 'upstream_error'): Response {
-    this.finish(response.status, outcome, error ?? this.ctx.record.error);
-    return this.stamp(response);
+  /** The gateway answers instead of the upstream (bad input, governance, no key). */
+  refused(error: GatewayError): Response {
+    this.finish(error.status, 'rejected', error);
+    return this.stamp(error.toResponse());
+  }
+
+  /** The upstream could not answer: unreachable, timed out, broke, refused the gateway's credential. */
+  failed(error: GatewayError): Response {
+    this.finish(error.status, outcomeOf(error.type), error);
+    return this.stamp(error.toResponse());
+  }
+
+  /** An exchange that produced no answer to relay. */
+  settle(answer: Exclude<Answer, { kind: 'response' }>): Response {
+    switch (answer.kind) {
+      case 'failed':
+        return this.failed(answer.error);
+      case 'aborted':
+        return this.clientGone();
+      case 'too_large':
+        return this.refused(new GatewayError(413, 'payload_too_large', `request body exceeds server.max_request_body_mb (${this.ctx?.config.source.server.max_request_body_mb} MB)`));
+    }
+  }
+
+  /** Something was thrown: a GatewayError is answered as what it says; anything else is the gateway's fault. */
+  fault(err: unknown): Response {
+    if (err instanceof GatewayError) return outcomeOf(err.type) === 'rejected' ? this.refused(err) : this.failed(err);
+    this.finish(500, 'gateway_error', { type: 'gateway_error', message: String(err) });
+    return this.stamp(new GatewayError(500, 'gateway_error', 'internal gateway error').toResponse());
   }
 
   /** The client went away before any answer. */
   clientGone(): Response {
     this.finish(CLIENT_CLOSED_STATUS, 'client_aborted', { type: 'client_aborted', message: 'client closed the connection' });
     return new Response(null, { status: CLIENT_CLOSED_STATUS });
+  }
+
+  /** A streamed answer started: counted in `openStreams` until the request finishes. */
+  streaming(): void {
+    this.streamed = true;
+    this.state.openStreams++;
   }
 
   /**
@@ -61,18 +104,20 @@ export class Completion {
         if (status === CLIENT_CLOSED_STATUS) status = 503;
       } else status = CLIENT_CLOSED_STATUS;
     }
-    const r = this.ctx.record;
+    const r = this.record;
     r.status = status;
     r.outcome = outcome;
-    if (error) r.error = error;
-    r.latency_ms = Math.round((performance.now() - this.ctx.startedAt) * 100) / 100;
+    // A GatewayError's message is not an own property: the record keeps plain fields.
+    if (error) r.error = { type: error.type, message: error.message };
+    r.latency_ms = roundMs(performance.now() - this.startedAt);
     this.state.inflight--;
+    if (this.streamed) this.state.openStreams--;
     this.pipeline.onComplete(r, this.ctx);
   }
 
   private stamp(response: Response): Response {
-    response.headers.set('x-request-id', this.ctx.id);
-    if (this.ctx.record.attempts > 0) response.headers.set('x-skybridge-attempts', String(this.ctx.record.attempts));
+    response.headers.set('x-request-id', this.record.request_id);
+    if (this.record.attempts > 0) response.headers.set('x-skybridge-attempts', String(this.record.attempts));
     return response;
   }
 }

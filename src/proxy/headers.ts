@@ -3,21 +3,11 @@
  * pass over its headers.
  */
 
+import { CREDENTIAL_HEADERS } from '../providers/credentials.ts';
+
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the obsolete ones proxies still meet. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
 
-/**
- * Every header a client may carry a provider credential (or a virtual key) in, Azure API
- * Management's subscription key included.
- */
-export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'api-key', 'x-goog-api-key', 'ocp-apim-subscription-key'] as const;
-
-/**
- * Query parameters that carry credentials: Google's API key (`key`) and OAuth token
- * (`access_token`), Azure's `api-key` (realtime) and API Management's `subscription-key`.
- * Matched by decoded, case-insensitive name (util/query.ts).
- */
-export const CREDENTIAL_PARAMS: ReadonlySet<string> = new Set(['key', 'access_token', 'api-key', 'subscription-key']);
 
 /**
  * Never forwarded upstream: hop-by-hop, `host` (Bun's fetch would send the gateway's),

@@ -1,6 +1,7 @@
 /**
- * Ends streams whose upstream went silent for longer than their limit. One timer
- * sweeps every open stream each second, instead of a timer reset per chunk.
+ * Ends upstream bodies that went silent for longer than their limit. One timer sweeps
+ * every body being read (streamed or read whole) each second, instead of a timer reset
+ * per chunk.
  */
 export interface IdleWatch {
   lastActivity: number;
@@ -35,9 +36,4 @@ export function watchIdle(w: IdleWatch): void {
 
 export function unwatchIdle(w: IdleWatch): void {
   watched.delete(w);
-}
-
-/** Open streams right now (for metrics and shutdown). */
-export function openStreams(): number {
-  return watched.size;
 }

@@ -1,30 +1,27 @@
 /**
  * Returns the upstream's answer to the client as it is: status, filtered headers, and
  * body bytes untouched (compressed bodies stay compressed). Small non-streaming bodies
- * are read whole and sent in one piece; everything else is piped chunk by chunk with a
- * usage scanner watching the bytes pass, an idle limit, and completion on the last
- * byte or on the client going away (which cancels the upstream at once).
+ * are read whole and sent in one piece; everything else is piped chunk by chunk
+ * (StreamRelay) with a usage scanner watching the bytes pass, an idle limit, and
+ * completion on the last byte or on the client going away (which cancels the upstream at
+ * once). Either way the idle limit (network_config.stream_idle_timeout_in_seconds) holds.
  */
-import type { CompiledProvider } from '../config/runtime.ts';
-import type { RequestContext } from '../core/request.ts';
+import { GatewayError } from '../core/errors.ts';
+import { outcomeOf } from '../core/outcome.ts';
+import type { Outcome } from '../core/request.ts';
 import { UsageScanner, usageOfBody } from '../usage/scanner.ts';
-import type { Usage, UsageFormat } from '../usage/types.ts';
+import type { Usage } from '../usage/types.ts';
 import type { Completion } from './completion.ts';
+import { isTimeout } from './exchange.ts';
 import { clientResponseHeaders } from './headers.ts';
-import { unwatchIdle, watchIdle, type IdleWatch } from './idle.ts';
-import { isTimeout } from './upstream.ts';
+import { type IdleWatch, unwatchIdle, watchIdle } from './idle.ts';
+import type { Context } from './prepare.ts';
 
 /** Non-streaming answers up to this size are read whole before sending. */
 const WHOLE_BODY_MAX = 1024 * 1024;
 const decoder = new TextDecoder();
 
-export async function relayResponse(
-  ctx: RequestContext,
-  upstream: Response,
-  format: UsageFormat,
-  compiled: CompiledProvider,
-  completion: Completion,
-): Promise<Response> {
+export async function relay(ctx: Context, upstream: Response, done: Completion): Promise<Response> {
   const record = ctx.record;
   const headers = clientResponseHeaders(upstream.headers, ctx.id);
   headers.set('x-skybridge-attempts', String(record.attempts));
@@ -33,37 +30,47 @@ export async function relayResponse(
   const contentType = upstream.headers.get('content-type');
   const sse = contentType !== null && contentType.startsWith('text/event-stream');
   if (sse) record.stream = true;
-  // No statusText: Bun's server writes the standard reason phrase whatever a Response
-  // carries (checked), and passing one costs ~1 us per response.
+  // No statusText: Bun's server writes the standard reason phrase whatever a Response carries.
   const init = { status, headers };
 
   if (!upstream.body || ctx.request.method === 'HEAD' || status === 204 || status === 304) {
-    completion.finish(status, 'ok');
+    done.finish(status, 'ok');
     return new Response(null, init);
   }
 
   const encoding = upstream.headers.get('content-encoding');
   const lengthHeader = upstream.headers.get('content-length');
   if (!sse && lengthHeader !== null && Number(lengthHeader) <= WHOLE_BODY_MAX) {
-    const bytes = await readWhole(upstream.body, compiled.idleTimeoutMs);
+    const bytes = await readWhole(upstream.body, ctx.call.settings.idleTimeoutMs);
     if (!(bytes instanceof Uint8Array)) {
-      if (ctx.request.signal.aborted) return completion.clientGone();
-      const timedOut = bytes === 'idle';
-      const error = timedOut ? idleError(ctx, compiled) : { type: 'upstream_broken', message: `${ctx.provider} upstream closed the connection mid-body` };
-      completion.finish(502, timedOut ? 'stream_idle_timeout' : 'upstream_error', error);
-      return new Response(JSON.stringify({ error }), { status: 502, headers: { 'content-type': 'application/json', 'x-request-id': ctx.id } });
+      if (ctx.request.signal.aborted) return done.clientGone();
+      return done.failed(bytes === 'idle' ? idleError(ctx) : new GatewayError(502, 'upstream_broken', `${ctx.provider} upstream closed the connection mid-body`));
     }
     record.bytes_out = bytes.byteLength;
     // Usage, the log line and metrics come after the answer was written (the next turn of
-    // the event loop): off the client's critical path (-30 us at c=1, measured), and the
-    // record is completed after the last byte was handed to the client, as the
-    // completion hook promises. A client's next request is read on a later turn.
-    setImmediate(() => finishWhole(ctx, completion, format, contentType, encoding, bytes, status));
+    // the event loop): off the client's critical path, and the record is completed after
+    // the last byte was handed to the client, as the completion hook promises.
+    setImmediate(finishWhole, ctx, done, contentType, encoding, bytes, status);
     return new Response(bytes, init);
   }
 
-  const scanner = UsageScanner.for(format, contentType, encoding);
-  return new Response(pipeBody(ctx, upstream.body, scanner, compiled, completion, status), init);
+  const scanner = UsageScanner.for(ctx.call.usageFormat, contentType, encoding);
+  return new Response(new ReadableStream(new StreamRelay(ctx, upstream.body.getReader(), scanner, done, status), { highWaterMark: 0 }), init);
+}
+
+function finishWhole(ctx: Context, done: Completion, contentType: string | null, encoding: string | null, bytes: Uint8Array<ArrayBuffer>, status: number): void {
+  const complete = (usage: Usage | undefined) => {
+    ctx.record.usage = usage;
+    if (ctx.config.source.logs.content) ctx.record.response_body = decoder.decode(bytes);
+    done.finish(status, 'ok');
+  };
+  const usage = usageOfBody(ctx.call.usageFormat, contentType, encoding, bytes);
+  if (usage instanceof Promise) void usage.then(complete);
+  else complete(usage);
+}
+
+function idleError(ctx: Context): GatewayError {
+  return new GatewayError(502, 'stream_idle_timeout', `${ctx.provider} stream sent nothing for ${ctx.call.settings.idleTimeoutMs / 1000} s`);
 }
 
 /** Ends a whole-body read that went silent for longer than the idle limit. */
@@ -82,10 +89,7 @@ class WholeBodyWatch implements IdleWatch {
   }
 }
 
-/**
- * A small answer read whole, under the same idle limit as a piped one (a body that
- * stops half way is cut, not waited on until Bun's socket timer): its bytes, or why not.
- */
+/** A small answer read whole, under the idle limit: its bytes, or why not. */
 async function readWhole(body: ReadableStream<Uint8Array>, idleTimeoutMs: number): Promise<Uint8Array<ArrayBuffer> | 'idle' | 'broken'> {
   const reader = body.getReader();
   const watch = new WholeBodyWatch(idleTimeoutMs, reader);
@@ -107,116 +111,102 @@ async function readWhole(body: ReadableStream<Uint8Array>, idleTimeoutMs: number
   return (chunks.length === 1 ? chunks[0] : new Uint8Array(Bun.concatArrayBuffers(chunks))) as Uint8Array<ArrayBuffer>;
 }
 
-function finishWhole(ctx: RequestContext, completion: Completion, format: UsageFormat, contentType: string | null, encoding: string | null, bytes: Uint8Array<ArrayBuffer>, status: number): void {
-  const done = (usage: Usage | undefined) => {
-    ctx.record.usage = usage;
-    if (ctx.config.source.logs.content) ctx.record.response_body = decoder.decode(bytes);
-    completion.finish(status, 'ok');
-  };
-  const usage = usageOfBody(format, contentType, encoding, bytes);
-  if (usage instanceof Promise) void usage.then(done);
-  else done(usage);
-}
+/**
+ * A streamed answer, relayed chunk by chunk as the client's server pulls it: this object
+ * is the ReadableStream's underlying source (start, pull, cancel) and the idle watch of
+ * the stream, so a stream costs one object, no closures. The upstream is read only when
+ * the client side asks (highWaterMark 0): a slow client slows the upstream, nothing queues.
+ */
+class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
+  lastActivity = performance.now();
+  readonly timeoutMs: number;
+  private closed = false;
+  private controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  /** The chunk handed to the client last, freed once the server asks for the next (see freeChunk). */
+  private handedOver: Uint8Array | undefined;
+  private readonly freeChunks: boolean;
+  private readonly keepContent: boolean;
+  private content = '';
 
-function idleError(ctx: RequestContext, compiled: CompiledProvider): { type: string; message: string } {
-  return { type: 'stream_idle_timeout', message: `${ctx.provider} stream sent nothing for ${compiled.idleTimeoutMs / 1000} s` };
-}
+  constructor(
+    private readonly ctx: Context,
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+    private readonly scanner: UsageScanner | undefined,
+    private readonly done: Completion,
+    private readonly status: number,
+  ) {
+    this.timeoutMs = ctx.call.settings.idleTimeoutMs;
+    this.freeChunks = scanner === undefined || !scanner.keepsChunks;
+    this.keepContent = ctx.config.source.logs.content;
+    done.streaming();
+    watchIdle(this);
+  }
 
-function pipeBody(
-  ctx: RequestContext,
-  body: ReadableStream<Uint8Array>,
-  scanner: UsageScanner | undefined,
-  compiled: CompiledProvider,
-  completion: Completion,
-  status: number,
-): ReadableStream<Uint8Array> {
-  const record = ctx.record;
-  const reader = body.getReader();
-  const keepContent = ctx.config.source.logs.content;
-  let content = '';
-  let closed = false;
-  // The chunk handed to the client last, freed once the server asks for the next (below).
-  const freeChunks = scanner === undefined || !scanner.keepsChunks;
-  let handedOver: Uint8Array | undefined;
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.controller = controller;
+  }
 
-  const end = async (outcome: 'ok' | 'client_aborted' | 'upstream_error' | 'stream_idle_timeout', error?: { type: string; message: string }) => {
-    if (closed) return;
-    closed = true;
-    unwatchIdle(idle);
+  async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    if (this.handedOver) {
+      freeChunk(this.handedOver);
+      this.handedOver = undefined;
+    }
+    let chunk: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
     try {
-      if (scanner) record.usage = await scanner.finish();
+      chunk = await this.reader.read();
+    } catch (err) {
+      if (this.closed) return;
+      controller.error(err);
+      // Bun's socket timer (CompiledProvider.socketTimeoutMs) may beat the idle sweep.
+      if (isTimeout(err)) return this.end(idleError(this.ctx));
+      const broken = new GatewayError(502, 'upstream_broken', `${this.ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}`);
+      return this.end(broken, this.ctx.request.signal.aborted ? 'client_aborted' : 'upstream_error');
+    }
+    if (chunk.done) {
+      controller.close();
+      return this.end();
+    }
+    const value = chunk.value;
+    this.lastActivity = performance.now();
+    this.ctx.record.bytes_out += value.byteLength;
+    this.scanner?.push(value);
+    if (this.keepContent && this.content.length < this.ctx.config.source.logs.content_max_bytes) this.content += decoder.decode(value, { stream: true });
+    controller.enqueue(value);
+    if (this.freeChunks) this.handedOver = value;
+  }
+
+  /** The client went away: stop the upstream generating at once. */
+  async cancel(reason: unknown): Promise<void> {
+    await this.reader.cancel(reason).catch(() => {});
+    await this.end(new GatewayError(499, 'client_aborted', 'client closed the connection mid-stream'));
+  }
+
+  onIdle(): void {
+    const error = idleError(this.ctx);
+    this.reader.cancel(error.message).catch(() => {});
+    this.controller?.error(new Error(error.message));
+    void this.end(error);
+  }
+
+  /** Completes the record once: without an error, the whole answer was relayed. */
+  private async end(error?: GatewayError, outcome: Outcome = error ? outcomeOf(error.type) : 'ok'): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    unwatchIdle(this);
+    try {
+      if (this.scanner) this.ctx.record.usage = await this.scanner.finish();
     } catch {
       // Usage is lost; the request is still completed (logged, counted, no longer in flight).
     }
-    if (keepContent) record.response_body = content;
-    completion.finish(status, outcome, error);
-  };
-
-  let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;
-  const idle: IdleWatch = {
-    lastActivity: performance.now(),
-    timeoutMs: compiled.idleTimeoutMs,
-    onIdle() {
-      const error = idleError(ctx, compiled);
-      reader.cancel(error.message).catch(() => {});
-      controllerRef?.error(new Error(error.message));
-      void end('stream_idle_timeout', error);
-    },
-  };
-  watchIdle(idle);
-
-  return new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        controllerRef = controller;
-      },
-      async pull(controller) {
-        if (handedOver) {
-          freeChunk(handedOver);
-          handedOver = undefined;
-        }
-        let chunk: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          chunk = await reader.read();
-        } catch (err) {
-          if (closed) return;
-          controller.error(err);
-          if (isTimeout(err)) {
-            // Bun's socket timer (see CompiledProvider.socketTimeoutMs) beat the idle sweep.
-            await end('stream_idle_timeout', idleError(ctx, compiled));
-            return;
-          }
-          const error = { type: 'upstream_broken', message: `${ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}` };
-          await end(ctx.request.signal.aborted ? 'client_aborted' : 'upstream_error', error);
-          return;
-        }
-        if (chunk.done) {
-          controller.close();
-          await end('ok');
-          return;
-        }
-        const value = chunk.value;
-        idle.lastActivity = performance.now();
-        record.bytes_out += value.byteLength;
-        scanner?.push(value);
-        if (keepContent && content.length < ctx.config.source.logs.content_max_bytes) content += decoder.decode(value, { stream: true });
-        controller.enqueue(value);
-        if (freeChunks) handedOver = value;
-      },
-      async cancel(reason) {
-        // The client went away: stop the upstream generating at once.
-        await reader.cancel(reason).catch(() => {});
-        await end('client_aborted', { type: 'client_aborted', message: 'client closed the connection mid-stream' });
-      },
-    },
-    { highWaterMark: 0 },
-  );
+    if (this.keepContent) this.ctx.record.response_body = this.content;
+    this.done.finish(this.status, outcome, error);
+  }
 }
 
 /**
  * Releases a relayed chunk's memory now instead of at the next garbage collection,
  * which otherwise lets a large download raise RSS by the ~16 MB the collector allows
- * between young collections (measured: 100 MB relayed, +18-22 MB before, +1-4 MB after).
+ * between young collections (docs/performance.md).
  *
  * Safe only because of how Bun's server consumes a JavaScript stream body: it writes
  * each chunk to its native sink synchronously, and that sink sends or copies the bytes

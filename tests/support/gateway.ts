@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Plugin } from '../../src/core/request.ts';
+import type { StaticPlugin as Plugin } from '../../src/core/plugin.ts';
 import { Gateway } from '../../src/app/gateway.ts';
 
 export interface TestGateway {

@@ -6,27 +6,10 @@
 import { readFileSync } from 'node:fs';
 import * as v from 'valibot';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { ConfigError, type ConfigProblem } from '../../config/problems.ts';
 import { ConfigSchema, type Config } from '../../config/schema.ts';
 
-export interface ConfigProblem {
-  file: string;
-  line?: number;
-  col?: number;
-  path: string;
-  message: string;
-}
-
-export class ConfigError extends Error {
-  constructor(readonly problems: ConfigProblem[]) {
-    super(problems.map(formatProblem).join('\n'));
-    this.name = 'ConfigError';
-  }
-}
-
-export function formatProblem(p: ConfigProblem): string {
-  const where = p.line ? `${p.file}:${p.line}:${p.col ?? 1}` : p.file;
-  return `${where}: ${p.path ? `${p.path}: ` : ''}${p.message}`;
-}
+export { ConfigError, type ConfigProblem, formatProblem } from '../../config/problems.ts';
 
 export type Env = Record<string, string | undefined>;
 

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defaultConfigInput } from './defaults.ts';
 import { loadConfigFile, validateConfig, type Env } from './load.ts';
-import { compileConfig, type RuntimeConfig } from '../../config/runtime.ts';
+import type { RuntimeConfig } from '../../config/runtime.ts';
+import { compileConfig } from './compile.ts';
 
 export const DEFAULT_ORIGIN = 'built-in default';
 const CANDIDATES = ['config.yaml', 'config.yml', 'config.json'];

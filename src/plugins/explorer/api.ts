@@ -10,17 +10,28 @@
  * Parameters are checked strictly: an unknown, repeated or malformed one is a 400
  * naming it, so a typo never silently widens a query.
  */
-import type { Elysia } from 'elysia';
-import { PROVIDER_IDS } from '../../config/schema.ts';
 import { jsonError } from '../../core/errors.ts';
-import { type ExplorerPlugin, requestUrl } from './index.ts';
+import type { PluginRoute, RouteRequest } from '../../core/plugin.ts';
+import { OUTCOMES } from '../../core/request.ts';
+import { requestUrl } from '../shared/admin-auth.ts';
 import { binValue, type Cursor, type GroupRow, type LogFilter, type LogStore } from './store.ts';
 import { UI_CSP, UI_HTML } from './ui.ts';
+
+/** What the routes need of the explorer plugin. */
+export interface ExplorerApi {
+  /** The index, while the explorer is on. */
+  readonly store: LogStore | undefined;
+  /** Provider names the index may hold (the provider filter's values). */
+  readonly providers: readonly string[];
+  /** undefined when the request may use the API; else the refusal. */
+  authorize(request: Request, clientIp: string | undefined, queryToken: string | null): Response | undefined;
+  subscribe(filter: LogFilter, signal: AbortSignal): Response;
+  indexInfo(): { rows: number; oldest: string | null; rebuilding: boolean; file: string | null };
+}
 
 export const MAX_LIMIT = 500;
 export const DEFAULT_LIMIT = 50;
 const MAX_WINDOW_MS = 31 * 86_400_000;
-export const OUTCOMES = ['ok', 'upstream_error', 'client_aborted', 'rejected', 'stream_idle_timeout', 'gateway_error'] as const;
 
 const FILTER_PARAMS = ['from', 'to', 'provider', 'model', 'status', 'virtual_key', 'outcome', 'q'] as const;
 const LIST_PARAMS = new Set<string>([...FILTER_PARAMS, 'limit', 'cursor']);
@@ -31,56 +42,68 @@ const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-
 
 export class ParamError extends Error {}
 
-type Ctx = { request: Request; server: Bun.Server<unknown> | null; params?: Record<string, string> };
-
-export function installExplorerRoutes(app: Elysia, plugin: ExplorerPlugin): void {
+export function explorerRoutes(explorer: ExplorerApi): PluginRoute[] {
   const guarded =
-    (handler: (ctx: Ctx, url: URL) => Response | Promise<Response>, queryToken = false) =>
-    async (ctx: Ctx): Promise<Response> => {
-      if (!plugin.active) return jsonError(404, 'not_found', 'no such route');
-      const url = requestUrl(ctx.request);
-      const denied = plugin.authorize(ctx.request, ctx.server?.requestIP(ctx.request)?.address, queryToken ? url.searchParams.get('token') : null);
-      if (denied) return denied;
-      try {
-        return await handler(ctx, url);
-      } catch (err) {
-        if (err instanceof ParamError) return jsonError(400, 'invalid_request', err.message);
-        throw err;
-      }
-    };
+    (path: string, handler: (req: RouteRequest, url: URL, store: LogStore) => Response | Promise<Response>, queryToken = false): PluginRoute => ({
+      method: 'GET',
+      path,
+      async handle(req) {
+        const url = requestUrl(req.request);
+        const denied = explorer.authorize(req.request, req.clientIp, queryToken ? url.searchParams.get('token') : null);
+        if (denied) return denied;
+        const store = explorer.store;
+        if (!store) return jsonError(404, 'not_found', 'no such route');
+        try {
+          return await handler(req, url, store);
+        } catch (err) {
+          if (err instanceof ParamError) return jsonError(400, 'invalid_request', err.message);
+          throw err;
+        }
+      },
+    });
 
-  app.get(
-    '/api/logs',
-    guarded((_ctx, url) => {
+  const page = (path: string): PluginRoute => ({
+    method: 'GET',
+    path,
+    handle: () =>
+      new Response(UI_HTML, {
+        headers: {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-store',
+          'content-security-policy': UI_CSP,
+          'x-content-type-options': 'nosniff',
+          'referrer-policy': 'no-referrer',
+          'x-frame-options': 'DENY',
+        },
+      }),
+  });
+
+  return [
+    guarded('/api/logs', (_req, url, store) => {
       const params = checkParams(url, LIST_PARAMS);
-      const filter = parseFilter(params);
+      const filter = parseFilter(params, explorer.providers);
       const limit = parseLimit(params.get('limit'));
       const cursor = params.has('cursor') ? decodeCursor(params.get('cursor')!) : undefined;
-      const store = plugin.store!;
       const page = store.list(filter, limit, cursor);
       const next = page.next ? `"${encodeCursor(page.next)}"` : 'null';
       // The records are stored as JSON already: splice them in rather than re-encode.
       return new Response(`{"data":[${page.records.join(',')}],"next_cursor":${next}}`, { headers: JSON_HEADERS });
     }),
-  );
-
-  app.get(
-    '/api/logs/stream',
-    guarded(({ request, server }, url) => {
-      const filter = parseFilter(checkParams(url, STREAM_PARAMS));
-      // Elysia's idle timeout would cut a quiet stream; keepalives come every 15 s anyway.
-      server?.timeout(request, 0);
-      return plugin.subscribe(filter, request.signal);
-    }, true),
-  );
-
-  app.get(
-    '/api/logs/:id',
-    guarded(({ params }, url) => {
+    guarded(
+      '/api/logs/stream',
+      (req, url) => {
+        const filter = parseFilter(checkParams(url, STREAM_PARAMS), explorer.providers);
+        // Elysia's idle timeout would cut a quiet stream; keepalives come every 15 s anyway.
+        req.keepOpen();
+        return explorer.subscribe(filter, req.request.signal);
+      },
+      true,
+    ),
+    guarded('/api/logs/:id', ({ params }, url, store) => {
       checkParams(url, new Set());
-      const id = params?.id ?? '';
+      const id = params.id ?? '';
       if (!id || id.length > 200) throw new ParamError('invalid request id');
-      const found = plugin.store!.get(id);
+      const found = store.get(id);
       if (!found) return jsonError(404, 'not_found', `no request ${id} in the explorer index`);
       let body = found.record;
       if (found.request_body !== null || found.response_body !== null) {
@@ -91,13 +114,9 @@ export function installExplorerRoutes(app: Elysia, plugin: ExplorerPlugin): void
       }
       return new Response(`{"data":${body}}`, { headers: JSON_HEADERS });
     }),
-  );
-
-  app.get(
-    '/api/stats',
-    guarded(async (_ctx, url) => {
+    guarded('/api/stats', async (_req, url, store) => {
       const params = checkParams(url, STATS_PARAMS);
-      const filter = parseFilter(params);
+      const filter = parseFilter(params, explorer.providers);
       const now = Date.now();
       let windowLabel: string | null = null;
       if (params.has('window')) {
@@ -112,27 +131,13 @@ export function installExplorerRoutes(app: Elysia, plugin: ExplorerPlugin): void
         filter.to ??= now;
       }
       if (filter.to - filter.from > MAX_WINDOW_MS) throw new ParamError('the stats window may span at most 31d');
-      const stats = await computeStats(plugin.store!, filter, filter.from, filter.to);
-      if (!plugin.active) return jsonError(404, 'not_found', 'no such route');
-      return Response.json({ window: windowLabel, from: new Date(filter.from).toISOString(), to: new Date(filter.to).toISOString(), ...stats, index: plugin.indexInfo() }, { headers: JSON_HEADERS });
+      const stats = await computeStats(store, filter, filter.from, filter.to);
+      if (!explorer.store) return jsonError(404, 'not_found', 'no such route');
+      return Response.json({ window: windowLabel, from: new Date(filter.from).toISOString(), to: new Date(filter.to).toISOString(), ...stats, index: explorer.indexInfo() }, { headers: JSON_HEADERS });
     }),
-  );
-
-  const page = (): Response => {
-    if (!plugin.active) return jsonError(404, 'not_found', 'no such route');
-    return new Response(UI_HTML, {
-      headers: {
-        'content-type': 'text/html; charset=utf-8',
-        'cache-control': 'no-store',
-        'content-security-policy': UI_CSP,
-        'x-content-type-options': 'nosniff',
-        'referrer-policy': 'no-referrer',
-        'x-frame-options': 'DENY',
-      },
-    });
-  };
-  app.get('/ui', page);
-  app.get('/ui/', page);
+    page('/ui'),
+    page('/ui/'),
+  ];
 }
 
 // ---------------------------------------------------------------------------------
@@ -163,7 +168,7 @@ function nonEmpty(name: string, value: string, max: number): string {
   return value;
 }
 
-export function parseFilter(params: URLSearchParams): LogFilter {
+export function parseFilter(params: URLSearchParams, providers: readonly string[]): LogFilter {
   const f: LogFilter = {};
   const from = params.get('from');
   const to = params.get('to');
@@ -172,7 +177,7 @@ export function parseFilter(params: URLSearchParams): LogFilter {
   if (f.from !== undefined && f.to !== undefined && f.from > f.to) throw new ParamError('from is after to');
   const provider = params.get('provider');
   if (provider !== null) {
-    if (!(PROVIDER_IDS as readonly string[]).includes(provider)) throw new ParamError(`provider must be one of ${PROVIDER_IDS.join(', ')}`);
+    if (!providers.includes(provider)) throw new ParamError(`provider must be one of ${providers.join(', ')}`);
     f.provider = provider;
   }
   const model = params.get('model');

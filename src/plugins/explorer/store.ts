@@ -9,6 +9,7 @@
  * `time` in epoch ms, `seq` the rowid (insertion order) as a tie-breaker.
  */
 import { Database } from 'bun:sqlite';
+import type { RequestRecord } from '../../core/request.ts';
 import { existsSync, rmSync, statSync } from 'node:fs';
 
 /** Bump when the table layout changes: an index with another version is rebuilt. */
@@ -317,5 +318,35 @@ export function rowFromLine(line: Record<string, unknown>): IndexRow | undefined
     record: JSON.stringify(rest),
     request_body: str(request_body),
     response_body: str(response_body),
+  };
+}
+
+/**
+ * A completed request as an index row, from its record and its log-line fields (the
+ * request log's serialisation, shared: shared/log-line.ts). The stored `record` is that
+ * line; with logged bodies, which the row keeps apart, the line is read back.
+ */
+export function rowFromFields(record: Readonly<RequestRecord>, fields: string): IndexRow | undefined {
+  if (record.request_body !== undefined || record.response_body !== undefined) return rowFromLine(JSON.parse(`{${fields}}`));
+  const ts = Date.parse(record.time);
+  if (!record.request_id || !Number.isFinite(ts)) return undefined;
+  return {
+    request_id: record.request_id,
+    ts,
+    provider: record.provider,
+    endpoint: record.endpoint,
+    method: record.method,
+    path: record.path,
+    status: record.status,
+    model: record.model ?? null,
+    virtual_key: record.virtual_key ?? null,
+    outcome: record.outcome,
+    latency_ms: record.latency_ms,
+    lat_bin: latencyBin(record.latency_ms),
+    input_tokens: num(record.usage?.input_tokens),
+    output_tokens: num(record.usage?.output_tokens),
+    record: `{${fields}}`,
+    request_body: null,
+    response_body: null,
   };
 }

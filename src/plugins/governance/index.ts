@@ -11,15 +11,18 @@
  * refused.
  */
 import type { RuntimeConfig } from '../../config/runtime.ts';
+import { type ErrorType, GatewayError } from '../../core/errors.ts';
+import type { Hooks, Plugin, RequestVerdict } from '../../core/plugin.ts';
+import { type RequestContext, type RequestRecord, Slot } from '../../core/request.ts';
+import { allows } from '../../keys/pool.ts';
 import { appLog } from '../../lib/app-log.ts';
-import type { RequestContext, RequestRecord } from '../../core/request.ts';
-import { jsonError } from '../../core/errors.ts';
-import type { ConfigurablePlugin } from '../index.ts';
+import { WarnLimiter } from '../shared/warn-limiter.ts';
 import { presentedKey, VirtualKeyTable, type VirtualKey } from './keys.ts';
-import { allowsModel, costNanoUsd, formatUsd, minuteWindow, periodWindow, PriceTable, secondsUntil, tokensOf, type Period, type Window } from './limits.ts';
+import { costNanoUsd, formatUsd, minuteWindow, periodWindow, PriceTable, secondsUntil, tokensOf, type Period, type Window } from './limits.ts';
 import { MemoryStore, RedisStore, redactRedisUrl, type Check, type CounterStore, type Increment } from './store.ts';
 
-const STATE_KEY = 'governance';
+/** The virtual key a request is governed by, for its completion. */
+const GOVERNED = new Slot<VirtualKey>();
 /** Counter keys outlive their window by this much (clock skew between instances). */
 const TTL_SLACK_SEC = 60;
 const ADJECTIVE: Record<Period, string> = { hour: 'hourly', day: 'daily', week: 'weekly', month: 'monthly' };
@@ -32,7 +35,7 @@ interface PlannedCheck {
   message: (value: number, retryAfter: number) => string;
 }
 
-export class GovernancePlugin implements ConfigurablePlugin {
+export class GovernancePlugin implements Plugin, Hooks {
   readonly name = 'governance';
   /** The clock windows and periods are computed from (epoch ms). Tests move it. */
   now: () => number = Date.now;
@@ -40,7 +43,6 @@ export class GovernancePlugin implements ConfigurablePlugin {
   readonly memory = new MemoryStore();
   private store: CounterStore = this.memory;
   private storeSignature: string | undefined;
-  private active = false;
   private required = false;
   private failOpen = true;
   private prefix = 'skybridge:gov:';
@@ -50,10 +52,14 @@ export class GovernancePlugin implements ConfigurablePlugin {
   private readonly storeWarnings = new WarnLimiter(10_000);
   private readonly priceWarnings = new WarnLimiter(60_000);
 
-  configure(config: RuntimeConfig): void {
+  /** Off without a governance section that requires or names a virtual key: no request hook runs then. */
+  configure(config: RuntimeConfig): this | undefined {
     const g = config.source.governance;
-    this.active = g !== undefined && (g.required || g.virtual_keys.length > 0);
-    this.required = g?.required ?? false;
+    if (!g || (!g.required && g.virtual_keys.length === 0)) {
+      void this.releaseStore();
+      return undefined;
+    }
+    this.required = g.required;
     this.failOpen = (g?.on_store_error ?? 'fail_open') === 'fail_open';
     this.prefix = g?.redis_key_prefix ?? 'skybridge:gov:';
     this.keys = new VirtualKeyTable(g?.virtual_keys ?? []);
@@ -83,63 +89,62 @@ export class GovernancePlugin implements ConfigurablePlugin {
         appLog.warn({ virtual_key: k.name, models: unpriced }, 'virtual key has a cost budget but governance.prices has no price for some of its models; requests for unpriced models are refused');
       }
     }
+    return this;
   }
 
-  async onRequest(ctx: RequestContext): Promise<Response | undefined> {
-    if (!this.active) return undefined;
-    const found = presentedKey(this.keys, ctx.request.headers, ctx.headers, rawQuery(ctx.request.url), ctx.query, ctx.endpoint === 'genai');
-    ctx.query = found.query;
-    if (found.badControlHeader) return refuse(ctx, 401, 'unauthorized', 'the x-bf-vk header does not hold a valid virtual key');
+  async onRequest(ctx: RequestContext): Promise<RequestVerdict | undefined> {
+    const found = presentedKey(this.keys, ctx.request.headers, ctx.query, ctx.upstream);
+    if (found.badControlHeader) return refuse(401, 'unauthorized', 'the x-bf-vk header does not hold a valid virtual key');
     const vk = found.key;
     if (!vk) {
       if (!this.required) return undefined;
       return refuse(
-        ctx,
         401,
         'unauthorized',
         found.anyCredential ? `the credential sent is not a valid virtual key; this gateway requires one: ${HOW_TO_SEND}` : `a virtual key is required: ${HOW_TO_SEND}`,
       );
     }
-    ctx.record.virtual_key = vk.name;
-    ctx.state[STATE_KEY] = vk;
+    GOVERNED.set(ctx, vk);
+    const verdict = (refusal?: GatewayError): RequestVerdict => ({ virtualKey: vk.name, refusal });
+    const refuseFor = (status: number, type: ErrorType, message: string) => verdict(new GatewayError(status, type, message));
 
     if (!vk.providers.has(ctx.provider)) {
-      return refuse(ctx, 403, 'provider_not_allowed', `virtual key "${vk.name}" may not use provider "${ctx.provider}" (allowed: ${[...vk.providers].join(', ') || 'none'})`);
+      return refuseFor(403, 'provider_not_allowed', `virtual key "${vk.name}" may not use provider "${ctx.provider}" (allowed: ${[...vk.providers].join(', ') || 'none'})`);
     }
     if (ctx.model === undefined && ctx.bodyUnread && (!vk.models.includes('*') || vk.budget?.maxCostNano !== undefined) && !isUpload(ctx.request.headers.get('content-type'))) {
       // A body that may name a model but could not be read (too large to hold, or
       // compressed beyond reading) would walk around the model list and the cost budget:
       // refused for a key with either. File uploads are never read for a model.
       const limit = ctx.config.source.server.buffer_body_limit_mb;
-      return refuse(ctx, 413, 'body_too_large_to_check', `virtual key "${vk.name}" is limited to some models or by cost, and this request body cannot be checked for its model (over server.buffer_body_limit_mb, ${limit} MB, once inflated, or compressed with a coding other than gzip, deflate, br)`);
+      return refuseFor(413, 'body_too_large_to_check', `virtual key "${vk.name}" is limited to some models or by cost, and this request body cannot be checked for its model (over server.buffer_body_limit_mb, ${limit} MB, once inflated, or compressed with a coding other than gzip, deflate, br)`);
     }
-    const modelAllowed = ctx.model === undefined ? vk.models.length > 0 : allowsModel(vk.models, ctx.model);
+    const modelAllowed = ctx.model === undefined ? vk.models.length > 0 : allows(vk.models, ctx.model);
     if (!modelAllowed) {
-      return refuse(ctx, 403, 'model_not_allowed', `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`);
+      return refuseFor(403, 'model_not_allowed', `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`);
     }
     if (vk.budget?.maxCostNano !== undefined && ctx.model !== undefined && !this.prices.lookup(ctx.model)) {
-      return refuse(ctx, 403, 'model_not_priced', `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${ctx.model}"`);
+      return refuseFor(403, 'model_not_priced', `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${ctx.model}"`);
     }
 
     const now = this.now();
     const plan = this.plan(vk, now);
-    if (plan.length === 0) return undefined;
+    if (plan.length === 0) return verdict();
     let result;
     try {
       result = await this.store.admit(plan.map((p) => p.check));
     } catch (err) {
       this.storeWarnings.warn({ err: String((err as Error)?.message ?? err), on_store_error: this.failOpen ? 'fail_open' : 'fail_closed' }, this.failOpen ? 'governance store unavailable; request let through unchecked (fail_open)' : 'governance store unavailable; request refused (fail_closed)');
-      if (this.failOpen) return undefined;
-      return refuse(ctx, 503, 'governance_unavailable', 'the governance counter store is unavailable; request refused (governance.on_store_error: fail_closed)');
+      if (this.failOpen) return verdict();
+      return refuseFor(503, 'governance_unavailable', 'the governance counter store is unavailable; request refused (governance.on_store_error: fail_closed)');
     }
-    if (result.ok) return undefined;
+    if (result.ok) return verdict();
     const hit = plan[result.index]!;
     const retryAfter = secondsUntil(hit.window.end, now);
-    return refuse(ctx, 429, hit.type, hit.message(result.value, retryAfter), { 'retry-after': String(retryAfter) });
+    return verdict(new GatewayError(429, hit.type, hit.message(result.value, retryAfter), { 'retry-after': String(retryAfter) }));
   }
 
-  onComplete(record: RequestRecord, ctx: RequestContext | undefined): void {
-    const vk = ctx?.state[STATE_KEY] as VirtualKey | undefined;
+  onComplete(record: Readonly<RequestRecord>, ctx: RequestContext | undefined): void {
+    const vk = ctx && GOVERNED.get(ctx);
     if (!vk?.countsUsage) return;
     const tokens = tokensOf(record.usage);
     if (tokens <= 0) return;
@@ -180,13 +185,16 @@ export class GovernancePlugin implements ConfigurablePlugin {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
-  /** Left out of `plugins` by a reload: release the Redis connection. */
-  async disable(): Promise<void> {
-    this.active = false;
-    await this.close();
+  /** Off (left out of `plugins`, or no virtual keys): release the Redis connection. */
+  async off(): Promise<void> {
+    await this.releaseStore();
   }
 
   async close(): Promise<void> {
+    await this.releaseStore();
+  }
+
+  private async releaseStore(): Promise<void> {
     await this.settled();
     if (this.store !== this.memory) await this.store.close();
     this.store = this.memory;
@@ -250,38 +258,12 @@ export class GovernancePlugin implements ConfigurablePlugin {
   }
 }
 
-/** The query string as the client sent it, without "?" (the fragment never reaches a server). */
-function rawQuery(url: string): string {
-  const q = url.indexOf('?');
-  return q < 0 ? '' : url.slice(q + 1);
-}
-
 function ttl(w: Window, now: number): number {
   return Math.ceil((w.end - now) / 1000) + TTL_SLACK_SEC;
 }
 
-function refuse(ctx: RequestContext, status: number, type: string, message: string, headers?: Record<string, string>): Response {
-  ctx.record.error = { type, message };
-  return jsonError(status, type, message, headers);
-}
-
-/** At most one warning per interval; the next one reports how many were held back. */
-class WarnLimiter {
-  private last = -Infinity;
-  private suppressed = 0;
-
-  constructor(private readonly everyMs: number) {}
-
-  warn(fields: Record<string, unknown>, message: string): void {
-    const now = performance.now();
-    if (now - this.last < this.everyMs) {
-      this.suppressed++;
-      return;
-    }
-    appLog.warn(this.suppressed > 0 ? { ...fields, suppressed: this.suppressed } : fields, message);
-    this.last = now;
-    this.suppressed = 0;
-  }
+function refuse(status: number, type: ErrorType, message: string): RequestVerdict {
+  return { refusal: new GatewayError(status, type, message) };
 }
 
 /** File uploads (multipart forms, raw bytes, media): never read for a model, whatever their size. */

@@ -6,14 +6,16 @@
  * `crypto.timingSafeEqual` (no early exit, equal-length inputs), so neither the
  * position of a mismatch nor the length of the secret shows in the response time.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { ProviderId } from '../../config/schema.ts';
-import type { Period } from './limits.ts';
+import { timingSafeEqual } from 'node:crypto';
+import type { UpstreamRequest } from '../../core/request.ts';
 import { paramValues, withoutParams } from '../../lib/query.ts';
+import { bearerToken, sha256 } from '../../lib/secrets.ts';
+import { CREDENTIAL_HEADERS } from '../../providers/credentials.ts';
+import type { Period } from './limits.ts';
 
 export interface VirtualKey {
   name: string;
-  providers: ReadonlySet<ProviderId>;
+  providers: ReadonlySet<string>;
   models: readonly string[];
   requestsPerMinute: number | undefined;
   tokensPerMinute: number | undefined;
@@ -25,7 +27,7 @@ export interface VirtualKey {
 export interface VirtualKeyInput {
   name: string;
   value: string;
-  providers: readonly ProviderId[];
+  providers: readonly string[];
   models: readonly string[];
   rate_limit?: { requests_per_minute?: number; tokens_per_minute?: number };
   budget?: { max_tokens?: number; max_cost_usd?: number; period: Period };
@@ -34,13 +36,10 @@ export interface VirtualKeyInput {
 /** Header the gateway reserves for the virtual key (never forwarded: `x-bf-*` is a control prefix). */
 export const VK_HEADER = 'x-bf-vk';
 
-/** Headers an SDK carries its API key in; a virtual key found in one of them is consumed. */
-const SDK_CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'api-key', 'x-goog-api-key'] as const;
 
 /** Gemini's `key=` query parameter, by decoded name (util/query.ts). */
 const KEY_PARAM: ReadonlySet<string> = new Set(['key']);
 
-const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
 export class VirtualKeyTable {
   private readonly digests: Array<{ digest: Buffer; key: VirtualKey }>;
@@ -94,19 +93,12 @@ export interface Presented {
 }
 
 /**
- * Find the virtual key of a request and consume it: every header (and the Gemini
- * `key=` query parameter) holding a virtual key is removed from what goes upstream,
- * also in direct-key mode, where the client's other credentials pass unchanged.
- * Looks at the client's original headers and query; edits the upstream ones.
+ * Find the virtual key of a request and consume it: every header (and `key=` query
+ * parameter) holding a virtual key is removed from what goes upstream, also in
+ * direct-key mode, where the client's other credentials pass unchanged. Looks at the
+ * client's own headers and query; edits the upstream ones.
  */
-export function presentedKey(
-  table: VirtualKeyTable,
-  incoming: Headers,
-  upstream: Headers,
-  incomingQuery: string,
-  query: string,
-  checkQuery: boolean,
-): Presented & { query: string } {
+export function presentedKey(table: VirtualKeyTable, incoming: Headers, clientQuery: string, upstream: UpstreamRequest): Presented {
   let key: VirtualKey | undefined;
   let badControlHeader = false;
   let anyCredential = false;
@@ -117,7 +109,7 @@ export function presentedKey(
     key = table.match(control.trim());
     if (!key) badControlHeader = true;
   }
-  for (const name of SDK_CREDENTIAL_HEADERS) {
+  for (const name of CREDENTIAL_HEADERS) {
     const raw = incoming.get(name);
     if (raw === null) continue;
     anyCredential = true;
@@ -125,23 +117,16 @@ export function presentedKey(
     if (candidate === undefined) continue;
     const hit = table.match(candidate);
     if (!hit) continue;
-    upstream.delete(name);
+    upstream.headers.delete(name);
     key ??= hit;
   }
-  if (checkQuery) {
-    // Detect in the client's own query (the flow may already have dropped `key=` from the
-    // upstream one), remove from the upstream one (direct-key mode keeps other keys).
-    const values = paramValues(incomingQuery, 'key');
-    for (const value of values) {
-      anyCredential = true;
-      key ??= table.match(value);
-    }
-    if (values.length > 0) query = withoutParams(query, KEY_PARAM, (value) => table.match(value) !== undefined);
+  // Detected in the client's own query (the gateway may already have dropped `key=` from
+  // the upstream one), removed from the upstream one (direct-key mode keeps other keys).
+  const values = paramValues(clientQuery, 'key');
+  for (const value of values) {
+    anyCredential = true;
+    key ??= table.match(value);
   }
-  return { key, badControlHeader, anyCredential, query };
-}
-
-function bearerToken(value: string): string | undefined {
-  const m = /^\s*bearer\s+(\S+)\s*$/i.exec(value);
-  return m ? m[1] : undefined;
+  if (values.length > 0) upstream.query = withoutParams(upstream.query, KEY_PARAM, (value) => table.match(value) !== undefined);
+  return { key, badControlHeader, anyCredential };
 }

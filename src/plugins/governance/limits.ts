@@ -94,15 +94,6 @@ export function costNanoUsd(usage: Usage | undefined, price: Price): number {
   return Number.isFinite(nano) ? Math.round(nano) : 0;
 }
 
-/** Model patterns as in key `models`: "*" any, "prefix*" by prefix, otherwise exact. */
-export function allowsModel(patterns: readonly string[], model: string): boolean {
-  for (const p of patterns) {
-    if (p === '*' || p === model) return true;
-    if (p.endsWith('*') && model.startsWith(p.slice(0, -1))) return true;
-  }
-  return false;
-}
-
 /**
  * Price table lookup: the exact model name first, then the longest matching
  * "prefix*" pattern ("*" alone matches everything, last).

@@ -15,18 +15,15 @@
  * models are folded (configured models, then the first MAX_DYNAMIC_MODELS others seen,
  * then `other`), and a model string that contains a configured secret is never a label.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Elysia } from 'elysia';
-import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
+import { collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
 import type { RuntimeConfig } from '../../config/runtime.ts';
-import { PROVIDER_IDS, type ProviderId } from '../../config/schema.ts';
+import { type ErrorType, jsonError } from '../../core/errors.ts';
+import type { Hooks, Plugin, PluginRoute, RuntimeView } from '../../core/plugin.ts';
+import { OUTCOMES as RECORD_OUTCOMES, type Outcome, type RequestRecord } from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
-import { openStreams } from '../../proxy/idle.ts';
-import type { EndpointId, Outcome, Plugin, RequestRecord } from '../../core/request.ts';
-import { jsonError } from '../../core/errors.ts';
-import type { GatewayState } from '../../core/runtime.ts';
 import { VERSION } from '../../lib/version.ts';
-import { configuredSecrets } from '../shared/redact.ts';
+import { BearerToken } from '../shared/admin-auth.ts';
+import { CellCounter, type CounterCell, CellHistogram, type HistogramCell, ReadCounter } from './cells.ts';
 
 /** Seconds; from a cached answer (ms) to a long reasoning stream (20 min). */
 export const LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200];
@@ -36,12 +33,12 @@ export const MAX_DYNAMIC_MODELS = 100;
 /** Longer model strings are not labels (`other`). */
 const MAX_MODEL_LABEL_LENGTH = 128;
 
-const OUTCOMES = ['ok', 'upstream_error', 'client_aborted', 'rejected', 'stream_idle_timeout', 'gateway_error', 'other'] as const;
+const OUTCOMES = [...RECORD_OUTCOMES, 'other'] as const;
 const OUTCOME_INDEX: Readonly<Record<string, number>> = Object.fromEntries(OUTCOMES.map((o, i) => [o, i]));
 const OTHER_OUTCOME = OUTCOMES.length - 1;
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'unknown'] as const;
-const RETRY_REASONS = new Set(['429', '500', '502', '503', '504', 'upstream_timeout', 'upstream_unreachable', 'upstream_invalid_response']);
-const UPSTREAM_ERROR_TYPES = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_broken', 'upstream_invalid_response', 'stream_idle_timeout', 'upstream_auth_error']);
+/** Retry reasons are status codes or the error types of failed attempts; other codes fold into `other`. */
+const RETRY_REASONS = new Set<string>(['429', '500', '502', '503', '504', 'upstream_timeout', 'upstream_unreachable', 'upstream_invalid_response']);
 /** Outcomes that count as an upstream failure (the HTTP status of a delivered answer does not). */
 const UPSTREAM_FAILURE_OUTCOMES: ReadonlySet<Outcome> = new Set<Outcome>(['upstream_error', 'stream_idle_timeout']);
 
@@ -52,117 +49,6 @@ const TOKEN_DIRECTIONS = [
   ['cache_write', 'cache_creation_input_tokens'],
   ['reasoning', 'reasoning_tokens'],
 ] as const;
-
-// ---------------------------------------------------------------------------------
-// Cells: counters and histograms whose hot path is a field update.
-
-interface CounterCell {
-  readonly labels: Record<string, string>;
-  value: number;
-}
-
-class HistogramCell {
-  /** Per-bucket (not cumulative) counts; the last slot is +Inf. */
-  readonly counts: Float64Array;
-  sum = 0;
-  count = 0;
-
-  constructor(
-    readonly labels: Record<string, string>,
-    private readonly bounds: readonly number[],
-  ) {
-    this.counts = new Float64Array(bounds.length + 1);
-  }
-
-  observe(v: number): void {
-    const b = this.bounds;
-    let i = 0;
-    while (i < b.length && v > b[i]!) i++;
-    this.counts[i]!++;
-    this.sum += v;
-    this.count++;
-  }
-}
-
-function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (let i = 0; i < names.length; i++) labels[names[i]!] = values[i]!;
-  return labels;
-}
-
-/** A counter family in the shape prom-client's Registry reads (`name`, `type`, `get()`). */
-class CellCounter {
-  readonly type = 'counter';
-  readonly aggregator = 'sum';
-  private readonly cells = new Map<string, CounterCell>();
-
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[],
-  ) {}
-
-  /** The cell for these label values (created once; callers keep the reference). */
-  cell(...values: string[]): CounterCell {
-    const key = values.join('\u0000');
-    let c = this.cells.get(key);
-    if (!c) {
-      c = { labels: labelsOf(this.labelNames, values), value: 0 };
-      this.cells.set(key, c);
-    }
-    return c;
-  }
-
-  async get() {
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: [...this.cells.values()].map((c) => ({ labels: c.labels, value: c.value })),
-    };
-  }
-}
-
-class CellHistogram {
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  private readonly cells = new Map<string, HistogramCell>();
-  private readonly le: string[];
-
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[],
-    private readonly bounds: readonly number[],
-  ) {
-    this.le = [...bounds.map(String), '+Inf'];
-  }
-
-  cell(...values: string[]): HistogramCell {
-    const key = values.join('\u0000');
-    let c = this.cells.get(key);
-    if (!c) {
-      c = new HistogramCell(labelsOf(this.labelNames, values), this.bounds);
-      this.cells.set(key, c);
-    }
-    return c;
-  }
-
-  async get() {
-    const values: Array<{ metricName: string; labels: Record<string, string>; value: number }> = [];
-    for (const c of this.cells.values()) {
-      let cumulative = 0;
-      for (let i = 0; i < this.le.length; i++) {
-        cumulative += c.counts[i]!;
-        values.push({ metricName: `${this.name}_bucket`, labels: { ...c.labels, le: this.le[i]! }, value: cumulative });
-      }
-      values.push({ metricName: `${this.name}_sum`, labels: c.labels, value: c.sum });
-      values.push({ metricName: `${this.name}_count`, labels: c.labels, value: c.count });
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-}
 
 // ---------------------------------------------------------------------------------
 // Per-provider / per-endpoint lookup tables, so a request does index lookups only.
@@ -179,13 +65,13 @@ interface EndpointSeries {
 type TokenCells = Partial<Record<(typeof TOKEN_DIRECTIONS)[number][0], CounterCell>> & { readonly model: string };
 
 interface ProviderSeries {
-  endpoints: Partial<Record<EndpointId, EndpointSeries>>;
+  endpoints: Map<string, EndpointSeries>;
   /** Raw model string -> the cells of its folded label (bounded; cleared on reload). */
   models: Map<string, TokenCells>;
   /** Folded label -> cells (so raw spellings that fold together share cells). */
   labels: Map<string, TokenCells>;
   retries: Map<string, CounterCell>;
-  errors: Map<string, CounterCell>;
+  errors: Map<ErrorType, CounterCell>;
 }
 
 /** Raw model strings remembered per provider before folding is recomputed per request. */
@@ -196,26 +82,18 @@ function statusClass(status: number): number {
   return c >= 1 && c <= 5 ? c - 1 : STATUS_CLASSES.length - 1;
 }
 
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
-}
-
-export class MetricsPlugin implements Plugin {
+export class MetricsPlugin implements Plugin, Hooks {
   readonly name = 'metrics';
   readonly registry = new Registry();
-  /** Off: the route answers 404 and the plugin stays out of the pipeline. */
-  inPipeline = false;
   /** Distinct unconfigured models with a label of their own (tests lower it). */
   maxDynamicModels = MAX_DYNAMIC_MODELS;
 
-  private path = '/metrics';
   private routePath: string | undefined;
-  private tokenHash: Buffer | undefined;
-  private state: GatewayState | undefined;
+  private token: BearerToken | undefined;
   private configuredModels = new Set<string>();
   private readonly dynamicModels = new Set<string>();
-  private secrets: string[] = [];
-  private readonly series = {} as Record<ProviderId, ProviderSeries>;
+  private secrets: readonly string[] = [];
+  private readonly series = new Map<string, ProviderSeries>();
 
   private readonly requests = new CellCounter('skybridge_requests_total', 'Passthrough requests completed, by provider, endpoint, HTTP status class and outcome.', [
     'provider',
@@ -242,21 +120,17 @@ export class MetricsPlugin implements Plugin {
     'Requests that ended in an upstream failure (unreachable, timeout, broken or idle stream), by provider and error type.',
     ['provider', 'type'],
   );
-  private readonly reloads: Counter<'result'>;
-  private readonly lastReload: Gauge;
-
-  constructor() {
-    for (const id of PROVIDER_IDS) this.series[id] = { endpoints: {}, models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() };
+  /** The running gateway's counters, read at scrape time. */
+  constructor(runtime: () => RuntimeView) {
     for (const m of [this.requests, this.duration, this.ttfb, this.tokens, this.retries, this.upstreamErrors]) {
       this.registry.registerMetric(m as unknown as Metric);
     }
-    const self = this;
     new Gauge({
       name: 'skybridge_inflight_requests',
       help: 'Passthrough requests not yet completed (streams included).',
       registers: [this.registry],
       collect() {
-        this.set(self.state?.inflight ?? 0);
+        this.set(runtime().inflight);
       },
     });
     new Gauge({
@@ -264,7 +138,7 @@ export class MetricsPlugin implements Plugin {
       help: 'Streamed answers being relayed right now (process-wide).',
       registers: [this.registry],
       collect() {
-        this.set(openStreams());
+        this.set(runtime().openStreams);
       },
     });
     new Gauge({
@@ -273,85 +147,66 @@ export class MetricsPlugin implements Plugin {
       labelNames: ['provider'],
       registers: [this.registry],
       collect() {
-        const providers = self.state?.config.providers;
-        if (providers) for (const id of PROVIDER_IDS) this.set({ provider: id }, providers[id].keys.restingNow());
+        for (const p of Object.values(runtime().config.providers)) this.set({ provider: p.name }, p.keys.restingNow());
       },
     });
-    this.reloads = new Counter({ name: 'skybridge_config_reloads_total', help: 'Config reloads (file change, SIGHUP), by result.', labelNames: ['result'], registers: [this.registry] });
-    this.reloads.inc({ result: 'success' }, 0);
-    this.reloads.inc({ result: 'failure' }, 0);
-    this.lastReload = new Gauge({ name: 'skybridge_config_last_reload_successful', help: '1 when the last config reload was applied, 0 when it was rejected.', registers: [this.registry] });
-    this.lastReload.set(1);
+    const reloads = new ReadCounter('skybridge_config_reloads_total', 'Config reloads (file change, SIGHUP), by result.', () => {
+      const r = runtime().reloads;
+      return [
+        { labels: { result: 'success' }, value: r.success },
+        { labels: { result: 'failure' }, value: r.failure },
+      ];
+    });
+    this.registry.registerMetric(reloads as unknown as Metric);
+    new Gauge({
+      name: 'skybridge_config_last_reload_successful',
+      help: '1 when the last config reload was applied, 0 when it was rejected.',
+      registers: [this.registry],
+      collect() {
+        this.set(runtime().reloads.lastSuccessful ? 1 : 0);
+      },
+    });
     new Gauge({ name: 'skybridge_build_info', help: 'Always 1; the version as a label.', labelNames: ['version'], registers: [this.registry] }).set({ version: VERSION }, 1);
     collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Read the gateway's in-flight count at scrape time. */
-  bindState(state: GatewayState): void {
-    this.state = state;
-  }
-
-  configure(config: RuntimeConfig): void {
+  configure(config: RuntimeConfig): this | undefined {
     const m = config.source.metrics;
-    this.inPipeline = m.enabled;
-    this.setPath(m.path);
-    this.tokenHash = m.bearer_token ? sha256(m.bearer_token) : undefined;
-    this.secrets = configuredSecrets(config);
-    if (m.bearer_token) this.secrets.push(m.bearer_token);
+    if (this.routePath !== undefined && m.path !== this.routePath) {
+      appLog.warn({ path: m.path, serving: this.routePath }, 'metrics.path changed; the new path takes effect on restart');
+    }
+    if (!m.enabled) return undefined;
+    this.token = m.bearer_token ? new BearerToken(m.bearer_token) : undefined;
+    this.secrets = m.bearer_token ? [...config.secrets, m.bearer_token] : config.secrets;
     const models = new Set<string>();
-    for (const id of PROVIDER_IDS) {
-      for (const key of config.providers[id].keys.keys) for (const model of key.models) if (!model.includes('*') && this.safeLabel(model)) models.add(model);
+    for (const p of Object.values(config.providers)) {
+      for (const key of p.keys.keys) for (const model of key.models) if (!model.includes('*') && this.safeLabel(model)) models.add(model);
     }
     this.configuredModels = models;
-    for (const id of PROVIDER_IDS) this.series[id].models.clear();
+    for (const ps of this.series.values()) ps.models.clear();
+    return this;
   }
 
-  /** Not listed in `plugins`: the route answers 404. */
-  disable(config: RuntimeConfig): void {
-    this.inPipeline = false;
-    this.setPath(config.source.metrics.path);
+  routes(config: RuntimeConfig): PluginRoute[] {
+    this.routePath = config.source.metrics.path;
+    return [{ method: 'GET', path: this.routePath, handle: ({ request }) => this.scrape(request) }];
   }
-
-  private setPath(path: string): void {
-    if (this.routePath !== undefined && path !== this.routePath) {
-      appLog.warn({ path, serving: this.routePath }, 'metrics.path changed; the new path takes effect on restart');
-    }
-    this.path = path;
-  }
-
-  /** Gateway.reload reports each attempt here. */
-  recordConfigReload(result: 'success' | 'failure'): void {
-    this.reloads.inc({ result });
-    this.lastReload.set(result === 'success' ? 1 : 0);
-  }
-
-  readonly routes = (app: Elysia): void => {
-    this.routePath = this.path;
-    app.get(this.routePath, ({ request }: { request: Request }) => this.scrape(request));
-  };
 
   async scrape(request: Request): Promise<Response> {
-    if (!this.inPipeline) return jsonError(404, 'not_found', 'no such route');
-    if (this.tokenHash && !this.authorized(request.headers.get('authorization'))) {
+    if (this.token && !this.token.accepts(request.headers.get('authorization'))) {
       return jsonError(401, 'unauthorized', 'metrics require Authorization: Bearer <metrics.bearer_token>', { 'www-authenticate': 'Bearer realm="skybridge metrics"' });
     }
     const text = await this.registry.metrics();
     return new Response(text, { headers: { 'content-type': this.registry.contentType, 'cache-control': 'no-store' } });
   }
 
-  private authorized(header: string | null): boolean {
-    if (!header || !this.tokenHash) return false;
-    const m = /^Bearer\s+(.+)$/i.exec(header.trim());
-    if (!m) return false;
-    return timingSafeEqual(sha256(m[1]!), this.tokenHash);
-  }
-
-  onComplete(record: RequestRecord): void {
+  onComplete(record: Readonly<RequestRecord>): void {
     const provider = record.provider;
-    const ps = this.series[provider];
-    if (!ps) return;
+    let ps = this.series.get(provider);
+    if (!ps) this.series.set(provider, (ps = { endpoints: new Map(), models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() }));
     const endpoint = record.endpoint;
-    const es = (ps.endpoints[endpoint] ??= { requests: [], duration: [], ttfb: [] });
+    let es = ps.endpoints.get(endpoint);
+    if (!es) ps.endpoints.set(endpoint, (es = { requests: [], duration: [], ttfb: [] }));
     const oi = OUTCOME_INDEX[record.outcome] ?? OTHER_OUTCOME;
     const ci = statusClass(record.status);
     const si = record.stream ? 1 : 0;
@@ -379,8 +234,7 @@ export class MetricsPlugin implements Plugin {
     }
 
     if (UPSTREAM_FAILURE_OUTCOMES.has(record.outcome)) {
-      const t = record.error?.type;
-      const type = t && UPSTREAM_ERROR_TYPES.has(t) ? t : 'other';
+      const type = record.error?.type ?? 'gateway_error';
       let cell = ps.errors.get(type);
       if (!cell) ps.errors.set(type, (cell = this.upstreamErrors.cell(provider, type)));
       cell.value++;

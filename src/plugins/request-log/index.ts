@@ -9,25 +9,24 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { RuntimeConfig } from '../../config/runtime.ts';
+import type { Hooks, Plugin } from '../../core/plugin.ts';
+import type { RequestRecord } from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
-import type { Plugin, RequestRecord } from '../../core/request.ts';
-import { redactor } from '../shared/redact.ts';
+import { type LineFormat, lineFormat } from '../shared/log-line.ts';
 
 type Destination = ReturnType<typeof pino.destination>;
 
 /** Lines are handed to the file in batches: at most this many ms late, or this many chars. */
 const BATCH_MS = 20;
 const BATCH_CHARS = 64 * 1024;
-const EMPTY_RETRIES = ',"retries":[]}';
 
-export class RequestLogPlugin implements Plugin {
+export class RequestLogPlugin implements Plugin, Hooks {
   readonly name = 'logging';
   private file: string | null = null;
   private destination: Destination | undefined;
-  private redact: (text: string) => string = (t) => t;
+  private format: LineFormat | undefined;
   /** A config was applied (the start); later ones are reloads. */
   private configured = false;
-  private contentMax = 0;
   /** Serialised lines not yet handed to the destination (one write per batch, not per line). */
   private pending = '';
   private batchTimer: ReturnType<typeof setTimeout> | undefined;
@@ -39,13 +38,12 @@ export class RequestLogPlugin implements Plugin {
   /**
    * Apply a (re)loaded config: opens a new file only when the path changed. A file that
    * cannot be opened stops the start (a clear error) but not a reload: the previous
-   * file stays in use and the error is logged.
+   * file stays in use and the error is logged. Off without `logs.file`.
    */
-  configure(config: RuntimeConfig): void {
+  configure(config: RuntimeConfig): this | undefined {
     const file = config.source.logs.file || null;
-    this.redact = redactor(config);
-    this.contentMax = config.source.logs.content_max_bytes;
-    if (file === this.file) return;
+    this.format = lineFormat(config);
+    if (file === this.file) return this.destination ? this : undefined;
     let destination: Destination | undefined;
     if (file) {
       try {
@@ -54,7 +52,7 @@ export class RequestLogPlugin implements Plugin {
         const message = `logs.file ${file} cannot be opened: ${(err as Error).message}`;
         if (!this.configured) throw new Error(message);
         appLog.error({ file, in_use: this.file }, `${message}; the request log stays where it was`);
-        return;
+        return this.destination ? this : undefined;
       }
     }
     this.configured = true;
@@ -62,29 +60,21 @@ export class RequestLogPlugin implements Plugin {
     this.file = file;
     this.destination = destination;
     destination?.on('error', (err: Error) => appLog.error({ err: String(err), file }, 'request log write failed'));
+    return destination ? this : undefined;
   }
 
-  onComplete(record: RequestRecord): void {
-    if (!this.destination) return;
-    let fields: string | undefined;
-    if (record.retries.length === 0 && record.request_body === undefined && record.response_body === undefined) {
-      // The common case: the record as it is, less its empty `retries` (the last field),
-      // without copying it first.
-      const json = JSON.stringify(record);
-      if (json.endsWith(EMPTY_RETRIES)) fields = json.slice(1, -EMPTY_RETRIES.length);
-    }
-    if (fields === undefined) {
-      const { retries, request_body, response_body, ...line } = record;
-      const out: Record<string, unknown> = line;
-      if (retries.length > 0) out.retries = retries;
-      if (request_body !== undefined) out.request_body = this.content(request_body);
-      if (response_body !== undefined) out.response_body = this.content(response_body);
-      fields = JSON.stringify(out).slice(1, -1);
-    }
+  /** Not listed in `plugins`: the file is closed. */
+  async off(): Promise<void> {
+    await this.close();
+    this.file = null;
+  }
+
+  onComplete(record: Readonly<RequestRecord>): void {
+    if (!this.destination || !this.format) return;
     // The line pino's logger wrote here before (`pino({ base: null, timestamp: false,
     // formatters: { level: () => ({ log: 'request' }) } }).info(out)`: the same bytes) at
     // a fifth of the cost, batched into one destination write per BATCH_MS.
-    this.pending += `{"log":"request",${fields}}\n`;
+    this.pending += `{"log":"request",${this.format.fields(record)}}\n`;
     if (this.pending.length >= BATCH_CHARS) this.writePending();
     else if (!this.batchTimer) {
       this.batchTimer = setTimeout(this.writeLater, BATCH_MS);
@@ -102,11 +92,6 @@ export class RequestLogPlugin implements Plugin {
     const batch = this.pending;
     this.pending = '';
     this.destination.write(batch);
-  }
-
-  private content(text: string): string {
-    const clipped = text.length > this.contentMax ? `${text.slice(0, this.contentMax)}…[truncated ${text.length - this.contentMax} chars]` : text;
-    return this.redact(clipped);
   }
 
   /** SIGHUP: reopen the file at the same path (logrotate moved the old one away). */

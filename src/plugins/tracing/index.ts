@@ -22,13 +22,15 @@
  * in batches, straight into bytes (otlp-proto.ts, otlp-json.ts).
  */
 import type { RuntimeConfig } from '../../config/runtime.ts';
-import type { AttemptInfo, Plugin, RequestContext, RequestRecord } from '../../core/request.ts';
+import type { Hooks, Plugin } from '../../core/plugin.ts';
+import { type AttemptInfo, type RequestContext, type RequestRecord, Slot } from '../../core/request.ts';
 import { VERSION } from '../../lib/version.ts';
+import { PROVIDERS } from '../../providers/index.ts';
 import type { OtlpEncoding } from './encoding.ts';
 import { OtlpExporter } from './exporter.ts';
 import { OTLP_JSON } from './otlp-json.ts';
 import { OTLP_PROTO } from './otlp-proto.ts';
-import { type FinishedRequest, type RequestTrace, spanWriter } from './spans.ts';
+import { type FinishedRequest, type GenAiNames, type RequestTrace, spanWriter } from './spans.ts';
 import { formatTraceparent, newSampledTraceparent, newSpanId, newTraceId, parseTraceparent, spanIdOf, traceIdOf, type TraceParent } from './trace-context.ts';
 
 const ENCODINGS: Record<OtlpEncoding['protocol'], { encoding: OtlpEncoding; writeSpans: ReturnType<typeof spanWriter> }> = {
@@ -36,18 +38,25 @@ const ENCODINGS: Record<OtlpEncoding['protocol'], { encoding: OtlpEncoding; writ
   'http/json': { encoding: OTLP_JSON, writeSpans: spanWriter(OTLP_JSON) },
 };
 
-export class TracingPlugin implements Plugin {
+const TRACE = new Slot<RequestTrace>();
+const UNKNOWN_PROVIDER: GenAiNames = { system: '_OTHER', provider: '_OTHER' };
+
+export class TracingPlugin implements Plugin, Hooks {
   readonly name = 'tracing';
-  /** Off (no tracing.endpoint): the plugin stays out of the pipeline. */
-  inPipeline = false;
   exporter: OtlpExporter<FinishedRequest> | undefined;
   private sampleRatio = 1;
   private exporterKey = '';
 
-  async configure(config: RuntimeConfig): Promise<void> {
+  /** Off without tracing.endpoint. */
+  configure(config: RuntimeConfig): this | undefined {
     const t = config.source.tracing;
     this.sampleRatio = t.sample_ratio;
-    this.inPipeline = Boolean(t.endpoint);
+    this.setExporter(config);
+    return t.endpoint ? this : undefined;
+  }
+
+  private setExporter(config: RuntimeConfig): void {
+    const t = config.source.tracing;
     const key = t.endpoint ? JSON.stringify([t.endpoint, t.headers, t.service_name, t.protocol]) : '';
     if (key === this.exporterKey) return;
     const old = this.exporter;
@@ -77,12 +86,8 @@ export class TracingPlugin implements Plugin {
     if (old) void old.flush();
   }
 
-  async disable(): Promise<void> {
-    this.inPipeline = false;
-  }
-
   onAttemptStart(ctx: RequestContext, attempt: number): void {
-    let t = ctx.state.tracing as RequestTrace | undefined;
+    let t = TRACE.get(ctx);
     let traceparent: string;
     let spanId: string;
     if (!t) {
@@ -97,23 +102,22 @@ export class TracingPlugin implements Plugin {
         spanId = newSpanId();
         traceparent = formatTraceparent(t.traceId, spanId, t.sampled);
       }
-      ctx.state.tracing = t;
+      TRACE.set(ctx, t);
     } else {
       spanId = newSpanId();
       traceparent = formatTraceparent(t.traceId, spanId, t.sampled);
     }
     // An unsampled trace is only propagated: nothing to keep for a span.
     if (t.sampled) t.attempts.push({ spanId, attempt, startedAt: performance.now() });
-    ctx.headers.set('traceparent', traceparent);
+    ctx.upstream.headers.set('traceparent', traceparent);
   }
 
   onAttemptEnd(ctx: RequestContext, info: AttemptInfo): void {
-    const t = ctx.state.tracing as RequestTrace | undefined;
-    const span = t?.attempts.at(-1);
+    const span = TRACE.get(ctx)?.attempts.at(-1);
     if (span && !span.info) span.info = info;
   }
 
-  onComplete(record: RequestRecord, ctx: RequestContext | undefined): void {
+  onComplete(record: Readonly<RequestRecord>, ctx: RequestContext | undefined): void {
     const exporter = this.exporter;
     if (!exporter) return;
     let t: RequestTrace;
@@ -121,7 +125,7 @@ export class TracingPlugin implements Plugin {
     let startPerf: number;
     if (ctx) {
       // No attempt (refused by a plugin or for want of a key): the trace starts here.
-      t = (ctx.state.tracing as RequestTrace | undefined) ?? this.newTrace(callerTrace(ctx));
+      t = TRACE.get(ctx) ?? this.newTrace(callerTrace(ctx));
       startPerf = ctx.startedAt;
       endPerf = ctx.startedAt + record.latency_ms;
     } else {
@@ -132,7 +136,8 @@ export class TracingPlugin implements Plugin {
     }
     if (!t.sampled) return;
 
-    exporter.add({ record, trace: t, startPerf, endPerf });
+    const api = ctx?.config.providers[record.provider]?.api ?? record.provider;
+    exporter.add({ record, genai: PROVIDERS[api]?.genai ?? UNKNOWN_PROVIDER, trace: t, startPerf, endPerf });
   }
 
   async flush(): Promise<void> {

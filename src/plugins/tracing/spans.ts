@@ -5,9 +5,8 @@
  * Attribute writers and everything fixed per provider and endpoint are built once per
  * wire encoding, at module load.
  */
-import type { ProviderId } from '../../config/schema.ts';
-import { ENDPOINTS } from '../../proxy/flow.ts';
-import type { AttemptInfo, EndpointId, Outcome, RequestRecord } from '../../core/request.ts';
+import type { AttemptInfo, Outcome, RequestRecord } from '../../core/request.ts';
+import { ROUTES } from '../../providers/routes.ts';
 import type { ByteWriter } from './byte-writer.ts';
 import { type OtlpEncoding, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET } from './encoding.ts';
 import { newSpanId } from './trace-context.ts';
@@ -19,7 +18,7 @@ export interface AttemptSpan {
   info?: AttemptInfo;
 }
 
-/** Per-request trace state (ctx.state.tracing). */
+/** Per-request trace state (a Slot on the context). */
 export interface RequestTrace {
   traceId: string;
   /** The caller's span, when a `traceparent` came in. */
@@ -29,29 +28,27 @@ export interface RequestTrace {
   attempts: AttemptSpan[];
 }
 
+/** gen_ai.system (older conventions) and gen_ai.provider.name (current ones), from the provider. */
+export interface GenAiNames {
+  readonly system: string;
+  readonly provider: string;
+}
+
 /** A sampled request waiting for the next export. */
 export interface FinishedRequest {
-  record: RequestRecord;
+  record: Readonly<RequestRecord>;
+  genai: GenAiNames;
   trace: RequestTrace;
   /** performance.now() ms. */
   startPerf: number;
   endPerf: number;
 }
 
-/** gen_ai.system (older conventions) and gen_ai.provider.name (current ones). */
-const GENAI: Record<ProviderId, { system: string; provider: string }> = {
-  openai: { system: 'openai', provider: 'openai' },
-  anthropic: { system: 'anthropic', provider: 'anthropic' },
-  azure: { system: 'az.ai.openai', provider: 'azure.ai.openai' },
-  gemini: { system: 'gcp.gemini', provider: 'gcp.gemini' },
-  vertex: { system: 'gcp.vertex_ai', provider: 'gcp.vertex_ai' },
-};
-
-const ROUTES = Object.fromEntries(ENDPOINTS.map((e) => [e.id, e.prefix])) as Record<EndpointId, string>;
+const PREFIXES: Readonly<Record<string, string>> = Object.fromEntries(ROUTES.map((r) => [r.id, r.prefix]));
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 
-/** What is fixed by provider and endpoint, encoded once per pair. */
+/** What is fixed by provider and endpoint, encoded once per pair (on first use). */
 interface Fixed {
   route: string;
   /** Server span name ("POST /openai_passthrough/*") per common method, encoded. */
@@ -61,20 +58,23 @@ interface Fixed {
 }
 
 function schemaFor(enc: OtlpEncoding) {
-  const fixed = {} as Record<ProviderId, Record<EndpointId, Fixed>>;
-  for (const provider of Object.keys(GENAI) as ProviderId[]) {
-    fixed[provider] = {} as Record<EndpointId, Fixed>;
-    for (const endpoint of Object.keys(ROUTES) as EndpointId[]) {
-      const genai = { 'gen_ai.system': GENAI[provider].system, 'gen_ai.provider.name': GENAI[provider].provider };
-      const route = `${ROUTES[endpoint]}/*`;
-      fixed[provider][endpoint] = {
+  const fixedByPair = new Map<string, Fixed>();
+  const fixed = (genai: GenAiNames, endpoint: string): Fixed => {
+    const pair = `${genai.provider}\u0000${endpoint}`;
+    let f = fixedByPair.get(pair);
+    if (!f) {
+      const names = { 'gen_ai.system': genai.system, 'gen_ai.provider.name': genai.provider };
+      const route = `${PREFIXES[endpoint] ?? `/${endpoint}`}/*`;
+      f = {
         route,
         names: Object.fromEntries(METHODS.map((m) => [m, enc.fixedName(`${m} ${route}`)])),
-        server: enc.fixedAttrs({ 'http.route': route, ...genai, 'skybridge.endpoint': endpoint }),
-        attempt: enc.fixedAttrs(genai),
+        server: enc.fixedAttrs({ 'http.route': route, ...names, 'skybridge.endpoint': endpoint }),
+        attempt: enc.fixedAttrs(names),
       };
+      fixedByPair.set(pair, f);
     }
-  }
+    return f;
+  };
   const attr = {
     method: enc.stringAttr('http.request.method'),
     urlPath: enc.stringAttr('url.path'),
@@ -124,8 +124,8 @@ export function spanWriter(enc: OtlpEncoding): (w: ByteWriter, item: FinishedReq
 }
 
 /** The server span and one span per attempt; returns how many. */
-function writeSpans({ enc, fixed: fixedByRoute, attr }: SpanSchema, w: ByteWriter, { record, trace: t, startPerf, endPerf }: FinishedRequest): number {
-  const fixed = fixedByRoute[record.provider][record.endpoint];
+function writeSpans({ enc, fixed: fixedFor, attr }: SpanSchema, w: ByteWriter, { record, genai, trace: t, startPerf, endPerf }: FinishedRequest): number {
+  const fixed = fixedFor(genai, record.endpoint);
   const usage = record.usage;
   const operation = operationOf(record.path);
   const failed = record.status >= 500 || FAILED_OUTCOMES.has(record.outcome);
@@ -133,7 +133,7 @@ function writeSpans({ enc, fixed: fixedByRoute, attr }: SpanSchema, w: ByteWrite
   const serverSpanId = newSpanId();
   enc.beginSpan(w, t.traceId, serverSpanId, t.parentSpanId, fixed.names[record.method] ?? `${record.method} ${fixed.route}`, SPAN_KIND_SERVER, epochMs(startPerf), epochMs(endPerf), fixed.server);
   attr.method(w, record.method);
-  attr.urlPath(w, ROUTES[record.endpoint] + record.path);
+  attr.urlPath(w, (PREFIXES[record.endpoint] ?? '') + record.path);
   attr.status(w, record.status || undefined);
   attr.clientAddress(w, record.client_ip);
   attr.operation(w, operation);

@@ -11,6 +11,7 @@
  * A repeated member counts once, the last one, as in JSON.parse (RFC 8259 section 4
  * leaves duplicates to the parser).
  */
+import type { RootMembers } from '../core/request.ts';
 import { BACKSLASH, CLOSE, CLOSE_ARRAY, COLON, COMMA, containerEnd, isSpace, OPEN, OPEN_ARRAY, QUOTE, skipSpace, stringEnd } from '../lib/json-bytes.ts';
 
 const MODEL = new TextEncoder().encode('model');
@@ -18,12 +19,6 @@ const STREAM = new TextEncoder().encode('stream');
 const TRUE = new TextEncoder().encode('true');
 const decoder = new TextDecoder();
 
-export interface RootMembers {
-  /** `model` when it is a string (anything else: undefined, as for a missing one). */
-  readonly model: string | undefined;
-  /** `stream` is the literal `true`. */
-  readonly stream: boolean;
-}
 
 export function rootMembers(bytes: Uint8Array): RootMembers | undefined {
   const n = bytes.length;

@@ -2,9 +2,8 @@
  * OAuth 2.0 access tokens from a token endpoint (RFC 6749 §4.4 client credentials, or
  * RFC 7523 JWT bearer: the grant is the caller's form), or from an Azure managed
  * identity endpoint (a GET with the host's headers). A token is cached until shortly
- * before its expiry, and concurrent callers share one refresh. Used for Vertex service
- * accounts (google-auth.ts) and Azure Entra ID service principals and managed
- * identities (entra-auth.ts).
+ * before its expiry, and concurrent callers share one refresh. Used for Google
+ * service accounts, Entra ID service principals and managed identities.
  */
 
 /** Refresh this long before the token's expiry so no request carries a dying token. */

@@ -1,36 +1,17 @@
 /**
- * Microsoft Entra ID (Azure AD) access tokens for an Azure key that authenticates as an
- * identity rather than with an api-key:
- * - a service principal (`azure_key_config: { client_id, client_secret, tenant_id }`,
- *   Bifrost's fields): the OAuth 2.0 client credentials grant at
- *   `{authority_host}/{tenant_id}/oauth2/v2.0/token`
- *   (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow);
- * - a managed identity (`azure_key_config: { managed_identity: true }`, or
- *   `{ managed_identity: { client_id } }` for a user-assigned one): from whichever source
- *   the host provides, found as Azure's own ManagedIdentityCredential finds it (below).
- * Tokens are for the Cognitive Services scope by default.
+ * Microsoft Entra ID access tokens for the host's managed identity
+ * (`azure_key_config: { managed_identity: true }`, or `{ managed_identity: { client_id } }`
+ * for a user-assigned one), from whichever source the host provides, found as Azure's own
+ * ManagedIdentityCredential finds it (below).
  */
-import { OAuthTokenCache } from './oauth-token.ts';
+import { DEFAULT_AUTHORITY_HOST, tokenEndpoint } from './entra.ts';
+import { OAuthTokenCache } from './token-cache.ts';
 
-/** Azure OpenAI and AI Foundry accept tokens for this resource. */
-export const DEFAULT_ENTRA_SCOPES = ['https://cognitiveservices.azure.com/.default'];
-/** The public cloud's; sovereign clouds have their own (login.microsoftonline.us, ...). */
-export const DEFAULT_AUTHORITY_HOST = 'https://login.microsoftonline.com';
 /** Azure's instance metadata service, reachable from inside VMs and scale sets only. */
 const IMDS_HOST = 'http://169.254.169.254';
 
-export interface EntraCredentials {
-  tenantId: string;
-  clientId: string;
-  clientSecret: string;
-  scopes: readonly string[];
-  authorityHost: string;
-}
-
-export function entraTokenSource(c: EntraCredentials): OAuthTokenCache {
-  const form = { grant_type: 'client_credentials', client_id: c.clientId, client_secret: c.clientSecret, scope: c.scopes.join(' ') };
-  return new OAuthTokenCache(tokenEndpoint(c.authorityHost, c.tenantId), () => ({ form }));
-}
+/** The variables that choose a managed identity's token source. */
+export const MANAGED_IDENTITY_ENV = ['AZURE_FEDERATED_TOKEN_FILE', 'AZURE_TENANT_ID', 'AZURE_CLIENT_ID', 'AZURE_AUTHORITY_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'AZURE_POD_IDENTITY_AUTHORITY_HOST'] as const;
 
 /**
  * A managed identity's token source, chosen from the environment the gateway runs in,
@@ -72,10 +53,6 @@ export function managedIdentityTokenSource(clientId: string | undefined, scopes:
   }
   const host = (env.AZURE_POD_IDENTITY_AUTHORITY_HOST || IMDS_HOST).replace(/\/+$/, '');
   return new OAuthTokenCache(`${host}/metadata/identity/oauth2/token?${query('2018-02-01')}`, () => ({ headers: { metadata: 'true' } }));
-}
-
-function tokenEndpoint(authorityHost: string, tenantId: string): string {
-  return `${authorityHost.replace(/\/+$/, '')}/${encodeURIComponent(tenantId)}/oauth2/v2.0/token`;
 }
 
 async function readTokenFile(file: string): Promise<string> {

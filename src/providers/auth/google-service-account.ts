@@ -1,12 +1,10 @@
 /**
  * OAuth2 access tokens for a Google service account (RFC 7523 JWT bearer grant):
  * an RS256-signed JWT is exchanged at the credentials' `token_uri` (caching and
- * refresh: oauth-token.ts).
+ * refresh: token-cache.ts).
  */
 import { readFileSync } from 'node:fs';
-import { OAuthTokenCache } from './oauth-token.ts';
-
-export { TokenError } from './oauth-token.ts';
+import { OAuthTokenCache } from './token-cache.ts';
 
 export interface ServiceAccount {
   client_email: string;
@@ -97,37 +95,19 @@ export async function importPrivateKey(pem: string): Promise<CryptoKey> {
 
 const b64url = (data: string | Uint8Array) => Buffer.from(data).toString('base64url');
 
-export class ServiceAccountTokenSource {
-  private readonly tokens: OAuthTokenCache;
+/** A service account's access tokens: an RS256 JWT signed with its key, exchanged at its token_uri. */
+export async function serviceAccountTokens(input: string | Record<string, unknown>): Promise<{ account: ServiceAccount; tokens: OAuthTokenCache }> {
+  const account = parseServiceAccount(input);
+  const key = await importPrivateKey(account.private_key);
+  const tokens = new OAuthTokenCache(account.token_uri, async () => ({ form: { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await signJwt(account, key) } }));
+  return { account, tokens };
+}
 
-  constructor(
-    readonly account: ServiceAccount,
-    private readonly key: CryptoKey,
-  ) {
-    this.tokens = new OAuthTokenCache(account.token_uri, async () => ({ form: { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await this.signJwt() } }));
-  }
-
-  static async create(input: string | Record<string, unknown>): Promise<ServiceAccountTokenSource> {
-    const account = parseServiceAccount(input);
-    return new ServiceAccountTokenSource(account, await importPrivateKey(account.private_key));
-  }
-
-  /** Forget the cached token (the upstream refused it: revoked, or the key was rotated). */
-  invalidate(): void {
-    this.tokens.invalidate();
-  }
-
-  /** A valid access token; fetches a new one only when the cached one is near expiry. */
-  getToken(): Promise<string> {
-    return this.tokens.getToken();
-  }
-
-  private async signJwt(): Promise<string> {
-    const now = Math.floor(Date.now() / 1000);
-    const header = { alg: 'RS256', typ: 'JWT', ...(this.account.private_key_id ? { kid: this.account.private_key_id } : {}) };
-    const claims = { iss: this.account.client_email, scope: SCOPE, aud: this.account.token_uri, iat: now, exp: now + 3600 };
-    const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
-    const sig = await crypto.subtle.sign('RSASSA-PKCS1-v1_5', this.key, new TextEncoder().encode(input));
-    return `${input}.${b64url(new Uint8Array(sig))}`;
-  }
+async function signJwt(account: ServiceAccount, key: CryptoKey): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const header = { alg: 'RS256', typ: 'JWT', ...(account.private_key_id ? { kid: account.private_key_id } : {}) };
+  const claims = { iss: account.client_email, scope: SCOPE, aud: account.token_uri, iat: now, exp: now + 3600 };
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+  const sig = await crypto.subtle.sign('RSASSA-PKCS1-v1_5', key, new TextEncoder().encode(input));
+  return `${input}.${b64url(new Uint8Array(sig))}`;
 }

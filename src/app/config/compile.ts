@@ -1,0 +1,120 @@
+/**
+ * Config → RuntimeConfig: everything the request path would otherwise work out per
+ * request, once per load. Keys are compiled by their provider (providers/), which may
+ * read its own key section and build a credential through providers/auth/; problems are
+ * collected for all keys and reported together, with their paths.
+ */
+import { ConfigError, type ConfigProblem } from '../../config/problems.ts';
+import type { CompiledKey, CompiledProvider, RuntimeConfig } from '../../config/runtime.ts';
+import { type Config, PROVIDER_IDS, type ProviderInput } from '../../config/schema.ts';
+import { KeyPool } from '../../keys/pool.ts';
+import { apiKey } from '../../providers/auth/index.ts';
+import { type KeyReport, PROVIDERS, type Provider } from '../../providers/index.ts';
+
+const MiB = 1024 * 1024;
+/** Below this, Bun's ~4 s socket-timer tick is too coarse for the header timeout. */
+const NATIVE_TIMEOUT_MIN_MS = 60_000;
+/** How far behind our own timers the socket timer stays when it is only a backstop. */
+const SOCKET_BACKSTOP_SLACK_MS = 10_000;
+
+export async function compileConfig(config: Config, origin: string): Promise<RuntimeConfig> {
+  const problems: ConfigProblem[] = [];
+  const warnings: string[] = [];
+  const providers: Record<string, CompiledProvider> = {};
+  for (const name of PROVIDER_IDS) {
+    providers[name] = await compileProvider(name, PROVIDERS[name]!, config.providers[name], config.direct_keys, { origin, problems, warnings });
+  }
+  if (config.governance?.required && config.governance.virtual_keys.length === 0) {
+    problems.push({ file: origin, path: 'governance.virtual_keys', message: 'governance.required is true but no virtual key is configured' });
+  }
+  if (config.governance && (config.governance.required || config.governance.virtual_keys.length > 0) && !config.plugins.includes('governance')) {
+    // Virtual keys that nothing checks would let every request through unnoticed.
+    if (config.governance.required) problems.push({ file: origin, path: 'plugins', message: 'governance.required is true but "governance" is not in plugins' });
+    else warnings.push('a governance section is configured but "governance" is not in plugins: virtual keys and limits are not enforced');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    source: config,
+    origin,
+    providers,
+    maxBodyBytes: Math.floor(config.server.max_request_body_mb * MiB),
+    bufferBodyBytes: Math.floor(Math.min(config.server.buffer_body_limit_mb, config.server.max_request_body_mb) * MiB),
+    plugins: [...new Set(config.plugins)],
+    warnings,
+    secrets: configuredSecrets(config, providers),
+  };
+}
+
+interface Report {
+  origin: string;
+  problems: ConfigProblem[];
+  warnings: string[];
+}
+
+async function compileProvider(name: string, provider: Provider, input: ProviderInput | undefined, directKeysDefault: boolean, report: Report): Promise<CompiledProvider> {
+  const net = input?.network_config;
+  const keys: CompiledKey[] = [];
+  for (const [index, k] of (input?.keys ?? []).entries()) {
+    if (!k.enabled) continue;
+    const path = `providers.${name}.keys[${index}]`;
+    const keyName = k.name ?? `${name}-${index}`;
+    const value = k.value ?? '';
+    let key: CompiledKey | undefined = {
+      index,
+      name: keyName,
+      value,
+      models: k.models,
+      weight: k.weight,
+      credential: apiKey(provider.apiKey.header, `${provider.apiKey.prefix}${value}`),
+      settings: undefined,
+    };
+    if (provider.compileKey) {
+      const keyReport: KeyReport = {
+        path,
+        problem: (field, message) => report.problems.push({ file: report.origin, path: field ? `${path}.${field}` : path, message }),
+        warn: (message) => report.warnings.push(message),
+      };
+      key = await provider.compileKey(k, key, keyReport);
+    } else if (!value) {
+      report.problems.push({ file: report.origin, path: `${path}.value`, message: 'a key needs a value' });
+    }
+    if (key) keys.push(key);
+  }
+  const headerTimeoutMs = (net?.default_request_timeout_in_seconds ?? 300) * 1000;
+  const idleTimeoutMs = (net?.stream_idle_timeout_in_seconds ?? 300) * 1000;
+  const nativeHeaderTimeout = headerTimeoutMs >= NATIVE_TIMEOUT_MIN_MS && headerTimeoutMs >= idleTimeoutMs;
+  return {
+    name,
+    api: provider.id,
+    baseUrl: net?.base_url?.replace(/\/+$/, ''),
+    extraHeaders: Object.entries(net?.extra_headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
+    headerTimeoutMs,
+    idleTimeoutMs,
+    socketTimeoutMs: nativeHeaderTimeout ? headerTimeoutMs : Math.max(headerTimeoutMs, idleTimeoutMs) + SOCKET_BACKSTOP_SLACK_MS,
+    nativeHeaderTimeout,
+    retry: {
+      maxRetries: net?.max_retries ?? 0,
+      initialMs: net?.retry_backoff_initial ?? 500,
+      maxMs: Math.max(net?.retry_backoff_max ?? 5000, net?.retry_backoff_initial ?? 500),
+      maxRetryAfterMs: (net?.max_retry_after_seconds ?? 30) * 1000,
+    },
+    keys: new KeyPool(keys),
+    tls: upstreamTls(name, net, report.warnings),
+    directKeys: input?.direct_keys ?? directKeysDefault,
+  };
+}
+
+function upstreamTls(name: string, net: ProviderInput['network_config'] | undefined, warnings: string[]): CompiledProvider['tls'] {
+  if (!net?.ca_cert_pem && !net?.insecure_skip_verify) return undefined;
+  if (net.insecure_skip_verify) warnings.push(`providers.${name}.network_config.insecure_skip_verify is true: upstream TLS certificates are not checked`);
+  return { ...(net.ca_cert_pem ? { ca: net.ca_cert_pem } : {}), ...(net.insecure_skip_verify ? { rejectUnauthorized: false } : {}) };
+}
+
+/** Every secret the config holds (at least 4 characters): redacted from logged bodies, never a metrics label. */
+function configuredSecrets(config: Config, providers: Record<string, CompiledProvider>): string[] {
+  const secrets: string[] = [];
+  for (const p of Object.values(providers)) for (const k of p.keys.keys) if (k.value) secrets.push(k.value);
+  for (const input of Object.values(config.providers)) for (const k of input?.keys ?? []) if (k.azure_key_config?.client_secret) secrets.push(k.azure_key_config.client_secret);
+  for (const vk of config.governance?.virtual_keys ?? []) secrets.push(vk.value);
+  return secrets.filter((s) => s.length >= 4);
+}

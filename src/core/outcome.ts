@@ -1,0 +1,72 @@
+/**
+ * How a request ends: its outcome (the log's `outcome`, a metrics label) and, when it
+ * did not end well, the type of its error. Both are closed sets, so metrics and the
+ * explorer never meet a value they do not know.
+ */
+
+/** Every way a request ends, as logged; `other` is only a metrics label. */
+export const OUTCOMES = ['ok', 'upstream_error', 'client_aborted', 'rejected', 'stream_idle_timeout', 'gateway_error'] as const;
+
+export type Outcome =
+  | 'ok' // the whole answer reached the client (whatever its status)
+  | 'upstream_error' // the upstream could not be reached, timed out, or broke mid-stream
+  | 'client_aborted' // the client went away before the last byte
+  | 'rejected' // refused by the gateway (bad input, governance, no key)
+  | 'stream_idle_timeout' // the upstream stream went silent for too long
+  | 'gateway_error'; // a fault in the gateway itself
+
+export type ErrorType =
+  // refused by the gateway, before or instead of the upstream call
+  | 'not_found'
+  | 'invalid_path'
+  | 'invalid_request'
+  | 'method_not_allowed'
+  | 'invalid_body'
+  | 'payload_too_large'
+  | 'websocket_not_supported'
+  | 'shutting_down'
+  | 'no_key_for_model'
+  | 'no_provider_key'
+  | 'provider_not_configured'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'provider_not_allowed'
+  | 'model_not_allowed'
+  | 'model_not_priced'
+  | 'body_too_large_to_check'
+  | 'rate_limit_exceeded'
+  | 'budget_exceeded'
+  | 'governance_unavailable'
+  | 'rejected'
+  // the upstream failed
+  | 'upstream_unreachable'
+  | 'upstream_timeout'
+  | 'upstream_broken'
+  | 'upstream_invalid_response'
+  | 'upstream_auth_error'
+  | 'stream_idle_timeout'
+  // the client left, or the gateway failed
+  | 'client_aborted'
+  | 'shutdown'
+  | 'gateway_error';
+
+/** How a request that ended with this error is logged and counted. */
+export function outcomeOf(type: ErrorType): Outcome {
+  switch (type) {
+    case 'upstream_unreachable':
+    case 'upstream_timeout':
+    case 'upstream_broken':
+    case 'upstream_invalid_response':
+    case 'upstream_auth_error':
+      return 'upstream_error';
+    case 'stream_idle_timeout':
+      return 'stream_idle_timeout';
+    case 'client_aborted':
+      return 'client_aborted';
+    case 'shutdown':
+    case 'gateway_error':
+      return 'gateway_error';
+    default:
+      return 'rejected';
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * What a provider module owns, for one API family: its default upstream, where the
+ * model is in a request and whether it streams, which client credentials it reads, how
+ * the upstream URL is built and a key is sent, its own key settings, which usage format
+ * its answers carry, and the names tracing gives it. It knows nothing about HTTP servers,
+ * logging or retries. Every member is used by proxy/ (or app/config/compile.ts for
+ * `compileKey`); a provider that reuses a wire format is one small file (see openai.ts).
+ */
+import type { CompiledKey, CompiledProvider, HeaderEntries } from '../config/runtime.ts';
+import type { KeyInput } from '../config/schema.ts';
+import type { RootMembers } from '../core/request.ts';
+import type { UsageFormat } from '../usage/types.ts';
+
+export interface Provider {
+  /** The implementation's id (a built-in provider's name; `providers.<name>.api` of others). */
+  readonly id: string;
+  /** Scheme, host and base path when `network_config.base_url` does not say (Azure: the key's endpoint). */
+  readonly defaultBaseUrl: string | undefined;
+  /** How a plain API key is sent: `header: prefix + value`. */
+  readonly apiKey: { readonly header: string; readonly prefix: string };
+  /** OpenTelemetry GenAI names: gen_ai.system (older conventions), gen_ai.provider.name. */
+  readonly genai: { readonly system: string; readonly provider: string };
+  /**
+   * Without configured keys the client's own credential is forwarded (direct key), unless
+   * the provider cannot take one: then this is why, and such a request is refused.
+   */
+  readonly keyRequired?: string;
+
+  /** The model the request is for (body `model`, or path segments), for key choice, limits and logs. */
+  modelOf(path: string, members: RootMembers | undefined): string | undefined;
+  /** Whether the answer will stream (the body's `stream: true`, or a streaming path). */
+  streams(path: string, members: RootMembers | undefined): boolean;
+  /**
+   * Adjust the request headers once, before the hooks (defaults the API requires, client
+   * headers a gateway key makes meaningless). `keyed`: the gateway's key will be sent.
+   */
+  prepareHeaders?(headers: Headers, path: string, keyed: boolean): void;
+  /** The upstream URL for this key (undefined: direct key). Pure: no side effects, no I/O. */
+  url(path: string, query: string, key: CompiledKey | undefined, settings: CompiledProvider): string;
+  /** The auth headers for one attempt with `key`; a promise only when a token must be minted. */
+  authorize(key: CompiledKey, path: string): HeaderEntries | Promise<HeaderEntries>;
+  /** The usage format of the answer to a request on this path. */
+  usageFormat(path: string): UsageFormat;
+  /**
+   * Compile this provider's own key settings (azure_key_config, vertex_key_config) into
+   * `key.settings`, and its credential when the key is not a plain API key. Report
+   * problems through `report`; return undefined to leave a key out (with a warning).
+   * Without it, a key is its value sent as `apiKey` says.
+   */
+  compileKey?(input: KeyInput, key: CompiledKey, report: KeyReport): CompiledKey | undefined | Promise<CompiledKey | undefined>;
+}
+
+/** Where compileKey reports what is wrong with one key. */
+export interface KeyReport {
+  /** `providers.<name>.keys[<i>]`, for messages. */
+  readonly path: string;
+  /** A problem that stops the config from loading; `field` is relative to the key (`azure_key_config.endpoint`). */
+  problem(field: string, message: string): void;
+  /** Loaded all the same, said in the app log. */
+  warn(message: string): void;
+}
+
+/** Join a base URL (no trailing slash) with a rooted path and a raw query. */
+export function joinUrl(base: string, path: string, query: string): string {
+  return query ? `${base}${path}?${query}` : `${base}${path}`;
+}
+
+/** `model` from a JSON body when it is a non-empty string. */
+export function bodyModel(members: RootMembers | undefined): string | undefined {
+  const m = members?.model;
+  return typeof m === 'string' && m ? m : undefined;
+}
+
+/** The auth headers of a plain API key credential (most providers' `authorize`). */
+export const keyHeaders = (key: CompiledKey): HeaderEntries | Promise<HeaderEntries> => key.credential.headers();

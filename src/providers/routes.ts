@@ -1,0 +1,31 @@
+/**
+ * The passthrough routes, as data (Bifrost's PassthroughConfig has the same shape): each
+ * prefix, the provider it serves, and, where one route serves two providers, how a
+ * request says which (GenAI: Gemini, or Vertex when the request names a Vertex resource
+ * or carries a Google OAuth token).
+ */
+import type { RootMembers } from '../core/request.ts';
+import { isVertexRequest } from './vertex.ts';
+
+export interface Route {
+  /** Logged as `endpoint`. */
+  readonly id: string;
+  /** Matched at a segment boundary; the rest is the provider-native path. */
+  readonly prefix: string;
+  /** The provider's name under `providers:`. */
+  readonly provider: string;
+  /** Another provider for this request, when the request says so. */
+  detect?(path: string, members: RootMembers | undefined, headers: Headers): string | undefined;
+}
+
+export const ROUTES: readonly Route[] = [
+  { id: 'openai', prefix: '/openai_passthrough', provider: 'openai' },
+  { id: 'anthropic', prefix: '/anthropic_passthrough', provider: 'anthropic' },
+  { id: 'azure', prefix: '/azure_passthrough', provider: 'azure' },
+  {
+    id: 'genai',
+    prefix: '/genai_passthrough',
+    provider: 'gemini',
+    detect: (path, members, headers) => (isVertexRequest(path, members, headers.get('authorization')) ? 'vertex' : undefined),
+  },
+];

@@ -1,0 +1,122 @@
+/**
+ * What the request is, asked of providers/ once: which provider serves it (the route's,
+ * or the one the request names), its model and whether it streams, whether the gateway's
+ * keys are used (and so every client credential dropped), and the headers and query to
+ * send upstream. The result is the request's context.
+ */
+import type { CompiledProvider, RuntimeConfig } from '../config/runtime.ts';
+import { GatewayError } from '../core/errors.ts';
+import type { RequestContext, RequestRecord, RootMembers, UpstreamRequest } from '../core/request.ts';
+import { withoutParams } from '../lib/query.ts';
+import { PROVIDERS, type Provider } from '../providers/index.ts';
+import type { Route } from '../providers/routes.ts';
+import type { UsageFormat } from '../usage/types.ts';
+import type { RequestBody } from './body.ts';
+import { CREDENTIAL_PARAMS } from '../providers/credentials.ts';
+import { forwardRequestHeaders } from './headers.ts';
+
+/** What the proxy itself needs about the upstream call, beside the context plugins see. */
+export interface Call {
+  readonly provider: Provider;
+  readonly settings: CompiledProvider;
+  /** The gateway's keys are used (else the client's own credential is forwarded, or the request refused). */
+  readonly keyed: boolean;
+  /** Why the request cannot be served without keys: refused after the request hooks. */
+  readonly noKey: GatewayError | undefined;
+  readonly usageFormat: UsageFormat;
+}
+
+export interface PrepareOptions {
+  id: string;
+  startedAt: number;
+  route: Route;
+  request: Request;
+  path: string;
+  query: string;
+  body: RequestBody;
+  config: RuntimeConfig;
+  record: RequestRecord;
+}
+
+const decoder = new TextDecoder();
+
+export function prepare(o: PrepareOptions): Context {
+  const { route, request, path, body, config, record } = o;
+  const members = body.kind === 'held' ? body.members : undefined;
+  const name = route.detect?.(path, members, request.headers) ?? route.provider;
+  const settings = config.providers[name]!;
+  const provider = PROVIDERS[settings.api]!;
+  const keyed = settings.keys.size > 0;
+  // With the gateway's keys every client credential goes (and always for a provider
+  // that cannot take one); without, the client's own passes ("direct key").
+  const dropCredentials = keyed || provider.keyRequired !== undefined;
+  const headers = forwardRequestHeaders(request.headers, dropCredentials);
+  provider.prepareHeaders?.(headers, path, keyed);
+  const query = dropCredentials ? withoutParams(o.query, CREDENTIAL_PARAMS) : o.query;
+  const call: Call = { provider, settings, keyed, noKey: keyed ? undefined : noKeyRefusal(name, provider, settings), usageFormat: provider.usageFormat(path) };
+
+  const model = provider.modelOf(path, members);
+  record.provider = name;
+  record.model = model;
+  record.stream = provider.streams(path, members);
+  if (config.source.logs.content && body.kind === 'held') record.request_body = decoder.decode(body.readable ?? body.bytes);
+  return new Context(o, name, model, members, body, { headers, query }, call);
+}
+
+function noKeyRefusal(name: string, provider: Provider, settings: CompiledProvider): GatewayError | undefined {
+  if (provider.keyRequired) return new GatewayError(500, 'provider_not_configured', provider.keyRequired);
+  if (!settings.directKeys) return new GatewayError(401, 'no_provider_key', `provider ${name} has no keys configured and direct keys are disabled (direct_keys: false)`);
+  return undefined;
+}
+
+/** A request's context: what plugins see (RequestContext), and the proxy's own `call`. */
+export class Context implements RequestContext {
+  readonly id: string;
+  readonly request: Request;
+  readonly config: RuntimeConfig;
+  readonly endpoint: string;
+  readonly path: string;
+  readonly query: string;
+  readonly startedAt: number;
+  readonly record: RequestRecord;
+  readonly bodyUnread: boolean;
+  readonly slots: unknown[] = [];
+  private parsed: Record<string, unknown> | undefined | null = null;
+
+  constructor(
+    o: PrepareOptions,
+    readonly provider: string,
+    readonly model: string | undefined,
+    readonly members: RootMembers | undefined,
+    private readonly body: RequestBody,
+    readonly upstream: UpstreamRequest,
+    readonly call: Call,
+  ) {
+    this.id = o.id;
+    this.request = o.request;
+    this.config = o.config;
+    this.endpoint = o.route.id;
+    this.path = o.path;
+    this.query = o.query;
+    this.startedAt = o.startedAt;
+    this.record = o.record;
+    this.bodyUnread = body.kind === 'streamed' || (body.kind === 'held' && body.readable === undefined);
+  }
+
+  /** The JSON body held whole, parsed on first use (the proxy itself only needs `members`). */
+  get json(): Record<string, unknown> | undefined {
+    if (this.parsed === null) this.parsed = parseObject(this.body, this.members);
+    return this.parsed;
+  }
+}
+
+function parseObject(body: RequestBody, members: RootMembers | undefined): Record<string, unknown> | undefined {
+  if (body.kind !== 'held' || !body.readable || !members) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(decoder.decode(body.readable));
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
+  } catch {
+    // Not JSON after all: forwarded as is; the upstream gives the client its own error.
+  }
+  return undefined;
+}
