@@ -1,7 +1,7 @@
 /**
  * Bun's fetch keeps at most 256 requests in flight unless BUN_CONFIG_MAX_HTTP_REQUESTS is
  * set when the process starts. The gateway raises it by re-executing itself (see
- * src/boot/fetch-limit.ts). Proof: 300 concurrent 2 s streams through a gateway started
+ * src/app/fetch-limit.ts). Proof: 300 concurrent 2 s streams through a gateway started
  * with `bun run start` all end after ~2 s; with the variable pinned to Bun's default of
  * 256 the last 44 wait for a free slot and end after ~4 s (the control: this test sees
  * the limit when it is there). scripts/smoke-binary checks the same on the compiled binary.

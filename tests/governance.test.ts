@@ -292,14 +292,14 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
     const table = new VirtualKeyTable([
       { name: 'a', value: 'secret-a', providers: ['openai'], models: ['*'] },
       { name: 'b', value: 'secret-b-longer', providers: ['openai'], models: ['*'] },
-    ]);
+    ], ['openai']);
     expect(table.match('secret-a')?.name).toBe('a');
     expect(table.match('secret-b-longer')?.name).toBe('b');
     expect(table.match('secret-')).toBeUndefined();
     expect(table.match('secret-a ')).toBeUndefined();
     expect(table.match('x'.repeat(10_000))).toBeUndefined();
     expect(table.match('')).toBeUndefined();
-    expect(new VirtualKeyTable([]).match('secret-a')).toBeUndefined();
+    expect(new VirtualKeyTable([], []).match('secret-a')).toBeUndefined();
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * Bodies relayed chunk by chunk arrive byte for byte, whatever the reader's pace: the
  * relay frees each chunk's memory once Bun's server asked for the next one
- * (src/passthrough/relay.ts, `freeChunk`), which is only right if the server has sent
+ * (src/proxy/relay.ts, `freeChunk`), which is only right if the server has sent
  * or copied it by then. These tests hash what the upstream sent and what the client
  * got, with a fast reader, with a reader that stops reading its socket (so the
  * gateway's writes back up), and for the bodies whose chunks a usage scanner keeps

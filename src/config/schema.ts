@@ -5,8 +5,12 @@
  */
 import * as v from 'valibot';
 
+/** The providers built in: each has a route of its own and is there even when the config leaves it out. */
 export const PROVIDER_IDS = ['openai', 'anthropic', 'azure', 'gemini', 'vertex'] as const;
 export type ProviderId = (typeof PROVIDER_IDS)[number];
+
+/** A provider's name under `providers:`: it is a path segment (`/passthrough/<name>/`) and a metrics label. */
+export const PROVIDER_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 const nonEmpty = v.pipe(v.string(), v.nonEmpty('must not be empty'));
 const positive = v.pipe(v.number(), v.minValue(0, 'must be >= 0'));
@@ -102,6 +106,14 @@ export const NetworkSchema = v.strictObject({
 export type NetworkInput = v.InferOutput<typeof NetworkSchema>;
 
 export const ProviderSchema = v.strictObject({
+  /**
+   * Not for built-in names: the implementation (wire format, usage, auth) a provider of
+   * another name uses, e.g. `openai` for vLLM, Groq, Mistral. Bifrost's shape says the same
+   * as `custom_provider_config.base_provider_type`.
+   */
+  api: v.optional(nonEmpty),
+  /** How its keys are sent, when not as the `api` sends them: `header: prefix + key`. */
+  auth: v.optional(v.strictObject({ header: v.pipe(nonEmpty, v.regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/i, 'must be a header name')), prefix: v.optional(v.string(), '') })),
   keys: v.optional(v.array(KeySchema), []),
   network_config: v.optional(NetworkSchema, {}),
   /** null: follow the top-level `direct_keys`. */
@@ -110,7 +122,7 @@ export const ProviderSchema = v.strictObject({
   proxy_config: ignored,
   send_back_raw_response: ignored,
   send_back_raw_request: ignored,
-  custom_provider_config: ignored,
+  custom_provider_config: v.optional(v.looseObject({ base_provider_type: v.optional(nonEmpty) })),
   store_raw_request_response: ignored,
   openai_config: ignored,
   allowed_requests: ignored,
@@ -173,7 +185,8 @@ const BudgetSchema = v.strictObject({
 const VirtualKeySchema = v.strictObject({
   name: nonEmpty,
   value: nonEmpty,
-  providers: v.optional(v.array(v.picklist(PROVIDER_IDS)), [...PROVIDER_IDS]),
+  /** Provider names (built-in or configured); default: all. */
+  providers: v.optional(v.array(nonEmpty)),
   models: v.optional(v.array(v.string()), ['*']),
   rate_limit: v.optional(RateLimitSchema),
   budget: v.optional(BudgetSchema),
@@ -229,14 +242,7 @@ export const ConfigSchema = v.strictObject({
   $schema: ignored,
   server: v.optional(ServerSchema, {}),
   logs: v.optional(LogsSchema, {}),
-  providers: v.optional(
-    v.strictObject(
-      Object.fromEntries(PROVIDER_IDS.map((id) => [id, v.optional(ProviderSchema)])) as {
-        [K in ProviderId]: v.OptionalSchema<typeof ProviderSchema, undefined>;
-      },
-    ),
-    {},
-  ),
+  providers: v.optional(v.record(v.pipe(v.string(), v.regex(PROVIDER_NAME, 'a provider name is lower-case letters, digits and dashes')), ProviderSchema), {}),
   /** A provider without keys forwards the client's own credential unless this is false. */
   direct_keys: v.optional(v.boolean(), true),
   metrics: v.optional(MetricsSchema, {}),

@@ -7,7 +7,7 @@ import { jsonError } from '../core/errors.ts';
 import type { PluginRoute } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
 import { VERSION } from '../lib/version.ts';
-import { type Route, ROUTES } from '../providers/routes.ts';
+import { GENERIC_PREFIX, genericRoute, type Route, ROUTES } from '../providers/routes.ts';
 import { handle } from '../proxy/handle.ts';
 import { MAX_SEGMENTS } from '../proxy/path.ts';
 import type { RawTarget } from '../proxy/target.ts';
@@ -29,10 +29,10 @@ type BunRoute = (request: Request, server: Bun.Server<unknown>) => Response | Pr
  * "/", an empty segment or more segments follow: only a trailing "/" then passes.
  * Served by Bun's router, these routes skip Elysia's own routing.
  */
-function rawTargetRoutes(route: Route, serve: Passthrough): Record<string, BunRoute> {
+function rawTargetRoutes(prefix: string, routeOf: (request: Request) => Route | undefined, serve: Passthrough): Record<string, BunRoute> {
   const routes: Record<string, BunRoute> = {};
   const names: string[] = [];
-  let pattern = route.prefix;
+  let pattern = prefix;
   for (let depth = 0; depth <= MAX_SEGMENTS; depth++) {
     if (depth > 0) {
       names.push(`s${depth}`);
@@ -40,16 +40,30 @@ function rawTargetRoutes(route: Route, serve: Passthrough): Record<string, BunRo
     }
     const exact: RawTarget = { names: [...names], trailingSlash: false };
     const more: RawTarget = { names: exact.names, trailingSlash: true };
-    routes[pattern] = (request, server) => serve(route, request, server, exact);
-    routes[`${pattern}/*`] = (request, server) => serve(route, request, server, more);
+    routes[pattern] = (request, server) => servedBy(routeOf(request), request, server, exact, serve);
+    routes[`${pattern}/*`] = (request, server) => servedBy(routeOf(request), request, server, more, serve);
   }
   return routes;
+}
+
+function servedBy(route: Route | undefined, request: Request, server: Bun.Server<unknown>, raw: RawTarget, serve: Passthrough): Response | Promise<Response> {
+  return route ? serve(route, request, server, raw) : jsonError(404, 'not_found', 'no provider of that name is configured (providers:)');
+}
+
+/** The generic route of a provider the config in force has; undefined for any other name. */
+function configuredRoute(state: GatewayState, name: string | undefined): Route | undefined {
+  return name !== undefined && Object.hasOwn(state.config.providers, name) ? genericRoute(name) : undefined;
 }
 
 export function createApp(state: GatewayState, pluginRoutes: readonly OwnedRoute[] = []): Elysia {
   const passthrough: Passthrough = (route, request, server, raw) =>
     state.draining ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' }) : handle(route, request, server, state, raw);
-  const routes = Object.assign({}, ...ROUTES.map((r) => rawTargetRoutes(r, passthrough))) as Record<string, BunRoute>;
+  const routes = Object.assign(
+    {},
+    ...ROUTES.map((r) => rawTargetRoutes(r.prefix, () => r, passthrough)),
+    // `/passthrough/:provider/...`: the provider's name is the first raw segment.
+    rawTargetRoutes(`${GENERIC_PREFIX}/:provider`, (request) => configuredRoute(state, (request as Request & { params: Record<string, string> }).params.provider), passthrough),
+  ) as Record<string, BunRoute>;
   // standardHostname: false. Elysia otherwise looks for the path from the 12th character
   // of the URL, assuming a host of 4+ characters: behind a Host of `llm` or `ai:80` (a
   // service name) every request was routed as the wrong path.
@@ -67,6 +81,7 @@ export function createApp(state: GatewayState, pluginRoutes: readonly OwnedRoute
     // URL parser lies under the prefix (`/x/../openai_passthrough/...`): refused.
     app.all(`${route.prefix}/*`, ({ request, server }) => passthrough(route, request, server, 'moved'), { parse: 'none' });
   }
+  app.all(`${GENERIC_PREFIX}/:provider/*`, ({ request, server, params }) => servedBy(configuredRoute(state, params.provider), request, server!, 'moved', passthrough), { parse: 'none' });
 
   for (const { plugin, route } of pluginRoutes) {
     app.get(route.path, ({ request, server, params }) => {

@@ -43,11 +43,6 @@ export class KeyPool<K extends PoolKey> {
     return this.keys.length;
   }
 
-  /** Keys allowed for `model` (undefined: the request names none). */
-  candidates(model: string | undefined): readonly K[] {
-    return this.lookup(model).keys;
-  }
-
   /**
    * Pick a key at random by weight among those allowed for the model, preferring keys
    * not in `tried` (retries move to another key when one is available), then keys not

@@ -2,7 +2,8 @@
  * The passthrough routes, as data (Bifrost's PassthroughConfig has the same shape): each
  * prefix, the provider it serves, and, where one route serves two providers, how a
  * request says which (GenAI: Gemini, or Vertex when the request names a Vertex resource
- * or carries a Google OAuth token).
+ * or carries a Google OAuth token). Every provider, built in or configured, is also at
+ * `/passthrough/<name>/...` (GENERIC_PREFIX).
  */
 import type { RootMembers } from '../core/request.ts';
 import { isVertexRequest } from './vertex.ts';
@@ -29,3 +30,15 @@ export const ROUTES: readonly Route[] = [
     detect: (path, members, headers) => (isVertexRequest(path, members, headers.get('authorization')) ? 'vertex' : undefined),
   },
 ];
+
+/** The generic router: `/passthrough/<provider name>/<provider-native path>`. */
+export const GENERIC_PREFIX = '/passthrough';
+
+const generic = new Map<string, Route>();
+
+/** The route of `/passthrough/<name>` (one object per name, kept). */
+export function genericRoute(name: string): Route {
+  let route = generic.get(name);
+  if (!route) generic.set(name, (route = { id: 'passthrough', prefix: `${GENERIC_PREFIX}/${name}`, provider: name }));
+  return route;
+}

@@ -4,7 +4,7 @@
  * read its own key section and build a credential through providers/auth/; problems are
  * collected for all keys and reported together, with their paths.
  */
-import { ConfigError, type ConfigProblem } from '../../config/problems.ts';
+import { ConfigError, type ConfigProblem, shownName } from '../../config/problems.ts';
 import type { CompiledKey, CompiledProvider, RuntimeConfig } from '../../config/runtime.ts';
 import { type Config, PROVIDER_IDS, type ProviderInput } from '../../config/schema.ts';
 import { KeyPool } from '../../keys/pool.ts';
@@ -20,9 +20,17 @@ const SOCKET_BACKSTOP_SLACK_MS = 10_000;
 export async function compileConfig(config: Config, origin: string): Promise<RuntimeConfig> {
   const problems: ConfigProblem[] = [];
   const warnings: string[] = [];
+  const report: Report = { origin, problems, warnings };
   const providers: Record<string, CompiledProvider> = {};
-  for (const name of PROVIDER_IDS) {
-    providers[name] = await compileProvider(name, PROVIDERS[name]!, config.providers[name], config.direct_keys, { origin, problems, warnings });
+  for (const name of new Set([...PROVIDER_IDS, ...Object.keys(config.providers)])) {
+    const input = config.providers[name];
+    const provider = implementationOf(name, input, report);
+    if (provider) providers[name] = await compileProvider(name, provider, input, config.direct_keys, report);
+  }
+  for (const [i, vk] of (config.governance?.virtual_keys ?? []).entries()) {
+    for (const [j, name] of (vk.providers ?? []).entries()) {
+      if (!providers[name]) problems.push({ file: origin, path: `governance.virtual_keys[${i}].providers[${j}]`, message: `no provider is named "${shownName(name)}" (providers: ${Object.keys(providers).map(shownName).join(', ')})` });
+    }
   }
   if (config.governance?.required && config.governance.virtual_keys.length === 0) {
     problems.push({ file: origin, path: 'governance.virtual_keys', message: 'governance.required is true but no virtual key is configured' });
@@ -45,6 +53,29 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
   };
 }
 
+/**
+ * The implementation serving a provider: its own for a built-in name; for any other, the
+ * one its `api` (or Bifrost's custom_provider_config.base_provider_type) names.
+ */
+function implementationOf(name: string, input: ProviderInput | undefined, report: Report): Provider | undefined {
+  const api = input?.api ?? input?.custom_provider_config?.base_provider_type;
+  const builtIn = (PROVIDER_IDS as readonly string[]).includes(name);
+  const field = input?.api !== undefined ? 'api' : 'custom_provider_config.base_provider_type';
+  const shown = shownName(name);
+  if (builtIn) {
+    if (api !== undefined && api !== name) report.problems.push({ file: report.origin, path: `providers.${name}.${field}`, message: `${name} is built in: its api cannot be ${shownName(api)}` });
+    return PROVIDERS[name];
+  }
+  const known = Object.keys(PROVIDERS).join(', ');
+  if (api === undefined) {
+    report.problems.push({ file: report.origin, path: `providers.${shown}.api`, message: `${shown} is not a built-in provider: say which API it speaks (api: one of ${known})` });
+    return undefined;
+  }
+  const provider = PROVIDERS[api];
+  if (!provider) report.problems.push({ file: report.origin, path: `providers.${shown}.${field}`, message: `unknown api "${shownName(api)}" (one of ${known})` });
+  return provider;
+}
+
 interface Report {
   origin: string;
   problems: ConfigProblem[];
@@ -53,10 +84,11 @@ interface Report {
 
 async function compileProvider(name: string, provider: Provider, input: ProviderInput | undefined, directKeysDefault: boolean, report: Report): Promise<CompiledProvider> {
   const net = input?.network_config;
+  const auth = input?.auth ?? provider.apiKey;
   const keys: CompiledKey[] = [];
   for (const [index, k] of (input?.keys ?? []).entries()) {
     if (!k.enabled) continue;
-    const path = `providers.${name}.keys[${index}]`;
+    const path = `providers.${shownName(name)}.keys[${index}]`;
     const keyName = k.name ?? `${name}-${index}`;
     const value = k.value ?? '';
     let key: CompiledKey | undefined = {
@@ -65,7 +97,7 @@ async function compileProvider(name: string, provider: Provider, input: Provider
       value,
       models: k.models,
       weight: k.weight,
-      credential: apiKey(provider.apiKey.header, `${provider.apiKey.prefix}${value}`),
+      credential: apiKey(auth.header.toLowerCase(), `${auth.prefix}${value}`),
       settings: undefined,
     };
     if (provider.compileKey) {

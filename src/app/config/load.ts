@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import * as v from 'valibot';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import { ConfigError, type ConfigProblem } from '../../config/problems.ts';
+import { ConfigError, type ConfigProblem, shownName } from '../../config/problems.ts';
 import { ConfigSchema, type Config } from '../../config/schema.ts';
 
 export { ConfigError, type ConfigProblem, formatProblem } from '../../config/problems.ts';
@@ -61,7 +61,8 @@ export function validateConfig(
       result.issues.map((issue) => {
         const path = (issue.path ?? []).map((p) => p.key as string | number);
         const message = describeIssue(issue);
-        return { file, ...at(path), path: dotPath(message === UNKNOWN_FIELD ? maskLast(path) : path), message };
+        const nameAtFault = message === UNKNOWN_FIELD || issue.path?.at(-1)?.origin === 'key';
+        return { file, ...at(path), path: dotPath(nameAtFault ? maskLast(path) : path), message };
       }),
     );
   }
@@ -115,14 +116,10 @@ function typeOf(value: unknown): string {
   return t === 'undefined' ? 'nothing' : t === 'object' ? 'a map' : `a ${t}`;
 }
 
-/**
- * An unknown field's name is shown only when it reads like a field name (letters and
- * underscores): a name with digits or dashes may be a secret pasted as a key.
- */
+/** A name the problem is about (unknown, or not a valid name) is shown only when it reads like one (problems.ts). */
 function maskLast(path: (string | number)[]): (string | number)[] {
   const last = path.at(-1);
-  if (typeof last !== 'string' || /^[a-z_$]{1,48}$/i.test(last)) return path;
-  return [...path.slice(0, -1), `<a field name of ${last.length} characters>`];
+  return typeof last === 'string' ? [...path.slice(0, -1), shownName(last)] : path;
 }
 
 function dotPath(path: (string | number)[]): string {

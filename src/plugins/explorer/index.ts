@@ -15,6 +15,7 @@ import { jsonError } from '../../core/errors.ts';
 import type { Hooks, Plugin, PluginRoute } from '../../core/plugin.ts';
 import type { RequestRecord } from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
+import { bearerToken } from '../../lib/secrets.ts';
 import { BearerToken, isLoopbackHost, isLoopbackIp, requestUrl } from '../shared/admin-auth.ts';
 import { type LineFormat, lineFormat } from '../shared/log-line.ts';
 import { type ExplorerApi, explorerRoutes } from './api.ts';
@@ -213,9 +214,7 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
    */
   authorize(request: Request, clientIp: string | undefined, queryToken: string | null): Response | undefined {
     if (this.token) {
-      const header = request.headers.get('authorization');
-      const bearer = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
-      const given = bearer ?? queryToken ?? undefined;
+      const given = bearerToken(request.headers.get('authorization')) ?? queryToken ?? undefined;
       if (given === undefined) {
         return jsonError(401, 'unauthorized', 'the explorer API requires Authorization: Bearer <explorer.admin_token>', { 'www-authenticate': 'Bearer realm="skybridge explorer"' });
       }

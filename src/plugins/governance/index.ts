@@ -46,7 +46,7 @@ export class GovernancePlugin implements Plugin, Hooks {
   private required = false;
   private failOpen = true;
   private prefix = 'skybridge:gov:';
-  private keys = new VirtualKeyTable([]);
+  private keys = new VirtualKeyTable([], []);
   private prices = new PriceTable({});
   private readonly pending = new Set<Promise<void>>();
   private readonly storeWarnings = new WarnLimiter(10_000);
@@ -62,7 +62,7 @@ export class GovernancePlugin implements Plugin, Hooks {
     this.required = g.required;
     this.failOpen = (g?.on_store_error ?? 'fail_open') === 'fail_open';
     this.prefix = g?.redis_key_prefix ?? 'skybridge:gov:';
-    this.keys = new VirtualKeyTable(g?.virtual_keys ?? []);
+    this.keys = new VirtualKeyTable(g.virtual_keys, Object.keys(config.providers));
     this.prices = new PriceTable(g?.prices ?? {});
 
     const url = g?.redis_url || undefined;

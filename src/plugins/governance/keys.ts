@@ -27,7 +27,8 @@ export interface VirtualKey {
 export interface VirtualKeyInput {
   name: string;
   value: string;
-  providers: readonly string[];
+  /** Provider names it may use; undefined: all. */
+  providers?: readonly string[];
   models: readonly string[];
   rate_limit?: { requests_per_minute?: number; tokens_per_minute?: number };
   budget?: { max_tokens?: number; max_cost_usd?: number; period: Period };
@@ -44,8 +45,9 @@ const KEY_PARAM: ReadonlySet<string> = new Set(['key']);
 export class VirtualKeyTable {
   private readonly digests: Array<{ digest: Buffer; key: VirtualKey }>;
 
-  constructor(inputs: readonly VirtualKeyInput[]) {
-    this.digests = inputs.map((k) => ({ digest: sha256(k.value), key: compileKey(k) }));
+  /** `providers`: every provider name, for keys that do not list theirs. */
+  constructor(inputs: readonly VirtualKeyInput[], providers: readonly string[]) {
+    this.digests = inputs.map((k) => ({ digest: sha256(k.value), key: compileKey(k, providers) }));
   }
 
   get size(): number {
@@ -65,7 +67,7 @@ export class VirtualKeyTable {
   }
 }
 
-function compileKey(k: VirtualKeyInput): VirtualKey {
+function compileKey(k: VirtualKeyInput, allProviders: readonly string[]): VirtualKey {
   const b = k.budget;
   const budget =
     b && (b.max_tokens !== undefined || b.max_cost_usd !== undefined)
@@ -74,7 +76,7 @@ function compileKey(k: VirtualKeyInput): VirtualKey {
   const tokensPerMinute = k.rate_limit?.tokens_per_minute;
   return {
     name: k.name,
-    providers: new Set(k.providers),
+    providers: new Set(k.providers ?? allProviders),
     models: k.models,
     requestsPerMinute: k.rate_limit?.requests_per_minute,
     tokensPerMinute,

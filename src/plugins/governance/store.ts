@@ -30,7 +30,6 @@ export interface Increment {
 }
 
 export interface CounterStore {
-  readonly kind: 'memory' | 'redis';
   admit(checks: readonly Check[]): Promise<AdmitResult>;
   add(increments: readonly Increment[]): Promise<void>;
   close(): Promise<void>;
@@ -50,7 +49,6 @@ const SWEEP_EVERY = 1000;
 
 /** Counters in a Map: one process only. Expired windows are swept every 1000 operations. */
 export class MemoryStore implements CounterStore {
-  readonly kind = 'memory';
   private readonly cells = new Map<string, Cell>();
   private ops = 0;
 
@@ -166,7 +164,6 @@ export interface RedisStoreOptions {
  * is tried. Scripts run with EVALSHA, falling back to EVAL when Redis does not know them.
  */
 export class RedisStore implements CounterStore {
-  readonly kind = 'redis';
   private client: RedisClient | undefined;
   private connecting: Promise<RedisClient> | undefined;
   private retryAt = 0;

@@ -10,7 +10,7 @@
  * rather than let memory grow; a failing collector costs one warning a minute, never a
  * request.
  */
-import { appLog } from '../../lib/app-log.ts';
+import { WarnLimiter } from '../shared/warn-limiter.ts';
 import { ByteWriter } from './byte-writer.ts';
 import type { BatchEnvelope, OtlpEncoding } from './encoding.ts';
 
@@ -22,6 +22,7 @@ const MAX_KEPT_BYTES = 8 * 1024 * 1024;
 const EXPORT_DELAY_MS = 1000;
 const EXPORT_TIMEOUT_MS = 10_000;
 const WARN_EVERY_MS = 60_000;
+const warnings = new WarnLimiter(WARN_EVERY_MS);
 
 /** Writes one item's spans (with `encoding.separator` between them); returns how many. */
 export type SpanEncoder<T> = (w: ByteWriter, item: T) => number;
@@ -32,7 +33,6 @@ export class OtlpExporter<T> {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private soon: ReturnType<typeof setImmediate> | undefined;
   private running: Promise<void> | undefined;
-  private lastWarn = 0;
   private readonly headers: Record<string, string>;
   /** Span counters for diagnostics (and tests); `dropped` counts items. */
   exported = 0;
@@ -131,9 +131,6 @@ export class OtlpExporter<T> {
   }
 
   private warn(msg: string, fields: Record<string, unknown>): void {
-    const now = Date.now();
-    if (now - this.lastWarn < WARN_EVERY_MS) return;
-    this.lastWarn = now;
-    appLog.warn(fields, msg);
+    warnings.warn(fields, msg);
   }
 }
