@@ -3,7 +3,9 @@
  * here: a fifth of pino's cost) and written through pino's destination, sonic-boom (no
  * worker-thread transport: those do not run in a compiled binary). Lines are written
  * after the request completed, batched (at most BATCH_MS late), one synchronous write
- * per batch; `flush()` on shutdown loses none and `reopen()` on SIGHUP follows logrotate.
+ * per batch; `close()` on shutdown loses none and `reopen()` on SIGHUP follows logrotate.
+ * Lines whose write failed (a full disk) are held and written with the next batch that
+ * succeeds; those still held at close are counted in `linesLost`.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -30,6 +32,13 @@ export class RequestLogPlugin implements Plugin {
   private contentMax = 0;
   /** Serialised lines not yet handed to the destination (one write per batch, not per line). */
   private pending = '';
+  private pendingLines = 0;
+  /** Lines the destination holds because their write failed; it tries them again with each batch. */
+  private held = 0;
+  /** Set by the destination's 'error' event, which sonic-boom emits inside write() in sync mode. */
+  private writeError: Error | undefined;
+  /** Request lines that could not be written at all (still held when their file was closed). */
+  linesLost = 0;
   private batchTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly writeLater = () => {
     this.batchTimer = undefined;
@@ -61,7 +70,9 @@ export class RequestLogPlugin implements Plugin {
     void this.close();
     this.file = file;
     this.destination = destination;
-    destination?.on('error', (err: Error) => appLog.error({ err: String(err), file }, 'request log write failed'));
+    destination?.on('error', (err: Error) => {
+      this.writeError = err;
+    });
   }
 
   onComplete(record: RequestRecord): void {
@@ -85,6 +96,7 @@ export class RequestLogPlugin implements Plugin {
     // formatters: { level: () => ({ log: 'request' }) } }).info(out)`: the same bytes) at
     // a fifth of the cost, batched into one destination write per BATCH_MS.
     this.pending += `{"log":"request",${fields}}\n`;
+    this.pendingLines++;
     if (this.pending.length >= BATCH_CHARS) this.writePending();
     else if (!this.batchTimer) {
       this.batchTimer = setTimeout(this.writeLater, BATCH_MS);
@@ -100,8 +112,19 @@ export class RequestLogPlugin implements Plugin {
     }
     if (this.pending === '' || !this.destination) return;
     const batch = this.pending;
+    const lines = this.pendingLines;
     this.pending = '';
+    this.pendingLines = 0;
+    this.writeError = undefined;
     this.destination.write(batch);
+    if (this.writeError) {
+      if (this.held === 0) appLog.error({ err: String(this.writeError), file: this.file }, 'request log write failed; lines are held in memory and written with the next batch that succeeds');
+      this.held += lines;
+    } else if (this.held > 0) {
+      // A write that succeeds has written everything held before it too.
+      appLog.warn({ file: this.file, lines: this.held }, 'request log writes work again; held lines written');
+      this.held = 0;
+    }
   }
 
   private content(text: string): string {
@@ -115,24 +138,25 @@ export class RequestLogPlugin implements Plugin {
     this.destination?.reopen();
   }
 
+  /** Hand the batched lines to the file now (each batch is one synchronous write). */
   flush(): void {
     this.writePending();
-    try {
-      this.destination?.flushSync();
-    } catch {
-      // Nothing buffered, or the fd is gone: nothing more to save.
-    }
   }
 
   /**
-   * Write out everything buffered and close the file; resolves when it is closed. Ending
-   * the stream (rather than flushSync) keeps lines in order when a write is under way.
+   * Write out everything batched and close the file; resolves when it is closed. Lines
+   * still held at that point (the disk is full) are given up: counted in `linesLost`
+   * and said in the app log, rather than retried for ever.
    */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.writePending();
     const destination = this.destination;
+    const { file, held } = this;
     this.destination = undefined;
-    return destination ? closeDestination(destination) : Promise.resolve();
+    this.held = 0;
+    if (!destination || (await closeDestination(destination)) || held === 0) return;
+    this.linesLost += held;
+    appLog.error({ file, lines: held }, `${held} request lines could not be written to ${file}`);
   }
 }
 
@@ -147,26 +171,30 @@ function openDestination(file: string): Destination {
   return pino.destination({ dest: file, sync: true, mkdir: true });
 }
 
-function closeDestination(destination: Destination, timeoutMs = 5000): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
+/**
+ * End the stream: what it holds is written (synchronously), then the file is fsynced and
+ * closed. Resolves false when that write fails: the stream is destroyed, since its
+ * flushSync would retry an ENOSPC every 100 ms for ever, blocking the event loop. A
+ * close that takes over timeoutMs (a stuck fsync) is not waited for.
+ */
+function closeDestination(destination: Destination, timeoutMs = 2000): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const done = (written: boolean) => {
       clearTimeout(timer);
-      resolve();
+      destination.off('error', failed);
+      resolve(written);
     };
-    const timer = setTimeout(() => {
-      // Not closed in time (a stuck disk): push out what is left synchronously.
-      try {
-        destination.flushSync();
-      } catch {
-        // nothing more to save
-      }
-      done();
-    }, timeoutMs);
-    destination.once('close', done);
+    const failed = () => {
+      done(false);
+      destination.destroy();
+    };
+    const timer = setTimeout(() => done(true), timeoutMs);
+    destination.once('close', () => done(true));
+    destination.once('error', failed);
     try {
       destination.end();
     } catch {
-      done();
+      failed();
     }
   });
 }
