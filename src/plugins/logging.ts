@@ -4,10 +4,11 @@
  * worker-thread transport: those do not run in a compiled binary). Lines are written
  * after the request completed, batched (at most BATCH_MS late), one synchronous write
  * per batch; `close()` on shutdown loses none and `reopen()` on SIGHUP follows logrotate.
- * Lines whose write failed (a full disk) are held and written with the next batch that
- * succeeds; those still held at close are counted in `linesLost`.
+ * A file deleted under us is made again at its path before the next batch; lines whose
+ * write failed (a full disk) are held and written with the next batch that succeeds, and
+ * those still held at close are counted in `linesLost`.
  */
-import { mkdirSync } from 'node:fs';
+import { fstatSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { RuntimeConfig } from '../config/runtime.ts';
@@ -37,7 +38,9 @@ export class RequestLogPlugin implements Plugin {
   private held = 0;
   /** Set by the destination's 'error' event, which sonic-boom emits inside write() in sync mode. */
   private writeError: Error | undefined;
-  /** Request lines that could not be written at all (still held when their file was closed). */
+  /** Lines gone into the deleted file since it could not be made again; undefined while the file is there. */
+  private lostToDeleted: number | undefined;
+  /** Request lines lost: written into a deleted file that could not be made again, or still held when their file was closed. */
   linesLost = 0;
   private batchTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly writeLater = () => {
@@ -115,15 +118,46 @@ export class RequestLogPlugin implements Plugin {
     const lines = this.pendingLines;
     this.pending = '';
     this.pendingLines = 0;
+    // One fstat per batch, not per request: a file unlinked under us (its directory
+    // removed) would swallow every line until a SIGHUP.
+    if (unlinked(this.destination)) this.reopenDeleted();
     this.writeError = undefined;
     this.destination.write(batch);
-    if (this.writeError) {
+    if (this.lostToDeleted !== undefined) {
+      this.lostToDeleted += lines;
+      this.linesLost += lines;
+    } else if (this.writeError) {
       if (this.held === 0) appLog.error({ err: String(this.writeError), file: this.file }, 'request log write failed; lines are held in memory and written with the next batch that succeeds');
       this.held += lines;
     } else if (this.held > 0) {
       // A write that succeeds has written everything held before it too.
       appLog.warn({ file: this.file, lines: this.held }, 'request log writes work again; held lines written');
       this.held = 0;
+    }
+  }
+
+  private reopenDeleted(): void {
+    const err = this.reopenFile();
+    if (!err) {
+      if (this.lostToDeleted === undefined) appLog.error({ file: this.file }, 'request log file was deleted (or its directory): reopened at its path');
+      else appLog.warn({ file: this.file, lines_lost: this.lostToDeleted }, 'request log file made again at its path');
+      this.lostToDeleted = undefined;
+    } else if (this.lostToDeleted === undefined) {
+      this.lostToDeleted = 0;
+      appLog.error({ file: this.file, err: String(err) }, 'request log file was deleted and cannot be made again; lines are lost until it can (tried with each batch)');
+    }
+  }
+
+  /** Open the file again at its path (directories made as needed); returns why it could not. */
+  private reopenFile(): Error | undefined {
+    try {
+      this.destination?.reopen();
+      return undefined;
+    } catch (err) {
+      // sonic-boom left its "close the old fd once the new one is open" listener: with the
+      // next reopen's own, the old fd number would be closed twice (maybe someone else's by then).
+      this.destination?.removeAllListeners('ready');
+      return err as Error;
     }
   }
 
@@ -135,7 +169,8 @@ export class RequestLogPlugin implements Plugin {
   /** SIGHUP: reopen the file at the same path (logrotate moved the old one away). */
   reopen(): void {
     this.writePending();
-    this.destination?.reopen();
+    const err = this.reopenFile();
+    if (err) appLog.error({ file: this.file, err: String(err) }, 'request log cannot be reopened; lines still go to the file open before');
   }
 
   /** Hand the batched lines to the file now (each batch is one synchronous write). */
@@ -154,9 +189,20 @@ export class RequestLogPlugin implements Plugin {
     const { file, held } = this;
     this.destination = undefined;
     this.held = 0;
+    this.lostToDeleted = undefined;
     if (!destination || (await closeDestination(destination)) || held === 0) return;
     this.linesLost += held;
     appLog.error({ file, lines: held }, `${held} request lines could not be written to ${file}`);
+  }
+}
+
+/** The destination's file was unlinked (deleted, or its directory): lines written to it are lost. */
+function unlinked(destination: Destination): boolean {
+  try {
+    const stat = fstatSync((destination as unknown as { fd: number }).fd);
+    return stat.nlink === 0 && stat.isFile();
+  } catch {
+    return false;
   }
 }
 
