@@ -265,8 +265,8 @@ describe('headers', () => {
     expect(res.headers.get('openai-processing-ms')).toBe('12');
     expect(res.headers.get('x-upstream-request-id')).toBe('req_abc');
     expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
-    const line = (await gw.waitForLines(1)).find((l) => l.request_id === res.headers.get('x-request-id'));
-    expect(line?.upstream_request_id).toBe('req_abc');
+    const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
+    expect(line.upstream_request_id).toBe('req_abc');
   });
 
   test('redirects are returned, never followed with credentials', async () => {
