@@ -206,7 +206,7 @@ describe('the log file deleted while the gateway runs', () => {
     }
   }, 20_000);
 
-  test('a directory that cannot be made again (a file in its place): one error, requests still served, SIGHUP does not stop the gateway, lines resume once it can', async () => {
+  test('a directory that cannot be made again (a file in its place): one error, requests still served, SIGHUP does not stop the gateway, lines resume once it can (by the next batch or by SIGHUP), lost lines counted', async () => {
     const dir = tempDir('log-blocked');
     const logDir = join(dir, 'logs');
     const logFile = join(logDir, 'requests.ndjson');
@@ -248,9 +248,23 @@ describe('the log file deleted while the gateway runs', () => {
       // The lines written while the file could not be made: the three above and the one after SIGHUP.
       const back = await gp.waitForLog((l) => l.level === 'warn' && /made again/.test(l.msg), 5000, from2);
       expect(back.lines_lost).toBe(4);
-      // Lines were lost: the stop says so with its exit code.
+
+      // Blocked again, put right, then SIGHUP: the signal's reopen ends the loss as well.
+      rmSync(logDir, { recursive: true, force: true });
+      writeFileSync(logDir, 'not a directory');
+      const from3 = gp.mark();
+      await send();
+      await gp.waitForLog((l) => l.level === 'error' && /cannot be made again/.test(l.msg), 5000, from3);
+      unlinkSync(logDir);
+      gp.proc.kill('SIGHUP');
+      const back2 = await gp.waitForLog((l) => l.level === 'warn' && /made again/.test(l.msg), 5000, from3);
+      expect(back2.lines_lost).toBe(1);
+      const last = [await send(), await send()];
+      expect(await waitForIds(logFile, 2)).toEqual(last);
+
+      // Lines were lost: the stop says so with its exit code, and counts only those.
       expect(await gp.stop()).toBe(1);
-      expect(gp.logs.find((l) => l.msg === 'stopped')).toMatchObject({ exit_code: 1, request_lines_lost: 4 });
+      expect(gp.logs.find((l) => l.msg === 'stopped')).toMatchObject({ exit_code: 1, request_lines_lost: 5 });
     } finally {
       await gp.stop('SIGKILL', 2000);
     }

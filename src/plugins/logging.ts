@@ -138,14 +138,21 @@ export class RequestLogPlugin implements Plugin {
 
   private reopenDeleted(): void {
     const err = this.reopenFile();
-    if (!err) {
-      if (this.lostToDeleted === undefined) appLog.error({ file: this.file }, 'request log file was deleted (or its directory): reopened at its path');
-      else appLog.warn({ file: this.file, lines_lost: this.lostToDeleted }, 'request log file made again at its path');
-      this.lostToDeleted = undefined;
-    } else if (this.lostToDeleted === undefined) {
+    if (err) {
+      if (this.lostToDeleted !== undefined) return;
       this.lostToDeleted = 0;
       appLog.error({ file: this.file, err: String(err) }, 'request log file was deleted and cannot be made again; lines are lost until it can (tried with each batch)');
+    } else if (this.lostToDeleted === undefined) {
+      appLog.error({ file: this.file }, 'request log file was deleted (or its directory): reopened at its path');
+    } else {
+      this.fileBack();
     }
+  }
+
+  /** The file is open at its path again after lines went into the deleted one. */
+  private fileBack(): void {
+    appLog.warn({ file: this.file, lines_lost: this.lostToDeleted }, 'request log file made again at its path');
+    this.lostToDeleted = undefined;
   }
 
   /** Open the file again at its path (directories made as needed); returns why it could not. */
@@ -171,6 +178,7 @@ export class RequestLogPlugin implements Plugin {
     this.writePending();
     const err = this.reopenFile();
     if (err) appLog.error({ file: this.file, err: String(err) }, 'request log cannot be reopened; lines still go to the file open before');
+    else if (this.lostToDeleted !== undefined) this.fileBack();
   }
 
   /** Hand the batched lines to the file now (each batch is one synchronous write). */
