@@ -71,6 +71,9 @@ async function main(argv: string[]): Promise<number> {
   return new Promise<number>(() => {});
 }
 
+/** How long past `server.shutdown_grace_seconds` a shutdown may take (cutting streams, closing the log). */
+const SHUTDOWN_MARGIN_MS = 5000;
+
 function installSignals(gateway: Gateway, appLog: AppLog): void {
   let stopping = false;
   const stop = (signal: string) => {
@@ -82,10 +85,18 @@ function installSignals(gateway: Gateway, appLog: AppLog): void {
     stopping = true;
     const grace = gateway.state.config.source.server.shutdown_grace_seconds;
     appLog.info({ signal, inflight: gateway.state.inflight, grace_seconds: grace }, 'shutting down');
+    // Whatever step hangs (a collector that never answers, a stuck disk), the process is
+    // gone before a supervisor's stop timeout would SIGKILL it without a word.
+    setTimeout(() => {
+      appLog.error({ grace_seconds: grace, margin_ms: SHUTDOWN_MARGIN_MS, exit_code: 1 }, 'shutdown did not finish within the grace period and its margin; exiting');
+      process.exit(1);
+    }, grace * 1000 + SHUTDOWN_MARGIN_MS);
     gateway.shutdown().then(
-      () => {
-        appLog.info('stopped');
-        process.exit(0);
+      ({ requestLinesLost: lost }) => {
+        // Request lines that could not be written are data lost: a failed stop.
+        const code = lost > 0 ? 1 : 0;
+        appLog[code ? 'error' : 'info']({ exit_code: code, ...(lost > 0 && { request_lines_lost: lost }) }, 'stopped');
+        process.exit(code);
       },
       (err) => {
         appLog.error({ err: String(err) }, 'shutdown failed');

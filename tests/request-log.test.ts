@@ -1,13 +1,16 @@
 /**
  * The request log: one complete NDJSON line per request, with usage equal to the
- * upstream's numbers for every API style, streamed or not, compressed or not.
+ * upstream's numbers for every API style, streamed or not, compressed or not; a log file
+ * deleted under a running gateway is made again at its path.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { StaticPlugin as Plugin } from '../src/core/plugin.ts';
 import { chatStream, MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { startGatewayProcess, tempDir } from './support/process.ts';
 
 const SECRETS = { openai: fakeKey(), anthropic: fakeKey('sk-ant'), gemini: fakeKey('AIzaTest'), vertex: fakeKey('vx') };
 let mock: MockUpstream;
@@ -148,4 +151,122 @@ describe('the log itself', () => {
     const text = readFileSync(gw.logFile, 'utf8');
     for (const secret of Object.values(SECRETS)) expect(text).not.toContain(secret);
   });
+});
+
+describe('the log file deleted while the gateway runs', () => {
+  const readIds = (file: string): string[] =>
+    existsSync(file)
+      ? readFileSync(file, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l).request_id)
+      : [];
+  async function waitForIds(file: string, n: number): Promise<string[]> {
+    for (let i = 0; i < 150 && readIds(file).length < n; i++) await Bun.sleep(20);
+    return readIds(file);
+  }
+
+  test('rm -rf of its directory, then of the file alone: an app-log error each time, the file is made again at its path and later lines land in it', async () => {
+    const dir = tempDir('log-deleted');
+    const logDir = join(dir, 'logs');
+    const logFile = join(logDir, 'requests.ndjson');
+    const configPath = join(dir, 'config.yaml');
+    writeFileSync(
+      configPath,
+      `server: { host: 127.0.0.1, port: 0 }\nlogs: { file: ${JSON.stringify(logFile)} }\nproviders:\n  openai:\n    keys: [{ name: oa, value: "${SECRETS.openai}" }]\n    network_config: { base_url: "${mock.url}" }\n`,
+    );
+    const gp = await startGatewayProcess(['--config', configPath]);
+    const send = async (): Promise<string> => {
+      const res = await fetch(`${gp.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o-mini"}' });
+      await res.arrayBuffer();
+      expect(res.status).toBe(200);
+      return res.headers.get('x-request-id')!;
+    };
+    try {
+      const first = [await send(), await send()];
+      expect(await waitForIds(logFile, 2)).toEqual(first);
+
+      rmSync(logDir, { recursive: true, force: true });
+      let from = gp.mark();
+      const second: string[] = [];
+      for (let i = 0; i < 5; i++) second.push(await send());
+      expect(await waitForIds(logFile, 5)).toEqual(second);
+      const gone = await gp.waitForLog((l) => l.level === 'error' && /deleted/.test(l.msg), 5000, from);
+      expect(gone.file).toBe(logFile);
+
+      unlinkSync(logFile);
+      from = gp.mark();
+      const third = [await send(), await send()];
+      expect(await waitForIds(logFile, 2)).toEqual(third);
+      await gp.waitForLog((l) => l.level === 'error' && /deleted/.test(l.msg), 5000, from);
+      expect(await gp.stop()).toBe(0);
+      expect(readIds(logFile)).toEqual(third);
+    } finally {
+      await gp.stop('SIGKILL', 2000);
+    }
+  }, 20_000);
+
+  test('a directory that cannot be made again (a file in its place): one error, requests still served, SIGHUP does not stop the gateway, lines resume once it can (by the next batch or by SIGHUP), lost lines counted', async () => {
+    const dir = tempDir('log-blocked');
+    const logDir = join(dir, 'logs');
+    const logFile = join(logDir, 'requests.ndjson');
+    const configPath = join(dir, 'config.yaml');
+    writeFileSync(
+      configPath,
+      `server: { host: 127.0.0.1, port: 0 }\nlogs: { file: ${JSON.stringify(logFile)} }\nproviders:\n  openai:\n    keys: [{ name: oa, value: "${SECRETS.openai}" }]\n    network_config: { base_url: "${mock.url}" }\n`,
+    );
+    const gp = await startGatewayProcess(['--config', configPath]);
+    const send = async (): Promise<string> => {
+      const res = await fetch(`${gp.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o-mini"}' });
+      await res.arrayBuffer();
+      expect(res.status).toBe(200);
+      return res.headers.get('x-request-id')!;
+    };
+    try {
+      await send();
+      await waitForIds(logFile, 1);
+      rmSync(logDir, { recursive: true, force: true });
+      writeFileSync(logDir, 'not a directory');
+      const from = gp.mark();
+      for (let i = 0; i < 3; i++) {
+        await send();
+        await Bun.sleep(40); // a batch each
+      }
+      const failed = await gp.waitForLog((l) => l.level === 'error' && /cannot/.test(l.msg), 5000, from);
+      expect(failed.file).toBe(logFile);
+      expect(gp.logs.slice(from).filter((l) => l.level === 'error')).toHaveLength(1);
+
+      gp.proc.kill('SIGHUP');
+      await gp.waitForLog((l) => l.msg === 'config reloaded' && l.reason === 'SIGHUP', 5000, from);
+      await send();
+      await Bun.sleep(100); // its batch written, into the deleted file: lost
+
+      unlinkSync(logDir);
+      const from2 = gp.mark();
+      const later = [await send(), await send()];
+      expect(await waitForIds(logFile, 2)).toEqual(later);
+      // The lines written while the file could not be made: the three above and the one after SIGHUP.
+      const back = await gp.waitForLog((l) => l.level === 'warn' && /made again/.test(l.msg), 5000, from2);
+      expect(back.lines_lost).toBe(4);
+
+      // Blocked again, put right, then SIGHUP: the signal's reopen ends the loss as well.
+      rmSync(logDir, { recursive: true, force: true });
+      writeFileSync(logDir, 'not a directory');
+      const from3 = gp.mark();
+      await send();
+      await gp.waitForLog((l) => l.level === 'error' && /cannot be made again/.test(l.msg), 5000, from3);
+      unlinkSync(logDir);
+      gp.proc.kill('SIGHUP');
+      const back2 = await gp.waitForLog((l) => l.level === 'warn' && /made again/.test(l.msg), 5000, from3);
+      expect(back2.lines_lost).toBe(1);
+      const last = [await send(), await send()];
+      expect(await waitForIds(logFile, 2)).toEqual(last);
+
+      // Lines were lost: the stop says so with its exit code, and counts only those.
+      expect(await gp.stop()).toBe(1);
+      expect(gp.logs.find((l) => l.msg === 'stopped')).toMatchObject({ exit_code: 1, request_lines_lost: 5 });
+    } finally {
+      await gp.stop('SIGKILL', 2000);
+    }
+  }, 20_000);
 });

@@ -1,11 +1,13 @@
 /**
  * Signals, with the gateway as a real process: SIGTERM lets in-flight streams finish
  * within server.shutdown_grace_seconds, refuses new connections, cuts what is left at the
- * end of the grace, flushes the request log (no line lost) and exits 0. SIGHUP reopens
- * the request log (logrotate).
+ * end of the grace, flushes the request log (no line lost) and exits 0; request lines that
+ * cannot be written (a full disk) are counted and make the exit code 1, and nothing keeps
+ * the process past the grace and a margin. SIGHUP reopens the request log (logrotate).
  */
 import { afterAll, describe, expect, test } from 'bun:test';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'bun';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey } from './support/gateway.ts';
@@ -24,9 +26,9 @@ afterAll(async () => {
   await mock.stop();
 });
 
-async function start(graceSeconds: number): Promise<{ gp: GatewayProcess; logFile: string; key: string }> {
+async function start(graceSeconds: number, opts: { logFile?: string; extra?: string } = {}): Promise<{ gp: GatewayProcess; logFile: string; key: string }> {
   const dir = tempDir('shutdown');
-  const logFile = join(dir, 'logs', 'requests.ndjson');
+  const logFile = opts.logFile ?? join(dir, 'logs', 'requests.ndjson');
   const key = fakeKey();
   const configPath = join(dir, 'config.yaml');
   writeFileSync(
@@ -37,7 +39,7 @@ providers:
   openai:
     keys: [{ name: main, value: "${key}", models: ["*"] }]
     network_config: { base_url: "${mock.url}" }
-`,
+${opts.extra ?? ''}`,
   );
   const gp = await startGatewayProcess(['--config', configPath]);
   procs.push(gp);
@@ -158,6 +160,82 @@ describe('SIGTERM', () => {
     expect(readLog(logFile)).toHaveLength(1);
     expect(readLog(logFile)[0]).toMatchObject({ outcome: 'gateway_error', error: { type: 'shutdown' } });
   });
+});
+
+/** What main.ts allows past the grace before it gives up on a step that hangs. */
+const MARGIN_MS = 5000;
+
+async function quickRequests(gp: GatewayProcess, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const res = await post(gp, { model: 'gpt-4o-mini' });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+  }
+}
+
+describe('SIGTERM when the request log cannot be written', () => {
+  test('a full disk (/dev/full): exit 1 within the grace, the app log counts the lines not written', async () => {
+    const { gp } = await start(2, { logFile: '/dev/full' });
+    await quickRequests(gp, 5);
+    await gp.waitForLog((l) => l.level === 'error' && /request log write failed/.test(l.msg));
+    await quickRequests(gp, 2); // lines held while the first ones are still unwritten
+    const termAt = performance.now();
+    const code = await gp.stop('SIGTERM', 2000 + MARGIN_MS + 3000);
+    const elapsed = performance.now() - termAt;
+    expect(code).toBe(1);
+    expect(elapsed).toBeLessThan(2000 + MARGIN_MS);
+    const lost = gp.logs.find((l) => /request lines could not be written/.test(l.msg ?? ''));
+    expect(lost).toMatchObject({ level: 'error', lines: 7, file: '/dev/full' });
+    expect(gp.logs.find((l) => l.msg === 'stopped')).toMatchObject({ exit_code: 1 });
+    // One error when writes began to fail, not one per batch.
+    expect(gp.logs.filter((l) => /request log write failed/.test(l.msg ?? ''))).toHaveLength(1);
+  }, 20_000);
+
+  // A tmpfs of 64 KB filled to the last byte: writes fail with ENOSPC, then space is freed.
+  const mnt = tempDir('tmpfs');
+  const mounted = spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]).exitCode === 0;
+  afterAll(() => {
+    if (mounted) spawnSync(['umount', '-l', mnt]);
+  });
+  if (!mounted) console.warn(`skipping the tmpfs test: mounting a tmpfs needs root (mount -t tmpfs failed as uid ${process.getuid?.()})`);
+  test.skipIf(!mounted)('a disk that fills and then frees space: lines held meanwhile are all written, exit 0', async () => {
+    const logFile = join(mnt, 'logs', 'requests.ndjson');
+    mkdirSync(join(mnt, 'logs'));
+    const filler = join(mnt, 'filler');
+    writeFileSync(filler, Buffer.alloc(64 * 1024));
+    const { gp } = await start(2, { logFile });
+    await quickRequests(gp, 4);
+    await gp.waitForLog((l) => l.level === 'error' && /request log write failed/.test(l.msg));
+    await quickRequests(gp, 2);
+    await Bun.sleep(100); // their batch written (and failed) too
+    rmSync(filler);
+    const from = gp.mark();
+    await quickRequests(gp, 1);
+    const resumed = await gp.waitForLog((l) => /held lines written/.test(l.msg ?? ''), 5000, from);
+    expect(resumed.lines).toBe(6);
+    expect(await gp.stop()).toBe(0);
+    expect(readLog(logFile)).toHaveLength(7);
+    expect(gp.logs.find((l) => l.msg === 'stopped')).toMatchObject({ exit_code: 0 });
+  }, 20_000);
+
+  test('a step that hangs (a trace collector that never answers) does not keep the process past the grace and the margin', async () => {
+    // Accepts connections and never answers: the exporter's flush waits for its own 10 s timeout.
+    const sink = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+    try {
+      const { gp, logFile } = await start(1, { extra: `tracing: { endpoint: "http://127.0.0.1:${sink.port}/v1/traces" }\n` });
+      await quickRequests(gp, 3);
+      const termAt = performance.now();
+      const code = await gp.stop('SIGTERM', 15_000);
+      const elapsed = performance.now() - termAt;
+      expect(code).toBe(1);
+      expect(elapsed).toBeLessThan(1000 + MARGIN_MS + 1000);
+      expect(gp.logs.some((l) => l.level === 'error' && /shutdown did not finish/.test(l.msg ?? ''))).toBe(true);
+      // The request log is closed first: its lines are all there.
+      expect(readLog(logFile)).toHaveLength(3);
+    } finally {
+      sink.stop(true);
+    }
+  }, 20_000);
 });
 
 describe('SIGHUP', () => {

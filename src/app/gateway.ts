@@ -10,7 +10,7 @@ import { ConfigWatcher } from './config/watch.ts';
 import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
 import { Pipeline } from '../core/pipeline.ts';
 import type { StaticPlugin } from '../core/plugin.ts';
-import { PluginSet } from '../plugins/index.ts';
+import { PluginSet, type ShutdownReport } from '../plugins/index.ts';
 import { createApp } from '../http/app.ts';
 import type { GatewayState } from '../core/runtime.ts';
 
@@ -152,7 +152,7 @@ export class Gateway {
    * connections get a 503), let in-flight requests and streams finish up to the grace
    * period, cut what is left, then flush and close the request log.
    */
-  async shutdown(graceMs = this.state.config.source.server.shutdown_grace_seconds * 1000): Promise<void> {
+  async shutdown(graceMs = this.state.config.source.server.shutdown_grace_seconds * 1000): Promise<ShutdownReport> {
     this.watcher?.close();
     this.state.draining = true;
     // Live streams (explorer) never end on their own: end them, or draining waits out the grace period.
@@ -170,6 +170,6 @@ export class Gateway {
     // Cut streams complete (and write their log line) on the next ticks: wait for them.
     const cutDeadline = performance.now() + 2000;
     while (this.state.inflight > 0 && performance.now() < cutDeadline) await Bun.sleep(10);
-    await this.plugins.close();
+    return this.plugins.close();
   }
 }

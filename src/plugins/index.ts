@@ -59,7 +59,14 @@ export class PluginSet {
     for (const p of this.all) p.drain?.();
   }
 
-  async close(): Promise<void> {
+  /** Flush and release everything; says what could not be saved. */
+  async close(): Promise<ShutdownReport> {
     for (const p of this.all) await p.close?.();
+    return { requestLinesLost: this.logging.linesLost };
   }
+}
+
+export interface ShutdownReport {
+  /** Request-log lines that could not be written (a full disk, a log file gone). */
+  requestLinesLost: number;
 }

@@ -72,6 +72,8 @@ export async function startGateway(config: Record<string, unknown>, env: Record<
         await Bun.sleep(20);
       }
     },
-    stop: () => gw.shutdown(2000),
+    stop: async () => {
+      await gw.shutdown(2000);
+    },
   };
 }

@@ -3,9 +3,12 @@
  * here: a fifth of pino's cost) and written through pino's destination, sonic-boom (no
  * worker-thread transport: those do not run in a compiled binary). Lines are written
  * after the request completed, batched (at most BATCH_MS late), one synchronous write
- * per batch; `flush()` on shutdown loses none and `reopen()` on SIGHUP follows logrotate.
+ * per batch; `close()` on shutdown loses none and `reopen()` on SIGHUP follows logrotate.
+ * A file deleted under us is made again at its path before the next batch; lines whose
+ * write failed (a full disk) are held and written with the next batch that succeeds, and
+ * those still held at close are counted in `linesLost`.
  */
-import { mkdirSync } from 'node:fs';
+import { fstatSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { RuntimeConfig } from '../../config/runtime.ts';
@@ -29,6 +32,15 @@ export class RequestLogPlugin implements Plugin, Hooks {
   private configured = false;
   /** Serialised lines not yet handed to the destination (one write per batch, not per line). */
   private pending = '';
+  private pendingLines = 0;
+  /** Lines the destination holds because their write failed; it tries them again with each batch. */
+  private held = 0;
+  /** Set by the destination's 'error' event, which sonic-boom emits inside write() in sync mode. */
+  private writeError: Error | undefined;
+  /** Lines gone into the deleted file since it could not be made again; undefined while the file is there. */
+  private lostToDeleted: number | undefined;
+  /** Request lines lost: written into a deleted file that could not be made again, or still held when their file was closed. */
+  linesLost = 0;
   private batchTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly writeLater = () => {
     this.batchTimer = undefined;
@@ -59,7 +71,9 @@ export class RequestLogPlugin implements Plugin, Hooks {
     void this.close();
     this.file = file;
     this.destination = destination;
-    destination?.on('error', (err: Error) => appLog.error({ err: String(err), file }, 'request log write failed'));
+    destination?.on('error', (err: Error) => {
+      this.writeError = err;
+    });
     return destination ? this : undefined;
   }
 
@@ -75,6 +89,7 @@ export class RequestLogPlugin implements Plugin, Hooks {
     // formatters: { level: () => ({ log: 'request' }) } }).info(out)`: the same bytes) at
     // a fifth of the cost, batched into one destination write per BATCH_MS.
     this.pending += `{"log":"request",${this.format.fields(record)}}\n`;
+    this.pendingLines++;
     if (this.pending.length >= BATCH_CHARS) this.writePending();
     else if (!this.batchTimer) {
       this.batchTimer = setTimeout(this.writeLater, BATCH_MS);
@@ -90,34 +105,97 @@ export class RequestLogPlugin implements Plugin, Hooks {
     }
     if (this.pending === '' || !this.destination) return;
     const batch = this.pending;
+    const lines = this.pendingLines;
     this.pending = '';
+    this.pendingLines = 0;
+    // One fstat per batch, not per request: a file unlinked under us (its directory
+    // removed) would swallow every line until a SIGHUP.
+    if (unlinked(this.destination)) this.reopenDeleted();
+    this.writeError = undefined;
     this.destination.write(batch);
+    if (this.lostToDeleted !== undefined) {
+      this.lostToDeleted += lines;
+      this.linesLost += lines;
+    } else if (this.writeError) {
+      if (this.held === 0) appLog.error({ err: String(this.writeError), file: this.file }, 'request log write failed; lines are held in memory and written with the next batch that succeeds');
+      this.held += lines;
+    } else if (this.held > 0) {
+      // A write that succeeds has written everything held before it too.
+      appLog.warn({ file: this.file, lines: this.held }, 'request log writes work again; held lines written');
+      this.held = 0;
+    }
+  }
+
+  private reopenDeleted(): void {
+    const err = this.reopenFile();
+    if (err) {
+      if (this.lostToDeleted !== undefined) return;
+      this.lostToDeleted = 0;
+      appLog.error({ file: this.file, err: String(err) }, 'request log file was deleted and cannot be made again; lines are lost until it can (tried with each batch)');
+    } else if (this.lostToDeleted === undefined) {
+      appLog.error({ file: this.file }, 'request log file was deleted (or its directory): reopened at its path');
+    } else {
+      this.fileBack();
+    }
+  }
+
+  /** The file is open at its path again after lines went into the deleted one. */
+  private fileBack(): void {
+    appLog.warn({ file: this.file, lines_lost: this.lostToDeleted }, 'request log file made again at its path');
+    this.lostToDeleted = undefined;
+  }
+
+  /** Open the file again at its path (directories made as needed); returns why it could not. */
+  private reopenFile(): Error | undefined {
+    try {
+      this.destination?.reopen();
+      return undefined;
+    } catch (err) {
+      // sonic-boom left its "close the old fd once the new one is open" listener: with the
+      // next reopen's own, the old fd number would be closed twice (maybe someone else's by then).
+      this.destination?.removeAllListeners('ready');
+      return err as Error;
+    }
   }
 
   /** SIGHUP: reopen the file at the same path (logrotate moved the old one away). */
   reopen(): void {
     this.writePending();
-    this.destination?.reopen();
+    const err = this.reopenFile();
+    if (err) appLog.error({ file: this.file, err: String(err) }, 'request log cannot be reopened; lines still go to the file open before');
+    else if (this.lostToDeleted !== undefined) this.fileBack();
   }
 
+  /** Hand the batched lines to the file now (each batch is one synchronous write). */
   flush(): void {
     this.writePending();
-    try {
-      this.destination?.flushSync();
-    } catch {
-      // Nothing buffered, or the fd is gone: nothing more to save.
-    }
   }
 
   /**
-   * Write out everything buffered and close the file; resolves when it is closed. Ending
-   * the stream (rather than flushSync) keeps lines in order when a write is under way.
+   * Write out everything batched and close the file; resolves when it is closed. Lines
+   * still held at that point (the disk is full) are given up: counted in `linesLost`
+   * and said in the app log, rather than retried for ever.
    */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.writePending();
     const destination = this.destination;
+    const { file, held } = this;
     this.destination = undefined;
-    return destination ? closeDestination(destination) : Promise.resolve();
+    this.held = 0;
+    this.lostToDeleted = undefined;
+    if (!destination || (await closeDestination(destination)) || held === 0) return;
+    this.linesLost += held;
+    appLog.error({ file, lines: held }, `${held} request lines could not be written to ${file}`);
+  }
+}
+
+/** The destination's file was unlinked (deleted, or its directory): lines written to it are lost. */
+function unlinked(destination: Destination): boolean {
+  try {
+    const stat = fstatSync((destination as unknown as { fd: number }).fd);
+    return stat.nlink === 0 && stat.isFile();
+  } catch {
+    return false;
   }
 }
 
@@ -132,26 +210,30 @@ function openDestination(file: string): Destination {
   return pino.destination({ dest: file, sync: true, mkdir: true });
 }
 
-function closeDestination(destination: Destination, timeoutMs = 5000): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
+/**
+ * End the stream: what it holds is written (synchronously), then the file is fsynced and
+ * closed. Resolves false when that write fails: the stream is destroyed, since its
+ * flushSync would retry an ENOSPC every 100 ms for ever, blocking the event loop. A
+ * close that takes over timeoutMs (a stuck fsync) is not waited for.
+ */
+function closeDestination(destination: Destination, timeoutMs = 2000): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const done = (written: boolean) => {
       clearTimeout(timer);
-      resolve();
+      destination.off('error', failed);
+      resolve(written);
     };
-    const timer = setTimeout(() => {
-      // Not closed in time (a stuck disk): push out what is left synchronously.
-      try {
-        destination.flushSync();
-      } catch {
-        // nothing more to save
-      }
-      done();
-    }, timeoutMs);
-    destination.once('close', done);
+    const failed = () => {
+      done(false);
+      destination.destroy();
+    };
+    const timer = setTimeout(() => done(true), timeoutMs);
+    destination.once('close', () => done(true));
+    destination.once('error', failed);
     try {
       destination.end();
     } catch {
-      done();
+      failed();
     }
   });
 }
