@@ -8,6 +8,9 @@
  *
  *   --proxy=NAME:FILE.ts[:ARG]   also run another standalone proxy (like bare-proxy.ts:
  *                                bun FILE.ts PORT [ARG] with UPSTREAM set)
+ *   --gc                         run every target with BUN_JSC_logGC=1 and report what its
+ *                                garbage collector saw per request: bytes allocated on the JS
+ *                                heap and collection time (young and full collections)
  *   --together                   load every target at once, each under its own wrk, instead
  *                                of one after the other: they share core 0, so whatever slows
  *                                the machine in a round slows all of them alike, and each
@@ -33,6 +36,7 @@ const conns = Number(opt('conns', '64'));
 const bodyBytes = Number(opt('body', '1024'));
 const query = process.argv.includes('--stream') ? '?stream=1&chunks=20&gap=0' : '';
 const together = process.argv.includes('--together');
+const gcLog = process.argv.includes('--gc');
 const variants = process.argv
   .filter((a) => a.startsWith('--variant='))
   .map((a) => {
@@ -70,10 +74,36 @@ async function ready(url: string) {
   }
   throw new Error(`not ready: ${url}`);
 }
-function spawn(core: string, cmd: string[], cwd: string, env: Record<string, string> = {}) {
-  const p = Bun.spawn(['taskset', '-c', core, ...cmd], { cwd, env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: '65535', SKYBRIDGE_LOG_LEVEL: 'warn', ...env }, stdout: 'ignore', stderr: 'inherit' });
+/** Per process: bytes the collector saw allocated and ms it spent collecting, so far. */
+const gcSeen = new Map<number, { bytes: number; ms: number }>();
+function spawn(core: string, cmd: string[], cwd: string, env: Record<string, string> = {}, gc = false) {
+  const p = Bun.spawn(['taskset', '-c', core, ...cmd], {
+    cwd,
+    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: '65535', SKYBRIDGE_LOG_LEVEL: 'warn', ...(gc ? { BUN_JSC_logGC: '1' } : {}), ...env },
+    stdout: 'ignore',
+    stderr: gc ? 'pipe' : 'inherit',
+  });
   procs.push(p);
+  if (gc) void readGcLog(p.pid, p.stderr as ReadableStream<Uint8Array>);
   return p;
+}
+/** `Requesting GC because bytes allocated this cycle: N` and `..., cycle X ms END]` lines of JSC's GC log. */
+async function readGcLog(pid: number, stderr: ReadableStream<Uint8Array>) {
+  const seen = { bytes: 0, ms: 0 };
+  gcSeen.set(pid, seen);
+  const decoder = new TextDecoder();
+  let carry = '';
+  for await (const chunk of stderr) {
+    const lines = (carry + decoder.decode(chunk, { stream: true })).split('\n');
+    carry = lines.pop()!;
+    for (const line of lines) {
+      const allocated = /bytes allocated this cycle: (\d+)/.exec(line);
+      if (allocated) seen.bytes += Number(allocated[1]);
+      const cycle = /cycle ([\d.]+)ms END\]/.exec(line);
+      if (cycle) seen.ms += Number(cycle[1]);
+      else if (!allocated && !line.startsWith('[GC') && !line.startsWith('GC END') && line.trim()) process.stderr.write(`${line}\n`);
+    }
+  }
 }
 
 const mockPort = freePort();
@@ -81,17 +111,17 @@ spawn('1', ['bun', 'scripts/bench/mock.ts', String(mockPort)], ROOT);
 await ready(`http://127.0.0.1:${mockPort}/health`);
 const targets: Array<{ name: string; url: string; pid: number }> = [];
 const barePort = freePort();
-targets.push({ name: 'bare', url: `http://127.0.0.1:${barePort}`, pid: spawn('0', ['bun', join(ROOT, 'scripts/bench/bare-proxy.ts'), String(barePort)], ROOT, { UPSTREAM: `http://127.0.0.1:${mockPort}` }).pid });
+targets.push({ name: 'bare', url: `http://127.0.0.1:${barePort}`, pid: spawn('0', ['bun', join(ROOT, 'scripts/bench/bare-proxy.ts'), String(barePort)], ROOT, { UPSTREAM: `http://127.0.0.1:${mockPort}` }, gcLog).pid });
 for (const a of process.argv.filter((x) => x.startsWith('--proxy='))) {
   const [name, file, arg] = a.slice(8).split(':');
   const port = freePort();
-  targets.push({ name: name!, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', resolve(file!), String(port), ...(arg ? [arg] : [])], ROOT, { UPSTREAM: `http://127.0.0.1:${mockPort}` }).pid });
+  targets.push({ name: name!, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', resolve(file!), String(port), ...(arg ? [arg] : [])], ROOT, { UPSTREAM: `http://127.0.0.1:${mockPort}` }, gcLog).pid });
 }
 for (const v of variants) {
   const port = freePort();
   const cfg = join(work, `${v.name}.yaml`);
   writeFileSync(cfg, skybridgeConfig(port, `http://127.0.0.1:${mockPort}`, join(work, v.name, 'requests.ndjson'), v.plugins ? v.plugins.split(',') : []));
-  targets.push({ name: v.name, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', 'src/main.ts', 'serve', '--config', cfg, '--port', String(port)], v.root, v.env).pid });
+  targets.push({ name: v.name, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', 'src/main.ts', 'serve', '--config', cfg, '--port', String(port)], v.root, v.env, gcLog).pid });
 }
 for (const t of targets) await ready(`${t.url}/health`);
 
@@ -104,15 +134,24 @@ writeFileSync(
 );
 async function wrk(t: (typeof targets)[number], secs: number) {
   const c0 = cpu(t.pid);
+  const g0 = { ...(gcSeen.get(t.pid) ?? { bytes: 0, ms: 0 }) };
   const p = Bun.spawn(['taskset', '-c', '1', 'wrk', '-t1', `-c${conns}`, `-d${secs}s`, '-s', lua, `${t.url}/openai_passthrough/v1/chat/completions${query}`], { stdout: 'pipe' });
   const text = await new Response(p.stdout).text();
   await p.exited;
   const r = JSON.parse(text.split('\n').find((l) => l.startsWith('BENCHJSON '))!.slice(10));
-  return { rps: Math.round(r.requests / (r.duration_us / 1e6)), cpu: Math.round(((cpu(t.pid) - c0) * 1e6) / r.requests), errors: r.errors, p50: r.p50 };
+  const g1 = gcSeen.get(t.pid) ?? { bytes: 0, ms: 0 };
+  return {
+    rps: Math.round(r.requests / (r.duration_us / 1e6)),
+    cpu: Math.round(((cpu(t.pid) - c0) * 1e6) / r.requests),
+    errors: r.errors,
+    p50: r.p50,
+    gcBytes: (g1.bytes - g0.bytes) / r.requests,
+    gcUs: ((g1.ms - g0.ms) * 1000) / r.requests,
+  };
 }
 
 for (const t of targets) await wrk(t, 2);
-const res = new Map<string, Array<{ rps: number; cpu: number; errors: number; p50: number }>>();
+const res = new Map<string, Array<Awaited<ReturnType<typeof wrk>>>>();
 for (let i = 0; i < rounds; i++) {
   const order = i % 2 ? [...targets].reverse() : targets;
   const line: string[] = [];
@@ -130,7 +169,8 @@ process.stdout.write(`\nconns ${conns}, body ${bodyBytes} B${query ? ', SSE' : '
 for (const t of targets) {
   const rs = res.get(t.name)!;
   const rps = med(rs.map((r) => r.rps));
-  process.stdout.write(`${t.name.padEnd(16)} ${String(rps).padStart(7)} req/s  ${String(med(rs.map((r) => r.cpu))).padStart(4)} us/req  p50 ${med(rs.map((r) => r.p50))} us  ${(rps / bareRps).toFixed(2)}x bare\n`);
+  const gc = gcLog ? `  GC ${(med(rs.map((r) => r.gcBytes)) / 1024).toFixed(1)} KB/req ${med(rs.map((r) => r.gcUs)).toFixed(1)} us/req` : '';
+  process.stdout.write(`${t.name.padEnd(16)} ${String(rps).padStart(7)} req/s  ${String(med(rs.map((r) => r.cpu))).padStart(4)} us/req  p50 ${med(rs.map((r) => r.p50))} us  ${(rps / bareRps).toFixed(2)}x bare${gc}\n`);
 }
 // Paired per round against the first variant: machine drift between rounds cancels out,
 // and the spread says whether a difference is more than noise.

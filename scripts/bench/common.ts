@@ -106,7 +106,9 @@ export function patternSha256(bytes: number): string {
  * The config Skybridge is benchmarked with: one OpenAI key, the mock as upstream, the
  * request log in `logFile`, and these plugins. `tracing` exports every request's spans
  * to the mock's OTLP sink as JSON, `tracing/protobuf` as protobuf; a `@ratio` suffix
- * (`tracing/protobuf@0.1`) sets `tracing.sample_ratio` instead of 1.
+ * (`tracing/protobuf@0.1`) sets `tracing.sample_ratio` instead of 1. `default` writes no
+ * `plugins:` line: the shipping default list (governance, logging, explorer, metrics,
+ * tracing; governance and tracing then off, having no section).
  */
 export function skybridgeConfig(port: number, mockUrl: string, logFile: string, plugins: readonly string[]): string {
   const tracing = plugins.find((p) => p.startsWith('tracing'));
@@ -115,7 +117,7 @@ export function skybridgeConfig(port: number, mockUrl: string, logFile: string, 
   return [
     `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
     `logs: { file: ${JSON.stringify(logFile)} }`,
-    `plugins: [${ids.join(', ')}]`,
+    ...(ids.length === 1 && ids[0] === 'default' ? [] : [`plugins: [${ids.join(', ')}]`]),
     ...(tracing ? [`tracing: { endpoint: "${mockUrl}/v1/traces", sample_ratio: ${Number(ratio)}, protocol: ${tracingKind === 'tracing/protobuf' ? 'http/protobuf' : 'http/json'} }`] : []),
     'providers:',
     '  openai:',
