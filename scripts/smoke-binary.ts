@@ -9,10 +9,11 @@
  * past Bun's 256), SIGTERM during a stream (the stream completes, exit 0), and the
  * request log lines on disk.
  */
-import { spawn } from 'bun';
+
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { spawn } from 'bun';
 import { rawRequest } from '../tests/support/raw-http.ts';
 
 const binary = resolve(process.argv[2] ?? '');
@@ -44,7 +45,8 @@ const upstream = Bun.serve({
     const url = new URL(req.url);
     seenAuth.push(req.headers.get('authorization') ?? '');
     const body = (await req.json().catch(() => ({}))) as { stream?: boolean; model?: string };
-    if (url.pathname !== '/v1/chat/completions') return Response.json({ error: 'unexpected path ' + url.pathname }, { status: 404 });
+    if (url.pathname !== '/v1/chat/completions')
+      return Response.json({ error: `unexpected path ${url.pathname}` }, { status: 404 });
     if (!body.stream) {
       return Response.json({
         id: 'chatcmpl-smoke',
@@ -61,7 +63,11 @@ const upstream = Bun.serve({
         async pull(c) {
           if (i > 0) await Bun.sleep(STREAM_MS / FRAMES);
           if (i === FRAMES) {
-            c.enqueue(enc.encode('data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}\n\ndata: [DONE]\n\n'));
+            c.enqueue(
+              enc.encode(
+                'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}\n\ndata: [DONE]\n\n',
+              ),
+            );
             c.close();
             return;
           }
@@ -98,7 +104,11 @@ providers:
 `,
 );
 
-const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, SMOKE_OPENAI_KEY: gatewayKey };
+const env: Record<string, string> = {
+  PATH: process.env.PATH ?? '/usr/bin:/bin',
+  HOME: dir,
+  SMOKE_OPENAI_KEY: gatewayKey,
+};
 // Negative control for the measurement: SMOKE_FETCH_LIMIT=256 runs the binary with Bun's default.
 if (process.env.SMOKE_FETCH_LIMIT) env.BUN_CONFIG_MAX_HTTP_REQUESTS = process.env.SMOKE_FETCH_LIMIT;
 console.log(`smoke-binary: ${binary}`);
@@ -115,7 +125,8 @@ async function waitFor<T>(what: string, fn: () => T | undefined, timeoutMs: numb
   for (;;) {
     const v = fn();
     if (v !== undefined) return v;
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}\n--- gateway stderr ---\n${stderr}`);
+    if (performance.now() > deadline)
+      throw new Error(`timed out waiting for ${what}\n--- gateway stderr ---\n${stderr}`);
     await Bun.sleep(25);
   }
 }
@@ -151,35 +162,63 @@ try {
     body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
   });
   const answer = (await res.json()) as { choices?: Array<{ message: { content: string } }> };
-  check(res.status === 200 && answer.choices?.[0]?.message.content === 'hello from smoke', 'proxied chat completion answered 200');
-  check(seenAuth.at(-1) === `Bearer ${gatewayKey}`, "the gateway's key (from env.SMOKE_OPENAI_KEY) reached the upstream, not the client's");
+  check(
+    res.status === 200 && answer.choices?.[0]?.message.content === 'hello from smoke',
+    'proxied chat completion answered 200',
+  );
+  check(
+    seenAuth.at(-1) === `Bearer ${gatewayKey}`,
+    "the gateway's key (from env.SMOKE_OPENAI_KEY) reached the upstream, not the client's",
+  );
 
-  const streamBody = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+  const streamBody = JSON.stringify({
+    model: 'gpt-4o-mini',
+    stream: true,
+    messages: [{ role: 'user', content: 'hi' }],
+  });
   const t0 = performance.now();
-  const results = await Promise.all(Array.from({ length: STREAMS }, () => postRaw(port, '/openai_passthrough/v1/chat/completions', streamBody)));
+  const results = await Promise.all(
+    Array.from({ length: STREAMS }, () => postRaw(port, '/openai_passthrough/v1/chat/completions', streamBody)),
+  );
   const wall = performance.now() - t0;
   const times = results.map((r) => r.ms).sort((a, b) => a - b);
   const ok = results.filter((r) => r.status === 200 && r.text.includes('data: [DONE]')).length;
-  console.log(`  ${STREAMS} concurrent ${STREAM_MS} ms streams: ${ok} complete, p50 ${Math.round(times[STREAMS >> 1]!)} ms, max ${Math.round(times.at(-1)!)} ms, wall ${Math.round(wall)} ms`);
+  console.log(
+    `  ${STREAMS} concurrent ${STREAM_MS} ms streams: ${ok} complete, p50 ${Math.round(times[STREAMS >> 1]!)} ms, max ${Math.round(times.at(-1)!)} ms, wall ${Math.round(wall)} ms`,
+  );
   check(ok === STREAMS, `all ${STREAMS} concurrent streams completed`);
-  check(times.at(-1)! < STREAM_MS * 1.6, `the slowest of ${STREAMS} streams took < ${STREAM_MS * 1.6} ms (Bun's default 256-request fetch limit would make it ~${STREAM_MS * 2} ms)`);
+  check(
+    times.at(-1)! < STREAM_MS * 1.6,
+    `the slowest of ${STREAMS} streams took < ${STREAM_MS * 1.6} ms (Bun's default 256-request fetch limit would make it ~${STREAM_MS * 2} ms)`,
+  );
 
   // SIGTERM while a stream is open: it completes, then the process exits 0.
   const late = postRaw(port, '/openai_passthrough/v1/chat/completions', streamBody);
-  await waitFor('the last stream to reach the upstream', () => (seenAuth.length >= 1 + STREAMS + 1 ? true : undefined), 5000);
+  await waitFor(
+    'the last stream to reach the upstream',
+    () => (seenAuth.length >= 1 + STREAMS + 1 ? true : undefined),
+    5000,
+  );
   await Bun.sleep(200);
   const termAt = performance.now();
   proc.kill('SIGTERM');
   const lateResult = await late;
-  check(lateResult.status === 200 && lateResult.text.includes('data: [DONE]'), `a stream open at SIGTERM completed (${Math.round(performance.now() - termAt)} ms after the signal)`);
+  check(
+    lateResult.status === 200 && lateResult.text.includes('data: [DONE]'),
+    `a stream open at SIGTERM completed (${Math.round(performance.now() - termAt)} ms after the signal)`,
+  );
   exitCode = await Promise.race([proc.exited, Bun.sleep(15_000).then(() => -1)]);
   check(exitCode === 0, `exit code 0 after SIGTERM (got ${exitCode})`);
 
-  const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const lines = readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   const expected = 1 + STREAMS + 1;
   check(lines.length === expected, `request log has ${expected} lines (got ${lines.length})`);
   check(
-    lines.every((l) => l.status === 200 && l.key === 'smoke' && l.outcome === 'ok') && !readFileSync(logFile, 'utf8').includes(gatewayKey),
+    lines.every((l) => l.status === 200 && l.key === 'smoke' && l.outcome === 'ok') &&
+      !readFileSync(logFile, 'utf8').includes(gatewayKey),
     'every log line: status 200, outcome ok, key name (never its value)',
   );
   await stderrDone;

@@ -9,10 +9,10 @@
  */
 // First: may re-exec the process with BUN_CONFIG_MAX_HTTP_REQUESTS raised (see the module).
 import './app/raise-fetch-limit.ts';
+import { type CliArgs, parseArgs, USAGE, UsageError } from './app/cli.ts';
 import { FETCH_LIMIT_VAR } from './app/fetch-limit.ts';
-import { parseArgs, USAGE, UsageError, type CliArgs } from './app/cli.ts';
-import type { AppLog } from './lib/app-log.ts';
 import type { Gateway } from './app/gateway.ts';
+import type { AppLog } from './lib/app-log.ts';
 import { VERSION } from './lib/version.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -67,7 +67,10 @@ async function main(argv: string[]): Promise<number> {
   }
   process.off('SIGHUP', ignoreHup);
   installSignals(gateway, appLog);
-  appLog.info({ pid: process.pid, version: VERSION, [FETCH_LIMIT_VAR]: process.env[FETCH_LIMIT_VAR] ?? '256 (Bun default)' }, 'ready');
+  appLog.info(
+    { pid: process.pid, version: VERSION, [FETCH_LIMIT_VAR]: process.env[FETCH_LIMIT_VAR] ?? '256 (Bun default)' },
+    'ready',
+  );
   return new Promise<number>(() => {});
 }
 
@@ -87,10 +90,16 @@ function installSignals(gateway: Gateway, appLog: AppLog): void {
     appLog.info({ signal, inflight: gateway.state.inflight, grace_seconds: grace }, 'shutting down');
     // Whatever step hangs (a collector that never answers, a stuck disk), the process is
     // gone before a supervisor's stop timeout would SIGKILL it without a word.
-    setTimeout(() => {
-      appLog.error({ grace_seconds: grace, margin_ms: SHUTDOWN_MARGIN_MS, exit_code: 1 }, 'shutdown did not finish within the grace period and its margin; exiting');
-      process.exit(1);
-    }, grace * 1000 + SHUTDOWN_MARGIN_MS);
+    setTimeout(
+      () => {
+        appLog.error(
+          { grace_seconds: grace, margin_ms: SHUTDOWN_MARGIN_MS, exit_code: 1 },
+          'shutdown did not finish within the grace period and its margin; exiting',
+        );
+        process.exit(1);
+      },
+      grace * 1000 + SHUTDOWN_MARGIN_MS,
+    );
     gateway.shutdown().then(
       ({ requestLinesLost: lost }) => {
         // Request lines that could not be written are data lost: a failed stop.

@@ -1,8 +1,8 @@
 /** The seed document's Anthropic examples, run as written, against a recording mock upstream. */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import Anthropic from '@anthropic-ai/sdk';
-import { MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { MockUpstream } from './support/mock-upstream.ts';
 
 const GW_KEY = fakeKey('sk-ant-test');
 let mock: MockUpstream;
@@ -10,7 +10,9 @@ let gw: TestGateway;
 
 beforeAll(async () => {
   mock = new MockUpstream();
-  gw = await startGateway({ providers: { anthropic: { keys: [{ name: 'claude', value: GW_KEY }], network_config: { base_url: mock.url } } } });
+  gw = await startGateway({
+    providers: { anthropic: { keys: [{ name: 'claude', value: GW_KEY }], network_config: { base_url: mock.url } } },
+  });
 });
 afterAll(async () => {
   await gw.stop();
@@ -49,7 +51,15 @@ describe('Anthropic passthrough with the official SDK', () => {
     stream.on('streamEvent', (e) => events.push(e.type));
     const final = await stream.finalMessage();
     expect((final.content[0] as Anthropic.TextBlock).text).toBe('hello from mock');
-    expect(events).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
+    expect(events).toEqual([
+      'message_start',
+      'content_block_start',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
     expect(final.usage.output_tokens).toBe(7);
   });
 
@@ -63,15 +73,27 @@ describe('Anthropic passthrough with the official SDK', () => {
   });
 
   test('anthropic-version is added when the client sent none', async () => {
-    await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"claude-sonnet-4-20250514","max_tokens":1,"messages":[]}' });
+    await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model":"claude-sonnet-4-20250514","max_tokens":1,"messages":[]}',
+    });
     expect(mock.last.headers['anthropic-version']).toBe('2023-06-01');
   });
 
   test('seed curl example as raw fetch', async () => {
     const res = await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-api-key': 'your-anthropic-key', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({ model: 'claude-sonnet-4-20250514', max_tokens: 1024, messages: [{ role: 'user', content: 'hello from passthrough' }] }),
+      headers: {
+        'content-type': 'application/json',
+        'x-api-key': 'your-anthropic-key',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-20250514',
+        max_tokens: 1024,
+        messages: [{ role: 'user', content: 'hello from passthrough' }],
+      }),
     });
     expect(res.status).toBe(200);
     expect((await res.json()).content[0].text).toBe('hello from mock');
@@ -79,10 +101,27 @@ describe('Anthropic passthrough with the official SDK', () => {
   });
 
   test('the request log line carries usage from message_start + message_delta', async () => {
-    const stream = client().messages.stream({ model: 'claude-haiku-log-test', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] });
+    const stream = client().messages.stream({
+      model: 'claude-haiku-log-test',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'x' }],
+    });
     await stream.finalMessage();
     const line = await gw.waitForLine((l) => l.model === 'claude-haiku-log-test');
-    expect(line).toMatchObject({ provider: 'anthropic', endpoint: 'anthropic', stream: true, key: 'claude', status: 200, outcome: 'ok' });
-    expect(line.usage).toEqual({ input_tokens: 11, output_tokens: 7, cache_read_input_tokens: 3, cache_creation_input_tokens: 2, total_tokens: 23 });
+    expect(line).toMatchObject({
+      provider: 'anthropic',
+      endpoint: 'anthropic',
+      stream: true,
+      key: 'claude',
+      status: 200,
+      outcome: 'ok',
+    });
+    expect(line.usage).toEqual({
+      input_tokens: 11,
+      output_tokens: 7,
+      cache_read_input_tokens: 3,
+      cache_creation_input_tokens: 2,
+      total_tokens: 23,
+    });
   });
 });

@@ -15,7 +15,11 @@ import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { CHAT_STREAM_TEXT, MOCK_USAGE, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 
 const DUMMY = 'dummy-key';
-const USAGE = { input_tokens: MOCK_USAGE.input, output_tokens: MOCK_USAGE.output, total_tokens: MOCK_USAGE.input + MOCK_USAGE.output };
+const USAGE = {
+  input_tokens: MOCK_USAGE.input,
+  output_tokens: MOCK_USAGE.output,
+  total_tokens: MOCK_USAGE.input + MOCK_USAGE.output,
+};
 
 let mock: MockUpstream;
 beforeAll(() => {
@@ -59,13 +63,29 @@ describe('key config with api_version (key wins)', () => {
   const nextLine = logReader(() => gw);
   beforeAll(async () => {
     gw = await startGateway({
-      providers: { azure: { keys: [{ name: 'eastus', value: KEY, models: ['*'], azure_key_config: { endpoint: mock.url, api_version: KEY_VERSION } }] } },
+      providers: {
+        azure: {
+          keys: [
+            {
+              name: 'eastus',
+              value: KEY,
+              models: ['*'],
+              azure_key_config: { endpoint: mock.url, api_version: KEY_VERSION },
+            },
+          ],
+        },
+      },
     });
   });
   afterAll(() => gw.stop());
 
   const azureClient = (rec: ClientRecorder) =>
-    new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21', fetch: rec.fetch });
+    new AzureOpenAI({
+      endpoint: `${gw.url}/azure_passthrough`,
+      apiKey: DUMMY,
+      apiVersion: '2024-10-21',
+      fetch: rec.fetch,
+    });
 
   test('AzureOpenAI chat.completions.create: deployment path, key api-version over the client one, api-key = gateway key', async () => {
     const rec = new ClientRecorder();
@@ -85,7 +105,15 @@ describe('key config with api_version (key wins)', () => {
     expectSameBody(rec, got);
 
     const line = await nextLine();
-    expect(line).toMatchObject({ endpoint: 'azure', provider: 'azure', model: 'gpt-4o', key: 'eastus', status: 200, stream: false, outcome: 'ok' });
+    expect(line).toMatchObject({
+      endpoint: 'azure',
+      provider: 'azure',
+      model: 'gpt-4o',
+      key: 'eastus',
+      status: 200,
+      stream: false,
+      outcome: 'ok',
+    });
     expect(line.usage).toMatchObject(USAGE);
   });
 
@@ -157,7 +185,11 @@ describe('key config with api_version (key wins)', () => {
       defaultQuery: { 'api-version': 'preview' },
       fetch: rec.fetch,
     });
-    const stream = await client.responses.create({ model: 'gpt-4.1', input: 'hello from azure passthrough', stream: true });
+    const stream = await client.responses.create({
+      model: 'gpt-4.1',
+      input: 'hello from azure passthrough',
+      stream: true,
+    });
     const types: string[] = [];
     let text = '';
     for await (const event of stream) {
@@ -197,14 +229,22 @@ describe('key config with api_version (key wins)', () => {
 
     const line = await nextLine();
     expect(line).toMatchObject({ provider: 'azure', model: 'claude-sonnet-4-20250514', status: 200 });
-    expect(line.usage).toMatchObject({ input_tokens: MOCK_USAGE.input, output_tokens: MOCK_USAGE.output, cache_read_input_tokens: MOCK_USAGE.cacheRead });
+    expect(line.usage).toMatchObject({
+      input_tokens: MOCK_USAGE.input,
+      output_tokens: MOCK_USAGE.output,
+      cache_read_input_tokens: MOCK_USAGE.cacheRead,
+    });
   });
 
   test('Anthropic client at /azure_passthrough, streamed', async () => {
     const rec = new ClientRecorder();
     const client = new Anthropic({ baseURL: `${gw.url}/azure_passthrough`, apiKey: DUMMY, fetch: rec.fetch });
     const final = await client.messages
-      .stream({ model: 'claude-sonnet-4-20250514', max_tokens: 64, messages: [{ role: 'user', content: 'hello from azure passthrough' }] })
+      .stream({
+        model: 'claude-sonnet-4-20250514',
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'hello from azure passthrough' }],
+      })
       .finalMessage();
     expect((final.content[0] as Anthropic.TextBlock).text).toBe('hello from mock');
     const got = mock.last;
@@ -236,17 +276,20 @@ describe('key config with api_version (key wins)', () => {
   });
 
   test('every client credential header is dropped, the rest of the query is kept byte for byte', async () => {
-    const res = await fetch(`${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions?x=a%20b&api-version=2023-05-15&y=%2B1`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'api-key': `${DUMMY}-1`,
-        authorization: `Bearer ${DUMMY}-2`,
-        'x-api-key': `${DUMMY}-3`,
-        'x-goog-api-key': `${DUMMY}-4`,
+    const res = await fetch(
+      `${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions?x=a%20b&api-version=2023-05-15&y=%2B1`,
+      {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'api-key': `${DUMMY}-1`,
+          authorization: `Bearer ${DUMMY}-2`,
+          'x-api-key': `${DUMMY}-3`,
+          'x-goog-api-key': `${DUMMY}-4`,
+        },
+        body: JSON.stringify({ messages: [] }),
       },
-      body: JSON.stringify({ messages: [] }),
-    });
+    );
     expect(res.status).toBe(200);
     const got = mock.last;
     expect(got.query).toBe(`x=a%20b&y=%2B1&api-version=${KEY_VERSION}`);
@@ -263,15 +306,27 @@ describe('key config without api_version (client or default)', () => {
     gw = await startGateway({
       // direct_keys: true must not matter for Azure: client credentials are never forwarded.
       direct_keys: true,
-      providers: { azure: { keys: [{ name: 'westus', value: KEY, models: ['*'], azure_key_config: { endpoint: `${mock.url}/` } }] } },
+      providers: {
+        azure: {
+          keys: [{ name: 'westus', value: KEY, models: ['*'], azure_key_config: { endpoint: `${mock.url}/` } }],
+        },
+      },
     });
   });
   afterAll(() => gw.stop());
 
   test("AzureOpenAI: the client's api-version is used", async () => {
     const rec = new ClientRecorder();
-    const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2025-01-01-preview', fetch: rec.fetch });
-    const response = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hello from azure passthrough' }] });
+    const client = new AzureOpenAI({
+      endpoint: `${gw.url}/azure_passthrough`,
+      apiKey: DUMMY,
+      apiVersion: '2025-01-01-preview',
+      fetch: rec.fetch,
+    });
+    const response = await client.chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'hello from azure passthrough' }],
+    });
     expect(response.choices[0]!.message.content).toBe('hello from mock');
     const got = mock.last;
     expect(got.path).toBe('/openai/deployments/gpt-4o/chat/completions');
@@ -283,8 +338,23 @@ describe('key config without api_version (client or default)', () => {
 
   test('AzureOpenAI with a deployment option: other deployment API (embeddings) gets the client version', async () => {
     const rec = new ClientRecorder();
-    const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21', deployment: 'text-embed', fetch: rec.fetch });
-    mock.respondWith((_req, r) => (r.path.endsWith('/embeddings') ? Response.json({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5] }], model: 'x', usage: { prompt_tokens: 2, total_tokens: 2 } }) : undefined));
+    const client = new AzureOpenAI({
+      endpoint: `${gw.url}/azure_passthrough`,
+      apiKey: DUMMY,
+      apiVersion: '2024-10-21',
+      deployment: 'text-embed',
+      fetch: rec.fetch,
+    });
+    mock.respondWith((_req, r) =>
+      r.path.endsWith('/embeddings')
+        ? Response.json({
+            object: 'list',
+            data: [{ object: 'embedding', index: 0, embedding: [0.5] }],
+            model: 'x',
+            usage: { prompt_tokens: 2, total_tokens: 2 },
+          })
+        : undefined,
+    );
     const out = await client.embeddings.create({ model: 'ignored-by-azure', input: 'hi', encoding_format: 'float' });
     expect(out.data[0]!.embedding).toEqual([0.5]);
     expect(mock.last.path).toBe('/openai/deployments/text-embed/embeddings');
@@ -324,8 +394,18 @@ describe('key selection and deployments', () => {
         azure: {
           keys: [
             // Endpoints with a path let the mock tell which key's endpoint was used.
-            { name: 'east', value: EAST, models: ['gpt-4o'], azure_key_config: { endpoint: `${mock.url}/east`, deployments: { 'gpt-4o': 'east-gpt4o' } } },
-            { name: 'west', value: WEST, models: ['gpt-4.1', 'o4-mini'], azure_key_config: { endpoint: `${mock.url}/west`, api_version: '2025-04-01-preview' } },
+            {
+              name: 'east',
+              value: EAST,
+              models: ['gpt-4o'],
+              azure_key_config: { endpoint: `${mock.url}/east`, deployments: { 'gpt-4o': 'east-gpt4o' } },
+            },
+            {
+              name: 'west',
+              value: WEST,
+              models: ['gpt-4.1', 'o4-mini'],
+              azure_key_config: { endpoint: `${mock.url}/west`, api_version: '2025-04-01-preview' },
+            },
           ],
         },
       },
@@ -333,9 +413,10 @@ describe('key selection and deployments', () => {
   });
   afterAll(() => gw.stop());
 
-  const az = () => new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21' });
+  const az = () =>
+    new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21' });
 
-  test("the deployment name is the model: each request goes to the key (and endpoint) that allows it", async () => {
+  test('the deployment name is the model: each request goes to the key (and endpoint) that allows it', async () => {
     for (let i = 0; i < 3; i++) {
       await az().chat.completions.create({ model: 'gpt-4.1', messages: [{ role: 'user', content: 'x' }] });
       expect(mock.last.path).toBe('/west/openai/deployments/gpt-4.1/chat/completions');
@@ -375,7 +456,9 @@ describe('network_config.base_url overrides the key endpoint', () => {
       providers: {
         azure: {
           // Port 9 on loopback refuses connections: if the endpoint were used the test fails.
-          keys: [{ name: 'k', value: KEY, azure_key_config: { endpoint: 'http://127.0.0.1:9', api_version: '2024-10-21' } }],
+          keys: [
+            { name: 'k', value: KEY, azure_key_config: { endpoint: 'http://127.0.0.1:9', api_version: '2024-10-21' } },
+          ],
           network_config: { base_url: mock.url },
         },
       },
@@ -384,7 +467,11 @@ describe('network_config.base_url overrides the key endpoint', () => {
   afterAll(() => gw.stop());
 
   test('requests reach base_url', async () => {
-    const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21' });
+    const client = new AzureOpenAI({
+      endpoint: `${gw.url}/azure_passthrough`,
+      apiKey: DUMMY,
+      apiVersion: '2024-10-21',
+    });
     await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] });
     expect(mock.last.path).toBe('/openai/deployments/gpt-4o/chat/completions');
     expect(mock.last.headers['api-key']).toBe(KEY);
@@ -393,17 +480,23 @@ describe('network_config.base_url overrides the key endpoint', () => {
 
 describe('Azure without a usable key', () => {
   for (const [label, azureConfig] of [
-    ['a key without azure_key_config.endpoint', { keys: [{ name: 'noendpoint', value: fakeKey('az'), azure_key_config: { api_version: '2024-10-21' } }] }],
+    [
+      'a key without azure_key_config.endpoint',
+      { keys: [{ name: 'noendpoint', value: fakeKey('az'), azure_key_config: { api_version: '2024-10-21' } }] },
+    ],
     ['no azure provider at all', undefined],
   ] as const) {
     test(`${label}: JSON error naming azure_key_config.endpoint, the client key is forwarded nowhere`, async () => {
       const gw = await startGateway({ providers: azureConfig ? { azure: azureConfig } : {} });
       try {
-        const res = await fetch(`${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'api-key': DUMMY },
-          body: JSON.stringify({ messages: [] }),
-        });
+        const res = await fetch(
+          `${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21`,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'api-key': DUMMY },
+            body: JSON.stringify({ messages: [] }),
+          },
+        );
         expect(res.status).toBeGreaterThanOrEqual(400);
         expect(res.headers.get('content-type')).toContain('application/json');
         const body = (await res.json()) as { error: { type: string; message: string } };
@@ -412,7 +505,12 @@ describe('Azure without a usable key', () => {
         expect(mock.requests.length).toBe(0);
 
         // The SDK surfaces the same error.
-        const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21', maxRetries: 0 });
+        const client = new AzureOpenAI({
+          endpoint: `${gw.url}/azure_passthrough`,
+          apiKey: DUMMY,
+          apiVersion: '2024-10-21',
+          maxRetries: 0,
+        });
         const err = await client.chat.completions.create({ model: 'gpt-4o', messages: [] }).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(OpenAI.APIError);
         expect(String((err as Error).message)).toContain('azure_key_config.endpoint');
@@ -464,7 +562,20 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
     gw = await startGateway({
       providers: {
         azure: {
-          keys: [{ name: 'entra', models: ['*'], azure_key_config: { endpoint: mock.url, api_version: '2024-10-21', tenant_id: TENANT, client_id: CLIENT_ID, client_secret: SECRET, authority_host: mock.url } }],
+          keys: [
+            {
+              name: 'entra',
+              models: ['*'],
+              azure_key_config: {
+                endpoint: mock.url,
+                api_version: '2024-10-21',
+                tenant_id: TENANT,
+                client_id: CLIENT_ID,
+                client_secret: SECRET,
+                authority_host: mock.url,
+              },
+            },
+          ],
         },
       },
     });
@@ -472,7 +583,8 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
   afterAll(() => gw.stop());
   beforeEach(() => {
     tokenCalls = [];
-    tokenAnswer = () => Response.json({ token_type: 'Bearer', expires_in: 3599, access_token: `entra-token-${++issued}` });
+    tokenAnswer = () =>
+      Response.json({ token_type: 'Bearer', expires_in: 3599, access_token: `entra-token-${++issued}` });
     mock.respondWith((_req, rec) => {
       if (rec.path !== `/${TENANT}/oauth2/v2.0/token`) return undefined;
       tokenCalls.push(Object.fromEntries(new URLSearchParams(new TextDecoder().decode(rec.body))));
@@ -482,12 +594,23 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
   const upstreamCalls = () => mock.requests.filter((r) => !r.path.endsWith('/oauth2/v2.0/token'));
 
   test('AzureOpenAI chat: a client-credentials token for the Cognitive Services scope, sent as Bearer, cached', async () => {
-    const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21' });
+    const client = new AzureOpenAI({
+      endpoint: `${gw.url}/azure_passthrough`,
+      apiKey: DUMMY,
+      apiVersion: '2024-10-21',
+    });
     for (let i = 0; i < 2; i++) {
       const r = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
       expect(r.choices[0]!.message.content).toBe('hello from mock');
     }
-    expect(tokenCalls).toEqual([{ grant_type: 'client_credentials', client_id: CLIENT_ID, client_secret: SECRET, scope: 'https://cognitiveservices.azure.com/.default' }]);
+    expect(tokenCalls).toEqual([
+      {
+        grant_type: 'client_credentials',
+        client_id: CLIENT_ID,
+        client_secret: SECRET,
+        scope: 'https://cognitiveservices.azure.com/.default',
+      },
+    ]);
     const calls = upstreamCalls();
     expect(calls).toHaveLength(2);
     for (const got of calls) {
@@ -501,7 +624,11 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
 
   test('Anthropic client (Claude on Foundry): Bearer token, no x-api-key', async () => {
     const client = new Anthropic({ baseURL: `${gw.url}/azure_passthrough`, apiKey: DUMMY });
-    await client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
+    await client.messages.create({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     const got = upstreamCalls().at(-1)!;
     expect(got.path).toBe('/anthropic/v1/messages');
     expect(got.headers.authorization).toMatch(/^Bearer entra-token-\d+$/);
@@ -517,7 +644,12 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
       return Response.json({ error: { code: '401', message: 'token revoked' } }, { status: 401 });
     });
   };
-  const chat = () => fetch(`${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages":[]}' });
+  const chat = () =>
+    fetch(`${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"messages":[]}',
+    });
 
   test('a 401 from Azure drops the cached token: the next request gets a new one', async () => {
     expect((await chat()).status).toBe(200);
@@ -533,7 +665,11 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
   test('the token endpoint refusing: 502 JSON naming the key and the reason, never the secret; nothing sent to Azure', async () => {
     refuseNextAzureCall();
     await chat();
-    tokenAnswer = () => Response.json({ error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' }, { status: 401 });
+    tokenAnswer = () =>
+      Response.json(
+        { error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' },
+        { status: 401 },
+      );
     const sentBefore = upstreamCalls().length;
     const res = await chat();
     expect(res.status).toBe(502);
@@ -548,14 +684,33 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
   test('with logs.content on, the client secret is redacted from logged bodies', async () => {
     const logging = await startGateway({
       logs: { content: true },
-      providers: { azure: { keys: [{ name: 'entra', models: ['*'], azure_key_config: { endpoint: mock.url, tenant_id: TENANT, client_id: CLIENT_ID, client_secret: SECRET, authority_host: mock.url } }] } },
+      providers: {
+        azure: {
+          keys: [
+            {
+              name: 'entra',
+              models: ['*'],
+              azure_key_config: {
+                endpoint: mock.url,
+                tenant_id: TENANT,
+                client_id: CLIENT_ID,
+                client_secret: SECRET,
+                authority_host: mock.url,
+              },
+            },
+          ],
+        },
+      },
     });
     try {
-      const res = await fetch(`${logging.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ messages: [{ role: 'user', content: `my note: ${SECRET}` }] }),
-      });
+      const res = await fetch(
+        `${logging.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ messages: [{ role: 'user', content: `my note: ${SECRET}` }] }),
+        },
+      );
       expect(res.status).toBe(200);
       const line = await logging.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
       expect(line.request_body).toContain('[REDACTED]');
@@ -567,17 +722,40 @@ describe('Entra ID service principal (azure_key_config tenant_id, client_id, cli
 
   test('config: an incomplete service principal is a config error naming the fields', async () => {
     await expect(
-      startGateway({ providers: { azure: { keys: [{ name: 'half', models: ['*'], azure_key_config: { endpoint: mock.url, tenant_id: TENANT, client_id: CLIENT_ID } }] } } }),
+      startGateway({
+        providers: {
+          azure: {
+            keys: [
+              {
+                name: 'half',
+                models: ['*'],
+                azure_key_config: { endpoint: mock.url, tenant_id: TENANT, client_id: CLIENT_ID },
+              },
+            ],
+          },
+        },
+      }),
     ).rejects.toThrow(/tenant_id, client_id and client_secret/);
   });
 });
 
 describe('managed identity (azure_key_config.managed_identity): the token source the host provides', () => {
-  const ENV_NAMES = ['AZURE_FEDERATED_TOKEN_FILE', 'AZURE_TENANT_ID', 'AZURE_CLIENT_ID', 'AZURE_AUTHORITY_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'AZURE_POD_IDENTITY_AUTHORITY_HOST'];
+  const ENV_NAMES = [
+    'AZURE_FEDERATED_TOKEN_FILE',
+    'AZURE_TENANT_ID',
+    'AZURE_CLIENT_ID',
+    'AZURE_AUTHORITY_HOST',
+    'IDENTITY_ENDPOINT',
+    'IDENTITY_HEADER',
+    'AZURE_POD_IDENTITY_AUTHORITY_HOST',
+  ];
   let tokenCalls: Recorded[] = [];
   let issued = 0;
   let refuseTokens = false;
-  const isTokenCall = (rec: Recorded) => rec.path.startsWith('/msi/') || rec.path.startsWith('/metadata/identity/') || rec.path.endsWith('/oauth2/v2.0/token');
+  const isTokenCall = (rec: Recorded) =>
+    rec.path.startsWith('/msi/') ||
+    rec.path.startsWith('/metadata/identity/') ||
+    rec.path.endsWith('/oauth2/v2.0/token');
   const azureCalls = () => mock.requests.filter((r) => !isTokenCall(r));
 
   /** A gateway whose process environment is `env` (only while its config loads: that is when the source is chosen). */
@@ -586,7 +764,19 @@ describe('managed identity (azure_key_config.managed_identity): the token source
     for (const n of ENV_NAMES) delete process.env[n];
     Object.assign(process.env, env);
     try {
-      return await startGateway({ providers: { azure: { keys: [{ name: 'mi', models: ['*'], azure_key_config: { endpoint: mock.url, api_version: '2024-10-21', managed_identity: managedIdentity } }] } } });
+      return await startGateway({
+        providers: {
+          azure: {
+            keys: [
+              {
+                name: 'mi',
+                models: ['*'],
+                azure_key_config: { endpoint: mock.url, api_version: '2024-10-21', managed_identity: managedIdentity },
+              },
+            ],
+          },
+        },
+      });
     } finally {
       for (const n of ENV_NAMES) {
         if (saved[n] === undefined) delete process.env[n];
@@ -601,14 +791,24 @@ describe('managed identity (azure_key_config.managed_identity): the token source
     mock.respondWith((_req, rec) => {
       if (!isTokenCall(rec)) return undefined;
       tokenCalls.push(rec);
-      if (refuseTokens) return Response.json({ error: 'invalid_request', error_description: 'Identity not found' }, { status: 400 });
+      if (refuseTokens)
+        return Response.json({ error: 'invalid_request', error_description: 'Identity not found' }, { status: 400 });
       // App Service answers expires_on (epoch seconds, a string); IMDS both; Entra expires_in.
-      return Response.json({ access_token: `mi-token-${++issued}`, expires_on: String(Math.floor(Date.now() / 1000) + 3600), token_type: 'Bearer', resource: 'https://cognitiveservices.azure.com' });
+      return Response.json({
+        access_token: `mi-token-${++issued}`,
+        expires_on: String(Math.floor(Date.now() / 1000) + 3600),
+        token_type: 'Bearer',
+        resource: 'https://cognitiveservices.azure.com',
+      });
     });
   });
 
   async function chatThrough(gw: TestGateway): Promise<void> {
-    const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: DUMMY, apiVersion: '2024-10-21' });
+    const client = new AzureOpenAI({
+      endpoint: `${gw.url}/azure_passthrough`,
+      apiKey: DUMMY,
+      apiVersion: '2024-10-21',
+    });
     for (let i = 0; i < 2; i++) {
       const r = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
       expect(r.choices[0]!.message.content).toBe('hello from mock');
@@ -630,7 +830,10 @@ describe('managed identity (azure_key_config.managed_identity): the token source
       const call = tokenCalls[0]!;
       expect(call.method).toBe('GET');
       expect(call.path).toBe('/metadata/identity/oauth2/token');
-      expect(Object.fromEntries(new URLSearchParams(call.query))).toEqual({ 'api-version': '2018-02-01', resource: 'https://cognitiveservices.azure.com' });
+      expect(Object.fromEntries(new URLSearchParams(call.query))).toEqual({
+        'api-version': '2018-02-01',
+        resource: 'https://cognitiveservices.azure.com',
+      });
       expect(call.headers.metadata).toBe('true');
     } finally {
       await gw.stop();
@@ -639,13 +842,20 @@ describe('managed identity (azure_key_config.managed_identity): the token source
 
   test('App Service / Container Apps: IDENTITY_ENDPOINT with X-IDENTITY-HEADER; a user-assigned identity by client_id', async () => {
     const header = fakeKey('identity-header');
-    const gw = await gatewayIn({ IDENTITY_ENDPOINT: `${mock.url}/msi/token`, IDENTITY_HEADER: header }, { client_id: 'user-assigned-1' });
+    const gw = await gatewayIn(
+      { IDENTITY_ENDPOINT: `${mock.url}/msi/token`, IDENTITY_HEADER: header },
+      { client_id: 'user-assigned-1' },
+    );
     try {
       await chatThrough(gw);
       const call = tokenCalls[0]!;
       expect(call.method).toBe('GET');
       expect(call.path).toBe('/msi/token');
-      expect(Object.fromEntries(new URLSearchParams(call.query))).toEqual({ 'api-version': '2019-08-01', resource: 'https://cognitiveservices.azure.com', client_id: 'user-assigned-1' });
+      expect(Object.fromEntries(new URLSearchParams(call.query))).toEqual({
+        'api-version': '2019-08-01',
+        resource: 'https://cognitiveservices.azure.com',
+        client_id: 'user-assigned-1',
+      });
       expect(call.headers['x-identity-header']).toBe(header);
     } finally {
       await gw.stop();
@@ -656,7 +866,15 @@ describe('managed identity (azure_key_config.managed_identity): the token source
     const dir = mkdtempSync(join(tmpdir(), 'skybridge-wi-'));
     const tokenFile = join(dir, 'azure-identity-token');
     writeFileSync(tokenFile, 'projected.jwt.one\n');
-    const gw = await gatewayIn({ AZURE_FEDERATED_TOKEN_FILE: tokenFile, AZURE_TENANT_ID: 'tenant-wi', AZURE_CLIENT_ID: 'wi-client', AZURE_AUTHORITY_HOST: mock.url }, true);
+    const gw = await gatewayIn(
+      {
+        AZURE_FEDERATED_TOKEN_FILE: tokenFile,
+        AZURE_TENANT_ID: 'tenant-wi',
+        AZURE_CLIENT_ID: 'wi-client',
+        AZURE_AUTHORITY_HOST: mock.url,
+      },
+      true,
+    );
     try {
       await chatThrough(gw);
       const call = tokenCalls[0]!;
@@ -677,10 +895,17 @@ describe('managed identity (azure_key_config.managed_identity): the token source
         refused = true;
         return Response.json({ error: { code: '401', message: 'expired' } }, { status: 401 });
       });
-      const chat = () => fetch(`${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages":[]}' });
+      const chat = () =>
+        fetch(`${gw.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"messages":[]}',
+        });
       expect((await chat()).status).toBe(401);
       expect((await chat()).status).toBe(200);
-      expect(new URLSearchParams(new TextDecoder().decode(tokenCalls.at(-1)!.body)).get('client_assertion')).toBe('projected.jwt.two');
+      expect(new URLSearchParams(new TextDecoder().decode(tokenCalls.at(-1)!.body)).get('client_assertion')).toBe(
+        'projected.jwt.two',
+      );
     } finally {
       await gw.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -691,12 +916,27 @@ describe('managed identity (azure_key_config.managed_identity): the token source
     // Another identity than the tests above (a token cache outlives its gateway, as on reload).
     const gw = await gatewayIn({ AZURE_POD_IDENTITY_AUTHORITY_HOST: mock.url }, { client_id: 'not-assigned-here' });
     const dir = mkdtempSync(join(tmpdir(), 'skybridge-wi-'));
-    const wi = await gatewayIn({ AZURE_FEDERATED_TOKEN_FILE: join(dir, 'missing'), AZURE_TENANT_ID: 't', AZURE_CLIENT_ID: 'c', AZURE_AUTHORITY_HOST: mock.url }, true);
+    const wi = await gatewayIn(
+      {
+        AZURE_FEDERATED_TOKEN_FILE: join(dir, 'missing'),
+        AZURE_TENANT_ID: 't',
+        AZURE_CLIENT_ID: 'c',
+        AZURE_AUTHORITY_HOST: mock.url,
+      },
+      true,
+    );
     try {
       refuseTokens = true;
-      for (const [g, reason] of [[gw, 'Identity not found'], [wi, 'could not be read']] as const) {
+      for (const [g, reason] of [
+        [gw, 'Identity not found'],
+        [wi, 'could not be read'],
+      ] as const) {
         const before = azureCalls().length;
-        const res = await fetch(`${g.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages":[]}' });
+        const res = await fetch(`${g.url}/azure_passthrough/openai/deployments/gpt-4o/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"messages":[]}',
+        });
         expect(res.status).toBe(502);
         const err = (await res.json()).error;
         expect(err.type).toBe('upstream_auth_error');
@@ -713,8 +953,34 @@ describe('managed identity (azure_key_config.managed_identity): the token source
 
   test('config: managed_identity with a service principal is an error; with neither nor a value, the message names all three ways', async () => {
     await expect(
-      startGateway({ providers: { azure: { keys: [{ name: 'both', models: ['*'], azure_key_config: { endpoint: mock.url, managed_identity: true, tenant_id: 't', client_id: 'c', client_secret: 's' } }] } } }),
+      startGateway({
+        providers: {
+          azure: {
+            keys: [
+              {
+                name: 'both',
+                models: ['*'],
+                azure_key_config: {
+                  endpoint: mock.url,
+                  managed_identity: true,
+                  tenant_id: 't',
+                  client_id: 'c',
+                  client_secret: 's',
+                },
+              },
+            ],
+          },
+        },
+      }),
     ).rejects.toThrow(/exclude each other/);
-    await expect(startGateway({ providers: { azure: { keys: [{ name: 'none', models: ['*'], azure_key_config: { endpoint: mock.url, managed_identity: false } }] } } })).rejects.toThrow(/managed_identity/);
+    await expect(
+      startGateway({
+        providers: {
+          azure: {
+            keys: [{ name: 'none', models: ['*'], azure_key_config: { endpoint: mock.url, managed_identity: false } }],
+          },
+        },
+      }),
+    ).rejects.toThrow(/managed_identity/);
   });
 });

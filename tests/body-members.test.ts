@@ -5,12 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { seededRandom } from './support/random.ts';
-import { rootMembers } from '../src/proxy/members.ts';
 import type { StaticPlugin } from '../src/core/plugin.ts';
 import type { RequestContext } from '../src/core/request.ts';
+import { rootMembers } from '../src/proxy/members.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { MockUpstream } from './support/mock-upstream.ts';
+import { seededRandom } from './support/random.ts';
 
 const enc = new TextEncoder();
 
@@ -36,8 +36,18 @@ describe('model and stream of a request body, without parsing it', () => {
   test('SDK-shaped bodies', () => {
     for (const body of [
       { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
-      { messages: [{ role: 'user', content: 'hi "model": "x"' }], model: 'gpt-4o', stream: true, stream_options: { include_usage: true } },
-      { model: 'claude-sonnet-4-5', max_tokens: 10, stream: false, system: [{ type: 'text', text: '{"stream": true}' }] },
+      {
+        messages: [{ role: 'user', content: 'hi "model": "x"' }],
+        model: 'gpt-4o',
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      {
+        model: 'claude-sonnet-4-5',
+        max_tokens: 10,
+        stream: false,
+        system: [{ type: 'text', text: '{"stream": true}' }],
+      },
       { contents: [{ role: 'user', parts: [{ text: 'model' }] }], generationConfig: { model: 'nested', stream: true } },
       { model: 'projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash', contents: [] },
       { model: 'gpt-4o ✓ ünï \u2028 \ud83d\ude00', input: 'x' },
@@ -124,7 +134,14 @@ describe('model and stream of a request body, without parsing it', () => {
   });
 
   test('a megabyte of messages', () => {
-    const body = { messages: Array.from({ length: 2000 }, (_, i) => ({ role: 'user', content: `message ${i} "quoted" ${'x'.repeat(480)}` })), model: 'gpt-4o', stream: true };
+    const body = {
+      messages: Array.from({ length: 2000 }, (_, i) => ({
+        role: 'user',
+        content: `message ${i} "quoted" ${'x'.repeat(480)}`,
+      })),
+      model: 'gpt-4o',
+      stream: true,
+    };
     agrees(JSON.stringify(body));
   });
 });
@@ -144,7 +161,18 @@ describe('in the gateway', () => {
 
   beforeAll(async () => {
     mock = new MockUpstream();
-    gw = await startGateway({ providers: { openai: { keys: [{ name: 'k', value: fakeKey(), models: ['gpt-4o*'] }], network_config: { base_url: mock.url } } } }, process.env, [reader]);
+    gw = await startGateway(
+      {
+        providers: {
+          openai: {
+            keys: [{ name: 'k', value: fakeKey(), models: ['gpt-4o*'] }],
+            network_config: { base_url: mock.url },
+          },
+        },
+      },
+      process.env,
+      [reader],
+    );
   });
   afterAll(async () => {
     await gw.stop();
@@ -152,7 +180,11 @@ describe('in the gateway', () => {
   });
 
   const post = (body: string, contentType = 'application/json') =>
-    fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': contentType }, body });
+    fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': contentType },
+      body,
+    });
 
   test('plugins still get the parsed body as ctx.json; the upstream gets the bytes as sent', async () => {
     const body = '{"messages":[{"role":"user","content":"say \\"hi\\""}],\n "model" : "gpt-4o-mini", "stream": false}';
@@ -187,10 +219,18 @@ describe('in the gateway', () => {
   });
 
   const postEncoded = (bytes: Uint8Array<ArrayBuffer>, encoding: string) =>
-    fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': encoding }, body: bytes });
+    fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': encoding },
+      body: bytes,
+    });
 
   test('a compressed body (gzip, deflate, br) is read for its model; the compressed bytes are forwarded', async () => {
-    const text = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hé '.repeat(500) }] });
+    const text = JSON.stringify({
+      model: 'gpt-4o-mini',
+      stream: true,
+      messages: [{ role: 'user', content: 'hé '.repeat(500) }],
+    });
     for (const [encoding, bytes] of [
       ['gzip', gzipSync(text)],
       ['deflate', deflateSync(text)],

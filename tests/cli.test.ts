@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pkg from '../package.json' with { type: 'json' };
-import { REPO, runCli, startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+import { type GatewayProcess, REPO, runCli, startGatewayProcess, tempDir } from './support/process.ts';
 
 /** A clean environment: no provider keys or SKYBRIDGE_* from the machine running the tests. */
 const baseEnv = (extra: Record<string, string> = {}): Record<string, string> => ({
@@ -73,7 +73,9 @@ describe('validate', () => {
     writeFileSync(path, `${GOOD}    network_config:\n      max_retries: lots\n`);
     const r = await runCli(['validate', '--config', path], { env: baseEnv({ CLI_TEST_OPENAI_KEY: 'sk-x' }) });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^${path.replaceAll('.', '\\.')}:8:20: providers\\.openai\\.network_config\\.max_retries: `));
+    expect(r.stderr).toMatch(
+      new RegExp(`^${path.replaceAll('.', '\\.')}:8:20: providers\\.openai\\.network_config\\.max_retries: `),
+    );
   });
 
   test('a YAML syntax error: exit 1 with its position', async () => {
@@ -100,7 +102,9 @@ describe('validate', () => {
     writeFileSync(path, GOOD);
     const r = await runCli(['validate', '--config', path], { env: baseEnv() });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`${path}:6:30: providers.openai.keys[0].value: environment variable CLI_TEST_OPENAI_KEY is not set`);
+    expect(r.stderr).toContain(
+      `${path}:6:30: providers.openai.keys[0].value: environment variable CLI_TEST_OPENAI_KEY is not set`,
+    );
   });
 
   test('a missing file: exit 1 naming it', async () => {
@@ -126,7 +130,9 @@ test('a port already in use: exit 1 saying so (no silent SO_REUSEPORT sharing)',
     const dir = tempDir('cli-port');
     const path = join(dir, 'config.yaml');
     writeFileSync(path, GOOD);
-    const r = await runCli(['--config', path, '--port', String(taken.port)], { env: baseEnv({ CLI_TEST_OPENAI_KEY: 'sk-x' }) });
+    const r = await runCli(['--config', path, '--port', String(taken.port)], {
+      env: baseEnv({ CLI_TEST_OPENAI_KEY: 'sk-x' }),
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`skybridge: cannot start: Failed to start server. Is port ${taken.port} in use?`);
   } finally {

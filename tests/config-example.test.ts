@@ -41,7 +41,9 @@ function schemaFields(schema: any, path = ''): Array<{ path: string; name: strin
 
 describe('config.example.yaml', () => {
   test('validates as it is, with no environment variable set', async () => {
-    const r = await runCli(['validate', '--config', EXAMPLE], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' } });
+    const r = await runCli(['validate', '--config', EXAMPLE], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' },
+    });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${EXAMPLE}: OK\n`);
@@ -51,7 +53,9 @@ describe('config.example.yaml', () => {
     const text = readFileSync(EXAMPLE, 'utf8');
     const fields = schemaFields(ConfigSchema);
     expect(fields.length).toBeGreaterThan(40);
-    const missing = fields.filter((f) => !new RegExp(`(^|[\\s{,#-])${f.name.replace('$', '\\$')}:`, 'm').test(text)).map((f) => f.path);
+    const missing = fields
+      .filter((f) => !new RegExp(`(^|[\\s{,#-])${f.name.replace('$', '\\$')}:`, 'm').test(text))
+      .map((f) => f.path);
     expect(missing).toEqual([]);
   });
 });

@@ -46,7 +46,12 @@ describe('config files', () => {
   test("the spec's example config loads, env references resolved", () => {
     const c = parseConfigText(SPEC_EXAMPLE, 'config.yaml', ENV);
     expect(c.providers.openai!.keys[0]!.value).toBe('k1');
-    expect(c.providers.openai!.keys[1]).toMatchObject({ name: 'backup', value: 'k2', models: ['gpt-4o-mini'], weight: 0.3 });
+    expect(c.providers.openai!.keys[1]).toMatchObject({
+      name: 'backup',
+      value: 'k2',
+      models: ['gpt-4o-mini'],
+      weight: 0.3,
+    });
     expect(c.providers.azure!.keys[0]!.azure_key_config!.api_version).toBe('2024-10-21');
     expect(c.providers.openai!.network_config.extra_headers).toEqual({ 'x-team': 'research' });
   });
@@ -61,12 +66,21 @@ describe('config files', () => {
   test('a wrong type: file, line/column and field path', () => {
     const text = 'providers:\n  openai:\n    keys:\n      - name: a\n        value: x\n        weight: heavy\n';
     const [p] = problemsOf(() => parseConfigText(text, '/etc/skybridge/config.yaml', {}));
-    expect(p).toMatchObject({ file: '/etc/skybridge/config.yaml', line: 6, col: 17, path: 'providers.openai.keys[0].weight' });
-    expect(new ConfigError([p!]).message).toStartWith('/etc/skybridge/config.yaml:6:17: providers.openai.keys[0].weight: ');
+    expect(p).toMatchObject({
+      file: '/etc/skybridge/config.yaml',
+      line: 6,
+      col: 17,
+      path: 'providers.openai.keys[0].weight',
+    });
+    expect(new ConfigError([p!]).message).toStartWith(
+      '/etc/skybridge/config.yaml:6:17: providers.openai.keys[0].weight: ',
+    );
   });
 
   test('an unknown field is reported (typos do not pass silently)', () => {
-    const [p] = problemsOf(() => parseConfigText('providers:\n  openai:\n    network_config:\n      max_retry: 3\n', 'c.yaml', {}));
+    const [p] = problemsOf(() =>
+      parseConfigText('providers:\n  openai:\n    network_config:\n      max_retry: 3\n', 'c.yaml', {}),
+    );
     expect(p!.path).toBe('providers.openai.network_config.max_retry');
     expect(p!.line).toBe(4);
   });
@@ -82,11 +96,23 @@ describe('config files', () => {
       client: { drop_excess_requests: false },
       providers: {
         openai: {
-          keys: [{ name: 'openai-key-1', value: 'env.OPENAI_API_KEY', models: [], weight: 1.0, use_for_batch_api: true }],
+          keys: [
+            { name: 'openai-key-1', value: 'env.OPENAI_API_KEY', models: [], weight: 1.0, use_for_batch_api: true },
+          ],
           network_config: { default_request_timeout_in_seconds: 30, max_retries: 1 },
           concurrency_and_buffer_size: { concurrency: 3, buffer_size: 10 },
         },
-        vertex: { keys: [{ name: 'vk', value: 'env.GEMINI_API_KEY', models: ['*'], weight: 1, vertex_key_config: { project_id: 'p', region: 'us-central1', auth_credentials: '' } }] },
+        vertex: {
+          keys: [
+            {
+              name: 'vk',
+              value: 'env.GEMINI_API_KEY',
+              models: ['*'],
+              weight: 1,
+              vertex_key_config: { project_id: 'p', region: 'us-central1', auth_credentials: '' },
+            },
+          ],
+        },
       },
       config_store: { enabled: false },
     };
@@ -95,7 +121,9 @@ describe('config files', () => {
   });
 
   test('JSON errors have positions too', () => {
-    const [p] = problemsOf(() => parseConfigText('{\n  "providers": {\n    "openai": { "keys": 5 }\n  }\n}', 'config.json', {}));
+    const [p] = problemsOf(() =>
+      parseConfigText('{\n  "providers": {\n    "openai": { "keys": 5 }\n  }\n}', 'config.json', {}),
+    );
     expect(p).toMatchObject({ path: 'providers.openai.keys', line: 3 });
   });
 
@@ -109,7 +137,12 @@ describe('config files', () => {
   });
 
   test('built-in default: providers enabled from their standard variables', async () => {
-    const { config } = await loadRuntimeConfig(undefined, { OPENAI_API_KEY: 'a', ANTHROPIC_API_KEY: 'b', AZURE_API_KEY: 'c', AZURE_ENDPOINT: 'https://x.openai.azure.com' });
+    const { config } = await loadRuntimeConfig(undefined, {
+      OPENAI_API_KEY: 'a',
+      ANTHROPIC_API_KEY: 'b',
+      AZURE_API_KEY: 'c',
+      AZURE_ENDPOINT: 'https://x.openai.azure.com',
+    });
     expect(config.origin).toBe('built-in default');
     expect(config.providers.openai!.keys.size).toBe(1);
     expect(config.providers.anthropic!.keys.size).toBe(1);

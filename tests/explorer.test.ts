@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import type { RequestRecord } from '../src/core/request.ts';
 import { createApp } from '../src/http/app.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
@@ -57,7 +57,11 @@ function seed(t: TestGateway, records: RequestRecord[]): RequestRecord[] {
   return records;
 }
 
-async function getJson(t: TestGateway, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any; res: Response }> {
+async function getJson(
+  t: TestGateway,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any; res: Response }> {
   const res = await fetch(t.url + path, { headers });
   const text = await res.text();
   let body: any;
@@ -119,11 +123,53 @@ describe('query API', () => {
     t = await startGateway({});
     const r = {
       a: record({ ago: 10 * MIN, virtual_key: 'team-a', latency_ms: 100 }),
-      b: record({ ago: 20 * MIN, provider: 'anthropic', endpoint: 'anthropic', model: 'claude-sonnet-4', path: '/v1/messages', status: 429, virtual_key: 'team-b', latency_ms: 200 }),
-      c: record({ ago: 30 * MIN, model: 'gpt-4o', status: 500, outcome: 'upstream_error', latency_ms: 300, usage: { input_tokens: 100, output_tokens: 50 } }),
-      d: record({ ago: 40 * MIN, provider: 'gemini', endpoint: 'genai', model: 'gemini-2.5-flash', path: '/v1beta/models/gemini-2.5-flash:generateContent', status: 307, latency_ms: 400 }),
-      e: record({ ago: 2 * HOUR, provider: 'azure', endpoint: 'azure', model: 'gpt-4o', path: '/openai/deployments/gpt-4o/chat/completions', status: 499, outcome: 'client_aborted', latency_ms: 500 }),
-      f: record({ ago: 3 * HOUR, path: '/v1/embeddings', model: undefined, status: 400, outcome: 'rejected', virtual_key: 'team-a', usage: undefined, latency_ms: 600 }),
+      b: record({
+        ago: 20 * MIN,
+        provider: 'anthropic',
+        endpoint: 'anthropic',
+        model: 'claude-sonnet-4',
+        path: '/v1/messages',
+        status: 429,
+        virtual_key: 'team-b',
+        latency_ms: 200,
+      }),
+      c: record({
+        ago: 30 * MIN,
+        model: 'gpt-4o',
+        status: 500,
+        outcome: 'upstream_error',
+        latency_ms: 300,
+        usage: { input_tokens: 100, output_tokens: 50 },
+      }),
+      d: record({
+        ago: 40 * MIN,
+        provider: 'gemini',
+        endpoint: 'genai',
+        model: 'gemini-2.5-flash',
+        path: '/v1beta/models/gemini-2.5-flash:generateContent',
+        status: 307,
+        latency_ms: 400,
+      }),
+      e: record({
+        ago: 2 * HOUR,
+        provider: 'azure',
+        endpoint: 'azure',
+        model: 'gpt-4o',
+        path: '/openai/deployments/gpt-4o/chat/completions',
+        status: 499,
+        outcome: 'client_aborted',
+        latency_ms: 500,
+      }),
+      f: record({
+        ago: 3 * HOUR,
+        path: '/v1/embeddings',
+        model: undefined,
+        status: 400,
+        outcome: 'rejected',
+        virtual_key: 'team-a',
+        usage: undefined,
+        latency_ms: 600,
+      }),
     };
     set = r;
     seed(t, Object.values(r));
@@ -167,7 +213,13 @@ describe('query API', () => {
   test('one record by id; unknown id is a JSON 404', async () => {
     const { status, body } = await getJson(t, `/api/logs/${set.b!.request_id}`);
     expect(status).toBe(200);
-    expect(body.data).toMatchObject({ request_id: set.b!.request_id, provider: 'anthropic', status: 429, virtual_key: 'team-b', path: '/v1/messages' });
+    expect(body.data).toMatchObject({
+      request_id: set.b!.request_id,
+      provider: 'anthropic',
+      status: 429,
+      virtual_key: 'team-b',
+      path: '/v1/messages',
+    });
     expect(body.data.retries).toBeUndefined();
     const missing = await getJson(t, '/api/logs/no-such-request');
     expect(missing.status).toBe(404);
@@ -212,10 +264,28 @@ describe('query API', () => {
     expect(body.window).toBe('1h');
     // a, b, c, d are within the hour; b (429) and c (500, upstream_error) are errors.
     // Percentiles come from 2%-step histogram bins: within 1% of the exact value.
-    expectStats(body.totals, { requests: 4, errors: 2, input_tokens: 130, output_tokens: 65, p50_ms: 200, p95_ms: 400 });
+    expectStats(body.totals, {
+      requests: 4,
+      errors: 2,
+      input_tokens: 130,
+      output_tokens: 65,
+      p50_ms: 200,
+      p95_ms: 400,
+    });
     const openai = body.by_provider.find((p: any) => p.provider === 'openai');
-    expectStats(openai, { provider: 'openai', requests: 2, errors: 1, input_tokens: 110, output_tokens: 55, p50_ms: 100, p95_ms: 300 });
-    expectStats(body.by_model.find((m: any) => m.model === 'claude-sonnet-4'), { provider: 'anthropic', requests: 1, errors: 1, p50_ms: 200 });
+    expectStats(openai, {
+      provider: 'openai',
+      requests: 2,
+      errors: 1,
+      input_tokens: 110,
+      output_tokens: 55,
+      p50_ms: 100,
+      p95_ms: 300,
+    });
+    expectStats(
+      body.by_model.find((m: any) => m.model === 'claude-sonnet-4'),
+      { provider: 'anthropic', requests: 1, errors: 1, p50_ms: 200 },
+    );
     expect(body.bucket_seconds).toBe(60);
     expect(body.series.length).toBeGreaterThanOrEqual(60);
     expect(body.series.reduce((n: number, s: any) => n + s.requests, 0)).toBe(4);
@@ -223,7 +293,12 @@ describe('query API', () => {
 
     const day = (await getJson(t, '/api/stats?window=24h&provider=openai')).body;
     expectStats(day.totals, { requests: 3, errors: 2, p50_ms: 300, p95_ms: 600 });
-    const range = (await getJson(t, `/api/stats?from=${encodeURIComponent(new Date(Date.now() - 4 * HOUR).toISOString())}&status=4xx`)).body;
+    const range = (
+      await getJson(
+        t,
+        `/api/stats?from=${encodeURIComponent(new Date(Date.now() - 4 * HOUR).toISOString())}&status=4xx`,
+      )
+    ).body;
     expect(range.window).toBeNull();
     expect(range.totals.requests).toBe(3);
   });
@@ -237,7 +312,12 @@ describe('cursor pagination', () => {
     t = await startGateway({});
     // 25 requests; several share a timestamp, so the cursor must break ties.
     const base = Date.now() - 5 * MIN;
-    all = Array.from({ length: 25 }, (_, i) => record({ time: new Date(base + Math.floor(i / 3) * 1000).toISOString(), provider: i % 2 ? 'openai' : 'anthropic' }));
+    all = Array.from({ length: 25 }, (_, i) =>
+      record({
+        time: new Date(base + Math.floor(i / 3) * 1000).toISOString(),
+        provider: i % 2 ? 'openai' : 'anthropic',
+      }),
+    );
     seed(t, all);
   });
   afterAll(() => t.stop());
@@ -247,7 +327,10 @@ describe('cursor pagination', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const { status, body }: { status: number; body: any } = await getJson(t, `/api/logs?limit=10${cursor ? `&cursor=${cursor}` : ''}`);
+      const { status, body }: { status: number; body: any } = await getJson(
+        t,
+        `/api/logs?limit=10${cursor ? `&cursor=${cursor}` : ''}`,
+      );
       expect(status).toBe(200);
       expect(body.data.length).toBe(pages < 2 ? 10 : 5);
       seen.push(...ids(body));
@@ -267,7 +350,12 @@ describe('cursor pagination', () => {
     const second = (await getJson(t, `/api/logs?provider=openai&limit=5&cursor=${first.next_cursor}`)).body;
     const third = (await getJson(t, `/api/logs?provider=openai&limit=5&cursor=${second.next_cursor}`)).body;
     const got = [...ids(first), ...ids(second), ...ids(third)];
-    expect(got).toEqual(all.filter((r) => r.provider === 'openai').reverse().map((r) => r.request_id));
+    expect(got).toEqual(
+      all
+        .filter((r) => r.provider === 'openai')
+        .reverse()
+        .map((r) => r.request_id),
+    );
     expect(third.next_cursor).toBeNull();
   });
 
@@ -301,7 +389,12 @@ describe('live traffic, content and the stream', () => {
     const res = await fetch(`${t.url}/openai_passthrough/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `my key is ${KEY}` }], api_key: 'sk-in-a-field', pad: 'x'.repeat(400) }),
+      body: JSON.stringify({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: `my key is ${KEY}` }],
+        api_key: 'sk-in-a-field',
+        pad: 'x'.repeat(400),
+      }),
     });
     await res.text();
     const id = res.headers.get('x-request-id')!;
@@ -351,16 +444,31 @@ describe('live traffic, content and the stream', () => {
     const anthropicOnly = await fetch(`${t.url}/api/logs/stream?provider=anthropic&status=2xx`);
     expect(all.headers.get('content-type')).toContain('text/event-stream');
     await Bun.sleep(50);
-    const a = await fetch(`${t.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [], stream: true }) });
+    const a = await fetch(`${t.url}/openai_passthrough/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [], stream: true }),
+    });
     await a.text();
-    const b = await fetch(`${t.url}/anthropic_passthrough/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude-sonnet-4-20250514', max_tokens: 10, messages: [] }) });
+    const b = await fetch(`${t.url}/anthropic_passthrough/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'claude-sonnet-4-20250514', max_tokens: 10, messages: [] }),
+    });
     await b.text();
     const aId = a.headers.get('x-request-id')!;
     const bId = b.headers.get('x-request-id')!;
     const allText = await readSse(all, (s) => s.includes(aId) && s.includes(bId));
     const got = sseRecords(allText);
-    expect(got.find((r) => r.request_id === aId)).toMatchObject({ provider: 'openai', stream: true, usage: { input_tokens: 11, output_tokens: 7 } });
-    expect(got.find((r) => r.request_id === bId)).toMatchObject({ provider: 'anthropic', model: 'claude-sonnet-4-20250514' });
+    expect(got.find((r) => r.request_id === aId)).toMatchObject({
+      provider: 'openai',
+      stream: true,
+      usage: { input_tokens: 11, output_tokens: 7 },
+    });
+    expect(got.find((r) => r.request_id === bId)).toMatchObject({
+      provider: 'anthropic',
+      model: 'claude-sonnet-4-20250514',
+    });
     expect(got.every((r) => r.request_body === undefined)).toBe(true);
     const filtered = sseRecords(await readSse(anthropicOnly, (s) => s.includes(bId)));
     expect(filtered.map((r) => r.request_id)).toEqual([bId]);
@@ -431,7 +539,10 @@ describe('auth', () => {
       expect(JSON.parse(http10.body)).toHaveProperty('totals');
       // A client whose address is not loopback (the app without a socket has none).
       const ex = t.gw.plugins.explorer;
-      const app = createApp(t.gw.state, ex.routes().map((route) => ({ plugin: 'explorer', route })));
+      const app = createApp(
+        t.gw.state,
+        ex.routes().map((route) => ({ plugin: 'explorer', route })),
+      );
       const remote = await app.handle(new Request('http://127.0.0.1/api/stats'));
       expect(remote.status).toBe(403);
       expect(((await remote.json()) as any).error.type).toBe('forbidden');
@@ -447,7 +558,8 @@ describe('auth', () => {
     for (const config of [{ explorer: { enabled: false } }, { plugins: ['logging', 'metrics'] }]) {
       const t = await startGateway(config);
       try {
-        for (const path of ['/api/logs', '/api/stats', '/api/logs/stream', '/ui']) expect((await getJson(t, path)).status).toBe(404);
+        for (const path of ['/api/logs', '/api/stats', '/api/logs/stream', '/ui'])
+          expect((await getJson(t, path)).status).toBe(404);
         expect(t.gw.plugins.explorer.store).toBeUndefined();
         expect(existsSync(`${t.logFile}.index.sqlite`)).toBe(false);
       } finally {
@@ -462,17 +574,33 @@ describe('index file: rebuild, top-up, retention', () => {
     const mock = new MockUpstream();
     const dir = mkdtempSync(join(tmpdir(), 'skybridge-explorer-'));
     const logFile = join(dir, 'requests.ndjson');
-    const config = { logs: { file: logFile }, providers: { openai: { keys: [{ name: 'oa', value: fakeKey() }], network_config: { base_url: mock.url } } } };
+    const config = {
+      logs: { file: logFile },
+      providers: { openai: { keys: [{ name: 'oa', value: fakeKey() }], network_config: { base_url: mock.url } } },
+    };
     try {
       const first = await startGateway(config);
       const sent: string[] = [];
       for (let i = 0; i < 5; i++) {
-        const res = await fetch(`${first.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: `model-${i}`, messages: [] }) });
+        const res = await fetch(`${first.url}/openai_passthrough/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: `model-${i}`, messages: [] }),
+        });
         await res.text();
         sent.push(res.headers.get('x-request-id')!);
       }
       // (first.waitForLines reads the gateway's default log path, not this one.)
-      for (let i = 0; i < 100 && (await Bun.file(logFile).text().catch(() => '')).split('\n').length < 6; i++) {
+      for (
+        let i = 0;
+        i < 100 &&
+        (
+          await Bun.file(logFile)
+            .text()
+            .catch(() => '')
+        ).split('\n').length < 6;
+        i++
+      ) {
         first.gw.plugins.logging.flush();
         await Bun.sleep(20);
       }
@@ -504,8 +632,23 @@ describe('index file: rebuild, top-up, retention', () => {
     const line = (r: RequestRecord) => JSON.stringify({ log: 'request', ...r, retries: undefined });
     const fresh = record({ ago: HOUR, model: 'fresh' });
     const old = record({ ago: 9 * 24 * HOUR, model: 'expired' });
-    const withBody = { ...record({ ago: 2 * HOUR, model: 'with-body' }), request_body: '{"q":1}', response_body: 'data: x' };
-    writeFileSync(logFile, [line(old), '{not json', '{"log":"something else"}', line(withBody), '', line(fresh), '{"log":"request","time":"2026-'].join('\n'));
+    const withBody = {
+      ...record({ ago: 2 * HOUR, model: 'with-body' }),
+      request_body: '{"q":1}',
+      response_body: 'data: x',
+    };
+    writeFileSync(
+      logFile,
+      [
+        line(old),
+        '{not json',
+        '{"log":"something else"}',
+        line(withBody),
+        '',
+        line(fresh),
+        '{"log":"request","time":"2026-',
+      ].join('\n'),
+    );
     writeFileSync(`${logFile}.index.sqlite`, 'this is not an sqlite file, just garbage bytes '.repeat(100));
     const t = await startGateway({ logs: { file: logFile } });
     try {
@@ -551,7 +694,12 @@ describe('index file: rebuild, top-up, retention', () => {
         Array.from({ length: 8 }, (_, i) => record({ ago: (8 - i) * MIN })),
       );
       expect(t.gw.plugins.explorer.store!.rows).toBe(5);
-      expect(ids((await getJson(t, '/api/logs')).body)).toEqual(recs.slice(3).reverse().map((r) => r.request_id));
+      expect(ids((await getJson(t, '/api/logs')).body)).toEqual(
+        recs
+          .slice(3)
+          .reverse()
+          .map((r) => r.request_id),
+      );
       seed(t, [record({ ago: 2 * 24 * HOUR, model: 'too-old' })]);
       await t.gw.plugins.explorer.prune();
       const models = (await getJson(t, '/api/logs')).body.data.map((r: any) => r.model);
@@ -598,10 +746,25 @@ describe('index file: rebuild, top-up, retention', () => {
 // ---------------------------------------------------------------------------------
 
 const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
-async function launch(): Promise<{ context: BrowserContext; page: Page; errors: string[]; close: () => Promise<void> }> {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup-test-deps as root (Debian package chromium)`);
+async function launch(): Promise<{
+  context: BrowserContext;
+  page: Page;
+  errors: string[];
+  close: () => Promise<void>;
+}> {
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: run scripts/setup-test-deps as root (Debian package chromium)`);
   const userDataDir = mkdtempSync(join(tmpdir(), 'skybridge-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
@@ -680,105 +843,134 @@ describe('the page in headless Chromium', () => {
     await mock.stop();
   });
 
-  test(
-    'requests sent through the gateway appear live; filters, detail view and keyboard work',
-    async () => {
-      const b = await launch();
-      try {
-        const { page, errors } = b;
-        await page.goto(`${t.url}/ui`);
-        await page.locator('#live-text', { hasText: 'Live' }).waitFor({ timeout: 10_000 });
-        await page.locator('#rows tr').first().waitFor();
-        expect(await page.locator('#rows tr').count()).toBe(100);
-        expect(await page.locator('#k-req').textContent()).toBe('240');
+  test('requests sent through the gateway appear live; filters, detail view and keyboard work', async () => {
+    const b = await launch();
+    try {
+      const { page, errors } = b;
+      await page.goto(`${t.url}/ui`);
+      await page.locator('#live-text', { hasText: 'Live' }).waitFor({ timeout: 10_000 });
+      await page.locator('#rows tr').first().waitFor();
+      expect(await page.locator('#rows tr').count()).toBe(100);
+      expect(await page.locator('#k-req').textContent()).toBe('240');
 
-        // Live: requests through the gateway show up at the top without a reload.
-        const send = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
-          const res = await fetch(`${t.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-          await res.text();
-          return res.headers.get('x-request-id')!;
-        };
-        const chat = await send('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hello from the explorer test' }] });
-        const claude = await send('/anthropic_passthrough/v1/messages', { model: 'claude-sonnet-4-20250514', max_tokens: 64, messages: [{ role: 'user', content: 'hello' }] });
-        mock.respondWith((_req, rec) => (rec.path.includes('generateContent') ? Response.json({ error: { code: 503, message: 'overloaded' } }, { status: 503 }) : undefined));
-        const gem = await send('/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent', { contents: [{ parts: [{ text: 'hi' }] }] });
-        for (const id of [chat, claude, gem]) await page.locator(`#rows tr[data-id="${id}"]`).waitFor({ timeout: 10_000 });
-        const top = await page.locator('#rows tr').evaluateAll((trs) => trs.slice(0, 3).map((tr) => tr.getAttribute('data-id')));
-        expect(top).toEqual([gem, claude, chat]);
-        expect(await page.locator(`#rows tr[data-id="${gem}"] .badge`).textContent()).toBe('503');
-        expect(await page.locator(`#rows tr[data-id="${chat}"]`).textContent()).toContain('11 / 7');
-
-        // Detail view: timings, usage, bodies (content logging is on).
-        await page.locator(`#rows tr[data-id="${claude}"]`).click();
-        await page.locator('#d-body h3', { hasText: 'Token usage' }).waitFor();
-        const detail = await page.locator('#detail').innerText();
-        expect(detail).toContain('claude-sonnet-4-20250514');
-        expect(detail).toContain('an-main');
-        expect(detail).toContain('"max_tokens": 64');
-        expect(detail).toContain('hello from mock');
-        // Keyboard: arrows move between rows, Enter opens, Escape closes.
-        await page.keyboard.press('ArrowDown');
-        await page.keyboard.press('Enter');
-        await page.locator('#d-title', { hasText: '/v1/chat/completions' }).waitFor();
-        expect(await page.locator(`#rows tr[data-id="${chat}"]`).getAttribute('aria-selected')).toBe('true');
-        await page.keyboard.press('Escape');
-        expect(await page.locator('#detail').isHidden()).toBe(true);
-
-        // Filters: provider + status go to the API; the live stream follows them.
-        await page.selectOption('#f-provider', 'gemini');
-        await page.selectOption('#f-status', '5xx');
-        await page.waitForFunction(() => document.querySelectorAll('#rows tr').length > 0 && [...document.querySelectorAll('#rows tr')].every((tr) => tr.textContent!.includes('gemini') && /\b5\d\d\b/.test(tr.querySelector('.badge')!.textContent!)));
-        const gem2 = await send('/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent', { contents: [{ parts: [{ text: 'again' }] }] });
-        const chat2 = await send('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', messages: [] });
-        await page.locator(`#rows tr[data-id="${gem2}"]`).waitFor({ timeout: 10_000 });
-        await Bun.sleep(400);
-        expect(await page.locator(`#rows tr[data-id="${chat2}"]`).count()).toBe(0);
-        await page.click('button[type=reset]');
-        await page.locator(`#rows tr[data-id="${chat2}"]`).waitFor({ timeout: 10_000 });
-
-        // The screenshot: live table, charts and an open detail view.
-        await page.locator(`#rows tr[data-id="${claude}"]`).click();
-        await page.locator('#d-body h3', { hasText: 'Bodies' }).waitFor();
-        await page.waitForFunction(() => document.querySelectorAll('#c-tok rect').length > 10);
-        mkdirSync('test-artifacts', { recursive: true });
-        await page.screenshot({ path: 'test-artifacts/explorer.png' });
-        expect(errors).toEqual([]);
-      } finally {
-        await b.close();
-      }
-    },
-    90_000,
-  );
-
-  test(
-    'with an admin token: the page asks once, keeps it for the tab, and streams with ?token=',
-    async () => {
-      const token = fakeKey('adm');
-      const tt = await startGateway({ explorer: { admin_token: token }, providers: { openai: { keys: [{ name: 'oa', value: fakeKey() }], network_config: { base_url: mock.url } } } });
-      const b = await launch();
-      try {
-        const { page, errors } = b;
-        await page.goto(`${tt.url}/ui`);
-        await page.locator('#token-form').waitFor({ state: 'visible' });
-        expect(await page.locator('#notice').textContent()).toContain('admin token');
-        await page.fill('#token', token);
-        await page.press('#token', 'Enter');
-        await page.locator('#live-text', { hasText: 'Live' }).waitFor({ timeout: 10_000 });
-        expect(await page.evaluate(() => sessionStorage.getItem('skybridge.explorer.token'))).toBe(token);
-        const res = await fetch(`${tt.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }) });
+      // Live: requests through the gateway show up at the top without a reload.
+      const send = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+        const res = await fetch(`${t.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify(body),
+        });
         await res.text();
-        await page.locator(`#rows tr[data-id="${res.headers.get('x-request-id')}"]`).waitFor({ timeout: 10_000 });
-        // A reload in the same tab does not ask again.
-        await page.reload();
-        await page.locator('#live-text', { hasText: 'Live' }).waitFor({ timeout: 10_000 });
-        expect(await page.locator('#token-form').isHidden()).toBe(true);
-        // Errors logged by the browser for the first, refused attempt (401s) are expected.
-        expect(errors.filter((e) => !e.includes('401'))).toEqual([]);
-      } finally {
-        await b.close();
-        await tt.stop();
-      }
-    },
-    60_000,
-  );
+        return res.headers.get('x-request-id')!;
+      };
+      const chat = await send('/openai_passthrough/v1/chat/completions', {
+        model: 'gpt-4o-mini',
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [{ role: 'user', content: 'hello from the explorer test' }],
+      });
+      const claude = await send('/anthropic_passthrough/v1/messages', {
+        model: 'claude-sonnet-4-20250514',
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'hello' }],
+      });
+      mock.respondWith((_req, rec) =>
+        rec.path.includes('generateContent')
+          ? Response.json({ error: { code: 503, message: 'overloaded' } }, { status: 503 })
+          : undefined,
+      );
+      const gem = await send('/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent', {
+        contents: [{ parts: [{ text: 'hi' }] }],
+      });
+      for (const id of [chat, claude, gem])
+        await page.locator(`#rows tr[data-id="${id}"]`).waitFor({ timeout: 10_000 });
+      const top = await page
+        .locator('#rows tr')
+        .evaluateAll((trs) => trs.slice(0, 3).map((tr) => tr.getAttribute('data-id')));
+      expect(top).toEqual([gem, claude, chat]);
+      expect(await page.locator(`#rows tr[data-id="${gem}"] .badge`).textContent()).toBe('503');
+      expect(await page.locator(`#rows tr[data-id="${chat}"]`).textContent()).toContain('11 / 7');
+
+      // Detail view: timings, usage, bodies (content logging is on).
+      await page.locator(`#rows tr[data-id="${claude}"]`).click();
+      await page.locator('#d-body h3', { hasText: 'Token usage' }).waitFor();
+      const detail = await page.locator('#detail').textContent();
+      expect(detail).toContain('claude-sonnet-4-20250514');
+      expect(detail).toContain('an-main');
+      expect(detail).toContain('"max_tokens": 64');
+      expect(detail).toContain('hello from mock');
+      // Keyboard: arrows move between rows, Enter opens, Escape closes.
+      await page.keyboard.press('ArrowDown');
+      await page.keyboard.press('Enter');
+      await page.locator('#d-title', { hasText: '/v1/chat/completions' }).waitFor();
+      expect(await page.locator(`#rows tr[data-id="${chat}"]`).getAttribute('aria-selected')).toBe('true');
+      await page.keyboard.press('Escape');
+      expect(await page.locator('#detail').isHidden()).toBe(true);
+
+      // Filters: provider + status go to the API; the live stream follows them.
+      await page.selectOption('#f-provider', 'gemini');
+      await page.selectOption('#f-status', '5xx');
+      await page.waitForFunction(
+        () =>
+          document.querySelectorAll('#rows tr').length > 0 &&
+          [...document.querySelectorAll('#rows tr')].every(
+            (tr) => tr.textContent!.includes('gemini') && /\b5\d\d\b/.test(tr.querySelector('.badge')!.textContent!),
+          ),
+      );
+      const gem2 = await send('/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent', {
+        contents: [{ parts: [{ text: 'again' }] }],
+      });
+      const chat2 = await send('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', messages: [] });
+      await page.locator(`#rows tr[data-id="${gem2}"]`).waitFor({ timeout: 10_000 });
+      await Bun.sleep(400);
+      expect(await page.locator(`#rows tr[data-id="${chat2}"]`).count()).toBe(0);
+      await page.click('button[type=reset]');
+      await page.locator(`#rows tr[data-id="${chat2}"]`).waitFor({ timeout: 10_000 });
+
+      // The screenshot: live table, charts and an open detail view.
+      await page.locator(`#rows tr[data-id="${claude}"]`).click();
+      await page.locator('#d-body h3', { hasText: 'Bodies' }).waitFor();
+      await page.waitForFunction(() => document.querySelectorAll('#c-tok rect').length > 10);
+      mkdirSync('test-artifacts', { recursive: true });
+      await page.screenshot({ path: 'test-artifacts/explorer.png' });
+      expect(errors).toEqual([]);
+    } finally {
+      await b.close();
+    }
+  }, 90_000);
+
+  test('with an admin token: the page asks once, keeps it for the tab, and streams with ?token=', async () => {
+    const token = fakeKey('adm');
+    const tt = await startGateway({
+      explorer: { admin_token: token },
+      providers: { openai: { keys: [{ name: 'oa', value: fakeKey() }], network_config: { base_url: mock.url } } },
+    });
+    const b = await launch();
+    try {
+      const { page, errors } = b;
+      await page.goto(`${tt.url}/ui`);
+      await page.locator('#token-form').waitFor({ state: 'visible' });
+      expect(await page.locator('#notice').textContent()).toContain('admin token');
+      await page.fill('#token', token);
+      await page.press('#token', 'Enter');
+      await page.locator('#live-text', { hasText: 'Live' }).waitFor({ timeout: 10_000 });
+      expect(await page.evaluate(() => sessionStorage.getItem('skybridge.explorer.token'))).toBe(token);
+      const res = await fetch(`${tt.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }),
+      });
+      await res.text();
+      await page.locator(`#rows tr[data-id="${res.headers.get('x-request-id')}"]`).waitFor({ timeout: 10_000 });
+      // A reload in the same tab does not ask again.
+      await page.reload();
+      await page.locator('#live-text', { hasText: 'Live' }).waitFor({ timeout: 10_000 });
+      expect(await page.locator('#token-form').isHidden()).toBe(true);
+      // Errors logged by the browser for the first, refused attempt (401s) are expected.
+      expect(errors.filter((e) => !e.includes('401'))).toEqual([]);
+    } finally {
+      await b.close();
+      await tt.stop();
+    }
+  }, 60_000);
 });

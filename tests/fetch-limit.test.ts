@@ -10,7 +10,7 @@
  */
 import { afterAll, expect, test } from 'bun:test';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
-import { childEnv, startGatewayProcess, writeConfigFile, type GatewayProcess } from './support/process.ts';
+import { childEnv, type GatewayProcess, startGatewayProcess, writeConfigFile } from './support/process.ts';
 import { rawRequest } from './support/raw-http.ts';
 
 const STREAMS = 300;
@@ -39,7 +39,13 @@ async function streams(gp: GatewayProcess): Promise<{ complete: number; p50: num
   const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
   const results = await Promise.all(
     Array.from({ length: STREAMS }, () =>
-      rawRequest(gp.port, 'POST', '/openai_passthrough/v1/chat/completions', { 'content-type': 'application/json', authorization: 'Bearer client' }, body),
+      rawRequest(
+        gp.port,
+        'POST',
+        '/openai_passthrough/v1/chat/completions',
+        { 'content-type': 'application/json', authorization: 'Bearer client' },
+        body,
+      ),
     ),
   );
   const times = results.map((r) => r.ms).sort((a, b) => a - b);
@@ -51,7 +57,10 @@ async function streams(gp: GatewayProcess): Promise<{ complete: number; p50: num
 }
 
 test(`bun run start: ${STREAMS} concurrent 2 s streams all end after ~2 s (fetch limit raised)`, async () => {
-  const gp = await startGatewayProcess(['run', 'start', '--', '--config', writeConfig()], { cmd: [process.execPath], env: childEnv() });
+  const gp = await startGatewayProcess(['run', 'start', '--', '--config', writeConfig()], {
+    cmd: [process.execPath],
+    env: childEnv(),
+  });
   procs.push(gp);
   const ready = await gp.waitForLog((l) => l.msg === 'ready');
   expect(ready.BUN_CONFIG_MAX_HTTP_REQUESTS).toBe('16384');
@@ -63,7 +72,9 @@ test(`bun run start: ${STREAMS} concurrent 2 s streams all end after ~2 s (fetch
 }, 30_000);
 
 test(`control: pinned to Bun's default of 256, the last ${STREAMS - 256} streams wait (~4 s)`, async () => {
-  const gp = await startGatewayProcess(['--config', writeConfig()], { env: childEnv({ BUN_CONFIG_MAX_HTTP_REQUESTS: '256' }) });
+  const gp = await startGatewayProcess(['--config', writeConfig()], {
+    env: childEnv({ BUN_CONFIG_MAX_HTTP_REQUESTS: '256' }),
+  });
   procs.push(gp);
   const ready = await gp.waitForLog((l) => l.msg === 'ready');
   expect(ready.BUN_CONFIG_MAX_HTTP_REQUESTS).toBe('256');

@@ -5,17 +5,26 @@
  * generated per run and their tokens minted at a fake token endpoint on the mock.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
-import { GoogleGenAI, type GenerateContentResponse } from '@google/genai';
+import { type GenerateContentResponse, GoogleGenAI } from '@google/genai';
 import { OAuth2Client } from 'google-auth-library';
 import { modelFromGooglePath } from '../src/providers/gemini.ts';
 import { isVertexRequest, vertexHost } from '../src/providers/vertex.ts';
 import { ClientRecorder } from './support/client-recorder.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
-import { installTokenEndpoint, makeServiceAccount, pemPrivateKey, type TestServiceAccount } from './support/google-creds.ts';
+import {
+  installTokenEndpoint,
+  makeServiceAccount,
+  pemPrivateKey,
+  type TestServiceAccount,
+} from './support/google-creds.ts';
 import { anthropicAnswer, MOCK_USAGE, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 
 const DUMMY = 'dummy-key';
-const USAGE = { input_tokens: MOCK_USAGE.input, output_tokens: MOCK_USAGE.output, total_tokens: MOCK_USAGE.input + MOCK_USAGE.output };
+const USAGE = {
+  input_tokens: MOCK_USAGE.input,
+  output_tokens: MOCK_USAGE.output,
+  total_tokens: MOCK_USAGE.input + MOCK_USAGE.output,
+};
 const GEMINI_CURL_BODY = JSON.stringify({ contents: [{ parts: [{ text: 'hello from passthrough' }] }] });
 const VERTEX_CURL_BODY = JSON.stringify({ contents: [{ parts: [{ text: 'hello from vertex passthrough' }] }] });
 
@@ -69,7 +78,10 @@ function fakeAuthClient(token = 'ya29.client-token') {
 }
 
 const geminiClient = (gw: TestGateway, rec?: ClientRecorder) =>
-  new GoogleGenAI({ apiKey: DUMMY, httpOptions: { baseUrl: `${gw.url}/genai_passthrough`, ...(rec ? { fetch: rec.fetch } : {}) } });
+  new GoogleGenAI({
+    apiKey: DUMMY,
+    httpOptions: { baseUrl: `${gw.url}/genai_passthrough`, ...(rec ? { fetch: rec.fetch } : {}) },
+  });
 
 const vertexClient = (gw: TestGateway, rec?: ClientRecorder) =>
   new GoogleGenAI({
@@ -81,7 +93,11 @@ const vertexClient = (gw: TestGateway, rec?: ClientRecorder) =>
   });
 
 const expressClient = (gw: TestGateway, rec?: ClientRecorder) =>
-  new GoogleGenAI({ vertexai: true, apiKey: DUMMY, httpOptions: { baseUrl: `${gw.url}/genai_passthrough`, ...(rec ? { fetch: rec.fetch } : {}) } });
+  new GoogleGenAI({
+    vertexai: true,
+    apiKey: DUMMY,
+    httpOptions: { baseUrl: `${gw.url}/genai_passthrough`, ...(rec ? { fetch: rec.fetch } : {}) },
+  });
 
 async function collect(stream: AsyncGenerator<GenerateContentResponse>) {
   let text = '';
@@ -107,9 +123,22 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
     gw = await startGateway(
       {
         providers: {
-          gemini: { keys: [{ name: 'gemini-main', value: GEMINI_KEY, models: ['*'] }], network_config: { base_url: mock.url } },
+          gemini: {
+            keys: [{ name: 'gemini-main', value: GEMINI_KEY, models: ['*'] }],
+            network_config: { base_url: mock.url },
+          },
           vertex: {
-            keys: [{ name: 'vertex-sa', models: ['*'], vertex_key_config: { project_id: 'gw-project', region: 'europe-west4', auth_credentials: 'env.TEST_VERTEX_SA_JSON' } }],
+            keys: [
+              {
+                name: 'vertex-sa',
+                models: ['*'],
+                vertex_key_config: {
+                  project_id: 'gw-project',
+                  region: 'europe-west4',
+                  auth_credentials: 'env.TEST_VERTEX_SA_JSON',
+                },
+              },
+            ],
             network_config: { base_url: mock.url },
           },
         },
@@ -124,7 +153,10 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
 
   test('generateContent: path version kept, x-goog-api-key = gateway key, SDK gets the answer', async () => {
     const rec = new ClientRecorder();
-    const response = await geminiClient(gw, rec).models.generateContent({ model: 'gemini-2.5-flash', contents: 'hello from passthrough' });
+    const response = await geminiClient(gw, rec).models.generateContent({
+      model: 'gemini-2.5-flash',
+      contents: 'hello from passthrough',
+    });
     expect(response.text).toBe('hello from mock');
     expect(rec.last.headers['x-goog-api-key']).toBe(DUMMY);
 
@@ -138,13 +170,26 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
     expectSameBody(rec, got);
 
     const line = await nextLine();
-    expect(line).toMatchObject({ endpoint: 'genai', provider: 'gemini', model: 'gemini-2.5-flash', key: 'gemini-main', status: 200, stream: false, outcome: 'ok' });
+    expect(line).toMatchObject({
+      endpoint: 'genai',
+      provider: 'gemini',
+      model: 'gemini-2.5-flash',
+      key: 'gemini-main',
+      status: 200,
+      stream: false,
+      outcome: 'ok',
+    });
     expect(line.usage).toMatchObject(USAGE);
   });
 
   test('generateContentStream: :streamGenerateContent?alt=sse, chunks and usage', async () => {
     const rec = new ClientRecorder();
-    const out = await collect(await geminiClient(gw, rec).models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'hello from passthrough' }));
+    const out = await collect(
+      await geminiClient(gw, rec).models.generateContentStream({
+        model: 'gemini-2.5-flash',
+        contents: 'hello from passthrough',
+      }),
+    );
     expect(out.text).toBe('hello from mock');
     expect(out.total).toBe(USAGE.total_tokens);
 
@@ -162,11 +207,14 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
   });
 
   test('the seed Gemini curl: client x-goog-api-key and key= replaced, /v1beta kept, other query kept', async () => {
-    const res = await fetch(`${gw.url}/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?key=${DUMMY}&foo=a%20b`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-goog-api-key': DUMMY },
-      body: GEMINI_CURL_BODY,
-    });
+    const res = await fetch(
+      `${gw.url}/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?key=${DUMMY}&foo=a%20b`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': DUMMY },
+        body: GEMINI_CURL_BODY,
+      },
+    );
     expect(res.status).toBe(200);
     expect(((await res.json()) as any).candidates[0].content.parts[0].text).toBe('hello from mock');
     const got = lastApiCall();
@@ -184,9 +232,16 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
       // A non-Google bearer token is not the Vertex pattern.
       { path: '/v1beta/models/gemini-2.5-flash:generateContent', headers: { authorization: `Bearer ${DUMMY}` } },
       // `ya29` without the dot, and the token somewhere other than Authorization.
-      { path: '/v1beta/models/gemini-2.5-flash:generateContent', headers: { authorization: 'Bearer ya29not-a-token', 'x-goog-api-key': 'ya29.x' } },
+      {
+        path: '/v1beta/models/gemini-2.5-flash:generateContent',
+        headers: { authorization: 'Bearer ya29not-a-token', 'x-goog-api-key': 'ya29.x' },
+      },
       // A body model in Gemini's own shape.
-      { path: '/v1beta/models/gemini-2.5-flash:countTokens', headers: {}, body: JSON.stringify({ model: 'models/gemini-2.5-flash', contents: [] }) },
+      {
+        path: '/v1beta/models/gemini-2.5-flash:countTokens',
+        headers: {},
+        body: JSON.stringify({ model: 'models/gemini-2.5-flash', contents: [] }),
+      },
       // "projects" in a model name is not a project path.
       { path: '/v1beta/models/projects-locations-model:generateContent', headers: {} },
       { path: '/v1beta/tunedModels/projects/locations:generateContent', headers: {} },
@@ -211,13 +266,20 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
 
   test("Vertex mode SDK: key's project/region replace the client's, OAuth token minted from the service account", async () => {
     const rec = new ClientRecorder();
-    const response = await vertexClient(gw, rec).models.generateContent({ model: 'gemini-2.5-flash', contents: 'hello from vertex passthrough' });
+    const response = await vertexClient(gw, rec).models.generateContent({
+      model: 'gemini-2.5-flash',
+      contents: 'hello from vertex passthrough',
+    });
     expect(response.text).toBe('hello from mock');
-    expect(sentPath(rec)).toBe('/v1beta1/projects/client-project/locations/us-east5/publishers/google/models/gemini-2.5-flash:generateContent');
+    expect(sentPath(rec)).toBe(
+      '/v1beta1/projects/client-project/locations/us-east5/publishers/google/models/gemini-2.5-flash:generateContent',
+    );
     expect(rec.last.headers.authorization).toBe('Bearer ya29.client-token');
 
     const got = lastApiCall();
-    expect(got.path).toBe('/v1beta1/projects/gw-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent');
+    expect(got.path).toBe(
+      '/v1beta1/projects/gw-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent',
+    );
     expect(got.headers.authorization).toBe(`Bearer ${tokens.issued[0]}`);
     expect(got.headers['x-goog-api-key']).toBeUndefined();
     expectNoClientCredential(got);
@@ -226,17 +288,30 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
     expect(tokens.calls).toBe(1);
 
     const line = await nextLine();
-    expect(line).toMatchObject({ endpoint: 'genai', provider: 'vertex', model: 'gemini-2.5-flash', key: 'vertex-sa', status: 200 });
+    expect(line).toMatchObject({
+      endpoint: 'genai',
+      provider: 'vertex',
+      model: 'gemini-2.5-flash',
+      key: 'vertex-sa',
+      status: 200,
+    });
     expect(line.usage).toMatchObject(USAGE);
     expect(JSON.stringify(line)).not.toContain('ya29.');
   });
 
   test('Vertex mode SDK streamed; the cached token is reused (still one token fetch)', async () => {
     const rec = new ClientRecorder();
-    const out = await collect(await vertexClient(gw, rec).models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'hello from vertex passthrough' }));
+    const out = await collect(
+      await vertexClient(gw, rec).models.generateContentStream({
+        model: 'gemini-2.5-flash',
+        contents: 'hello from vertex passthrough',
+      }),
+    );
     expect(out.text).toBe('hello from mock');
     const got = lastApiCall();
-    expect(got.path).toBe('/v1beta1/projects/gw-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:streamGenerateContent');
+    expect(got.path).toBe(
+      '/v1beta1/projects/gw-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:streamGenerateContent',
+    );
     expect(got.query).toBe('alt=sse');
     expect(got.headers.authorization).toBe(`Bearer ${tokens.issued[0]}`);
     expectSameBody(rec, got);
@@ -255,11 +330,16 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
 
   test('Vertex express mode SDK (vertexai + apiKey) with a service-account key: project path inserted, Bearer token', async () => {
     const rec = new ClientRecorder();
-    const response = await expressClient(gw, rec).models.generateContent({ model: 'gemini-2.5-flash', contents: 'hello from vertex passthrough' });
+    const response = await expressClient(gw, rec).models.generateContent({
+      model: 'gemini-2.5-flash',
+      contents: 'hello from vertex passthrough',
+    });
     expect(response.text).toBe('hello from mock');
     expect(sentPath(rec)).toBe('/v1beta1/publishers/google/models/gemini-2.5-flash:generateContent');
     const got = lastApiCall();
-    expect(got.path).toBe('/v1beta1/projects/gw-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent');
+    expect(got.path).toBe(
+      '/v1beta1/projects/gw-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent',
+    );
     expect(got.headers.authorization).toBe(`Bearer ${tokens.issued[0]}`);
     expect(got.headers['x-goog-api-key']).toBeUndefined();
     expectNoClientCredential(got);
@@ -268,15 +348,24 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
   });
 
   test('the seed Vertex curl (Bearer ya29.) in key mode: token and project/location replaced', async () => {
-    const res = await fetch(`${gw.url}/genai_passthrough/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: 'Bearer ya29.your-vertex-token', 'x-goog-user-project': 'my-project' },
-      body: VERTEX_CURL_BODY,
-    });
+    const res = await fetch(
+      `${gw.url}/genai_passthrough/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent`,
+      {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: 'Bearer ya29.your-vertex-token',
+          'x-goog-user-project': 'my-project',
+        },
+        body: VERTEX_CURL_BODY,
+      },
+    );
     expect(res.status).toBe(200);
     expect(((await res.json()) as any).candidates[0].content.parts[0].text).toBe('hello from mock');
     const got = lastApiCall();
-    expect(got.path).toBe('/v1/projects/gw-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent');
+    expect(got.path).toBe(
+      '/v1/projects/gw-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent',
+    );
     expect(got.headers.authorization).toBe(`Bearer ${tokens.issued[0]}`);
     expect(JSON.stringify(got.headers)).not.toContain('your-vertex-token');
     expect(got.headers['x-goog-user-project']).toBeUndefined();
@@ -287,7 +376,10 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
   });
 
   test('Vertex detected from a body model resource path alone', async () => {
-    const body = JSON.stringify({ model: 'projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash', contents: [] });
+    const body = JSON.stringify({
+      model: 'projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash',
+      contents: [],
+    });
     const res = await fetch(`${gw.url}/genai_passthrough/v1beta1/cachedContents`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-goog-api-key': DUMMY },
@@ -303,18 +395,33 @@ describe('Gemini (API-key mode) with gateway keys; Vertex with a service account
   });
 
   test('Claude on Vertex (rawPredict): Anthropic usage read from a Vertex answer', async () => {
-    mock.respondWith((_req, r) => (r.path.endsWith(':rawPredict') ? Response.json(anthropicAnswer('claude-sonnet-4')) : undefined));
-    const res = await fetch(`${gw.url}/genai_passthrough/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: 'Bearer ya29.client' },
-      body: JSON.stringify({ anthropic_version: 'vertex-2023-10-16', max_tokens: 16, messages: [{ role: 'user', content: 'x' }] }),
-    });
+    mock.respondWith((_req, r) =>
+      r.path.endsWith(':rawPredict') ? Response.json(anthropicAnswer('claude-sonnet-4')) : undefined,
+    );
+    const res = await fetch(
+      `${gw.url}/genai_passthrough/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer ya29.client' },
+        body: JSON.stringify({
+          anthropic_version: 'vertex-2023-10-16',
+          max_tokens: 16,
+          messages: [{ role: 'user', content: 'x' }],
+        }),
+      },
+    );
     expect(res.status).toBe(200);
     await res.arrayBuffer();
-    expect(lastApiCall().path).toBe('/v1/projects/gw-project/locations/europe-west4/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict');
+    expect(lastApiCall().path).toBe(
+      '/v1/projects/gw-project/locations/europe-west4/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict',
+    );
     const line = await nextLine();
     expect(line).toMatchObject({ provider: 'vertex', model: 'claude-sonnet-4@20250514' });
-    expect(line.usage).toMatchObject({ input_tokens: MOCK_USAGE.input, output_tokens: MOCK_USAGE.output, cache_read_input_tokens: MOCK_USAGE.cacheRead });
+    expect(line.usage).toMatchObject({
+      input_tokens: MOCK_USAGE.input,
+      output_tokens: MOCK_USAGE.output,
+      cache_read_input_tokens: MOCK_USAGE.cacheRead,
+    });
   });
 });
 
@@ -326,13 +433,23 @@ describe('service-account tokens under concurrency and failure', () => {
     const tokens = installTokenEndpoint(mock, '/slow/token', sa, { delayMs: 150 });
     const gw = await startGateway({
       providers: {
-        vertex: { keys: [{ name: 'vx', vertex_key_config: { project_id: 'gw-project', region: 'us-central1', auth_credentials: sa.json } }], network_config: { base_url: mock.url } },
+        vertex: {
+          keys: [
+            {
+              name: 'vx',
+              vertex_key_config: { project_id: 'gw-project', region: 'us-central1', auth_credentials: sa.json },
+            },
+          ],
+          network_config: { base_url: mock.url },
+        },
       },
     });
     try {
       const before = apiCalls().length;
       const answers = await Promise.all(
-        Array.from({ length: 6 }, () => vertexClient(gw).models.generateContent({ model: 'gemini-2.5-flash', contents: 'x' })),
+        Array.from({ length: 6 }, () =>
+          vertexClient(gw).models.generateContent({ model: 'gemini-2.5-flash', contents: 'x' }),
+        ),
       );
       for (const a of answers) expect(a.text).toBe('hello from mock');
       expect(tokens.calls).toBe(1);
@@ -350,13 +467,25 @@ describe('service-account tokens under concurrency and failure', () => {
     const tokens = installTokenEndpoint(mock, '/failing/token', sa, { failStatus: 500, failures: 1 });
     const gw = await startGateway({
       providers: {
-        vertex: { keys: [{ name: 'vx-fail', vertex_key_config: { project_id: 'gw-project', region: 'us-central1', auth_credentials: sa.json } }], network_config: { base_url: mock.url } },
+        vertex: {
+          keys: [
+            {
+              name: 'vx-fail',
+              vertex_key_config: { project_id: 'gw-project', region: 'us-central1', auth_credentials: sa.json },
+            },
+          ],
+          network_config: { base_url: mock.url },
+        },
       },
     });
     try {
       const before = apiCalls().length;
       const url = `${gw.url}/genai_passthrough/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent`;
-      const init = { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer ya29.your-vertex-token' }, body: VERTEX_CURL_BODY };
+      const init = {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer ya29.your-vertex-token' },
+        body: VERTEX_CURL_BODY,
+      };
       const res = await fetch(url, init);
       expect(res.status).toBe(502);
       expect(res.headers.get('content-type')).toContain('application/json');
@@ -392,7 +521,17 @@ describe('service-account tokens under concurrency and failure', () => {
     const sa = await makeServiceAccount(`${mock.url}/revoked/token`);
     const tokens = installTokenEndpoint(mock, '/revoked/token', sa);
     const gw = await startGateway({
-      providers: { vertex: { keys: [{ name: 'vx-revoked', vertex_key_config: { project_id: 'gw-project', region: 'us-central1', auth_credentials: sa.json } }], network_config: { base_url: mock.url } } },
+      providers: {
+        vertex: {
+          keys: [
+            {
+              name: 'vx-revoked',
+              vertex_key_config: { project_id: 'gw-project', region: 'us-central1', auth_credentials: sa.json },
+            },
+          ],
+          network_config: { base_url: mock.url },
+        },
+      },
     });
     let refused = false;
     mock.respondWith((_req, rec) => {
@@ -415,7 +554,14 @@ describe('service-account tokens under concurrency and failure', () => {
   test('token endpoint unreachable: 502 JSON error', async () => {
     const sa = await makeServiceAccount('http://127.0.0.1:9/token');
     const gw = await startGateway({
-      providers: { vertex: { keys: [{ name: 'vx', vertex_key_config: { project_id: 'p', region: 'us-central1', auth_credentials: sa.text } }], network_config: { base_url: mock.url } } },
+      providers: {
+        vertex: {
+          keys: [
+            { name: 'vx', vertex_key_config: { project_id: 'p', region: 'us-central1', auth_credentials: sa.text } },
+          ],
+          network_config: { base_url: mock.url },
+        },
+      },
     });
     try {
       const res = await expressClient(gw)
@@ -435,10 +581,17 @@ describe('service-account tokens under concurrency and failure', () => {
 describe('Vertex express-mode API key and direct mode', () => {
   test('express SDK with an express-mode Vertex key: publisher path kept, x-goog-api-key = gateway key', async () => {
     const VERTEX_KEY = fakeKey('AQ-vertex');
-    const gw = await startGateway({ providers: { vertex: { keys: [{ name: 'vx-express', value: VERTEX_KEY }], network_config: { base_url: mock.url } } } });
+    const gw = await startGateway({
+      providers: {
+        vertex: { keys: [{ name: 'vx-express', value: VERTEX_KEY }], network_config: { base_url: mock.url } },
+      },
+    });
     try {
       const rec = new ClientRecorder();
-      const response = await expressClient(gw, rec).models.generateContent({ model: 'gemini-2.5-flash', contents: 'hello from vertex passthrough' });
+      const response = await expressClient(gw, rec).models.generateContent({
+        model: 'gemini-2.5-flash',
+        contents: 'hello from vertex passthrough',
+      });
       expect(response.text).toBe('hello from mock');
       const got = lastApiCall();
       expect(got.path).toBe('/v1beta1/publishers/google/models/gemini-2.5-flash:generateContent');
@@ -447,7 +600,9 @@ describe('Vertex express-mode API key and direct mode', () => {
       expectNoClientCredential(got);
       expectSameBody(rec, got);
 
-      const out = await collect(await expressClient(gw).models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'x' }));
+      const out = await collect(
+        await expressClient(gw).models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'x' }),
+      );
       expect(out.text).toBe('hello from mock');
       expect(lastApiCall().path).toBe('/v1beta1/publishers/google/models/gemini-2.5-flash:streamGenerateContent');
       expect(lastApiCall().query).toBe('alt=sse');
@@ -463,9 +618,15 @@ describe('Vertex express-mode API key and direct mode', () => {
   });
 
   test('direct mode (no keys): the seed Vertex curl token and path are forwarded unchanged; Gemini keys stay client-side too', async () => {
-    const gw = await startGateway({ providers: { gemini: { network_config: { base_url: mock.url } }, vertex: { network_config: { base_url: mock.url } } } });
+    const gw = await startGateway({
+      providers: {
+        gemini: { network_config: { base_url: mock.url } },
+        vertex: { network_config: { base_url: mock.url } },
+      },
+    });
     try {
-      const path = '/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent';
+      const path =
+        '/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent';
       const res = await fetch(`${gw.url}/genai_passthrough${path}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: 'Bearer ya29.your-vertex-token' },
@@ -524,16 +685,31 @@ describe('malformed Vertex credentials: the config does not load', () => {
       },
       (e: Error) => e.message,
     );
-  const withCreds = (auth_credentials: unknown) => ({ name: 'vx', vertex_key_config: { project_id: 'p', region: 'us-central1', auth_credentials } });
+  const withCreds = (auth_credentials: unknown) => ({
+    name: 'vx',
+    vertex_key_config: { project_id: 'p', region: 'us-central1', auth_credentials },
+  });
 
   const CASES: Array<[string, () => unknown, RegExp]> = [
     ['not JSON', () => '{"type": "service_account", ', /not valid JSON/],
     ['no private_key', () => ({ ...sa.json, private_key: undefined }), /has no private_key/],
     ['no client_email', () => ({ ...sa.json, client_email: '' }), /has no client_email/],
-    ['a private_key that is not PEM', () => ({ ...sa.json, private_key: 'not-a-key' }), /private_key is not a PEM private key/],
+    [
+      'a private_key that is not PEM',
+      () => ({ ...sa.json, private_key: 'not-a-key' }),
+      /private_key is not a PEM private key/,
+    ],
     ['a PEM that is not a PKCS#8 RSA key', () => ({ ...sa.json, private_key: pemPrivateKey('AAAA') }), /PKCS#8/],
-    ['a gcloud user credential', () => ({ type: 'authorized_user', client_id: 'x', client_secret: 'y', refresh_token: 'z' }), /only "service_account"/],
-    ['a token_uri that is not a URL', () => ({ ...sa.json, token_uri: 'oauth2/token' }), /token_uri must be an http\(s\) URL/],
+    [
+      'a gcloud user credential',
+      () => ({ type: 'authorized_user', client_id: 'x', client_secret: 'y', refresh_token: 'z' }),
+      /only "service_account"/,
+    ],
+    [
+      'a token_uri that is not a URL',
+      () => ({ ...sa.json, token_uri: 'oauth2/token' }),
+      /token_uri must be an http\(s\) URL/,
+    ],
     ['a missing file', () => '/nonexistent/sa.json', /cannot read file \/nonexistent\/sa\.json/],
   ];
   test.each(CASES)('%s', async (_label, creds, message) => {
@@ -552,7 +728,10 @@ describe('malformed Vertex credentials: the config does not load', () => {
   });
 
   test('a service account without any project_id names vertex_key_config.project_id', async () => {
-    const error = await load({ name: 'vx', vertex_key_config: { region: 'us-central1', auth_credentials: { ...sa.json, project_id: undefined } } });
+    const error = await load({
+      name: 'vx',
+      vertex_key_config: { region: 'us-central1', auth_credentials: { ...sa.json, project_id: undefined } },
+    });
     expect(error).toContain('providers.vertex.keys[0].vertex_key_config.project_id');
   });
 
@@ -570,7 +749,10 @@ describe('the model in a Google path (unit)', () => {
       ['/v1beta/models/gemini-2.5-pro%3agenerateContent', 'gemini-2.5-pro'],
       ['/v1beta/models%2Fgemini-2.5-pro:generateContent', 'gemini-2.5-pro'],
       ['/v1beta/models/gemini%2D2.5%2Dpro:streamGenerateContent', 'gemini-2.5-pro'],
-      ['/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro%3AgenerateContent', 'gemini-2.5-pro'],
+      [
+        '/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro%3AgenerateContent',
+        'gemini-2.5-pro',
+      ],
       ['/v1beta/models', undefined],
     ];
     for (const [path, model] of cases) expect([path, modelFromGooglePath(path)]).toEqual([path, model]);
@@ -585,13 +767,23 @@ describe('Vertex rules (unit)', () => {
   });
 
   test('detection', () => {
-    expect(isVertexRequest('/v1/projects/p/locations/l/publishers/google/models/m:generateContent', undefined, null)).toBe(true);
+    expect(
+      isVertexRequest('/v1/projects/p/locations/l/publishers/google/models/m:generateContent', undefined, null),
+    ).toBe(true);
     expect(isVertexRequest('/v1beta1/publishers/google/models/m:generateContent', undefined, null)).toBe(true);
-    expect(isVertexRequest('/v1beta/models/m:generateContent', { model: 'projects/p/locations/l/publishers/google/models/m', stream: false }, null)).toBe(true);
+    expect(
+      isVertexRequest(
+        '/v1beta/models/m:generateContent',
+        { model: 'projects/p/locations/l/publishers/google/models/m', stream: false },
+        null,
+      ),
+    ).toBe(true);
     expect(isVertexRequest('/v1beta/models/m:generateContent', undefined, 'Bearer ya29.abc')).toBe(true);
     expect(isVertexRequest('/v1beta/models/m:generateContent', undefined, 'bearer YA29.abc')).toBe(true);
     expect(isVertexRequest('/v1beta/models/m:generateContent', undefined, null)).toBe(false);
-    expect(isVertexRequest('/v1/models/m:streamGenerateContent', { model: 'models/m', stream: false }, 'Bearer sk-abc')).toBe(false);
+    expect(
+      isVertexRequest('/v1/models/m:streamGenerateContent', { model: 'models/m', stream: false }, 'Bearer sk-abc'),
+    ).toBe(false);
     expect(isVertexRequest('/v1beta/files', undefined, 'Bearer ya29')).toBe(false);
   });
 });

@@ -11,10 +11,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
-import OpenAI from 'openai';
 import { RedisClient, type Subprocess, type TCPSocketListener } from 'bun';
-import { MockUpstream, type Recorded } from './support/mock-upstream.ts';
+import OpenAI from 'openai';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { MockUpstream, type Recorded } from './support/mock-upstream.ts';
 
 const OPENAI_KEY = fakeKey('sk-openai');
 const ANTHROPIC_KEY = fakeKey('sk-ant');
@@ -46,7 +46,10 @@ let clock = BASE;
 
 function requireRedisServer(): string {
   const bin = Bun.which('redis-server');
-  if (!bin) throw new Error('redis-server is not installed: the shared-limit tests need it. Run scripts/setup-test-deps (as root) or apt-get install redis-server.');
+  if (!bin)
+    throw new Error(
+      'redis-server is not installed: the shared-limit tests need it. Run scripts/setup-test-deps (as root) or apt-get install redis-server.',
+    );
   return bin;
 }
 
@@ -68,10 +71,25 @@ class RedisServer {
   }
 
   static async start(port = freePort()): Promise<RedisServer> {
-    const proc = Bun.spawn([requireRedisServer(), '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
-      stdout: 'ignore',
-      stderr: 'ignore',
-    });
+    const proc = Bun.spawn(
+      [
+        requireRedisServer(),
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+      ],
+      {
+        stdout: 'ignore',
+        stderr: 'ignore',
+      },
+    );
     const server = new RedisServer(proc, port);
     // Should the test process die before afterAll, do not leave our redis-server behind.
     process.once('exit', () => {
@@ -134,7 +152,12 @@ function providers() {
 async function gateway(redisUrl: string, onStoreError: 'fail_open' | 'fail_closed'): Promise<TestGateway> {
   const g = await startGateway({
     providers: providers(),
-    governance: { virtual_keys: VIRTUAL_KEYS, redis_url: redisUrl, redis_timeout_ms: 200, on_store_error: onStoreError },
+    governance: {
+      virtual_keys: VIRTUAL_KEYS,
+      redis_url: redisUrl,
+      redis_timeout_ms: 200,
+      on_store_error: onStoreError,
+    },
   });
   g.gw.plugins.governance.now = () => clock;
   return g;
@@ -171,8 +194,10 @@ beforeEach(() => {
   clock = BASE;
 });
 
-const openai = (g: TestGateway, apiKey: string) => new OpenAI({ baseURL: `${g.url}/openai_passthrough/v1`, apiKey, maxRetries: 0 });
-const chat = (g: TestGateway, apiKey: string) => openai(g, apiKey).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+const openai = (g: TestGateway, apiKey: string) =>
+  new OpenAI({ baseURL: `${g.url}/openai_passthrough/v1`, apiKey, maxRetries: 0 });
+const chat = (g: TestGateway, apiKey: string) =>
+  openai(g, apiKey).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
 
 async function post(g: TestGateway, key: string) {
   const started = performance.now();
@@ -239,7 +264,12 @@ describe('two gateway instances sharing one redis-server', () => {
 
   test('tokens_per_minute: usage counted on one instance (a stream on the other) limits both', async () => {
     await chat(gwA, VK.tpm.value); // 18 tokens
-    const stream = await openai(gwB, VK.tpm.value).chat.completions.create({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
+    const stream = await openai(gwB, VK.tpm.value).chat.completions.create({
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     for await (const _ of stream) {
       // drain
     }
@@ -252,8 +282,16 @@ describe('two gateway instances sharing one redis-server', () => {
   });
 
   test('a token budget spent through both instances and two SDKs (Anthropic, GenAI stream) is refused on both', async () => {
-    const claude = new Anthropic({ baseURL: `${gwA.url}/anthropic_passthrough`, apiKey: VK.budget.value, maxRetries: 0 });
-    await claude.messages.create({ model: 'claude-sonnet-4-20250514', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }); // 23
+    const claude = new Anthropic({
+      baseURL: `${gwA.url}/anthropic_passthrough`,
+      apiKey: VK.budget.value,
+      maxRetries: 0,
+    });
+    await claude.messages.create({
+      model: 'claude-sonnet-4-20250514',
+      max_tokens: 8,
+      messages: [{ role: 'user', content: 'hi' }],
+    }); // 23
     expectProviderKeyOnly(mock.last, 'x-api-key', ANTHROPIC_KEY);
     const ai = new GoogleGenAI({ apiKey: VK.budget.value, httpOptions: { baseUrl: `${gwB.url}/genai_passthrough` } });
     for await (const _ of await ai.models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'hi' })) {

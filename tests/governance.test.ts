@@ -6,17 +6,24 @@
  * windows and budget periods never roll over mid-test.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
+import { writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI, { AzureOpenAI } from 'openai';
-import { writeFileSync } from 'node:fs';
 import { VirtualKeyTable } from '../src/plugins/governance/keys.ts';
-import { costNanoUsd, minuteWindow, periodWindow, PriceTable, secondsUntil, tokensOf } from '../src/plugins/governance/limits.ts';
+import {
+  costNanoUsd,
+  minuteWindow,
+  PriceTable,
+  periodWindow,
+  secondsUntil,
+  tokensOf,
+} from '../src/plugins/governance/limits.ts';
 import { MemoryStore } from '../src/plugins/governance/store.ts';
-import { anthropicStream, chatStream, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { anthropicStream, chatStream, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 import { chunkedStream } from './support/raw-http.ts';
-import { gzipSync } from 'node:zlib';
 
 const OPENAI_KEY = fakeKey('sk-openai');
 const ANTHROPIC_KEY = fakeKey('sk-ant');
@@ -69,14 +76,19 @@ function keyedProviders(base: string) {
     openai: { keys: [{ name: 'oa', value: OPENAI_KEY }], network_config: { base_url: base } },
     anthropic: { keys: [{ name: 'an', value: ANTHROPIC_KEY }], network_config: { base_url: base } },
     gemini: { keys: [{ name: 'ge', value: GEMINI_KEY }], network_config: { base_url: base } },
-    azure: { keys: [{ name: 'az', value: AZURE_KEY, azure_key_config: { endpoint: base, api_version: '2024-10-21' } }] },
+    azure: {
+      keys: [{ name: 'az', value: AZURE_KEY, azure_key_config: { endpoint: base, api_version: '2024-10-21' } }],
+    },
   };
 }
 
 beforeAll(async () => {
   mock = new MockUpstream();
   gw = await startGateway({ providers: keyedProviders(mock.url), governance: governanceConfig() });
-  gwRequired = await startGateway({ providers: keyedProviders(mock.url), governance: { required: true, virtual_keys: [VK.open] } });
+  gwRequired = await startGateway({
+    providers: keyedProviders(mock.url),
+    governance: { required: true, virtual_keys: [VK.open] },
+  });
   gwDirect = await startGateway({
     providers: {
       openai: { network_config: { base_url: mock.url } },
@@ -100,9 +112,16 @@ const openai = (apiKey: string, g = gw, extra: Partial<ConstructorParameters<typ
   new OpenAI({ baseURL: `${g.url}/openai_passthrough/v1`, apiKey, maxRetries: 0, ...extra });
 const anthropic = (apiKey: string, g = gw, extra: Partial<ConstructorParameters<typeof Anthropic>[0]> = {}) =>
   new Anthropic({ baseURL: `${g.url}/anthropic_passthrough`, apiKey, maxRetries: 0, ...extra });
-const genai = (apiKey: string, g = gw) => new GoogleGenAI({ apiKey, httpOptions: { baseUrl: `${g.url}/genai_passthrough` } });
-const chat = (client: OpenAI, model = 'gpt-4o-mini') => client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] });
-const claude = (client: Anthropic) => client.messages.create({ model: 'claude-sonnet-4-20250514', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+const genai = (apiKey: string, g = gw) =>
+  new GoogleGenAI({ apiKey, httpOptions: { baseUrl: `${g.url}/genai_passthrough` } });
+const chat = (client: OpenAI, model = 'gpt-4o-mini') =>
+  client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] });
+const claude = (client: Anthropic) =>
+  client.messages.create({
+    model: 'claude-sonnet-4-20250514',
+    max_tokens: 16,
+    messages: [{ role: 'user', content: 'hi' }],
+  });
 
 /** The virtual key must be nowhere in what reached the provider. */
 function expectNoVirtualKey(rec: Recorded, ...values: string[]) {
@@ -129,7 +148,11 @@ async function completed(g: TestGateway, before: number, n = 1): Promise<void> {
 
 /** Raw call for checking status, headers and JSON of refusals. */
 async function post(g: TestGateway, path: string, headers: Record<string, string>, body: unknown) {
-  const res = await fetch(`${g.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const res = await fetch(`${g.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
   return { res, json: (await res.json()) as any };
 }
 const chatBody = (model = 'gpt-4o-mini') => ({ model, messages: [{ role: 'user', content: 'hi' }] });
@@ -166,7 +189,12 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
     expect(mock.last.headers.authorization).toBeUndefined();
     expectNoVirtualKey(mock.last, VK.open.value);
 
-    const { res } = await post(gw, '/anthropic_passthrough/v1/messages', { 'x-api-key': VK.open.value, 'anthropic-version': '2023-06-01' }, { model: 'claude-sonnet-4-20250514', max_tokens: 1, messages: [] });
+    const { res } = await post(
+      gw,
+      '/anthropic_passthrough/v1/messages',
+      { 'x-api-key': VK.open.value, 'anthropic-version': '2023-06-01' },
+      { model: 'claude-sonnet-4-20250514', max_tokens: 1, messages: [] },
+    );
     expect(res.status).toBe(200);
     expect(mock.last.headers['x-api-key']).toBe(ANTHROPIC_KEY);
     expectNoVirtualKey(mock.last, VK.open.value);
@@ -182,8 +210,16 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
   });
 
   test('AzureOpenAI SDK (api-key: <vk>)', async () => {
-    const client = new AzureOpenAI({ endpoint: `${gw.url}/azure_passthrough`, apiKey: VK.open.value, apiVersion: '2024-10-21', maxRetries: 0 });
-    const r = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    const client = new AzureOpenAI({
+      endpoint: `${gw.url}/azure_passthrough`,
+      apiKey: VK.open.value,
+      apiVersion: '2024-10-21',
+      maxRetries: 0,
+    });
+    const r = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(r.choices[0]!.message.content).toBe('hello from mock');
     expect(mock.last.path).toBe('/openai/deployments/gpt-4o-mini/chat/completions');
     expect(mock.last.headers['api-key']).toBe(AZURE_KEY);
@@ -191,7 +227,9 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
   });
 
   test('x-bf-vk header next to a dummy SDK key', async () => {
-    const { response } = await chat(openai('dummy-key', gw, { defaultHeaders: { 'x-bf-vk': VK.open.value } })).withResponse();
+    const { response } = await chat(
+      openai('dummy-key', gw, { defaultHeaders: { 'x-bf-vk': VK.open.value } }),
+    ).withResponse();
     expect(mock.last.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`);
     expect(mock.last.headers['x-bf-vk']).toBeUndefined();
     expectNoVirtualKey(mock.last, VK.open.value, 'dummy-key');
@@ -199,7 +237,12 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
   });
 
   test('Gemini key= query parameter holding the vk is recognised and removed', async () => {
-    const { res } = await post(gw, `/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?key=${VK.open.value}&alt=json`, {}, { contents: [{ parts: [{ text: 'hi' }] }] });
+    const { res } = await post(
+      gw,
+      `/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?key=${VK.open.value}&alt=json`,
+      {},
+      { contents: [{ parts: [{ text: 'hi' }] }] },
+    );
     expect(res.status).toBe(200);
     expect(mock.last.query).toBe('alt=json');
     expect(mock.last.headers['x-goog-api-key']).toBe(GEMINI_KEY);
@@ -216,7 +259,12 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
   });
 
   test('not required: a wrong x-bf-vk is refused with 401 before the upstream', async () => {
-    const { res, json } = await post(gw, '/openai_passthrough/v1/chat/completions', { 'x-bf-vk': 'sk-vk-wrong', authorization: 'Bearer dummy' }, chatBody());
+    const { res, json } = await post(
+      gw,
+      '/openai_passthrough/v1/chat/completions',
+      { 'x-bf-vk': 'sk-vk-wrong', authorization: 'Bearer dummy' },
+      chatBody(),
+    );
     expect(res.status).toBe(401);
     expect(res.headers.get('content-type')).toContain('application/json');
     expect(json.error.type).toBe('unauthorized');
@@ -232,12 +280,17 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
   test('required: no vk, or an SDK key that is not one, gets 401; a valid one passes', async () => {
     const { res, json } = await post(gwRequired, '/openai_passthrough/v1/chat/completions', {}, chatBody());
     expect(res.status).toBe(401);
-    expect(json).toEqual({ error: { type: 'unauthorized', message: expect.stringContaining('virtual key is required') } });
+    expect(json).toEqual({
+      error: { type: 'unauthorized', message: expect.stringContaining('virtual key is required') },
+    });
 
     const err = await expectStatus(chat(openai('sk-not-a-virtual-key', gwRequired)), 401);
     expect(errorOf(err).type).toBe('unauthorized');
     await expectStatus(claude(anthropic('sk-not-a-virtual-key', gwRequired)), 401);
-    await expectStatus(genai('sk-not-a-virtual-key', gwRequired).models.generateContent({ model: 'gemini-2.5-flash', contents: 'hi' }), 401);
+    await expectStatus(
+      genai('sk-not-a-virtual-key', gwRequired).models.generateContent({ model: 'gemini-2.5-flash', contents: 'hi' }),
+      401,
+    );
     expect(mock.requests).toHaveLength(0);
 
     await chat(openai(VK.open.value, gwRequired));
@@ -264,7 +317,12 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
     expectNoVirtualKey(mock.last, VK.open.value);
     // The vk in Authorization next to the provider key in x-api-key: only the vk is dropped.
     // (Raw request: the SDK itself drops x-api-key when an Authorization header is set.)
-    await post(gwDirect, '/anthropic_passthrough/v1/messages', { 'x-api-key': own, authorization: `Bearer ${VK.open.value}` }, { model: 'claude-sonnet-4-20250514', max_tokens: 1, messages: [] });
+    await post(
+      gwDirect,
+      '/anthropic_passthrough/v1/messages',
+      { 'x-api-key': own, authorization: `Bearer ${VK.open.value}` },
+      { model: 'claude-sonnet-4-20250514', max_tokens: 1, messages: [] },
+    );
     expect(mock.last.headers['x-api-key']).toBe(own);
     expect(mock.last.headers.authorization).toBeUndefined();
     expectNoVirtualKey(mock.last, VK.open.value);
@@ -277,22 +335,35 @@ describe('virtual keys: presented through each SDK, consumed, never forwarded', 
 
     // Gemini: vk in x-goog-api-key dropped; own key in key= kept.
     const ownGemini = fakeKey('AIza-own');
-    const { res } = await post(gwDirect, `/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?key=${ownGemini}`, { 'x-goog-api-key': VK.open.value }, { contents: [] });
+    const { res } = await post(
+      gwDirect,
+      `/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?key=${ownGemini}`,
+      { 'x-goog-api-key': VK.open.value },
+      { contents: [] },
+    );
     expect(res.status).toBe(200);
     expect(mock.last.headers['x-goog-api-key']).toBeUndefined();
     expect(mock.last.query).toBe(`key=${ownGemini}`);
     // And the other way round: vk in key=, own key in the header.
-    await post(gwDirect, `/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?alt=json&key=${encodeURIComponent(VK.open.value)}`, { 'x-goog-api-key': ownGemini }, { contents: [] });
+    await post(
+      gwDirect,
+      `/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?alt=json&key=${encodeURIComponent(VK.open.value)}`,
+      { 'x-goog-api-key': ownGemini },
+      { contents: [] },
+    );
     expect(mock.last.headers['x-goog-api-key']).toBe(ownGemini);
     expect(mock.last.query).toBe('alt=json');
     expectNoVirtualKey(mock.last, VK.open.value);
   });
 
   test('VirtualKeyTable: constant-time match on SHA-256 digests', () => {
-    const table = new VirtualKeyTable([
-      { name: 'a', value: 'secret-a', providers: ['openai'], models: ['*'] },
-      { name: 'b', value: 'secret-b-longer', providers: ['openai'], models: ['*'] },
-    ], ['openai']);
+    const table = new VirtualKeyTable(
+      [
+        { name: 'a', value: 'secret-a', providers: ['openai'], models: ['*'] },
+        { name: 'b', value: 'secret-b-longer', providers: ['openai'], models: ['*'] },
+      ],
+      ['openai'],
+    );
     expect(table.match('secret-a')?.name).toBe('a');
     expect(table.match('secret-b-longer')?.name).toBe('b');
     expect(table.match('secret-')).toBeUndefined();
@@ -334,7 +405,11 @@ describe('allowed providers and models', () => {
     // 9 MB of JSON, over the default buffer_body_limit_mb (8): streamed through unread.
     const big = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x'.repeat(9 * 1024 * 1024) }] });
     const send = (vkValue: string) =>
-      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${vkValue}`, 'content-type': 'application/json' }, body: big });
+      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${vkValue}`, 'content-type': 'application/json' },
+        body: big,
+      });
     const refused = await send(VK.mini.value);
     expect(refused.status).toBe(413);
     const err = (await refused.json()).error;
@@ -347,15 +422,28 @@ describe('allowed providers and models', () => {
     expect(mock.last.body.byteLength).toBe(Buffer.byteLength(big));
     // A file upload is never read for a model, whatever its size: not refused for that.
     mock.reset();
-    const upload = await fetch(`${gw.url}/openai_passthrough/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${VK.mini.value}`, 'content-type': 'application/octet-stream' }, body: new Uint8Array(9 * 1024 * 1024) });
+    const upload = await fetch(`${gw.url}/openai_passthrough/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${VK.mini.value}`, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(9 * 1024 * 1024),
+    });
     expect(upload.status).toBe(200);
     expect(mock.last.body.byteLength).toBe(9 * 1024 * 1024);
   });
 
   test('a compressed body is checked the same; one that cannot be read is refused to a limited key', async () => {
     const send = (vkValue: string, bytes: Uint8Array<ArrayBuffer>, encoding: string) =>
-      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${vkValue}`, 'content-type': 'application/json', 'content-encoding': encoding }, body: bytes });
-    const gz = (model: string) => new Uint8Array(gzipSync(JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] })));
+      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${vkValue}`,
+          'content-type': 'application/json',
+          'content-encoding': encoding,
+        },
+        body: bytes,
+      });
+    const gz = (model: string) =>
+      new Uint8Array(gzipSync(JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] })));
     const refused = await send(VK.mini.value, gz('gpt-4o'), 'gzip');
     expect(refused.status).toBe(403);
     expect((await refused.json()).error.type).toBe('model_not_allowed');
@@ -381,7 +469,12 @@ describe('rate limits (fixed one-minute UTC windows)', () => {
   test('requests_per_minute: over the limit is 429 with Retry-After to the end of the minute; the next minute starts from zero', async () => {
     const client = openai(VK.rpm.value);
     for (let i = 0; i < 3; i++) await chat(client);
-    const { res, json } = await post(gw, '/openai_passthrough/v1/chat/completions', { authorization: `Bearer ${VK.rpm.value}` }, chatBody());
+    const { res, json } = await post(
+      gw,
+      '/openai_passthrough/v1/chat/completions',
+      { authorization: `Bearer ${VK.rpm.value}` },
+      chatBody(),
+    );
     expect(res.status).toBe(429);
     expect(res.headers.get('retry-after')).toBe('50');
     expect(json.error.type).toBe('rate_limit_exceeded');
@@ -403,12 +496,22 @@ describe('rate limits (fixed one-minute UTC windows)', () => {
     const client = openai(VK.tpm.value);
     const before = (await gw.logLines()).length;
     await chat(client); // 18 tokens
-    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     for await (const _ of stream) {
       // drain
     }
     await completed(gw, before, 2);
-    const { res, json } = await post(gw, '/openai_passthrough/v1/chat/completions', { authorization: `Bearer ${VK.tpm.value}` }, chatBody());
+    const { res, json } = await post(
+      gw,
+      '/openai_passthrough/v1/chat/completions',
+      { authorization: `Bearer ${VK.tpm.value}` },
+      chatBody(),
+    );
     expect(res.status).toBe(429);
     expect(res.headers.get('retry-after')).toBe('50');
     expect(json.error.type).toBe('rate_limit_exceeded');
@@ -420,17 +523,29 @@ describe('rate limits (fixed one-minute UTC windows)', () => {
   });
 
   test('a stream admitted before the limit was reached finishes, and its usage still counts', async () => {
-    mock.respondWith((req, rec) => (rec.json?.model === 'slow-model' ? mock.sse(req, chatStream('slow-model'), 60) : undefined));
+    mock.respondWith((req, rec) =>
+      rec.json?.model === 'slow-model' ? mock.sse(req, chatStream('slow-model'), 60) : undefined,
+    );
     const client = openai(VK.tpmStream.value);
     const before = (await gw.logLines()).length;
-    const stream = await client.chat.completions.create({ model: 'slow-model', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
+    const stream = await client.chat.completions.create({
+      model: 'slow-model',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     await chat(client); // 18 of 20: under the limit, admitted
     await completed(gw, before, 1);
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
     expect(text).toContain('hello');
     await completed(gw, before, 2);
-    const { res, json } = await post(gw, '/openai_passthrough/v1/chat/completions', { authorization: `Bearer ${VK.tpmStream.value}` }, chatBody());
+    const { res, json } = await post(
+      gw,
+      '/openai_passthrough/v1/chat/completions',
+      { authorization: `Bearer ${VK.tpmStream.value}` },
+      chatBody(),
+    );
     expect(res.status).toBe(429);
     expect(json.error.message).toContain('36 used');
     expect(mock.requests).toHaveLength(2);
@@ -442,7 +557,11 @@ describe('budgets (calendar periods, UTC)', () => {
     const client = anthropic(VK.budgetTok.value);
     const before = (await gw.logLines()).length;
     await claude(client); // 23 tokens (11 in + 7 out + 5 cache)
-    const stream = client.messages.stream({ model: 'claude-sonnet-4-20250514', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+    const stream = client.messages.stream({
+      model: 'claude-sonnet-4-20250514',
+      max_tokens: 16,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     await stream.finalMessage(); // 23 more, counted when the stream completed
     await completed(gw, before, 2);
     const err = await expectStatus(claude(client), 429);
@@ -477,13 +596,20 @@ describe('budgets (calendar periods, UTC)', () => {
   });
 
   test('a stream the client abandons still counts the usage seen so far', async () => {
-    mock.respondWith((req, rec) => (rec.json?.model === 'slow-claude' ? mock.sse(req, anthropicStream('slow-claude'), 300) : undefined));
+    mock.respondWith((req, rec) =>
+      rec.json?.model === 'slow-claude' ? mock.sse(req, anthropicStream('slow-claude'), 300) : undefined,
+    );
     const before = (await gw.logLines()).length;
     const abort = new AbortController();
     const res = await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-api-key': VK.aborted.value },
-      body: JSON.stringify({ model: 'slow-claude', max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+      body: JSON.stringify({
+        model: 'slow-claude',
+        max_tokens: 16,
+        stream: true,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
       signal: abort.signal,
     });
     const reader = res.body!.getReader();
@@ -493,7 +619,12 @@ describe('budgets (calendar periods, UTC)', () => {
     await completed(gw, before, 1);
     const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
     expect(line.outcome).toBe('client_aborted');
-    const { res: next, json } = await post(gw, '/anthropic_passthrough/v1/messages', { 'x-api-key': VK.aborted.value }, { model: 'claude-sonnet-4-20250514', max_tokens: 1, messages: [] });
+    const { res: next, json } = await post(
+      gw,
+      '/anthropic_passthrough/v1/messages',
+      { 'x-api-key': VK.aborted.value },
+      { model: 'claude-sonnet-4-20250514', max_tokens: 1, messages: [] },
+    );
     expect(next.status).toBe(429);
     expect(json.error.message).toContain('weekly token budget (max_tokens 10, used 17)');
     expect(json.error.message).toContain('2031-01-20T00:00:00.000Z'); // next Monday
@@ -503,12 +634,18 @@ describe('budgets (calendar periods, UTC)', () => {
     const ai = genai(VK.budgetGemini.value);
     const before = (await gw.logLines()).length;
     let text = '';
-    for await (const chunk of await ai.models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'hi' })) text += chunk.text ?? '';
+    for await (const chunk of await ai.models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'hi' }))
+      text += chunk.text ?? '';
     expect(text).toBe('hello from mock');
     expect(mock.last.headers['x-goog-api-key']).toBe(GEMINI_KEY);
     expectNoVirtualKey(mock.last, VK.budgetGemini.value);
     await completed(gw, before, 1);
-    const { res, json } = await post(gw, '/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent', { 'x-goog-api-key': VK.budgetGemini.value }, { contents: [] });
+    const { res, json } = await post(
+      gw,
+      '/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent',
+      { 'x-goog-api-key': VK.budgetGemini.value },
+      { contents: [] },
+    );
     expect(res.status).toBe(429);
     expect(json.error.type).toBe('budget_exceeded');
     expect(json.error.message).toContain('hourly token budget (max_tokens 15, used 18)');
@@ -522,16 +659,42 @@ describe('config', () => {
     await chat(client);
     await chat(client);
     await expectStatus(chat(client), 429);
-    writeFileSync(gw.configPath, JSON.stringify({ ...JSON.parse(await Bun.file(gw.configPath).text()), direct_keys: true }));
+    writeFileSync(
+      gw.configPath,
+      JSON.stringify({ ...JSON.parse(await Bun.file(gw.configPath).text()), direct_keys: true }),
+    );
     expect(await gw.gw.reload('test')).toBe(true);
     gw.gw.plugins.governance.now = () => clock;
     await expectStatus(chat(client), 429);
   });
 
   test('duplicate virtual key names or values, or required without the plugin, are config errors', async () => {
-    await expect(startGateway({ governance: { virtual_keys: [{ name: 'x', value: 'v1' }, { name: 'x', value: 'v2' }] } })).rejects.toThrow('virtual key names must be unique');
-    await expect(startGateway({ governance: { virtual_keys: [{ name: 'x', value: 'v1' }, { name: 'y', value: 'v1' }] } })).rejects.toThrow('virtual key values must be unique');
-    await expect(startGateway({ plugins: ['logging'], governance: { required: true, virtual_keys: [{ name: 'x', value: 'v1' }] } })).rejects.toThrow('"governance" is not in plugins');
+    await expect(
+      startGateway({
+        governance: {
+          virtual_keys: [
+            { name: 'x', value: 'v1' },
+            { name: 'x', value: 'v2' },
+          ],
+        },
+      }),
+    ).rejects.toThrow('virtual key names must be unique');
+    await expect(
+      startGateway({
+        governance: {
+          virtual_keys: [
+            { name: 'x', value: 'v1' },
+            { name: 'y', value: 'v1' },
+          ],
+        },
+      }),
+    ).rejects.toThrow('virtual key values must be unique');
+    await expect(
+      startGateway({
+        plugins: ['logging'],
+        governance: { required: true, virtual_keys: [{ name: 'x', value: 'v1' }] },
+      }),
+    ).rejects.toThrow('"governance" is not in plugins');
     await expect(startGateway({ governance: { redis_url: 'http://127.0.0.1:6379' } })).rejects.toThrow('redis://');
   });
 });
@@ -543,11 +706,23 @@ describe('limits arithmetic', () => {
     expect(periodWindow('hour', t)).toEqual({ start: Date.UTC(2031, 0, 15, 12), end: Date.UTC(2031, 0, 15, 13) });
     expect(periodWindow('day', t)).toEqual({ start: Date.UTC(2031, 0, 15), end: Date.UTC(2031, 0, 16) });
     expect(periodWindow('week', t)).toEqual({ start: Date.UTC(2031, 0, 13), end: Date.UTC(2031, 0, 20) }); // Monday to Monday
-    expect(periodWindow('week', Date.UTC(2031, 0, 19, 23, 59))).toEqual({ start: Date.UTC(2031, 0, 13), end: Date.UTC(2031, 0, 20) }); // Sunday
-    expect(periodWindow('week', Date.UTC(2031, 0, 20))).toEqual({ start: Date.UTC(2031, 0, 20), end: Date.UTC(2031, 0, 27) });
+    expect(periodWindow('week', Date.UTC(2031, 0, 19, 23, 59))).toEqual({
+      start: Date.UTC(2031, 0, 13),
+      end: Date.UTC(2031, 0, 20),
+    }); // Sunday
+    expect(periodWindow('week', Date.UTC(2031, 0, 20))).toEqual({
+      start: Date.UTC(2031, 0, 20),
+      end: Date.UTC(2031, 0, 27),
+    });
     expect(periodWindow('month', t)).toEqual({ start: Date.UTC(2031, 0, 1), end: Date.UTC(2031, 1, 1) });
-    expect(periodWindow('month', Date.UTC(2031, 11, 31, 23, 59, 59))).toEqual({ start: Date.UTC(2031, 11, 1), end: Date.UTC(2032, 0, 1) });
-    expect(periodWindow('month', Date.UTC(2032, 1, 29, 12))).toEqual({ start: Date.UTC(2032, 1, 1), end: Date.UTC(2032, 2, 1) });
+    expect(periodWindow('month', Date.UTC(2031, 11, 31, 23, 59, 59))).toEqual({
+      start: Date.UTC(2031, 11, 1),
+      end: Date.UTC(2032, 0, 1),
+    });
+    expect(periodWindow('month', Date.UTC(2032, 1, 29, 12))).toEqual({
+      start: Date.UTC(2032, 1, 1),
+      end: Date.UTC(2032, 2, 1),
+    });
     expect(secondsUntil(Date.UTC(2031, 0, 15, 12, 35), t)).toBe(4);
     expect(secondsUntil(t, t)).toBe(1);
   });
@@ -558,10 +733,18 @@ describe('limits arithmetic', () => {
     expect(tokensOf({ input_tokens: 5, output_tokens: 3, total_tokens: 12 })).toBe(12);
     const price = { input_per_million: 2.5, output_per_million: 10 };
     // 1M input at $2.50 + 100k output at $10/M = $3.50 = 3.5e9 nano-USD
-    expect(costNanoUsd({ input_tokens: 1_000_000, output_tokens: 100_000, total_tokens: 1_100_000 }, price)).toBe(3_500_000_000);
+    expect(costNanoUsd({ input_tokens: 1_000_000, output_tokens: 100_000, total_tokens: 1_100_000 }, price)).toBe(
+      3_500_000_000,
+    );
     // Anthropic-style: cache tokens only in the total are billed as input.
-    expect(costNanoUsd({ input_tokens: 10, output_tokens: 10, cache_read_input_tokens: 80, total_tokens: 100 }, price)).toBe(90 * 2500 + 10 * 10_000);
-    const table = new PriceTable({ 'gpt-4o*': price, 'gpt-4o-mini*': { input_per_million: 0.15, output_per_million: 0.6 }, 'o3': price });
+    expect(
+      costNanoUsd({ input_tokens: 10, output_tokens: 10, cache_read_input_tokens: 80, total_tokens: 100 }, price),
+    ).toBe(90 * 2500 + 10 * 10_000);
+    const table = new PriceTable({
+      'gpt-4o*': price,
+      'gpt-4o-mini*': { input_per_million: 0.15, output_per_million: 0.6 },
+      o3: price,
+    });
     expect(table.lookup('gpt-4o-mini-2024-07-18')?.input_per_million).toBe(0.15);
     expect(table.lookup('gpt-4o-2024-08-06')?.input_per_million).toBe(2.5);
     expect(table.lookup('o3')).toBe(price);

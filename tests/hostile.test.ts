@@ -22,9 +22,14 @@ beforeAll(async () => {
   mock = new MockUpstream();
   gw = await startGateway({
     providers: {
-      openai: { keys: [{ name: 'o', value: KEY }], network_config: { base_url: mock.url, stream_idle_timeout_in_seconds: 1 } },
+      openai: {
+        keys: [{ name: 'o', value: KEY }],
+        network_config: { base_url: mock.url, stream_idle_timeout_in_seconds: 1 },
+      },
       anthropic: { keys: [{ name: 'a', value: KEY }], network_config: { base_url: mock.url } },
-      azure: { keys: [{ name: 'az', value: AZURE_KEY, azure_key_config: { endpoint: mock.url, api_version: '2024-10-21' } }] },
+      azure: {
+        keys: [{ name: 'az', value: AZURE_KEY, azure_key_config: { endpoint: mock.url, api_version: '2024-10-21' } }],
+      },
       gemini: { keys: [{ name: 'g', value: GEMINI_KEY }], network_config: { base_url: mock.url } },
     },
   });
@@ -41,7 +46,19 @@ function expectJsonError(res: { status: number; body: string }, status: number, 
 }
 
 describe('dot segments in any spelling never move the upstream path', () => {
-  const spellings = ['/v1/.%2e/admin', '/v1/%2e./admin', '/v1/%2e/admin', '/v1/%2e%2e', '/v1;/%2e%2e/admin', '/v1/%2E%2e/admin', '/v1/../admin', '/v1/./admin', '/v1/a/%2e%2E/', '/v1\\..\\admin', '/v1/a\\b'];
+  const spellings = [
+    '/v1/.%2e/admin',
+    '/v1/%2e./admin',
+    '/v1/%2e/admin',
+    '/v1/%2e%2e',
+    '/v1;/%2e%2e/admin',
+    '/v1/%2E%2e/admin',
+    '/v1/../admin',
+    '/v1/./admin',
+    '/v1/a/%2e%2E/',
+    '/v1\\..\\admin',
+    '/v1/a\\b',
+  ];
   for (const prefix of PREFIXES) {
     for (const spelling of spellings) {
       test(`${prefix}${spelling}: 400 invalid_path, nothing upstream`, async () => {
@@ -53,7 +70,11 @@ describe('dot segments in any spelling never move the upstream path', () => {
   }
 
   test('a target that dot segments move into a prefix from outside it is refused too', async () => {
-    for (const target of ['/x/../openai_passthrough/v1/models', '/%2e%2e/openai_passthrough/v1/models', '/openai_passthrough/../openai_passthrough/v1/models']) {
+    for (const target of [
+      '/x/../openai_passthrough/v1/models',
+      '/%2e%2e/openai_passthrough/v1/models',
+      '/openai_passthrough/../openai_passthrough/v1/models',
+    ]) {
       const res = await rawRequest(port(), 'GET', target);
       expect(res.status).toBeGreaterThanOrEqual(400);
       expect(res.status).toBeLessThan(500);
@@ -68,7 +89,38 @@ describe('dot segments in any spelling never move the upstream path', () => {
   });
 
   test('random targets: either refused with a JSON 4xx and nothing upstream, or forwarded segment for segment as sent', async () => {
-    const pieces = ['v1', 'models', 'chat', '.', '..', '%2e', '%2E', '.%2e', '%2e.', '%2e%2e', '..;', 'v1;', ';', 'a%2fb', 'a%2f..%2fb', 'a\\b', '%5c', '%23', 'x@y', '%40', 'é', '%C3%A9', '%25', 'a%20b', '%3F', 'a:b', '~', "'", '(x)', ''];
+    const pieces = [
+      'v1',
+      'models',
+      'chat',
+      '.',
+      '..',
+      '%2e',
+      '%2E',
+      '.%2e',
+      '%2e.',
+      '%2e%2e',
+      '..;',
+      'v1;',
+      ';',
+      'a%2fb',
+      'a%2f..%2fb',
+      'a\\b',
+      '%5c',
+      '%23',
+      'x@y',
+      '%40',
+      'é',
+      '%C3%A9',
+      '%25',
+      'a%20b',
+      '%3F',
+      'a:b',
+      '~',
+      "'",
+      '(x)',
+      '',
+    ];
     let seed = 1234567;
     const rand = (n: number) => {
       seed = (seed * 1103515245 + 12345) % 2147483648;
@@ -98,8 +150,17 @@ describe('dot segments in any spelling never move the upstream path', () => {
       // Azure answers on the endpoint's own paths; the others forward the remainder as it is.
       const got = mock.last.path;
       const sentSegments = remainder.split('/').map(decode);
-      const gotSegments = (prefix === '/azure_passthrough' && got.startsWith('/anthropic/') && !remainder.startsWith('/anthropic/') ? got.slice('/anthropic'.length) : got).split('/').map(decode);
-      expect({ target: `${prefix}${remainder}`, segments: gotSegments }).toEqual({ target: `${prefix}${remainder}`, segments: sentSegments });
+      const gotSegments = (
+        prefix === '/azure_passthrough' && got.startsWith('/anthropic/') && !remainder.startsWith('/anthropic/')
+          ? got.slice('/anthropic'.length)
+          : got
+      )
+        .split('/')
+        .map(decode);
+      expect({ target: `${prefix}${remainder}`, segments: gotSegments }).toEqual({
+        target: `${prefix}${remainder}`,
+        segments: sentSegments,
+      });
     }
     // The generator is not so hostile that nothing passes.
     expect(forwarded).toBeGreaterThan(20);
@@ -109,7 +170,13 @@ describe('dot segments in any spelling never move the upstream path', () => {
 describe('credential query parameters are matched by their decoded name', () => {
   for (const name of ['key', 'k%65y', '%6B%65%79', 'KEY', 'Key', 'key%20', '%20key', 'ke%79']) {
     test(`/genai_passthrough ?${name}=<client key>: removed, the gateway key sent`, async () => {
-      const res = await rawRequest(port(), 'POST', `/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?${name}=client-secret-key&alt=json`, { 'content-type': 'application/json' }, '{"contents":[]}');
+      const res = await rawRequest(
+        port(),
+        'POST',
+        `/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent?${name}=client-secret-key&alt=json`,
+        { 'content-type': 'application/json' },
+        '{"contents":[]}',
+      );
       expect(res.status).toBe(200);
       expect(mock.last.query).toBe('alt=json');
       expect(mock.last.headers['x-goog-api-key']).toBe(GEMINI_KEY);
@@ -118,15 +185,29 @@ describe('credential query parameters are matched by their decoded name', () => 
   }
 
   test('access_token (Google OAuth) and api-key / subscription-key (Azure, API Management) in the query are credentials too', async () => {
-    await rawRequest(port(), 'GET', '/genai_passthrough/v1beta/models?access_token=ya29.client&Access_Token=ya29.client2&pageSize=5');
+    await rawRequest(
+      port(),
+      'GET',
+      '/genai_passthrough/v1beta/models?access_token=ya29.client&Access_Token=ya29.client2&pageSize=5',
+    );
     expect(mock.last.query).toBe('pageSize=5');
-    await rawRequest(port(), 'GET', '/azure_passthrough/openai/deployments/gpt-4o/chat/completions?api-key=client&subscription-key=client2&x=1');
+    await rawRequest(
+      port(),
+      'GET',
+      '/azure_passthrough/openai/deployments/gpt-4o/chat/completions?api-key=client&subscription-key=client2&x=1',
+    );
     expect(mock.last.query).toBe('x=1&api-version=2024-10-21');
   });
 
   for (const name of ['api%2Dversion', 'API-VERSION', 'Api-Version', 'api-version%20']) {
     test(`/azure_passthrough ?${name}=: one api-version reaches Azure, the key's`, async () => {
-      await rawRequest(port(), 'POST', `/azure_passthrough/openai/deployments/gpt-4o/chat/completions?${name}=2099-01-01&x=1`, { 'content-type': 'application/json' }, '{"messages":[]}');
+      await rawRequest(
+        port(),
+        'POST',
+        `/azure_passthrough/openai/deployments/gpt-4o/chat/completions?${name}=2099-01-01&x=1`,
+        { 'content-type': 'application/json' },
+        '{"messages":[]}',
+      );
       expect(mock.last.query).toBe('x=1&api-version=2024-10-21');
     });
   }
@@ -182,7 +263,9 @@ describe('HTTP/1.1 pipelining', () => {
 
 describe('methods', () => {
   test('TRACE (it only reflects headers) is refused with 405 and Allow, nothing upstream', async () => {
-    const res = await rawRequest(port(), 'TRACE', '/openai_passthrough/v1/models', { authorization: 'Bearer client-secret' });
+    const res = await rawRequest(port(), 'TRACE', '/openai_passthrough/v1/models', {
+      authorization: 'Bearer client-secret',
+    });
     expectJsonError(res, 405, 'method_not_allowed');
     expect(res.head.toLowerCase()).toContain('allow: get, head, post');
     expect(res.body).not.toContain('client-secret');
@@ -204,7 +287,14 @@ describe('hostile upstreams', () => {
         },
       },
     });
-    const g = await startGateway({ providers: { openai: { keys: [{ name: 'o', value: KEY }], network_config: { base_url: `http://127.0.0.1:${upstream.port}` } } } });
+    const g = await startGateway({
+      providers: {
+        openai: {
+          keys: [{ name: 'o', value: KEY }],
+          network_config: { base_url: `http://127.0.0.1:${upstream.port}` },
+        },
+      },
+    });
     try {
       const res = await fetch(`${g.url}/openai_passthrough/v1/models`);
       expect(res.status).toBe(502);
@@ -234,7 +324,12 @@ describe('hostile upstreams', () => {
       },
     });
     const g = await startGateway({
-      providers: { openai: { keys: [{ name: 'o', value: KEY }], network_config: { base_url: `http://127.0.0.1:${upstream.port}`, stream_idle_timeout_in_seconds: 1 } } },
+      providers: {
+        openai: {
+          keys: [{ name: 'o', value: KEY }],
+          network_config: { base_url: `http://127.0.0.1:${upstream.port}`, stream_idle_timeout_in_seconds: 1 },
+        },
+      },
     });
     try {
       const started = performance.now();
@@ -291,7 +386,9 @@ describe('config errors never print a secret', () => {
     try {
       parseConfigText(`providers:\n  openai:\n    keys: ["${S}"]\n`, 'config.yaml', {});
     } catch (e) {
-      expect((e as ConfigError).message).toBe('config.yaml:3:12: providers.openai.keys[0]: invalid type: expected Object, got a string');
+      expect((e as ConfigError).message).toBe(
+        'config.yaml:3:12: providers.openai.keys[0]: invalid type: expected Object, got a string',
+      );
     }
     try {
       parseConfigText('server:\n  prot: 80\n', 'config.yaml', {});

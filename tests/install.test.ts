@@ -68,7 +68,12 @@ describe('scripts/install.sh', () => {
   test('lays out binary, unit, config, env, logrotate and docs; a second run keeps the config', async () => {
     const root = tempDir('install-root');
     const binary = standInBinary();
-    const install = () => runCli(['scripts/install.sh', '--root', root, '--binary', binary], { cmd: ['bash'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' }, timeoutMs: 30_000 });
+    const install = () =>
+      runCli(['scripts/install.sh', '--root', root, '--binary', binary], {
+        cmd: ['bash'],
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' },
+        timeoutMs: 30_000,
+      });
 
     const first = await install();
     expect(first.stderr).toBe('');
@@ -84,11 +89,18 @@ describe('scripts/install.sh', () => {
     expect(readFileSync(config, 'utf8')).toContain('\n  file: /var/log/skybridge/requests.ndjson\n');
     expect(statSync(join(root, 'etc/skybridge/env')).mode & 0o777).toBe(0o640);
     expect(statSync(join(root, 'etc/skybridge')).mode & 0o777).toBe(0o750);
-    for (const d of ['var/log/skybridge', 'var/lib/skybridge']) expect(statSync(join(root, d)).isDirectory()).toBe(true);
-    for (const f of ['etc/logrotate.d/skybridge', 'usr/local/share/doc/skybridge/operations.md', 'usr/local/share/doc/skybridge/config.example.yaml']) {
+    for (const d of ['var/log/skybridge', 'var/lib/skybridge'])
+      expect(statSync(join(root, d)).isDirectory()).toBe(true);
+    for (const f of [
+      'etc/logrotate.d/skybridge',
+      'usr/local/share/doc/skybridge/operations.md',
+      'usr/local/share/doc/skybridge/config.example.yaml',
+    ]) {
       expect(existsSync(join(root, f))).toBe(true);
     }
-    const validated = await runCli(['validate', '--config', config], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' } });
+    const validated = await runCli(['validate', '--config', config], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' },
+    });
     expect(validated.code).toBe(0);
 
     // An operator's edit survives a re-install (upgrade).

@@ -13,7 +13,19 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
 const SRC = resolve(import.meta.dir, '../src');
-const RANK: Record<string, number> = { 'main.ts': 0, app: 1, http: 2, plugins: 3, proxy: 3, providers: 4, core: 5, config: 6, usage: 7, keys: 7, lib: 8 };
+const RANK: Record<string, number> = {
+  'main.ts': 0,
+  app: 1,
+  http: 2,
+  plugins: 3,
+  proxy: 3,
+  providers: 4,
+  core: 5,
+  config: 6,
+  usage: 7,
+  keys: 7,
+  lib: 8,
+};
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -54,10 +66,11 @@ describe('layers', () => {
 
   test('every import points down the layers', () => {
     const violations: string[] = [];
-    for (const [from, tos] of graph) for (const to of tos) {
-      const v = layerViolation(from, to);
-      if (v) violations.push(v);
-    }
+    for (const [from, tos] of graph)
+      for (const to of tos) {
+        const v = layerViolation(from, to);
+        if (v) violations.push(v);
+      }
     expect(violations).toEqual([]);
   });
 
@@ -90,6 +103,10 @@ describe('layers', () => {
     expect(layerViolation('plugins/metrics/index.ts', 'plugins/shared/redact.ts')).toBeUndefined();
     expect(layerViolation('main.ts', 'app/gateway.ts')).toBeUndefined();
     // A file added with an upward import is caught by the scan, not only by the rule.
-    expect(importsOf(join(SRC, 'core/x.ts'), "import { handle } from '../proxy/handle.ts';").map((to) => layerViolation('core/x.ts', to))).toEqual([expect.any(String)]);
+    expect(
+      importsOf(join(SRC, 'core/x.ts'), "import { handle } from '../proxy/handle.ts';").map((to) =>
+        layerViolation('core/x.ts', to),
+      ),
+    ).toEqual([expect.any(String)]);
   });
 });

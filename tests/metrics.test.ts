@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { writeFileSync } from 'node:fs';
 import OpenAI from 'openai';
-import { MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 
 const KEY_A = fakeKey();
 const KEY_B = fakeKey();
@@ -81,29 +81,47 @@ function openai() {
 }
 
 function post(path: string, body: unknown): Promise<Response> {
-  return fetch(`${gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return fetch(`${gw.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 }
 
 describe('metrics', () => {
   test('a known request mix gives exact counters, token totals and histogram counts', async () => {
     // 1. Non-stream through the official SDK.
-    const answer = await openai().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    const answer = await openai().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(answer.usage?.prompt_tokens).toBe(U.input);
 
     // 2. Stream through the official SDK (usage in the last chunk).
-    const stream = await openai().chat.completions.create({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
+    const stream = await openai().chat.completions.create({
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     for await (const _ of stream) {
       // drain
     }
 
     // 3. The upstream answers 400: delivered as is (4xx, outcome ok), no usage.
-    mock.respondWith((_req, rec) => (rec.json?.model === 'gpt-4o' ? Response.json({ error: { message: 'bad request' } }, { status: 400 }) : undefined));
+    mock.respondWith((_req, rec) =>
+      rec.json?.model === 'gpt-4o' ? Response.json({ error: { message: 'bad request' } }, { status: 400 }) : undefined,
+    );
     const bad = await post('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o', messages: [] });
     expect(bad.status).toBe(400);
     await bad.text();
 
     // 4. Upstream unreachable: 502.
-    const dead = await post('/anthropic_passthrough/v1/messages', { model: 'claude-sonnet-4-20250514', max_tokens: 5, messages: [] });
+    const dead = await post('/anthropic_passthrough/v1/messages', {
+      model: 'claude-sonnet-4-20250514',
+      max_tokens: 5,
+      messages: [],
+    });
     expect(dead.status).toBe(502);
     await dead.text();
 
@@ -114,7 +132,10 @@ describe('metrics', () => {
       first429 = false;
       return Response.json({ error: { message: 'slow down' } }, { status: 429 });
     });
-    const retried = await post('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'retry me' }] });
+    const retried = await post('/openai_passthrough/v1/chat/completions', {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'retry me' }],
+    });
     expect(retried.status).toBe(200);
     expect(retried.headers.get('x-skybridge-attempts')).toBe('2');
     await retried.text();
@@ -129,12 +150,14 @@ describe('metrics', () => {
 
     await gw.waitForLines(8);
     const text = await scrape();
-    const req = (provider: string, endpoint: string, status_class: string, outcome: string) => sample(text, 'skybridge_requests_total', { provider, endpoint, status_class, outcome });
+    const req = (provider: string, endpoint: string, status_class: string, outcome: string) =>
+      sample(text, 'skybridge_requests_total', { provider, endpoint, status_class, outcome });
     expect(req('openai', 'openai', '2xx', 'ok')).toBe(6);
     expect(req('openai', 'openai', '4xx', 'ok')).toBe(1);
     expect(req('anthropic', 'anthropic', '5xx', 'upstream_error')).toBe(1);
 
-    const tok = (model: string, direction: string) => sample(text, 'skybridge_tokens_total', { provider: 'openai', model, direction });
+    const tok = (model: string, direction: string) =>
+      sample(text, 'skybridge_tokens_total', { provider: 'openai', model, direction });
     // gpt-4o-mini: #1 (non-stream, cached 3), #2 (stream, no cache detail), #5 (non-stream, cached 3).
     expect(tok('gpt-4o-mini', 'input')).toBe(3 * U.input);
     expect(tok('gpt-4o-mini', 'output')).toBe(3 * U.output);
@@ -148,19 +171,45 @@ describe('metrics', () => {
     expect(text).not.toContain('leak-');
 
     expect(sample(text, 'skybridge_upstream_retries_total', { provider: 'openai', reason: '429' })).toBe(1);
-    expect(sample(text, 'skybridge_upstream_errors_total', { provider: 'anthropic', type: 'upstream_unreachable' })).toBe(1);
-    expect(sample(text, 'skybridge_upstream_errors_total', { provider: 'openai', type: 'upstream_unreachable' })).toBeUndefined();
+    expect(
+      sample(text, 'skybridge_upstream_errors_total', { provider: 'anthropic', type: 'upstream_unreachable' }),
+    ).toBe(1);
+    expect(
+      sample(text, 'skybridge_upstream_errors_total', { provider: 'openai', type: 'upstream_unreachable' }),
+    ).toBeUndefined();
 
     const durationCount = (stream: string, outcome: string, provider = 'openai', endpoint = 'openai') =>
       sample(text, 'skybridge_request_duration_seconds_count', { provider, endpoint, stream, outcome });
     expect(durationCount('false', 'ok')).toBe(6);
     expect(durationCount('true', 'ok')).toBe(1);
     expect(durationCount('false', 'upstream_error', 'anthropic', 'anthropic')).toBe(1);
-    expect(sample(text, 'skybridge_request_duration_seconds_bucket', { provider: 'openai', endpoint: 'openai', stream: 'false', outcome: 'ok', le: '+Inf' })).toBe(6);
-    expect(sample(text, 'skybridge_upstream_ttfb_seconds_count', { provider: 'openai', endpoint: 'openai', stream: 'false' })).toBe(6);
-    expect(sample(text, 'skybridge_upstream_ttfb_seconds_count', { provider: 'openai', endpoint: 'openai', stream: 'true' })).toBe(1);
+    expect(
+      sample(text, 'skybridge_request_duration_seconds_bucket', {
+        provider: 'openai',
+        endpoint: 'openai',
+        stream: 'false',
+        outcome: 'ok',
+        le: '+Inf',
+      }),
+    ).toBe(6);
+    expect(
+      sample(text, 'skybridge_upstream_ttfb_seconds_count', {
+        provider: 'openai',
+        endpoint: 'openai',
+        stream: 'false',
+      }),
+    ).toBe(6);
+    expect(
+      sample(text, 'skybridge_upstream_ttfb_seconds_count', { provider: 'openai', endpoint: 'openai', stream: 'true' }),
+    ).toBe(1);
     // No answer, no time to first byte.
-    expect(sample(text, 'skybridge_upstream_ttfb_seconds_count', { provider: 'anthropic', endpoint: 'anthropic', stream: 'false' })).toBeUndefined();
+    expect(
+      sample(text, 'skybridge_upstream_ttfb_seconds_count', {
+        provider: 'anthropic',
+        endpoint: 'anthropic',
+        stream: 'false',
+      }),
+    ).toBeUndefined();
 
     expect(sample(text, 'skybridge_inflight_requests')).toBe(0);
     expect(sample(text, 'skybridge_inflight_streams')).toBeNumber();
@@ -179,13 +228,29 @@ describe('metrics', () => {
       expect(l).not.toContain('/v1/');
       expect(l).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}/); // UUIDs (request ids)
       for (const [, name] of l.matchAll(/([a-z_]+)="/g)) {
-        expect(['provider', 'endpoint', 'status_class', 'outcome', 'stream', 'le', 'model', 'direction', 'reason', 'type', 'result', 'version']).toContain(name!);
+        expect([
+          'provider',
+          'endpoint',
+          'status_class',
+          'outcome',
+          'stream',
+          'le',
+          'model',
+          'direction',
+          'reason',
+          'type',
+          'result',
+          'version',
+        ]).toContain(name!);
       }
     }
   });
 
   test('bearer token: 401 JSON without it or with a wrong one', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }] as Record<string, string>[]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }] as Record<
+      string,
+      string
+    >[]) {
       const res = await fetch(`${gw.url}/metrics`, { headers });
       expect(res.status).toBe(401);
       expect(res.headers.get('content-type')).toContain('application/json');
@@ -210,7 +275,14 @@ describe('metrics', () => {
     expect(sample(text, 'skybridge_config_reloads_total', { result: 'success' })).toBeGreaterThanOrEqual(1);
     expect(sample(text, 'skybridge_config_last_reload_successful')).toBe(1);
     // Counters survive a reload.
-    expect(sample(text, 'skybridge_requests_total', { provider: 'openai', endpoint: 'openai', status_class: '2xx', outcome: 'ok' })).toBe(6);
+    expect(
+      sample(text, 'skybridge_requests_total', {
+        provider: 'openai',
+        endpoint: 'openai',
+        status_class: '2xx',
+        outcome: 'ok',
+      }),
+    ).toBe(6);
 
     writeFileSync(gw.configPath, JSON.stringify({ ...full, metrics: { enabled: false } }));
     expect(await gw.gw.reload('test')).toBe(true);
@@ -227,15 +299,31 @@ describe('metrics', () => {
 describe('metrics without a token, on a custom path', () => {
   test('open scrape at metrics.path', async () => {
     const m = new MockUpstream();
-    const g = await startGateway({ providers: { openai: { keys: [{ name: 'k', value: fakeKey(), models: ['*'] }], network_config: { base_url: m.url } } }, metrics: { path: '/internal/metrics' } });
+    const g = await startGateway({
+      providers: {
+        openai: { keys: [{ name: 'k', value: fakeKey(), models: ['*'] }], network_config: { base_url: m.url } },
+      },
+      metrics: { path: '/internal/metrics' },
+    });
     try {
-      const r = await fetch(`${g.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }) });
+      const r = await fetch(`${g.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }),
+      });
       await r.text();
       await g.waitForLines(1);
       const res = await fetch(`${g.url}/internal/metrics`);
       expect(res.status).toBe(200);
       const text = await res.text();
-      expect(sample(text, 'skybridge_requests_total', { provider: 'openai', endpoint: 'openai', status_class: '2xx', outcome: 'ok' })).toBe(1);
+      expect(
+        sample(text, 'skybridge_requests_total', {
+          provider: 'openai',
+          endpoint: 'openai',
+          status_class: '2xx',
+          outcome: 'ok',
+        }),
+      ).toBe(1);
       expect((await fetch(`${g.url}/metrics`)).status).toBe(404);
     } finally {
       await g.stop();

@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import OpenAI from 'openai';
-import { CHAT_STREAM_TEXT, MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { CHAT_STREAM_TEXT, MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 
 const GW_KEY = fakeKey();
 let mock: MockUpstream;
@@ -14,7 +14,12 @@ let gw: TestGateway;
 beforeAll(async () => {
   mock = new MockUpstream();
   gw = await startGateway({
-    providers: { openai: { keys: [{ name: 'main', value: GW_KEY, models: ['*'] }], network_config: { base_url: mock.url, extra_headers: { 'x-team': 'research' } } } },
+    providers: {
+      openai: {
+        keys: [{ name: 'main', value: GW_KEY, models: ['*'] }],
+        network_config: { base_url: mock.url, extra_headers: { 'x-team': 'research' } },
+      },
+    },
   });
 });
 afterAll(async () => {
@@ -77,7 +82,9 @@ describe('OpenAI passthrough with the official SDK', () => {
   });
 
   test('GET with query string: models.list keeps the query', async () => {
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/models?limit=2&after=x%20y`, { headers: { authorization: 'Bearer dummy-key' } });
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/models?limit=2&after=x%20y`, {
+      headers: { authorization: 'Bearer dummy-key' },
+    });
     expect(res.status).toBe(200);
     expect(mock.last.method).toBe('GET');
     expect(mock.last.path).toBe('/v1/models');
@@ -105,7 +112,11 @@ describe('OpenAI passthrough with the official SDK', () => {
 
   test('all methods are forwarded, bodies of any type stream through intact', async () => {
     for (const method of ['PUT', 'PATCH', 'DELETE']) {
-      const res = await fetch(`${gw.url}/openai_passthrough/v1/things/1`, { method, headers: { 'content-type': 'application/json' }, body: method === 'DELETE' ? undefined : '{"a":1}' });
+      const res = await fetch(`${gw.url}/openai_passthrough/v1/things/1`, {
+        method,
+        headers: { 'content-type': 'application/json' },
+        body: method === 'DELETE' ? undefined : '{"a":1}',
+      });
       expect(res.status).toBe(200);
       expect(mock.last.method).toBe(method);
     }
@@ -121,7 +132,9 @@ describe('OpenAI passthrough with the official SDK', () => {
     expect(up.status).toBe(200);
     const received = mock.last;
     expect(received.headers['content-type']).toStartWith('multipart/form-data; boundary=');
-    const parsed = await new Response(received.body, { headers: { 'content-type': received.headers['content-type']! } }).formData();
+    const parsed = await new Response(received.body, {
+      headers: { 'content-type': received.headers['content-type']! },
+    }).formData();
     const file = parsed.get('file') as File;
     expect(new Uint8Array(await file.arrayBuffer())).toEqual(binary);
   });
@@ -131,10 +144,15 @@ describe('OpenAI passthrough with the official SDK', () => {
     const gz = Bun.gzipSync(JSON.stringify({ ok: 'ünïcødé ✓' }));
     mock.respondWith((_req, rec) => {
       if (rec.path === '/v1/audio/speech') return new Response(payload, { headers: { 'content-type': 'audio/mpeg' } });
-      if (rec.path === '/v1/gz') return new Response(gz, { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+      if (rec.path === '/v1/gz')
+        return new Response(gz, { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
       return undefined;
     });
-    const audio = await fetch(`${gw.url}/openai_passthrough/v1/audio/speech`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const audio = await fetch(`${gw.url}/openai_passthrough/v1/audio/speech`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(new Uint8Array(await audio.arrayBuffer())).toEqual(payload);
     const res = await fetch(`${gw.url}/openai_passthrough/v1/gz`, { decompress: false } as RequestInit);
     expect(res.headers.get('content-encoding')).toBe('gzip');

@@ -1,8 +1,8 @@
 /** Bad input and failure modes: each gets a clear JSON error and the right status. */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import OpenAI from 'openai';
-import { MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { MockUpstream } from './support/mock-upstream.ts';
 import { chunkedStream, rawRequest } from './support/raw-http.ts';
 
 const KEY = fakeKey();
@@ -14,7 +14,10 @@ beforeAll(async () => {
   gw = await startGateway({
     server: { max_request_body_mb: 1, buffer_body_limit_mb: 0.5 },
     providers: {
-      openai: { keys: [{ name: 'gpt4o-only', value: KEY, models: ['gpt-4o', 'gpt-4o-mini'] }], network_config: { base_url: mock.url } },
+      openai: {
+        keys: [{ name: 'gpt4o-only', value: KEY, models: ['gpt-4o', 'gpt-4o-mini'] }],
+        network_config: { base_url: mock.url },
+      },
       anthropic: { keys: [{ name: 'none', value: fakeKey(), models: [] }], network_config: { base_url: mock.url } },
     },
   });
@@ -97,13 +100,27 @@ describe('path safety', () => {
     expect(mock.last.query).toBe('limit=3');
     expect(mock.last.headers.authorization).toBe(`Bearer ${KEY}`);
     mock.reset();
-    const emptyHost = await rawRequest(gwPort(), 'POST', '/openai_passthrough/v1/chat/completions', { host: '', 'content-type': 'application/json' }, '{"model":"gpt-4o-mini","messages":[]}');
+    const emptyHost = await rawRequest(
+      gwPort(),
+      'POST',
+      '/openai_passthrough/v1/chat/completions',
+      { host: '', 'content-type': 'application/json' },
+      '{"model":"gpt-4o-mini","messages":[]}',
+    );
     expect(emptyHost.status).toBe(200);
     expect(mock.last.path).toBe('/v1/chat/completions');
     expect(new TextDecoder().decode(mock.last.body)).toBe('{"model":"gpt-4o-mini","messages":[]}');
     // Path safety and prefix boundaries hold for the bare target too.
-    await expectJsonError(await rawRequest(gwPort(), 'GET', '/openai_passthrough/..%2f..%2fetc/passwd', {}, '', '1.0'), 400, 'invalid_path');
-    await expectJsonError(await rawRequest(gwPort(), 'GET', '/openai_passthroughX/v1/models', {}, '', '1.0'), 404, 'not_found');
+    await expectJsonError(
+      await rawRequest(gwPort(), 'GET', '/openai_passthrough/..%2f..%2fetc/passwd', {}, '', '1.0'),
+      400,
+      'invalid_path',
+    );
+    await expectJsonError(
+      await rawRequest(gwPort(), 'GET', '/openai_passthroughX/v1/models', {}, '', '1.0'),
+      404,
+      'not_found',
+    );
     expect((await rawRequest(gwPort(), 'GET', '/health', {}, '', '1.0')).status).toBe(200);
   });
 
@@ -118,7 +135,11 @@ describe('path safety', () => {
     expect(message).toContain('Realtime');
     expect(mock.requests.length).toBe(0);
     // curl --http2 on http:// offers h2c this way; the gateway answers in HTTP/1.1 as usual.
-    const h2c = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/models', { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQCAAAAAAIAAAAA' });
+    const h2c = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/models', {
+      connection: 'Upgrade, HTTP2-Settings',
+      upgrade: 'h2c',
+      'http2-settings': 'AAMAAABkAAQCAAAAAAIAAAAA',
+    });
     expect(h2c.status).toBe(200);
     expect(mock.last.path).toBe('/v1/models');
     expect(mock.last.headers.upgrade).toBeUndefined();
@@ -134,7 +155,11 @@ describe('key selection', () => {
     const c = new OpenAI({ baseURL: `${gw.url}/openai_passthrough/v1`, apiKey: 'dummy', maxRetries: 0 });
     const err = await c.chat.completions.create({ model: 'gpt-5-secret-model', messages: [] }).catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-5-secret-model"}' });
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model":"gpt-5-secret-model"}',
+    });
     const message = await expectJsonError(res, 400, 'no_key_for_model');
     expect(message).toContain('openai');
     expect(message).toContain('gpt-5-secret-model');
@@ -142,14 +167,21 @@ describe('key selection', () => {
   });
 
   test('an empty models list allows no model', async () => {
-    const res = await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"claude-x"}' });
+    const res = await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model":"claude-x"}',
+    });
     await expectJsonError(res, 400, 'no_key_for_model');
   });
 });
 
 describe('bodies', () => {
   test('a declared body over max_request_body_mb: 413 before reading it', async () => {
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/files`, { method: 'POST', body: new Uint8Array(1024 * 1024 + 10) });
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/files`, {
+      method: 'POST',
+      body: new Uint8Array(1024 * 1024 + 10),
+    });
     await expectJsonError(res, 413, 'payload_too_large');
     expect(mock.requests.length).toBe(0);
   });
@@ -164,13 +196,22 @@ describe('bodies', () => {
         c.enqueue(chunk);
       },
     });
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/files`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit);
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/files`, {
+      method: 'POST',
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
     await expectJsonError(res, 413, 'payload_too_large');
   });
 
   test('a chunked body (no declared length) within the buffer limit is held: its model picks the key', async () => {
     const chunked = (text: string) =>
-      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chunkedStream(text), duplex: 'half' } as RequestInit);
+      fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: chunkedStream(text),
+        duplex: 'half',
+      } as RequestInit);
     const ok = '{"model":"gpt-4o","messages":[{"role":"user","content":"hé"}]}';
     const res = await chunked(ok);
     expect(res.status).toBe(200);
@@ -193,7 +234,12 @@ describe('bodies', () => {
         c.enqueue(big.slice(at, (at += 64 * 1024)));
       },
     });
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/uploads`, { method: 'POST', body: stream, headers: { 'content-type': 'application/octet-stream' }, duplex: 'half' } as RequestInit);
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/uploads`, {
+      method: 'POST',
+      body: stream,
+      headers: { 'content-type': 'application/octet-stream' },
+      duplex: 'half',
+    } as RequestInit);
     expect(res.status).toBe(200);
     expect(mock.last.body).toEqual(big);
     const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
@@ -202,13 +248,21 @@ describe('bodies', () => {
 
   test('a body above the buffer limit streams through intact (no model lookup)', async () => {
     const big = crypto.getRandomValues(new Uint8Array(700 * 1024));
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/uploads`, { method: 'POST', body: big, headers: { 'content-type': 'application/octet-stream' } });
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/uploads`, {
+      method: 'POST',
+      body: big,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     expect(res.status).toBe(200);
     expect(mock.last.body).toEqual(big);
   });
 
   test('malformed JSON is forwarded as is; the upstream answers it', async () => {
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model": "gpt-4o", oops' });
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model": "gpt-4o", oops',
+    });
     expect(res.status).toBe(200);
     expect(new TextDecoder().decode(mock.last.body)).toBe('{"model": "gpt-4o", oops');
   });
@@ -233,7 +287,17 @@ describe('headers', () => {
       },
     });
     const h = mock.last.headers;
-    for (const name of ['x-secret-hop', 'te', 'proxy-authorization', 'cookie', 'x-bf-vk', 'x-skybridge-debug', 'api-key', 'x-goog-api-key']) expect(h[name]).toBeUndefined();
+    for (const name of [
+      'x-secret-hop',
+      'te',
+      'proxy-authorization',
+      'cookie',
+      'x-bf-vk',
+      'x-skybridge-debug',
+      'api-key',
+      'x-goog-api-key',
+    ])
+      expect(h[name]).toBeUndefined();
     expect(h['openai-organization']).toBe('org-1');
     expect(h['openai-beta']).toBe('assistants=v2');
     expect(h['user-agent']).toBe('my-app/1.0');
@@ -241,20 +305,21 @@ describe('headers', () => {
   });
 
   test('response: credentials and cookies dropped, rate-limit headers and ids kept, x-request-id added', async () => {
-    mock.respondWith(() =>
-      new Response('{"ok":true}', {
-        headers: {
-          'content-type': 'application/json',
-          'set-cookie': 'provider_session=abc',
-          'x-api-key': 'echoed',
-          authorization: 'Bearer echoed',
-          'x-goog-api-key': 'echoed',
-          'x-ratelimit-remaining-requests': '99',
-          'openai-processing-ms': '12',
-          'x-request-id': 'req_abc',
-          'retry-after': '1',
-        },
-      }),
+    mock.respondWith(
+      () =>
+        new Response('{"ok":true}', {
+          headers: {
+            'content-type': 'application/json',
+            'set-cookie': 'provider_session=abc',
+            'x-api-key': 'echoed',
+            authorization: 'Bearer echoed',
+            'x-goog-api-key': 'echoed',
+            'x-ratelimit-remaining-requests': '99',
+            'openai-processing-ms': '12',
+            'x-request-id': 'req_abc',
+            'retry-after': '1',
+          },
+        }),
     );
     const res = await fetch(`${gw.url}/openai_passthrough/v1/models`);
     expect(res.headers.get('set-cookie')).toBeNull();
@@ -270,7 +335,11 @@ describe('headers', () => {
   });
 
   test('redirects are returned, never followed with credentials', async () => {
-    mock.respondWith((_req, rec) => (rec.path === '/v1/redirect' ? new Response(null, { status: 307, headers: { location: `${mock.url}/v1/elsewhere` } }) : undefined));
+    mock.respondWith((_req, rec) =>
+      rec.path === '/v1/redirect'
+        ? new Response(null, { status: 307, headers: { location: `${mock.url}/v1/elsewhere` } })
+        : undefined,
+    );
     const res = await fetch(`${gw.url}/openai_passthrough/v1/redirect`, { redirect: 'manual' });
     expect(res.status).toBe(307);
     expect(mock.requests.map((r) => r.path)).toEqual(['/v1/redirect']);

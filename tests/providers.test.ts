@@ -37,8 +37,17 @@ beforeAll(async () => {
   gw = await startGateway({
     providers: {
       'my-echo': { api: 'echo-test', keys: [{ name: 'e', value: ECHO_KEY }], network_config: { base_url: mock.url } },
-      'local-vllm': { api: 'openai', keys: [{ name: 'v', value: VLLM_KEY }], auth: { header: 'api-key', prefix: '' }, network_config: { base_url: `${mock.url}/vllm` } },
-      'claude-like': { custom_provider_config: { base_provider_type: 'anthropic' }, keys: [{ name: 'c', value: CLAUDE_KEY }], network_config: { base_url: mock.url } },
+      'local-vllm': {
+        api: 'openai',
+        keys: [{ name: 'v', value: VLLM_KEY }],
+        auth: { header: 'api-key', prefix: '' },
+        network_config: { base_url: `${mock.url}/vllm` },
+      },
+      'claude-like': {
+        custom_provider_config: { base_provider_type: 'anthropic' },
+        keys: [{ name: 'c', value: CLAUDE_KEY }],
+        network_config: { base_url: mock.url },
+      },
       'keyless-local': { api: 'openai', network_config: { base_url: mock.url } },
       openai: { keys: [{ name: 'o', value: fakeKey() }], network_config: { base_url: `${mock.url}/real-openai` } },
     },
@@ -53,13 +62,22 @@ beforeEach(() => mock.reset());
 describe('an implementation defined outside src/ (one object and a registration)', () => {
   test('the OpenAI SDK through /passthrough/my-echo: its URL rule and key header, usage in the log', async () => {
     const client = new OpenAI({ baseURL: `${gw.url}/passthrough/my-echo/v1`, apiKey: 'dummy' });
-    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    const answer = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(answer.choices[0]!.message.content).toBe('hello from mock');
     expect(mock.last.path).toBe('/echo-api/v1/chat/completions');
     expect(mock.last.headers['x-echo-key']).toBe(`K=${ECHO_KEY}`);
     expect(mock.last.headers.authorization).toBeUndefined();
     const line = await gw.waitForLine((l) => l.provider === 'my-echo');
-    expect(line).toMatchObject({ endpoint: 'passthrough', provider: 'my-echo', model: 'gpt-4o-mini', key: 'e', status: 200 });
+    expect(line).toMatchObject({
+      endpoint: 'passthrough',
+      provider: 'my-echo',
+      model: 'gpt-4o-mini',
+      key: 'e',
+      status: 200,
+    });
     expect(line.usage.input_tokens).toBe(MOCK_USAGE.input);
   });
 });
@@ -67,7 +85,12 @@ describe('an implementation defined outside src/ (one object and a registration)
 describe('providers that exist only in the config', () => {
   test('api: openai with its own auth header and a base path: streamed chat through the OpenAI SDK', async () => {
     const client = new OpenAI({ baseURL: `${gw.url}/passthrough/local-vllm/v1`, apiKey: 'dummy' });
-    const stream = await client.chat.completions.create({ model: 'qwen', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
+    const stream = await client.chat.completions.create({
+      model: 'qwen',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
     expect(text).toContain('hello');
@@ -81,7 +104,11 @@ describe('providers that exist only in the config', () => {
 
   test("Bifrost's custom_provider_config.base_provider_type: the Anthropic SDK, x-api-key", async () => {
     const client = new Anthropic({ baseURL: `${gw.url}/passthrough/claude-like`, apiKey: 'dummy' });
-    const msg = await client.messages.create({ model: 'claude-x', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
+    const msg = await client.messages.create({
+      model: 'claude-x',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(msg.content[0]).toMatchObject({ type: 'text', text: 'hello from mock' });
     expect(mock.last.headers['x-api-key']).toBe(CLAUDE_KEY);
     expect(mock.last.headers['anthropic-version']).toBeString();
@@ -121,6 +148,8 @@ describe('config errors name the field', () => {
   });
 
   test("a virtual key's provider list must name configured providers", async () => {
-    await expect(startGateway({ governance: { virtual_keys: [{ name: 'a', value: 'vk-abc', providers: ['opneai'] }] } })).rejects.toThrow('governance.virtual_keys[0].providers[0]');
+    await expect(
+      startGateway({ governance: { virtual_keys: [{ name: 'a', value: 'vk-abc', providers: ['opneai'] }] } }),
+    ).rejects.toThrow('governance.virtual_keys[0].providers[0]');
   });
 });

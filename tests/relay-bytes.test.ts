@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { MockUpstream, chatAnswer, MOCK_USAGE } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { chatAnswer, MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { seededRandom } from './support/random.ts';
 
 let mock: MockUpstream;
@@ -20,7 +20,9 @@ let gw: TestGateway;
 
 beforeAll(async () => {
   mock = new MockUpstream();
-  gw = await startGateway({ providers: { openai: { keys: [{ name: 'k', value: fakeKey() }], network_config: { base_url: mock.url } } } });
+  gw = await startGateway({
+    providers: { openai: { keys: [{ name: 'k', value: fakeKey() }], network_config: { base_url: mock.url } } },
+  });
 });
 afterAll(async () => {
   await gw.stop();
@@ -63,7 +65,9 @@ function slowGet(url: string, path: string): Promise<{ status: number; body: Uin
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     const socket = connect(Number(port), hostname, () => {
-      socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\nauthorization: Bearer sk-dummy\r\nconnection: close\r\n\r\n`);
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\nauthorization: Bearer sk-dummy\r\nconnection: close\r\n\r\n`,
+      );
     });
     let received = 0;
     let nextPause = 256 * 1024;
@@ -110,8 +114,14 @@ function parseChunkedResponse(raw: Buffer): { status: number; body: Uint8Array }
 describe('relayed bodies arrive byte for byte', () => {
   test('24 MB binary download, fast reader', async () => {
     const chunks = randomChunks(1, 24 * 1024 * 1024);
-    mock.respondWith((_req, rec) => (rec.path === '/v1/files/f1/content' ? new Response(streamOf(chunks), { headers: { 'content-type': 'application/octet-stream' } }) : undefined));
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/files/f1/content`, { headers: { authorization: 'Bearer sk-dummy' } });
+    mock.respondWith((_req, rec) =>
+      rec.path === '/v1/files/f1/content'
+        ? new Response(streamOf(chunks), { headers: { 'content-type': 'application/octet-stream' } })
+        : undefined,
+    );
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/files/f1/content`, {
+      headers: { authorization: 'Bearer sk-dummy' },
+    });
     expect(res.status).toBe(200);
     const got = new Uint8Array(await res.arrayBuffer());
     expect(got.byteLength).toBe(24 * 1024 * 1024);
@@ -122,7 +132,11 @@ describe('relayed bodies arrive byte for byte', () => {
 
   test('16 MB binary download, a reader that stops reading its socket', async () => {
     const chunks = randomChunks(2, 16 * 1024 * 1024);
-    mock.respondWith((_req, rec) => (rec.path === '/v1/files/f2/content' ? new Response(streamOf(chunks), { headers: { 'content-type': 'application/octet-stream' } }) : undefined));
+    mock.respondWith((_req, rec) =>
+      rec.path === '/v1/files/f2/content'
+        ? new Response(streamOf(chunks), { headers: { 'content-type': 'application/octet-stream' } })
+        : undefined,
+    );
     const { status, body } = await slowGet(gw.url, '/openai_passthrough/v1/files/f2/content');
     expect(status).toBe(200);
     expect(body.byteLength).toBe(16 * 1024 * 1024);
@@ -134,11 +148,23 @@ describe('relayed bodies arrive byte for byte', () => {
     const frames: Uint8Array[] = [];
     const rand = seededRandom(3);
     for (let i = 0; i < 3000; i++) {
-      const content = 'x'.repeat(rand(4000)) + ` ✓ ${i}`;
-      frames.push(enc.encode(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] })}\n\n`));
+      const content = `${'x'.repeat(rand(4000))} ✓ ${i}`;
+      frames.push(
+        enc.encode(
+          `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] })}\n\n`,
+        ),
+      );
     }
-    frames.push(enc.encode(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 5, completion_tokens: 3000, total_tokens: 3005 } })}\n\ndata: [DONE]\n\n`));
-    mock.respondWith((_req, rec) => (rec.path === '/v1/sse-bytes' ? new Response(streamOf(frames), { headers: { 'content-type': 'text/event-stream' } }) : undefined));
+    frames.push(
+      enc.encode(
+        `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 5, completion_tokens: 3000, total_tokens: 3005 } })}\n\ndata: [DONE]\n\n`,
+      ),
+    );
+    mock.respondWith((_req, rec) =>
+      rec.path === '/v1/sse-bytes'
+        ? new Response(streamOf(frames), { headers: { 'content-type': 'text/event-stream' } })
+        : undefined,
+    );
     const { status, body } = await slowGet(gw.url, '/openai_passthrough/v1/sse-bytes');
     expect(status).toBe(200);
     expect(sha256(body)).toBe(sha256(concat(frames)));
@@ -151,8 +177,16 @@ describe('relayed bodies arrive byte for byte', () => {
     const bytes = new TextEncoder().encode(JSON.stringify(answer));
     const pieces: Uint8Array[] = [];
     for (let at = 0; at < bytes.byteLength; at += 65_536) pieces.push(bytes.subarray(at, at + 65_536));
-    mock.respondWith((_req, rec) => (rec.path === '/v1/big-json' ? new Response(streamOf(pieces), { headers: { 'content-type': 'application/json' } }) : undefined));
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/big-json`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-dummy' }, body: '{"model":"gpt-4o-mini"}' });
+    mock.respondWith((_req, rec) =>
+      rec.path === '/v1/big-json'
+        ? new Response(streamOf(pieces), { headers: { 'content-type': 'application/json' } })
+        : undefined,
+    );
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/big-json`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-dummy' },
+      body: '{"model":"gpt-4o-mini"}',
+    });
     const got = new Uint8Array(await res.arrayBuffer());
     expect(sha256(got)).toBe(sha256(bytes));
     const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
@@ -164,8 +198,19 @@ describe('relayed bodies arrive byte for byte', () => {
     const gz = new Uint8Array(gzipSync(JSON.stringify(answer)));
     const pieces: Uint8Array[] = [];
     for (let at = 0; at < gz.byteLength; at += 4096) pieces.push(gz.subarray(at, at + 4096));
-    mock.respondWith((_req, rec) => (rec.path === '/v1/big-gzip' ? new Response(streamOf(pieces), { headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } }) : undefined));
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/big-gzip`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-dummy' }, body: '{"model":"gpt-4o-mini"}', decompress: false });
+    mock.respondWith((_req, rec) =>
+      rec.path === '/v1/big-gzip'
+        ? new Response(streamOf(pieces), {
+            headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+          })
+        : undefined,
+    );
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/big-gzip`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-dummy' },
+      body: '{"model":"gpt-4o-mini"}',
+      decompress: false,
+    });
     expect(res.headers.get('content-encoding')).toBe('gzip');
     const got = new Uint8Array(await res.arrayBuffer());
     expect(sha256(got)).toBe(sha256(gz));

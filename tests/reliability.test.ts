@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import OpenAI from 'openai';
-import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { chunkedStream } from './support/raw-http.ts';
 
 const KEY_A = fakeKey('sk-a');
@@ -30,11 +30,21 @@ beforeAll(async () => {
           { name: 'a', value: KEY_A, weight: 1 },
           { name: 'b', value: KEY_B, weight: 1 },
         ],
-        network_config: { base_url: mock.url, max_retries: 2, retry_backoff_initial: 20, retry_backoff_max: 100, default_request_timeout_in_seconds: 1, stream_idle_timeout_in_seconds: 1 },
+        network_config: {
+          base_url: mock.url,
+          max_retries: 2,
+          retry_backoff_initial: 20,
+          retry_backoff_max: 100,
+          default_request_timeout_in_seconds: 1,
+          stream_idle_timeout_in_seconds: 1,
+        },
       },
       // No keys: direct-key mode.
       anthropic: { network_config: { base_url: mock.url } },
-      gemini: { keys: [{ name: 'g', value: fakeKey('gk') }], network_config: { base_url: `http://127.0.0.1:${await deadPort()}` } },
+      gemini: {
+        keys: [{ name: 'g', value: fakeKey('gk') }],
+        network_config: { base_url: `http://127.0.0.1:${await deadPort()}` },
+      },
     },
   });
 });
@@ -45,7 +55,12 @@ afterAll(async () => {
 beforeEach(() => mock.reset());
 
 const post = (path: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
-  fetch(`${gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal });
+  fetch(`${gw.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+    signal,
+  });
 
 const lineFor = (res: Response) => gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
 
@@ -92,9 +107,23 @@ describe('upstream failures', () => {
 
   test('client abort mid-stream cancels the upstream stream; logged as client_aborted with partial usage', async () => {
     const abortedBefore = mock.abortedStreams;
-    mock.respondWith((req, rec) => mock.sse(req, [...chatStream(rec.json.model), ...Array.from({ length: 50 }, () => [undefined, { choices: [] }] as [undefined, unknown])], 100));
+    mock.respondWith((req, rec) =>
+      mock.sse(
+        req,
+        [
+          ...chatStream(rec.json.model),
+          ...Array.from({ length: 50 }, () => [undefined, { choices: [] }] as [undefined, unknown]),
+        ],
+        100,
+      ),
+    );
     const ac = new AbortController();
-    const res = await post('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', stream: true }, {}, ac.signal);
+    const res = await post(
+      '/openai_passthrough/v1/chat/completions',
+      { model: 'gpt-4o-mini', stream: true },
+      {},
+      ac.signal,
+    );
     const reader = res.body!.getReader();
     await reader.read();
     ac.abort();
@@ -106,7 +135,16 @@ describe('upstream failures', () => {
   });
 
   test('a stream that goes idle longer than the limit is ended', async () => {
-    mock.respondWith((req) => mock.sse(req, [[undefined, { choices: [] }], [undefined, { choices: [] }]], 2500));
+    mock.respondWith((req) =>
+      mock.sse(
+        req,
+        [
+          [undefined, { choices: [] }],
+          [undefined, { choices: [] }],
+        ],
+        2500,
+      ),
+    );
     const res = await post('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', stream: true });
     const text = await res.text().catch(() => 'errored');
     expect(text.length).toBeGreaterThan(0);
@@ -118,7 +156,11 @@ describe('upstream failures', () => {
 
 describe('retries', () => {
   test('429 on one key, 200 on the other: the client never notices', async () => {
-    mock.respondWith((_req, rec) => (rec.headers.authorization === `Bearer ${KEY_A}` ? Response.json({ error: { message: 'rate limited' } }, { status: 429 }) : undefined));
+    mock.respondWith((_req, rec) =>
+      rec.headers.authorization === `Bearer ${KEY_A}`
+        ? Response.json({ error: { message: 'rate limited' } }, { status: 429 })
+        : undefined,
+    );
     const client = new OpenAI({ baseURL: `${gw.url}/openai_passthrough/v1`, apiKey: 'dummy', maxRetries: 0 });
     // The first key is a weighted random choice, so keep going until key a was tried
     // first at least twice (bounded: 40 requests all drawing b first has p = 2^-40).
@@ -133,12 +175,15 @@ describe('retries', () => {
       retried = mine.filter((l) => l.attempts === 2);
     }
     expect(retried.length).toBeGreaterThanOrEqual(2);
-    for (const l of retried) expect(l).toMatchObject({ key: 'b', status: 200, retries: [{ attempt: 1, key: 'a', reason: '429' }] });
+    for (const l of retried)
+      expect(l).toMatchObject({ key: 'b', status: 200, retries: [{ attempt: 1, key: 'a', reason: '429' }] });
   });
 
   test('Retry-After is honoured', async () => {
     let n = 0;
-    mock.respondWith(() => (n++ === 0 ? new Response('{}', { status: 503, headers: { 'retry-after': '1' } }) : undefined));
+    mock.respondWith(() =>
+      n++ === 0 ? new Response('{}', { status: 503, headers: { 'retry-after': '1' } }) : undefined,
+    );
     const started = performance.now();
     const res = await post('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini' });
     expect(res.status).toBe(200);
@@ -147,7 +192,9 @@ describe('retries', () => {
   });
 
   test('exhausted retries return the last upstream answer as it is', async () => {
-    mock.respondWith(() => Response.json({ error: { message: 'overloaded', n: mock.requests.length } }, { status: 503 }));
+    mock.respondWith(() =>
+      Response.json({ error: { message: 'overloaded', n: mock.requests.length } }, { status: 503 }),
+    );
     const res = await post('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini' });
     expect(res.status).toBe(503);
     expect((await res.json()).error.n).toBe(3);
@@ -183,7 +230,9 @@ describe('retries', () => {
 
   test('a small chunked body (no declared length) is held and replayed on retry', async () => {
     let calls = 0;
-    mock.respondWith(() => (++calls === 1 ? Response.json({ error: { message: 'slow down' } }, { status: 429 }) : undefined));
+    mock.respondWith(() =>
+      ++calls === 1 ? Response.json({ error: { message: 'slow down' } }, { status: 429 }) : undefined,
+    );
     const text = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'again' }] });
     const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
       method: 'POST',
@@ -199,7 +248,10 @@ describe('retries', () => {
 
   test('a body too large to hold goes once, without retries', async () => {
     mock.respondWith(() => new Response('{}', { status: 503 }));
-    const res = await fetch(`${gw.url}/openai_passthrough/v1/files`, { method: 'POST', body: new Uint8Array(9 * 1024 * 1024) });
+    const res = await fetch(`${gw.url}/openai_passthrough/v1/files`, {
+      method: 'POST',
+      body: new Uint8Array(9 * 1024 * 1024),
+    });
     expect(res.status).toBe(503);
     expect(mock.requests.length).toBe(1);
   });
@@ -207,16 +259,27 @@ describe('retries', () => {
 
 describe('direct keys', () => {
   test("a provider without keys forwards the client's own credential unchanged", async () => {
-    const res = await post('/anthropic_passthrough/v1/messages', { model: 'claude-x', max_tokens: 1, messages: [] }, { 'x-api-key': 'client-own-key' });
+    const res = await post(
+      '/anthropic_passthrough/v1/messages',
+      { model: 'claude-x', max_tokens: 1, messages: [] },
+      { 'x-api-key': 'client-own-key' },
+    );
     expect(res.status).toBe(200);
     expect(mock.last.headers['x-api-key']).toBe('client-own-key');
     expect((await lineFor(res)).key).toBe('direct');
   });
 
   test('direct_keys: false refuses with 401', async () => {
-    const g2 = await startGateway({ direct_keys: false, providers: { anthropic: { network_config: { base_url: mock.url } } } });
+    const g2 = await startGateway({
+      direct_keys: false,
+      providers: { anthropic: { network_config: { base_url: mock.url } } },
+    });
     try {
-      const res = await fetch(`${g2.url}/anthropic_passthrough/v1/messages`, { method: 'POST', headers: { 'x-api-key': 'client-own-key', 'content-type': 'application/json' }, body: '{}' });
+      const res = await fetch(`${g2.url}/anthropic_passthrough/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': 'client-own-key', 'content-type': 'application/json' },
+        body: '{}',
+      });
       expect(res.status).toBe(401);
       expect((await res.json()).error.message).toContain('direct_keys');
       expect(mock.requests.length).toBe(0);
@@ -258,14 +321,25 @@ describe('a rate-limited key rests', () => {
         expect(mock.last.headers.authorization).toBe(`Bearer ${BACKUP}`);
       }
       expect(Date.now() - restedAt).toBeLessThan(1500);
-      const resting = async () => /^skybridge_keys_resting\{provider="openai"\} (\d+)$/m.exec(await (await fetch(`${g2.url}/metrics`)).text())?.[1];
+      const resting = async () =>
+        /^skybridge_keys_resting\{provider="openai"\} (\d+)$/m.exec(
+          await (await fetch(`${g2.url}/metrics`)).text(),
+        )?.[1];
       expect(await resting()).toBe('1');
       await Bun.sleep(2100 - (Date.now() - restedAt));
       expect(await resting()).toBe('0');
       await chat();
       expect(mock.last.headers.authorization).toBe(`Bearer ${MAIN}`);
       const keys = (await g2.waitForLines(7)).map((l) => `${l.key}:${l.status}`);
-      expect(keys).toEqual(['main:429', 'backup:200', 'backup:200', 'backup:200', 'backup:200', 'backup:200', 'main:200']);
+      expect(keys).toEqual([
+        'main:429',
+        'backup:200',
+        'backup:200',
+        'backup:200',
+        'backup:200',
+        'backup:200',
+        'main:200',
+      ]);
     } finally {
       await g2.stop();
     }
@@ -274,14 +348,32 @@ describe('a rate-limited key rests', () => {
   test('429 without Retry-After: no rest (the key is drawn as usual)', async () => {
     const MAIN = fakeKey('sk-main');
     const g2 = await startGateway({
-      providers: { openai: { keys: [{ name: 'main', value: MAIN, weight: 1 }, { name: 'backup', value: fakeKey(), weight: 0 }], network_config: { base_url: mock.url } } },
+      providers: {
+        openai: {
+          keys: [
+            { name: 'main', value: MAIN, weight: 1 },
+            { name: 'backup', value: fakeKey(), weight: 0 },
+          ],
+          network_config: { base_url: mock.url },
+        },
+      },
     });
     try {
       let n = 0;
-      mock.respondWith(() => (n++ === 0 ? Response.json({ error: { message: 'rate limited' } }, { status: 429 }) : undefined));
-      const first = await fetch(`${g2.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o"}' });
+      mock.respondWith(() =>
+        n++ === 0 ? Response.json({ error: { message: 'rate limited' } }, { status: 429 }) : undefined,
+      );
+      const first = await fetch(`${g2.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"model":"gpt-4o"}',
+      });
       expect(first.status).toBe(429);
-      const next = await fetch(`${g2.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o"}' });
+      const next = await fetch(`${g2.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"model":"gpt-4o"}',
+      });
       expect(next.status).toBe(200);
       expect(mock.last.headers.authorization).toBe(`Bearer ${MAIN}`);
     } finally {
@@ -307,7 +399,11 @@ describe('weighted key choice', () => {
     try {
       const counts: Record<string, number> = {};
       for (let i = 0; i < 300; i++) {
-        const res = await fetch(`${g2.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o"}' });
+        const res = await fetch(`${g2.url}/openai_passthrough/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"model":"gpt-4o"}',
+        });
         await res.arrayBuffer();
       }
       for (const l of await g2.waitForLines(300)) counts[l.key] = (counts[l.key] ?? 0) + 1;

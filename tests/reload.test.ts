@@ -9,13 +9,15 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey } from './support/gateway.ts';
-import { runCli, startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+import { chatStream, MockUpstream } from './support/mock-upstream.ts';
+import { type GatewayProcess, runCli, startGatewayProcess, tempDir } from './support/process.ts';
 
 const mock = new MockUpstream();
 // Streams for model "slow": 7 frames 250 ms apart (~1.5 s), long enough to edit the config meanwhile.
-mock.respondWith((req, rec) => (rec.json?.stream && rec.json?.model === 'slow' ? mock.sse(req, chatStream('slow'), 250) : undefined));
+mock.respondWith((req, rec) =>
+  rec.json?.stream && rec.json?.model === 'slow' ? mock.sse(req, chatStream('slow'), 250) : undefined,
+);
 
 const procs: GatewayProcess[] = [];
 afterAll(async () => {
@@ -113,11 +115,23 @@ describe('hot reload of a plain file', () => {
 
   test('an invalid edit is logged with file, line and field; the old key stays in force', async () => {
     const from = gp.mark();
-    writeFileSync(configPath, configYaml(dir, keys[3]!).replace('      base_url:', '      max_retries: lots\n      base_url:'));
-    const rejected = await gp.waitForLog((l) => l.msg === 'config reload rejected; previous config stays in force', 5000, from);
+    writeFileSync(
+      configPath,
+      configYaml(dir, keys[3]!).replace('      base_url:', '      max_retries: lots\n      base_url:'),
+    );
+    const rejected = await gp.waitForLog(
+      (l) => l.msg === 'config reload rejected; previous config stays in force',
+      5000,
+      from,
+    );
     expect(rejected.level).toBe('error');
     expect(rejected.problems).toContainEqual(
-      expect.objectContaining({ file: configPath, line: 11, col: 20, path: 'providers.openai.network_config.max_retries' }),
+      expect.objectContaining({
+        file: configPath,
+        line: 11,
+        col: 20,
+        path: 'providers.openai.network_config.max_retries',
+      }),
     );
     expect(rejected.error).toContain(`${configPath}:11:20: providers.openai.network_config.max_retries`);
     expect(await chat(gp)).toBe(`Bearer ${keys[2]}`);
@@ -125,7 +139,11 @@ describe('hot reload of a plain file', () => {
     // A YAML syntax error: rejected with its position too.
     const from2 = gp.mark();
     writeFileSync(configPath, configYaml(dir, keys[3]!).replace('models: ["*"]', 'models: ["*"'));
-    const syntax = await gp.waitForLog((l) => l.msg === 'config reload rejected; previous config stays in force', 5000, from2);
+    const syntax = await gp.waitForLog(
+      (l) => l.msg === 'config reload rejected; previous config stays in force',
+      5000,
+      from2,
+    );
     expect(syntax.problems[0]).toMatchObject({ file: configPath, line: expect.any(Number) });
     expect(await chat(gp)).toBe(`Bearer ${keys[2]}`);
   });
@@ -217,7 +235,13 @@ describe('a request log file that cannot be opened', () => {
     const logPath = join(dir, 'a-directory');
     mkdirSync(logPath);
     const configPath = join(dir, 'config.yaml');
-    writeFileSync(configPath, configYaml(dir, fakeKey('sk-logstart')).replace(JSON.stringify(join(dir, 'requests.ndjson')), JSON.stringify(logPath)));
+    writeFileSync(
+      configPath,
+      configYaml(dir, fakeKey('sk-logstart')).replace(
+        JSON.stringify(join(dir, 'requests.ndjson')),
+        JSON.stringify(logPath),
+      ),
+    );
     const r = await runCli(['--config', configPath]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`logs.file ${logPath} cannot be opened`);
@@ -235,7 +259,10 @@ describe('a request log file that cannot be opened', () => {
     const bad = join(dir, 'now-a-directory');
     mkdirSync(bad);
     const from = gp.mark();
-    writeFileSync(configPath, configYaml(dir, keys[1]!).replace(JSON.stringify(join(dir, 'requests.ndjson')), JSON.stringify(bad)));
+    writeFileSync(
+      configPath,
+      configYaml(dir, keys[1]!).replace(JSON.stringify(join(dir, 'requests.ndjson')), JSON.stringify(bad)),
+    );
     const error = await gp.waitForLog((l) => l.level === 'error' && /cannot be opened/.test(l.msg), 5000, from);
     expect(error.msg).toContain('the request log stays where it was');
     await gp.waitForLog(reloaded, 5000, from);

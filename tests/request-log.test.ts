@@ -4,12 +4,12 @@
  * deleted under a running gateway is made again at its path.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
-import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import type { StaticPlugin as Plugin } from '../src/core/plugin.ts';
-import { chatStream, MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
+import { chatStream, MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { startGatewayProcess, tempDir } from './support/process.ts';
 
 const SECRETS = { openai: fakeKey(), anthropic: fakeKey('sk-ant'), gemini: fakeKey('AIzaTest'), vertex: fakeKey('vx') };
@@ -49,7 +49,11 @@ afterAll(async () => {
 beforeEach(() => mock.reset());
 
 async function send(path: string, body: unknown) {
-  const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${gw.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   const text = await res.text();
   expect(res.status).toBe(200);
   const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
@@ -61,16 +65,73 @@ const openaiUsage = { input_tokens: U.input, output_tokens: U.output, total_toke
 
 describe('usage for every API style', () => {
   const cases: Array<[string, string, unknown, Record<string, number>]> = [
-    ['OpenAI chat', '/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', messages: [] }, { ...openaiUsage, cache_read_input_tokens: U.cacheRead }],
-    ['OpenAI chat, streamed', '/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true } }, openaiUsage],
-    ['OpenAI Responses', '/openai_passthrough/v1/responses', { model: 'gpt-4.1', input: 'x' }, { ...openaiUsage, cache_read_input_tokens: U.cacheRead, reasoning_tokens: 0 }],
-    ['OpenAI Responses, streamed', '/openai_passthrough/v1/responses', { model: 'gpt-4.1', input: 'x', stream: true }, { ...openaiUsage, cache_read_input_tokens: U.cacheRead, reasoning_tokens: 0 }],
-    ['Anthropic', '/anthropic_passthrough/v1/messages', { model: 'claude-sonnet-4-20250514', max_tokens: 5 }, { input_tokens: U.input, output_tokens: U.output, cache_read_input_tokens: U.cacheRead, cache_creation_input_tokens: U.cacheWrite, total_tokens: U.input + U.output + U.cacheRead + U.cacheWrite }],
-    ['Anthropic, streamed', '/anthropic_passthrough/v1/messages', { model: 'claude-sonnet-4-20250514', max_tokens: 5, stream: true }, { input_tokens: U.input, output_tokens: U.output, cache_read_input_tokens: U.cacheRead, cache_creation_input_tokens: U.cacheWrite, total_tokens: U.input + U.output + U.cacheRead + U.cacheWrite }],
+    [
+      'OpenAI chat',
+      '/openai_passthrough/v1/chat/completions',
+      { model: 'gpt-4o-mini', messages: [] },
+      { ...openaiUsage, cache_read_input_tokens: U.cacheRead },
+    ],
+    [
+      'OpenAI chat, streamed',
+      '/openai_passthrough/v1/chat/completions',
+      { model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true } },
+      openaiUsage,
+    ],
+    [
+      'OpenAI Responses',
+      '/openai_passthrough/v1/responses',
+      { model: 'gpt-4.1', input: 'x' },
+      { ...openaiUsage, cache_read_input_tokens: U.cacheRead, reasoning_tokens: 0 },
+    ],
+    [
+      'OpenAI Responses, streamed',
+      '/openai_passthrough/v1/responses',
+      { model: 'gpt-4.1', input: 'x', stream: true },
+      { ...openaiUsage, cache_read_input_tokens: U.cacheRead, reasoning_tokens: 0 },
+    ],
+    [
+      'Anthropic',
+      '/anthropic_passthrough/v1/messages',
+      { model: 'claude-sonnet-4-20250514', max_tokens: 5 },
+      {
+        input_tokens: U.input,
+        output_tokens: U.output,
+        cache_read_input_tokens: U.cacheRead,
+        cache_creation_input_tokens: U.cacheWrite,
+        total_tokens: U.input + U.output + U.cacheRead + U.cacheWrite,
+      },
+    ],
+    [
+      'Anthropic, streamed',
+      '/anthropic_passthrough/v1/messages',
+      { model: 'claude-sonnet-4-20250514', max_tokens: 5, stream: true },
+      {
+        input_tokens: U.input,
+        output_tokens: U.output,
+        cache_read_input_tokens: U.cacheRead,
+        cache_creation_input_tokens: U.cacheWrite,
+        total_tokens: U.input + U.output + U.cacheRead + U.cacheWrite,
+      },
+    ],
     ['Gemini', '/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent', { contents: [] }, openaiUsage],
-    ['Gemini, streamed', '/genai_passthrough/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', { contents: [] }, openaiUsage],
-    ['Vertex', '/genai_passthrough/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent', { contents: [] }, openaiUsage],
-    ['Vertex, streamed', '/genai_passthrough/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse', { contents: [] }, openaiUsage],
+    [
+      'Gemini, streamed',
+      '/genai_passthrough/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+      { contents: [] },
+      openaiUsage,
+    ],
+    [
+      'Vertex',
+      '/genai_passthrough/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent',
+      { contents: [] },
+      openaiUsage,
+    ],
+    [
+      'Vertex, streamed',
+      '/genai_passthrough/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+      { contents: [] },
+      openaiUsage,
+    ],
   ];
   for (const [name, path, body, usage] of cases) {
     test(name, async () => {
@@ -80,15 +141,41 @@ describe('usage for every API style', () => {
       expect(line.outcome).toBe('ok');
       expect(line.stream).toBe(name.endsWith('streamed'));
       expect(line.model).toBeString();
-      expect(line.provider).toBe(name.startsWith('Vertex') ? 'vertex' : name.startsWith('Gemini') ? 'gemini' : name.startsWith('OpenAI') ? 'openai' : 'anthropic');
-      for (const field of ['time', 'request_id', 'endpoint', 'method', 'path', 'status', 'key', 'latency_ms', 'ttfb_ms', 'bytes_in', 'bytes_out', 'client_ip']) expect(line[field]).toBeDefined();
+      expect(line.provider).toBe(
+        name.startsWith('Vertex')
+          ? 'vertex'
+          : name.startsWith('Gemini')
+            ? 'gemini'
+            : name.startsWith('OpenAI')
+              ? 'openai'
+              : 'anthropic',
+      );
+      for (const field of [
+        'time',
+        'request_id',
+        'endpoint',
+        'method',
+        'path',
+        'status',
+        'key',
+        'latency_ms',
+        'ttfb_ms',
+        'bytes_in',
+        'bytes_out',
+        'client_ip',
+      ])
+        expect(line[field]).toBeDefined();
       expect(line.path).not.toContain('?');
     });
   }
 
   test('gzip-encoded JSON and brotli-encoded SSE: bytes forwarded as they are, usage still read', async () => {
     const json = gzipSync(JSON.stringify({ usage: { prompt_tokens: 5, completion_tokens: 6, total_tokens: 11 } }));
-    const sse = brotliCompressSync(chatStream('gpt-4o-mini').map(([, d]) => `data: ${typeof d === 'string' ? d : JSON.stringify(d)}\n\n`).join(''));
+    const sse = brotliCompressSync(
+      chatStream('gpt-4o-mini')
+        .map(([, d]) => `data: ${typeof d === 'string' ? d : JSON.stringify(d)}\n\n`)
+        .join(''),
+    );
     mock.respondWith((_req, rec) =>
       rec.json?.stream
         ? new Response(sse, { headers: { 'content-type': 'text/event-stream', 'content-encoding': 'br' } })
@@ -98,7 +185,12 @@ describe('usage for every API style', () => {
       [false, json, { input_tokens: 5, output_tokens: 6, total_tokens: 11 }],
       [true, sse, openaiUsage],
     ] as const) {
-      const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', stream }), decompress: false } as RequestInit);
+      const res = await fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', stream }),
+        decompress: false,
+      } as RequestInit);
       expect(new Uint8Array(await res.arrayBuffer())).toEqual(new Uint8Array(bytes));
       const line = await gw.waitForLine((l) => l.request_id === res.headers.get('x-request-id'));
       expect(line.usage).toEqual(usage);
@@ -107,10 +199,22 @@ describe('usage for every API style', () => {
 
   test('partial usage is kept when the client leaves mid-stream', async () => {
     mock.respondWith((req) =>
-      mock.sse(req, [['message_start', { type: 'message_start', message: { usage: { input_tokens: 42, output_tokens: 1 } } }], ...Array.from({ length: 20 }, () => ['ping', { type: 'ping' }] as [string, unknown])], 100),
+      mock.sse(
+        req,
+        [
+          ['message_start', { type: 'message_start', message: { usage: { input_tokens: 42, output_tokens: 1 } } }],
+          ...Array.from({ length: 20 }, () => ['ping', { type: 'ping' }] as [string, unknown]),
+        ],
+        100,
+      ),
     );
     const ac = new AbortController();
-    const res = await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"claude-x","stream":true}', signal: ac.signal });
+    const res = await fetch(`${gw.url}/anthropic_passthrough/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model":"claude-x","stream":true}',
+      signal: ac.signal,
+    });
     const reader = res.body!.getReader();
     await reader.read();
     await Bun.sleep(150);
@@ -131,7 +235,11 @@ describe('the log itself', () => {
     const before = (await gw.logLines()).length;
     const responses = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
-        fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', stream: i % 2 === 0 }) }).then(async (r) => {
+        fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', stream: i % 2 === 0 }),
+        }).then(async (r) => {
           await r.arrayBuffer();
           return r.headers.get('x-request-id')!;
         }),
@@ -143,7 +251,12 @@ describe('the log itself', () => {
   });
 
   test('bodies are logged only with logs.content, truncated, secrets redacted; no configured secret anywhere in the log', async () => {
-    const { line } = await send('/openai_passthrough/v1/chat/completions', { model: 'gpt-4o-mini', api_key: 'sk-inline-secret-value', note: `my key is ${SECRETS.openai}`, filler: 'x'.repeat(1000) });
+    const { line } = await send('/openai_passthrough/v1/chat/completions', {
+      model: 'gpt-4o-mini',
+      api_key: 'sk-inline-secret-value',
+      note: `my key is ${SECRETS.openai}`,
+      filler: 'x'.repeat(1000),
+    });
     expect(line.request_body).toContain('[REDACTED]');
     expect(line.request_body).not.toContain('sk-inline-secret-value');
     expect(line.request_body).toContain('[truncated');
@@ -177,7 +290,11 @@ describe('the log file deleted while the gateway runs', () => {
     );
     const gp = await startGatewayProcess(['--config', configPath]);
     const send = async (): Promise<string> => {
-      const res = await fetch(`${gp.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o-mini"}' });
+      const res = await fetch(`${gp.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"model":"gpt-4o-mini"}',
+      });
       await res.arrayBuffer();
       expect(res.status).toBe(200);
       return res.headers.get('x-request-id')!;
@@ -217,7 +334,11 @@ describe('the log file deleted while the gateway runs', () => {
     );
     const gp = await startGatewayProcess(['--config', configPath]);
     const send = async (): Promise<string> => {
-      const res = await fetch(`${gp.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o-mini"}' });
+      const res = await fetch(`${gp.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"model":"gpt-4o-mini"}',
+      });
       await res.arrayBuffer();
       expect(res.status).toBe(200);
       return res.headers.get('x-request-id')!;

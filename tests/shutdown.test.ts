@@ -6,12 +6,12 @@
  * the process past the grace and a margin. SIGHUP reopens the request log (logrotate).
  */
 import { afterAll, describe, expect, test } from 'bun:test';
-import { spawnSync } from 'bun';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chatStream, MockUpstream } from './support/mock-upstream.ts';
+import { spawnSync } from 'bun';
 import { fakeKey } from './support/gateway.ts';
-import { startGatewayProcess, tempDir, type GatewayProcess } from './support/process.ts';
+import { chatStream, MockUpstream } from './support/mock-upstream.ts';
+import { type GatewayProcess, startGatewayProcess, tempDir } from './support/process.ts';
 
 const mock = new MockUpstream();
 // model "slow-N": the 7-frame chat stream with N ms between frames.
@@ -26,7 +26,10 @@ afterAll(async () => {
   await mock.stop();
 });
 
-async function start(graceSeconds: number, opts: { logFile?: string; extra?: string } = {}): Promise<{ gp: GatewayProcess; logFile: string; key: string }> {
+async function start(
+  graceSeconds: number,
+  opts: { logFile?: string; extra?: string } = {},
+): Promise<{ gp: GatewayProcess; logFile: string; key: string }> {
   const dir = tempDir('shutdown');
   const logFile = opts.logFile ?? join(dir, 'logs', 'requests.ndjson');
   const key = fakeKey();
@@ -141,7 +144,13 @@ describe('SIGTERM', () => {
     const lines = readLog(logFile);
     expect(lines).toHaveLength(1);
     // Cut by the gateway, not left by the client: said so in the line.
-    expect(lines[0]).toMatchObject({ stream: true, status: 200, outcome: 'gateway_error', error: { type: 'shutdown' }, model: 'slow-1000' });
+    expect(lines[0]).toMatchObject({
+      stream: true,
+      status: 200,
+      outcome: 'gateway_error',
+      error: { type: 'shutdown' },
+      model: 'slow-1000',
+    });
   });
 
   test('a second signal ends the grace period at once', async () => {
@@ -197,32 +206,41 @@ describe('SIGTERM when the request log cannot be written', () => {
   afterAll(() => {
     if (mounted) spawnSync(['umount', '-l', mnt]);
   });
-  if (!mounted) console.warn(`skipping the tmpfs test: mounting a tmpfs needs root (mount -t tmpfs failed as uid ${process.getuid?.()})`);
-  test.skipIf(!mounted)('a disk that fills and then frees space: lines held meanwhile are all written, exit 0', async () => {
-    const logFile = join(mnt, 'logs', 'requests.ndjson');
-    mkdirSync(join(mnt, 'logs'));
-    const filler = join(mnt, 'filler');
-    writeFileSync(filler, Buffer.alloc(64 * 1024));
-    const { gp } = await start(2, { logFile });
-    await quickRequests(gp, 4);
-    await gp.waitForLog((l) => l.level === 'error' && /request log write failed/.test(l.msg));
-    await quickRequests(gp, 2);
-    await Bun.sleep(100); // their batch written (and failed) too
-    rmSync(filler);
-    const from = gp.mark();
-    await quickRequests(gp, 1);
-    const resumed = await gp.waitForLog((l) => /held lines written/.test(l.msg ?? ''), 5000, from);
-    expect(resumed.lines).toBe(6);
-    expect(await gp.stop()).toBe(0);
-    expect(readLog(logFile)).toHaveLength(7);
-    expect(gp.logs.find((l) => l.msg === 'stopped')).toMatchObject({ exit_code: 0 });
-  }, 20_000);
+  if (!mounted)
+    console.warn(
+      `skipping the tmpfs test: mounting a tmpfs needs root (mount -t tmpfs failed as uid ${process.getuid?.()})`,
+    );
+  test.skipIf(!mounted)(
+    'a disk that fills and then frees space: lines held meanwhile are all written, exit 0',
+    async () => {
+      const logFile = join(mnt, 'logs', 'requests.ndjson');
+      mkdirSync(join(mnt, 'logs'));
+      const filler = join(mnt, 'filler');
+      writeFileSync(filler, Buffer.alloc(64 * 1024));
+      const { gp } = await start(2, { logFile });
+      await quickRequests(gp, 4);
+      await gp.waitForLog((l) => l.level === 'error' && /request log write failed/.test(l.msg));
+      await quickRequests(gp, 2);
+      await Bun.sleep(100); // their batch written (and failed) too
+      rmSync(filler);
+      const from = gp.mark();
+      await quickRequests(gp, 1);
+      const resumed = await gp.waitForLog((l) => /held lines written/.test(l.msg ?? ''), 5000, from);
+      expect(resumed.lines).toBe(6);
+      expect(await gp.stop()).toBe(0);
+      expect(readLog(logFile)).toHaveLength(7);
+      expect(gp.logs.find((l) => l.msg === 'stopped')).toMatchObject({ exit_code: 0 });
+    },
+    20_000,
+  );
 
   test('a step that hangs (a trace collector that never answers) does not keep the process past the grace and the margin', async () => {
     // Accepts connections and never answers: the exporter's flush waits for its own 10 s timeout.
     const sink = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
     try {
-      const { gp, logFile } = await start(1, { extra: `tracing: { endpoint: "http://127.0.0.1:${sink.port}/v1/traces" }\n` });
+      const { gp, logFile } = await start(1, {
+        extra: `tracing: { endpoint: "http://127.0.0.1:${sink.port}/v1/traces" }\n`,
+      });
       await quickRequests(gp, 3);
       const termAt = performance.now();
       const code = await gp.stop('SIGTERM', 15_000);

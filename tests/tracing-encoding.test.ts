@@ -14,7 +14,23 @@ const bytesOf = (w: ByteWriter) => w.buf.subarray(0, w.len);
 const textOf = (w: ByteWriter) => new TextDecoder().decode(bytesOf(w));
 
 function randomSafeInts(n: number): number[] {
-  const edge = [0, 1, 9, 10, 99, 127, 128, 16383, 16384, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 99_999_999, 100_000_000, 2 ** 53 - 1];
+  const edge = [
+    0,
+    1,
+    9,
+    10,
+    99,
+    127,
+    128,
+    16383,
+    16384,
+    2 ** 31 - 1,
+    2 ** 31,
+    2 ** 32,
+    99_999_999,
+    100_000_000,
+    2 ** 53 - 1,
+  ];
   return [...edge, ...Array.from({ length: n }, () => Math.floor(Math.random() * 2 ** Math.floor(Math.random() * 54)))];
 }
 
@@ -32,7 +48,7 @@ describe('ByteWriter', () => {
       const w = new ByteWriter(2);
       w.varint(n);
       let v = 0n;
-      bytesOf(w).forEach((b, i) => (v |= BigInt(b & 0x7f) << BigInt(7 * i)));
+      for (const [i, b] of bytesOf(w).entries()) v |= BigInt(b & 0x7f) << BigInt(7 * i);
       expect(v).toBe(BigInt(n));
       expect(w.len).toBe(varintSize(n));
       expect(bytesOf(w).at(-1)! & 0x80).toBe(0);
@@ -40,7 +56,18 @@ describe('ByteWriter', () => {
   });
 
   test('jsonString: byte for byte what JSON.stringify gives, for awkward text', () => {
-    const samples = ['', 'plain', 'quote " back \\ slash', 'ctl \u0000\u0001\u001f\u007f', 'ünïcødé', '模型', '😀 pair', 'lone \ud800 high', 'lone \udc00 low', 'x'.repeat(5000)];
+    const samples = [
+      '',
+      'plain',
+      'quote " back \\ slash',
+      'ctl \u0000\u0001\u001f\u007f',
+      'ünïcødé',
+      '模型',
+      '😀 pair',
+      'lone \ud800 high',
+      'lone \udc00 low',
+      'x'.repeat(5000),
+    ];
     for (const s of samples) {
       const w = new ByteWriter(2);
       w.jsonString(s);
@@ -60,7 +87,17 @@ function oneSpanBatch(enc: typeof OTLP_JSON, value: string, startMs: number) {
   const env = enc.envelope({ 'service.name': 'unit' }, 'skybridge', '0.0.0');
   const w = new ByteWriter(16);
   env.open(w);
-  enc.beginSpan(w, TRACE, SPAN, PARENT, `chat ${value}`, 3, startMs, startMs + 1.5, enc.fixedAttrs({ 'gen_ai.system': 'openai' }));
+  enc.beginSpan(
+    w,
+    TRACE,
+    SPAN,
+    PARENT,
+    `chat ${value}`,
+    3,
+    startMs,
+    startMs + 1.5,
+    enc.fixedAttrs({ 'gen_ai.system': 'openai' }),
+  );
   model(w, value);
   tokens(w, 2 ** 40);
   model(w, undefined);
@@ -97,7 +134,8 @@ describe.each([
   });
 
   test('non-ASCII and control characters survive', () => {
-    for (const value of ['ünïcødé-模型-😀', 'tab\tnew\nline "q" \\', '\u0000']) expect(oneSpanBatch(enc, value, 1e12).name).toBe(`chat ${value}`);
+    for (const value of ['ünïcødé-模型-😀', 'tab\tnew\nline "q" \\', '\u0000'])
+      expect(oneSpanBatch(enc, value, 1e12).name).toBe(`chat ${value}`);
   });
 });
 

@@ -7,9 +7,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:tes
 import type { Server } from 'bun';
 import OpenAI from 'openai';
 import { parseTraceparent } from '../src/plugins/tracing/trace-context.ts';
+import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { MOCK_USAGE, MockUpstream } from './support/mock-upstream.ts';
 import { decodeTraceExport } from './support/otlp-proto.ts';
-import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 
 const KEY_A = fakeKey();
 const KEY_B = fakeKey();
@@ -43,12 +43,18 @@ class OtlpReceiver {
       hostname: '127.0.0.1',
       port: 0,
       fetch: async (req) => {
-        if (req.method !== 'POST' || new URL(req.url).pathname !== '/v1/traces') return new Response('no', { status: 404 });
+        if (req.method !== 'POST' || new URL(req.url).pathname !== '/v1/traces')
+          return new Response('no', { status: 404 });
         const bytes = new Uint8Array(await req.arrayBuffer());
         this.raw.push(bytes);
         this.headers.push(Object.fromEntries(req.headers));
         const type = req.headers.get('content-type') ?? '';
-        const body = type === 'application/x-protobuf' ? decodeTraceExport(bytes) : type === 'application/json' ? JSON.parse(new TextDecoder().decode(bytes)) : undefined;
+        const body =
+          type === 'application/x-protobuf'
+            ? decodeTraceExport(bytes)
+            : type === 'application/json'
+              ? JSON.parse(new TextDecoder().decode(bytes))
+              : undefined;
         if (!body) return new Response('unsupported content-type', { status: 415 });
         this.bodies.push(type === 'application/json' ? new TextDecoder().decode(bytes) : JSON.stringify(body));
         for (const rs of body.resourceSpans ?? []) {
@@ -83,7 +89,9 @@ class OtlpReceiver {
   }
 }
 
-function attrsOf(list: Array<{ key: string; value: Record<string, unknown> }> | undefined): Record<string, string | number | boolean> {
+function attrsOf(
+  list: Array<{ key: string; value: Record<string, unknown> }> | undefined,
+): Record<string, string | number | boolean> {
   const out: Record<string, string | number | boolean> = {};
   for (const { key, value } of list ?? []) {
     if ('stringValue' in value) out[key] = value.stringValue as string;
@@ -133,7 +141,9 @@ async function spansOf(traceId: string, children: number): Promise<{ server: Spa
     await gw.gw.plugins.tracing.flush();
     const spans = receiver.spans.filter((s) => s.traceId === traceId);
     const server = spans.find((s) => s.kind === 2);
-    const attempts = spans.filter((s) => s.kind === 3).sort((a, b) => Number(a.attrs['skybridge.attempt']) - Number(b.attrs['skybridge.attempt']));
+    const attempts = spans
+      .filter((s) => s.kind === 3)
+      .sort((a, b) => Number(a.attrs['skybridge.attempt']) - Number(b.attrs['skybridge.attempt']));
     if (server && attempts.length >= children) return { server, attempts };
     if (Date.now() > deadline) throw new Error(`trace ${traceId}: ${spans.length} spans arrived`);
     await Bun.sleep(20);
@@ -147,7 +157,10 @@ describe('tracing', () => {
   test('official SDK with a traceparent: trace continued, server span + attempt span, upstream gets the attempt traceparent', async () => {
     const client = new OpenAI({ baseURL: `${gw.url}/openai_passthrough/v1`, apiKey: 'dummy', maxRetries: 0 });
     const { data, response } = await client.chat.completions
-      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, { headers: { traceparent: `00-${INCOMING_TRACE}-${INCOMING_SPAN}-01`, tracestate: 'vendor=1' } })
+      .create(
+        { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+        { headers: { traceparent: `00-${INCOMING_TRACE}-${INCOMING_SPAN}-01`, tracestate: 'vendor=1' } },
+      )
       .withResponse();
     expect(data.choices[0]!.message.content).toBe('hello from mock');
     const requestId = response.headers.get('x-request-id')!;
@@ -206,7 +219,8 @@ describe('tracing', () => {
     expect(receiver.headers.at(-1)!['x-otlp-token']).toBe(OTLP_TOKEN);
     expect(receiver.headers.at(-1)!['content-type']).toBe('application/json');
     expect(receiver.resource['service.name']).toBe('skybridge-test');
-    for (const body of [...receiver.bodies, ...receiver.raw.map((b) => Buffer.from(b).toString('latin1'))]) for (const secret of [KEY_A, KEY_B, KEY_ANT]) expect(body).not.toContain(secret);
+    for (const body of [...receiver.bodies, ...receiver.raw.map((b) => Buffer.from(b).toString('latin1'))])
+      for (const secret of [KEY_A, KEY_B, KEY_ANT]) expect(body).not.toContain(secret);
   });
 
   test('a retried 429: two attempt spans under one server span, each upstream call with its own traceparent', async () => {
@@ -251,7 +265,12 @@ describe('tracing', () => {
 
   test('a stream: usage on the spans, the attempt span lasts until the stream ended', async () => {
     const client = new OpenAI({ baseURL: `${gw.url}/openai_passthrough/v1`, apiKey: 'dummy', maxRetries: 0 });
-    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [] });
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [],
+    });
     for await (const _ of stream) {
       // drain
     }
@@ -273,7 +292,13 @@ describe('tracing', () => {
     await res.text();
     const { server, attempts } = await spansOf('ab'.repeat(16), 1);
     expect(server.status.code).toBe(2);
-    expect(server.attrs).toMatchObject({ 'error.type': 'upstream_unreachable', 'http.response.status_code': 502, 'gen_ai.system': 'anthropic', 'skybridge.outcome': 'upstream_error', 'skybridge.key': 'ant' });
+    expect(server.attrs).toMatchObject({
+      'error.type': 'upstream_unreachable',
+      'http.response.status_code': 502,
+      'gen_ai.system': 'anthropic',
+      'skybridge.outcome': 'upstream_error',
+      'skybridge.key': 'ant',
+    });
     expect(attempts[0]!.status.code).toBe(2);
     expect(attempts[0]!.attrs['error.type']).toBe('upstream_unreachable');
     expect(attempts[0]!.attrs['http.response.status_code']).toBeUndefined();
@@ -347,7 +372,12 @@ describe('wire encodings', () => {
   test('http/protobuf: the same spans in protobuf; awkward strings, lengths and nesting decode', async () => {
     const r = new OtlpReceiver();
     const g = await startGateway({
-      providers: { openai: { keys: [{ name: 'k', value: fakeKey(), models: ['*'] }], network_config: { base_url: mock.url, max_retries: 1, retry_backoff_initial: 1, retry_backoff_max: 5 } } },
+      providers: {
+        openai: {
+          keys: [{ name: 'k', value: fakeKey(), models: ['*'] }],
+          network_config: { base_url: mock.url, max_retries: 1, retry_backoff_initial: 1, retry_backoff_max: 5 },
+        },
+      },
       tracing: { endpoint: r.url, protocol: 'http/protobuf', service_name: 'proto-test' },
     });
     try {
@@ -375,10 +405,19 @@ describe('wire encodings', () => {
         if (spans.length < 3) await Bun.sleep(20);
       }
       const server = spans.find((s) => s.kind === 2)!;
-      const attempts = spans.filter((s) => s.kind === 3).sort((a, b) => Number(a.attrs['skybridge.attempt']) - Number(b.attrs['skybridge.attempt']));
+      const attempts = spans
+        .filter((s) => s.kind === 3)
+        .sort((a, b) => Number(a.attrs['skybridge.attempt']) - Number(b.attrs['skybridge.attempt']));
       expect(server.parentSpanId).toBe(INCOMING_SPAN);
       expect(server.name).toBe('POST /openai_passthrough/*');
-      expect(server.attrs).toMatchObject({ 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o', 'http.response.status_code': 200, 'skybridge.attempts': 2, 'skybridge.stream': false, 'gen_ai.usage.input_tokens': MOCK_USAGE.input });
+      expect(server.attrs).toMatchObject({
+        'gen_ai.system': 'openai',
+        'gen_ai.request.model': 'gpt-4o',
+        'http.response.status_code': 200,
+        'skybridge.attempts': 2,
+        'skybridge.stream': false,
+        'gen_ai.usage.input_tokens': MOCK_USAGE.input,
+      });
       expect(attempts.map((a) => a.parentSpanId)).toEqual([server.spanId, server.spanId]);
       expect(attempts[0]!.status).toEqual({ code: 2 });
       expect(attempts[0]!.attrs['error.type']).toBe('429');
@@ -427,11 +466,19 @@ describe('wire encodings', () => {
 describe('tracing off', () => {
   test('no tracing.endpoint: no plugin in the pipeline, the client traceparent passes through unchanged', async () => {
     const m = new MockUpstream();
-    const g = await startGateway({ providers: { openai: { keys: [{ name: 'k', value: fakeKey(), models: ['*'] }], network_config: { base_url: m.url } } } });
+    const g = await startGateway({
+      providers: {
+        openai: { keys: [{ name: 'k', value: fakeKey(), models: ['*'] }], network_config: { base_url: m.url } },
+      },
+    });
     try {
       expect(g.gw.state.pipeline.names).not.toContain('tracing');
       const tp = `00-${INCOMING_TRACE}-${INCOMING_SPAN}-01`;
-      const res = await fetch(`${g.url}/openai_passthrough/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', traceparent: tp }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }) });
+      const res = await fetch(`${g.url}/openai_passthrough/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', traceparent: tp },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }),
+      });
       await res.text();
       expect(m.last.headers.traceparent).toBe(tp);
     } finally {

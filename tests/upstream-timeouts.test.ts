@@ -11,7 +11,14 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
-import { childEnv, REPO, runCli, startGatewayProcess, writeConfigFile, type GatewayProcess } from './support/process.ts';
+import {
+  childEnv,
+  type GatewayProcess,
+  REPO,
+  runCli,
+  startGatewayProcess,
+  writeConfigFile,
+} from './support/process.ts';
 
 const BUN_IDLE_S = '2';
 const enc = new TextEncoder();
@@ -21,7 +28,9 @@ let dir: string;
 
 /** An SSE body: one frame, `silenceMs` of nothing, then the rest. */
 function silentStream(silenceMs: number): Response {
-  const frames = chatStream('gpt-4o-mini').map(([, data]) => `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  const frames = chatStream('gpt-4o-mini').map(
+    ([, data]) => `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`,
+  );
   return new Response(
     new ReadableStream({
       async start(c) {
@@ -65,7 +74,11 @@ afterAll(async () => {
 });
 
 const post = (path: string, body: unknown) =>
-  fetch(`${gp.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  fetch(`${gp.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 
 async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now();
@@ -75,53 +88,74 @@ async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
 
 test('control: with the lowered default, a plain Bun fetch is cut by its socket timer', async () => {
   const script = `try { await fetch(${JSON.stringify(`${mock.url}/v1/messages?silence=12000`)}, { method: 'POST', body: '{}' }); console.log('answered'); } catch (e) { console.log(e.name); }`;
-  const r = await runCli(['-e', script], { cmd: [process.execPath], cwd: REPO, env: childEnv({ BUN_CONFIG_HTTP_IDLE_TIMEOUT: BUN_IDLE_S }), timeoutMs: 15_000 });
+  const r = await runCli(['-e', script], {
+    cmd: [process.execPath],
+    cwd: REPO,
+    env: childEnv({ BUN_CONFIG_HTTP_IDLE_TIMEOUT: BUN_IDLE_S }),
+    timeoutMs: 15_000,
+  });
   expect(r.stdout.trim()).toBe('TimeoutError');
 }, 20_000);
 
-test(
-  'every limit is the configured one: silences longer than Bun\'s default pass, header timeouts fire at their value',
-  async () => {
-    const [jsHeader, streamAfterSilence, wholeAfterSilence, nativeHeader, nativeStream] = await Promise.all([
-      // anthropic, header timeout 2 s by a JS timer: 504 at ~2 s.
-      timed(() => post('/anthropic_passthrough/v1/messages?silence=10000', { model: 'claude-sonnet-4-5', max_tokens: 5 })),
-      // anthropic stream silent for 12 s (idle limit 30 s): arrives whole.
-      timed(async () => (await post('/anthropic_passthrough/v1/messages?silence=12000', { model: 'claude-sonnet-4-5', max_tokens: 5, stream: true })).text()),
-      // openai answer after 12 s of silence (header timeout 60 s): 200.
-      timed(() => post('/openai_passthrough/v1/chat/completions?silence=12000', { model: 'gpt-4o-mini' })),
-      // openai, no headers for 70 s: 504 after the 60 s header timeout (Bun's ~4 s tick).
-      timed(() => post('/openai_passthrough/v1/chat/completions?silence=70000', { model: 'gpt-4o-mini' })),
-      // openai stream silent for 12 s: arrives whole.
-      timed(async () => (await post('/openai_passthrough/v1/chat/completions?silence=12000', { model: 'gpt-4o-mini', stream: true })).text()),
-    ]);
+test("every limit is the configured one: silences longer than Bun's default pass, header timeouts fire at their value", async () => {
+  const [jsHeader, streamAfterSilence, wholeAfterSilence, nativeHeader, nativeStream] = await Promise.all([
+    // anthropic, header timeout 2 s by a JS timer: 504 at ~2 s.
+    timed(() =>
+      post('/anthropic_passthrough/v1/messages?silence=10000', { model: 'claude-sonnet-4-5', max_tokens: 5 }),
+    ),
+    // anthropic stream silent for 12 s (idle limit 30 s): arrives whole.
+    timed(async () =>
+      (
+        await post('/anthropic_passthrough/v1/messages?silence=12000', {
+          model: 'claude-sonnet-4-5',
+          max_tokens: 5,
+          stream: true,
+        })
+      ).text(),
+    ),
+    // openai answer after 12 s of silence (header timeout 60 s): 200.
+    timed(() => post('/openai_passthrough/v1/chat/completions?silence=12000', { model: 'gpt-4o-mini' })),
+    // openai, no headers for 70 s: 504 after the 60 s header timeout (Bun's ~4 s tick).
+    timed(() => post('/openai_passthrough/v1/chat/completions?silence=70000', { model: 'gpt-4o-mini' })),
+    // openai stream silent for 12 s: arrives whole.
+    timed(async () =>
+      (
+        await post('/openai_passthrough/v1/chat/completions?silence=12000', { model: 'gpt-4o-mini', stream: true })
+      ).text(),
+    ),
+  ]);
 
-    expect(jsHeader[0].status).toBe(504);
-    expect((await jsHeader[0].json()).error.type).toBe('upstream_timeout');
-    expect(jsHeader[1]).toBeGreaterThan(1900);
-    expect(jsHeader[1]).toBeLessThan(4000);
+  expect(jsHeader[0].status).toBe(504);
+  expect((await jsHeader[0].json()).error.type).toBe('upstream_timeout');
+  expect(jsHeader[1]).toBeGreaterThan(1900);
+  expect(jsHeader[1]).toBeLessThan(4000);
 
-    expect(streamAfterSilence[0]).toContain('data: [DONE]');
-    expect(streamAfterSilence[1]).toBeGreaterThan(11_900);
+  expect(streamAfterSilence[0]).toContain('data: [DONE]');
+  expect(streamAfterSilence[1]).toBeGreaterThan(11_900);
 
-    expect(wholeAfterSilence[0].status).toBe(200);
-    expect(await wholeAfterSilence[0].json()).toEqual({ id: 'late', usage: { input_tokens: 1, output_tokens: 2 } });
+  expect(wholeAfterSilence[0].status).toBe(200);
+  expect(await wholeAfterSilence[0].json()).toEqual({ id: 'late', usage: { input_tokens: 1, output_tokens: 2 } });
 
-    expect(nativeHeader[0].status).toBe(504);
-    expect((await nativeHeader[0].json()).error).toEqual({ type: 'upstream_timeout', message: 'openai sent no response headers within 60 s' });
-    expect(nativeHeader[1]).toBeGreaterThan(59_500);
-    expect(nativeHeader[1]).toBeLessThan(68_000);
+  expect(nativeHeader[0].status).toBe(504);
+  expect((await nativeHeader[0].json()).error).toEqual({
+    type: 'upstream_timeout',
+    message: 'openai sent no response headers within 60 s',
+  });
+  expect(nativeHeader[1]).toBeGreaterThan(59_500);
+  expect(nativeHeader[1]).toBeLessThan(68_000);
 
-    expect(nativeStream[0]).toContain('data: [DONE]');
+  expect(nativeStream[0]).toContain('data: [DONE]');
 
-    // The request log agrees: one timeout per provider, everything else ok.
-    await Bun.sleep(100);
-    const lines = readFileSync(join(dir, 'requests.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    const timeouts = lines.filter((l) => l.error?.type === 'upstream_timeout');
-    expect(timeouts.map((l) => [l.provider, l.status, l.outcome]).sort()).toEqual([
-      ['anthropic', 504, 'upstream_error'],
-      ['openai', 504, 'upstream_error'],
-    ]);
-    expect(lines.filter((l) => l.outcome === 'ok')).toHaveLength(3);
-  },
-  90_000,
-);
+  // The request log agrees: one timeout per provider, everything else ok.
+  await Bun.sleep(100);
+  const lines = readFileSync(join(dir, 'requests.ndjson'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  const timeouts = lines.filter((l) => l.error?.type === 'upstream_timeout');
+  expect(timeouts.map((l) => [l.provider, l.status, l.outcome]).sort()).toEqual([
+    ['anthropic', 504, 'upstream_error'],
+    ['openai', 504, 'upstream_error'],
+  ]);
+  expect(lines.filter((l) => l.outcome === 'ok')).toHaveLength(3);
+}, 90_000);

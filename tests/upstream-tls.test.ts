@@ -16,7 +16,24 @@ beforeAll(async () => {
   // A throwaway self-signed certificate for 127.0.0.1, made per run.
   const dir = mkdtempSync(join(tmpdir(), 'skybridge-tls-'));
   const proc = Bun.spawn(
-    ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+    [
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ],
     { stdout: 'ignore', stderr: 'pipe' },
   );
   if ((await proc.exited) !== 0) throw new Error(`openssl failed: ${await new Response(proc.stderr).text()}`);
@@ -31,7 +48,14 @@ beforeAll(async () => {
 afterAll(() => upstream.stop(true));
 
 async function call(network: Record<string, unknown>) {
-  const gw = await startGateway({ providers: { openai: { keys: [{ name: 'k', value: 'sk-tls-test' }], network_config: { base_url: `https://127.0.0.1:${upstream.port}`, ...network } } } });
+  const gw = await startGateway({
+    providers: {
+      openai: {
+        keys: [{ name: 'k', value: 'sk-tls-test' }],
+        network_config: { base_url: `https://127.0.0.1:${upstream.port}`, ...network },
+      },
+    },
+  });
   try {
     const res = await fetch(`${gw.url}/openai_passthrough/v1/models`);
     return { status: res.status, body: await res.json() };
@@ -55,7 +79,9 @@ test('insecure_skip_verify skips the check', async () => {
 });
 
 test("Bifrost's duration strings for the retry backoff", async () => {
-  const gw = await startGateway({ providers: { openai: { network_config: { retry_backoff_initial: '250ms', retry_backoff_max: '1m30s' } } } });
+  const gw = await startGateway({
+    providers: { openai: { network_config: { retry_backoff_initial: '250ms', retry_backoff_max: '1m30s' } } },
+  });
   try {
     expect(gw.gw.config.providers.openai!.retry).toMatchObject({ initialMs: 250, maxMs: 90_000 });
   } finally {

@@ -4,11 +4,11 @@
  * path must never disagree with on well-formed JSON.
  */
 import { describe, expect, test } from 'bun:test';
-import { seededRandom } from './support/random.ts';
 import { applyUsage, finishUsage } from '../src/usage/extract.ts';
 import { usageOfJson } from '../src/usage/scanner.ts';
 import { memberKey, rootMemberObject } from '../src/usage/tail.ts';
 import type { Usage, UsageFormat } from '../src/usage/types.ts';
+import { seededRandom } from './support/random.ts';
 
 const enc = new TextEncoder();
 
@@ -26,15 +26,54 @@ function same(format: UsageFormat, text: string): void {
   expect({ text, usage: usageOfJson(format, enc.encode(text)) }).toEqual({ text, usage: fullParse(format, text) });
 }
 
-const chatUsage = { prompt_tokens: 12, completion_tokens: 7, total_tokens: 19, prompt_tokens_details: { cached_tokens: 3 }, completion_tokens_details: { reasoning_tokens: 2 } };
+const chatUsage = {
+  prompt_tokens: 12,
+  completion_tokens: 7,
+  total_tokens: 19,
+  prompt_tokens_details: { cached_tokens: 3 },
+  completion_tokens_details: { reasoning_tokens: 2 },
+};
 
 describe('usage read from the tail of a whole JSON answer', () => {
   test('the usual shapes use the fast path and agree with a full parse', () => {
     const cases: Array<[UsageFormat, string, string]> = [
-      ['openai', 'usage', JSON.stringify({ id: 'chatcmpl-1', choices: [{ message: { content: 'hi' } }], usage: chatUsage, system_fingerprint: 'fp_1' })],
-      ['openai', 'usage', JSON.stringify({ id: 'resp_1', output: [], usage: { input_tokens: 5, output_tokens: 9, total_tokens: 14 } }, null, 2)],
-      ['anthropic', 'usage', JSON.stringify({ id: 'msg_1', content: [{ type: 'text', text: 'x' }], usage: { input_tokens: 4, output_tokens: 6, cache_read_input_tokens: 1 } })],
-      ['gemini', 'usageMetadata', JSON.stringify({ candidates: [], usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 4, thoughtsTokenCount: 2, totalTokenCount: 9 }, modelVersion: 'gemini-2.5-flash' })],
+      [
+        'openai',
+        'usage',
+        JSON.stringify({
+          id: 'chatcmpl-1',
+          choices: [{ message: { content: 'hi' } }],
+          usage: chatUsage,
+          system_fingerprint: 'fp_1',
+        }),
+      ],
+      [
+        'openai',
+        'usage',
+        JSON.stringify(
+          { id: 'resp_1', output: [], usage: { input_tokens: 5, output_tokens: 9, total_tokens: 14 } },
+          null,
+          2,
+        ),
+      ],
+      [
+        'anthropic',
+        'usage',
+        JSON.stringify({
+          id: 'msg_1',
+          content: [{ type: 'text', text: 'x' }],
+          usage: { input_tokens: 4, output_tokens: 6, cache_read_input_tokens: 1 },
+        }),
+      ],
+      [
+        'gemini',
+        'usageMetadata',
+        JSON.stringify({
+          candidates: [],
+          usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 4, thoughtsTokenCount: 2, totalTokenCount: 9 },
+          modelVersion: 'gemini-2.5-flash',
+        }),
+      ],
     ];
     for (const [format, name, text] of cases) {
       const bytes = enc.encode(text);
@@ -58,12 +97,16 @@ describe('usage read from the tail of a whole JSON answer', () => {
       `{"usage":{"prompt_tokens":2,"completion_tokens":1},"x\\"usage":{"prompt_tokens":99}}`,
       `{"usage":{"prompt_tokens":2,"completion_tokens":1},"x\\\\":"usage","y":1}`,
       // Strings holding the key, braces and quotes.
-      JSON.stringify({ content: '"usage": {"prompt_tokens": 5} }', usage: { prompt_tokens: 1, completion_tokens: 1 }, note: '}{"usage":{' }),
+      JSON.stringify({
+        content: '"usage": {"prompt_tokens": 5} }',
+        usage: { prompt_tokens: 1, completion_tokens: 1 },
+        note: '}{"usage":{',
+      }),
       JSON.stringify({ usage: { prompt_tokens: 1, completion_tokens: 2, s: 'a}"b\\' } }),
       JSON.stringify([{ usage: chatUsage }]),
       JSON.stringify({ usage: null }),
       JSON.stringify({ usage: [1, 2] }),
-      JSON.stringify({ usage: chatUsage }) + ' trailing',
+      `${JSON.stringify({ usage: chatUsage })} trailing`,
       '{"usage":{"prompt_tokens":1}',
       '{"usage" :  {"prompt_tokens" : 1 , "completion_tokens":2}  \n }\n',
       '  {"a":1,"usage":{"prompt_tokens":1,"completion_tokens":2}}',
@@ -102,7 +145,9 @@ describe('usage read from the tail of a whole JSON answer', () => {
     for (let n = 0; n < 3000; n++) {
       const root: Record<string, unknown> = {};
       for (let i = rand(5); i > 0; i--) root[`f${rand(6)}`] = value(1);
-      if (rand(4) !== 0) root.usage = rand(5) === 0 ? value(1) : { prompt_tokens: rand(99), completion_tokens: rand(99), total_tokens: rand(200) };
+      if (rand(4) !== 0)
+        root.usage =
+          rand(5) === 0 ? value(1) : { prompt_tokens: rand(99), completion_tokens: rand(99), total_tokens: rand(200) };
       // After it: mostly scalars and strings (the usual tail), sometimes more nesting.
       for (let i = rand(3); i > 0; i--) root[`g${rand(6)}`] = rand(4) === 0 ? value(1) : value(3);
       const text = JSON.stringify(root, null, rand(3) === 0 ? 1 : undefined);

@@ -26,10 +26,11 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chatRequestBody, CLIENT_HEADERS, skybridgeConfig } from './common.ts';
+import { CLIENT_HEADERS, chatRequestBody, skybridgeConfig } from './common.ts';
 
 const ROOT = resolve(import.meta.dir, '../..');
-const opt = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def;
+const opt = (name: string, def: string) =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def;
 const rounds = Number(opt('rounds', '5'));
 const seconds = Number(opt('seconds', '6'));
 const conns = Number(opt('conns', '64'));
@@ -41,7 +42,12 @@ const variants = process.argv
   .filter((a) => a.startsWith('--variant='))
   .map((a) => {
     const [name, root, plugins, env] = a.slice(10).split(':');
-    const vars = Object.fromEntries((env ?? '').split('+').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+    const vars = Object.fromEntries(
+      (env ?? '')
+        .split('+')
+        .filter(Boolean)
+        .map((kv) => kv.split('=') as [string, string]),
+    );
     return { name: name!, root: resolve(root!), plugins: plugins ?? 'logging,metrics', env: vars };
   });
 const work = mkdtempSync(join(tmpdir(), 'skybridge-ab-'));
@@ -79,7 +85,13 @@ const gcSeen = new Map<number, { bytes: number; ms: number }>();
 function spawn(core: string, cmd: string[], cwd: string, env: Record<string, string> = {}, gc = false) {
   const p = Bun.spawn(['taskset', '-c', core, ...cmd], {
     cwd,
-    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: '65535', SKYBRIDGE_LOG_LEVEL: 'warn', ...(gc ? { BUN_JSC_logGC: '1' } : {}), ...env },
+    env: {
+      ...process.env,
+      BUN_CONFIG_MAX_HTTP_REQUESTS: '65535',
+      SKYBRIDGE_LOG_LEVEL: 'warn',
+      ...(gc ? { BUN_JSC_logGC: '1' } : {}),
+      ...env,
+    },
     stdout: 'ignore',
     stderr: gc ? 'pipe' : 'inherit',
   });
@@ -101,7 +113,8 @@ async function readGcLog(pid: number, stderr: ReadableStream<Uint8Array>) {
       if (allocated) seen.bytes += Number(allocated[1]);
       const cycle = /cycle ([\d.]+)ms END\]/.exec(line);
       if (cycle) seen.ms += Number(cycle[1]);
-      else if (!allocated && !line.startsWith('[GC') && !line.startsWith('GC END') && line.trim()) process.stderr.write(`${line}\n`);
+      else if (!allocated && !line.startsWith('[GC') && !line.startsWith('GC END') && line.trim())
+        process.stderr.write(`${line}\n`);
     }
   }
 }
@@ -111,17 +124,49 @@ spawn('1', ['bun', 'scripts/bench/mock.ts', String(mockPort)], ROOT);
 await ready(`http://127.0.0.1:${mockPort}/health`);
 const targets: Array<{ name: string; url: string; pid: number }> = [];
 const barePort = freePort();
-targets.push({ name: 'bare', url: `http://127.0.0.1:${barePort}`, pid: spawn('0', ['bun', join(ROOT, 'scripts/bench/bare-proxy.ts'), String(barePort)], ROOT, { UPSTREAM: `http://127.0.0.1:${mockPort}` }, gcLog).pid });
+targets.push({
+  name: 'bare',
+  url: `http://127.0.0.1:${barePort}`,
+  pid: spawn(
+    '0',
+    ['bun', join(ROOT, 'scripts/bench/bare-proxy.ts'), String(barePort)],
+    ROOT,
+    { UPSTREAM: `http://127.0.0.1:${mockPort}` },
+    gcLog,
+  ).pid,
+});
 for (const a of process.argv.filter((x) => x.startsWith('--proxy='))) {
   const [name, file, arg] = a.slice(8).split(':');
   const port = freePort();
-  targets.push({ name: name!, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', resolve(file!), String(port), ...(arg ? [arg] : [])], ROOT, { UPSTREAM: `http://127.0.0.1:${mockPort}` }, gcLog).pid });
+  targets.push({
+    name: name!,
+    url: `http://127.0.0.1:${port}`,
+    pid: spawn(
+      '0',
+      ['bun', resolve(file!), String(port), ...(arg ? [arg] : [])],
+      ROOT,
+      { UPSTREAM: `http://127.0.0.1:${mockPort}` },
+      gcLog,
+    ).pid,
+  });
 }
 for (const v of variants) {
   const port = freePort();
   const cfg = join(work, `${v.name}.yaml`);
-  writeFileSync(cfg, skybridgeConfig(port, `http://127.0.0.1:${mockPort}`, join(work, v.name, 'requests.ndjson'), v.plugins ? v.plugins.split(',') : []));
-  targets.push({ name: v.name, url: `http://127.0.0.1:${port}`, pid: spawn('0', ['bun', 'src/main.ts', 'serve', '--config', cfg, '--port', String(port)], v.root, v.env, gcLog).pid });
+  writeFileSync(
+    cfg,
+    skybridgeConfig(
+      port,
+      `http://127.0.0.1:${mockPort}`,
+      join(work, v.name, 'requests.ndjson'),
+      v.plugins ? v.plugins.split(',') : [],
+    ),
+  );
+  targets.push({
+    name: v.name,
+    url: `http://127.0.0.1:${port}`,
+    pid: spawn('0', ['bun', 'src/main.ts', 'serve', '--config', cfg, '--port', String(port)], v.root, v.env, gcLog).pid,
+  });
 }
 for (const t of targets) await ready(`${t.url}/health`);
 
@@ -130,15 +175,38 @@ writeFileSync(bodyFile, chatRequestBody(bodyBytes, query !== ''));
 const lua = join(work, 'post.lua');
 writeFileSync(
   lua,
-  `wrk.method = "POST"\n${Object.entries(CLIENT_HEADERS).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n')}\nlocal f = io.open(${JSON.stringify(bodyFile)}, "rb")\nwrk.body = f:read("*a")\nf:close()\ndone = function(s, l, r) io.write(string.format('BENCHJSON {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d}\\n', s.requests, s.duration, s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout + s.errors.status, l:percentile(50))) end\n`,
+  `wrk.method = "POST"\n${Object.entries(CLIENT_HEADERS)
+    .map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`)
+    .join(
+      '\n',
+    )}\nlocal f = io.open(${JSON.stringify(bodyFile)}, "rb")\nwrk.body = f:read("*a")\nf:close()\ndone = function(s, l, r) io.write(string.format('BENCHJSON {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d}\\n', s.requests, s.duration, s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout + s.errors.status, l:percentile(50))) end\n`,
 );
 async function wrk(t: (typeof targets)[number], secs: number) {
   const c0 = cpu(t.pid);
   const g0 = { ...(gcSeen.get(t.pid) ?? { bytes: 0, ms: 0 }) };
-  const p = Bun.spawn(['taskset', '-c', '1', 'wrk', '-t1', `-c${conns}`, `-d${secs}s`, '-s', lua, `${t.url}/openai_passthrough/v1/chat/completions${query}`], { stdout: 'pipe' });
+  const p = Bun.spawn(
+    [
+      'taskset',
+      '-c',
+      '1',
+      'wrk',
+      '-t1',
+      `-c${conns}`,
+      `-d${secs}s`,
+      '-s',
+      lua,
+      `${t.url}/openai_passthrough/v1/chat/completions${query}`,
+    ],
+    { stdout: 'pipe' },
+  );
   const text = await new Response(p.stdout).text();
   await p.exited;
-  const r = JSON.parse(text.split('\n').find((l) => l.startsWith('BENCHJSON '))!.slice(10));
+  const r = JSON.parse(
+    text
+      .split('\n')
+      .find((l) => l.startsWith('BENCHJSON '))!
+      .slice(10),
+  );
   const g1 = gcSeen.get(t.pid) ?? { bytes: 0, ms: 0 };
   return {
     rps: Math.round(r.requests / (r.duration_us / 1e6)),
@@ -165,22 +233,31 @@ for (let i = 0; i < rounds; i++) {
 }
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const bareRps = med(res.get('bare')!.map((r) => r.rps));
-process.stdout.write(`\nconns ${conns}, body ${bodyBytes} B${query ? ', SSE' : ''}, ${rounds} rounds of ${seconds} s${together ? ', all targets at once' : ''} (medians)\n`);
+process.stdout.write(
+  `\nconns ${conns}, body ${bodyBytes} B${query ? ', SSE' : ''}, ${rounds} rounds of ${seconds} s${together ? ', all targets at once' : ''} (medians)\n`,
+);
 for (const t of targets) {
   const rs = res.get(t.name)!;
   const rps = med(rs.map((r) => r.rps));
-  const gc = gcLog ? `  GC ${(med(rs.map((r) => r.gcBytes)) / 1024).toFixed(1)} KB/req ${med(rs.map((r) => r.gcUs)).toFixed(1)} us/req` : '';
-  process.stdout.write(`${t.name.padEnd(16)} ${String(rps).padStart(7)} req/s  ${String(med(rs.map((r) => r.cpu))).padStart(4)} us/req  p50 ${med(rs.map((r) => r.p50))} us  ${(rps / bareRps).toFixed(2)}x bare${gc}\n`);
+  const gc = gcLog
+    ? `  GC ${(med(rs.map((r) => r.gcBytes)) / 1024).toFixed(1)} KB/req ${med(rs.map((r) => r.gcUs)).toFixed(1)} us/req`
+    : '';
+  process.stdout.write(
+    `${t.name.padEnd(16)} ${String(rps).padStart(7)} req/s  ${String(med(rs.map((r) => r.cpu))).padStart(4)} us/req  p50 ${med(rs.map((r) => r.p50))} us  ${(rps / bareRps).toFixed(2)}x bare${gc}\n`,
+  );
 }
 // Paired per round against the first variant: machine drift between rounds cancels out,
 // and the spread says whether a difference is more than noise.
 const first = variants[0]?.name;
 if (first && variants.length > 1) {
-  const quartile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
+  const quartile = (xs: number[], q: number) =>
+    [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
   process.stdout.write(`\nCPU us/request per round, relative to ${first} (median, interquartile range):\n`);
   for (const v of variants.slice(1)) {
     const ratios = res.get(v.name)!.map((r, i) => r.cpu / res.get(first)![i]!.cpu);
-    process.stdout.write(`${v.name.padEnd(16)} ${quartile(ratios, 0.5).toFixed(3)}x  (${quartile(ratios, 0.25).toFixed(3)}-${quartile(ratios, 0.75).toFixed(3)})\n`);
+    process.stdout.write(
+      `${v.name.padEnd(16)} ${quartile(ratios, 0.5).toFixed(3)}x  (${quartile(ratios, 0.25).toFixed(3)}-${quartile(ratios, 0.75).toFixed(3)})\n`,
+    );
   }
 }
 // The proxies first (a gateway flushes its last spans on SIGTERM), then the mock they send to.

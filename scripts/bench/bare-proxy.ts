@@ -28,7 +28,14 @@ const server = Bun.serve({
     const headers = new Headers(req.headers);
     headers.delete('host');
     const body = !whole ? req.body : req.method === 'GET' || req.method === 'HEAD' ? null : await req.arrayBuffer();
-    const res = await fetch(upstream + path, { method: req.method, headers, body, redirect: 'manual', decompress: false, signal: req.signal });
+    const res = await fetch(upstream + path, {
+      method: req.method,
+      headers,
+      body,
+      redirect: 'manual',
+      decompress: false,
+      signal: req.signal,
+    });
     const out = new Headers(res.headers);
     out.delete('transfer-encoding');
     out.delete('content-length');

@@ -10,7 +10,7 @@
  *   bun client.ts upload <url> <file> <sha256>
  *   bun client.ts download <url> <bytes>
  */
-import { chatRequestBody, CLIENT_HEADERS, patternSha256 } from './common.ts';
+import { CLIENT_HEADERS, chatRequestBody, patternSha256 } from './common.ts';
 
 const [mode, url, ...rest] = process.argv.slice(2);
 const streamBody = chatRequestBody(1024, true);
@@ -25,7 +25,10 @@ function quantile(xs: number[], q: number): number {
 
 const countFrames = (text: string) => text.split('\n\n').length - 1;
 
-async function oneStream(target: string, chunks: number): Promise<{ ttfb: number; readTimes: number[]; frames: number; batchedReads: number; done: boolean; total: number }> {
+async function oneStream(
+  target: string,
+  chunks: number,
+): Promise<{ ttfb: number; readTimes: number[]; frames: number; batchedReads: number; done: boolean; total: number }> {
   const t0 = performance.now();
   const res = await fetch(target, { method: 'POST', headers: CLIENT_HEADERS, body: streamBody });
   if (!res.body) throw new Error(`no body, status ${res.status}`);
@@ -50,7 +53,14 @@ async function oneStream(target: string, chunks: number): Promise<{ ttfb: number
     text = text.length > 200 ? text.slice(-200) + part : text + part;
   }
   // chunks data frames + [DONE]
-  return { ttfb, readTimes, frames, batchedReads, done: frames === chunks + 1 && text.includes('data: [DONE]'), total: performance.now() - t0 };
+  return {
+    ttfb,
+    readTimes,
+    frames,
+    batchedReads,
+    done: frames === chunks + 1 && text.includes('data: [DONE]'),
+    total: performance.now() - t0,
+  };
 }
 
 if (mode === 'ttfb') {
@@ -68,7 +78,13 @@ if (mode === 'ttfb') {
     batched += s.batchedReads;
     if (!s.done) incomplete++;
   }
-  out({ count, ttfb_ms: { p50: median(ttfbs), p90: quantile(ttfbs, 0.9), min: Math.min(...ttfbs) }, gap_ms: { p50: median(gaps), p10: quantile(gaps, 0.1), p90: quantile(gaps, 0.9), n: gaps.length }, batched_reads: batched, incomplete });
+  out({
+    count,
+    ttfb_ms: { p50: median(ttfbs), p90: quantile(ttfbs, 0.9), min: Math.min(...ttfbs) },
+    gap_ms: { p50: median(gaps), p10: quantile(gaps, 0.1), p90: quantile(gaps, 0.9), n: gaps.length },
+    batched_reads: batched,
+    incomplete,
+  });
 } else if (mode === 'streams') {
   const [count, chunks, gap] = rest.map(Number) as [number, number, number];
   const target = `${url}?stream=1&chunks=${chunks}&gap=${gap}`;
@@ -88,7 +104,11 @@ if (mode === 'ttfb') {
     count,
     completed: ok.length,
     failed: count - ok.length,
-    duration_ms: { p50: median(durations), p99: quantile(durations, 0.99), max: durations.length ? Math.max(...durations) : NaN },
+    duration_ms: {
+      p50: median(durations),
+      p99: quantile(durations, 0.99),
+      max: durations.length ? Math.max(...durations) : NaN,
+    },
     ttfb_ms: { p50: median(ok.map((r) => r.ttfb)), max: ok.length ? Math.max(...ok.map((r) => r.ttfb)) : NaN },
     wall_ms: performance.now() - t0,
     errors: [...new Set(errors)].slice(0, 5),
@@ -96,13 +116,23 @@ if (mode === 'ttfb') {
 } else if (mode === 'upload') {
   const [file, sha] = rest as [string, string];
   const t0 = performance.now();
-  const res = await fetch(url!, { method: 'POST', headers: { 'content-type': 'application/octet-stream', authorization: 'Bearer sk-client-dummy' }, body: Bun.file(file) });
+  const res = await fetch(url!, {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream', authorization: 'Bearer sk-client-dummy' },
+    body: Bun.file(file),
+  });
   const text = await res.text();
   let got: { bytes?: number; sha256?: string } = {};
   try {
     got = JSON.parse(text);
   } catch {}
-  out({ status: res.status, bytes: got.bytes, intact: got.sha256 === sha && got.bytes === Bun.file(file).size, seconds: (performance.now() - t0) / 1000, body: got.sha256 ? undefined : text.slice(0, 200) });
+  out({
+    status: res.status,
+    bytes: got.bytes,
+    intact: got.sha256 === sha && got.bytes === Bun.file(file).size,
+    seconds: (performance.now() - t0) / 1000,
+    body: got.sha256 ? undefined : text.slice(0, 200),
+  });
 } else if (mode === 'download') {
   const bytes = Number(rest[0]);
   const expected = patternSha256(bytes);
@@ -114,7 +144,12 @@ if (mode === 'ttfb') {
     n += chunk.byteLength;
     hasher.update(chunk);
   }
-  out({ status: res.status, bytes: n, intact: n === bytes && hasher.digest('hex') === expected, seconds: (performance.now() - t0) / 1000 });
+  out({
+    status: res.status,
+    bytes: n,
+    intact: n === bytes && hasher.digest('hex') === expected,
+    seconds: (performance.now() - t0) / 1000,
+  });
 } else {
   process.stderr.write('usage: bun client.ts ttfb|streams|upload|download ...\n');
   process.exit(2);

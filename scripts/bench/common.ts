@@ -24,13 +24,25 @@ export function chatAnswer(): string {
     object: 'chat.completion',
     created: 1764226079,
     model: 'gpt-4o-mini-2024-07-18',
-    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null, annotations: [] }, logprobs: null, finish_reason: 'stop' }],
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content, refusal: null, annotations: [] },
+        logprobs: null,
+        finish_reason: 'stop',
+      },
+    ],
     usage: {
       prompt_tokens: 212,
       completion_tokens: 101,
       total_tokens: 313,
       prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     },
     service_tier: 'default',
     system_fingerprint: 'fp_bench',
@@ -40,7 +52,13 @@ export function chatAnswer(): string {
 /** One SSE frame of a chat completion stream (`i` of `n`; the last carries usage). */
 export function chatStreamFrame(i: number, n: number): string {
   if (i === n) return 'data: [DONE]\n\n';
-  const base = { id: 'chatcmpl-bench-stream', object: 'chat.completion.chunk', created: 1764226079, model: 'gpt-4o-mini-2024-07-18', system_fingerprint: 'fp_bench' };
+  const base = {
+    id: 'chatcmpl-bench-stream',
+    object: 'chat.completion.chunk',
+    created: 1764226079,
+    model: 'gpt-4o-mini-2024-07-18',
+    system_fingerprint: 'fp_bench',
+  };
   if (i === n - 1) {
     return `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }], usage: { prompt_tokens: 212, completion_tokens: n - 1, total_tokens: 212 + n - 1 } })}\n\n`;
   }
@@ -98,7 +116,8 @@ export function patternChunk(index: number, size = PATTERN_CHUNK): Uint8Array {
 /** sha256 of the first `bytes` bytes of the pattern. */
 export function patternSha256(bytes: number): string {
   const h = new Bun.CryptoHasher('sha256');
-  for (let i = 0, left = bytes; left > 0; i++, left -= PATTERN_CHUNK) h.update(patternChunk(i, Math.min(PATTERN_CHUNK, left)));
+  for (let i = 0, left = bytes; left > 0; i++, left -= PATTERN_CHUNK)
+    h.update(patternChunk(i, Math.min(PATTERN_CHUNK, left)));
   return h.digest('hex');
 }
 
@@ -118,7 +137,11 @@ export function skybridgeConfig(port: number, mockUrl: string, logFile: string, 
     `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
     `logs: { file: ${JSON.stringify(logFile)} }`,
     ...(ids.length === 1 && ids[0] === 'default' ? [] : [`plugins: [${ids.join(', ')}]`]),
-    ...(tracing ? [`tracing: { endpoint: "${mockUrl}/v1/traces", sample_ratio: ${Number(ratio)}, protocol: ${tracingKind === 'tracing/protobuf' ? 'http/protobuf' : 'http/json'} }`] : []),
+    ...(tracing
+      ? [
+          `tracing: { endpoint: "${mockUrl}/v1/traces", sample_ratio: ${Number(ratio)}, protocol: ${tracingKind === 'tracing/protobuf' ? 'http/protobuf' : 'http/json'} }`,
+        ]
+      : []),
     'providers:',
     '  openai:',
     '    keys:',

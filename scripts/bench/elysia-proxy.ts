@@ -24,8 +24,8 @@
  * Usage: UPSTREAM=http://127.0.0.1:PORT bun scripts/bench/elysia-proxy.ts <port> [duties]
  */
 import { Elysia } from 'elysia';
-import { rootMembers } from '../../src/proxy/members.ts';
 import { clientResponseHeaders, forwardRequestHeaders } from '../../src/proxy/headers.ts';
+import { rootMembers } from '../../src/proxy/members.ts';
 import { checkPassthroughPath, splitPassthroughUrl } from '../../src/proxy/path.ts';
 import { usageOfBody } from '../../src/usage/scanner.ts';
 
@@ -35,9 +35,9 @@ const duties = new Set((process.argv[3] ?? '-').split(',').filter((d) => d !== '
 const on = (duty: string) => duties.has(duty);
 
 /** Log lines are batched as in the logging plugin, then dropped (the write is not measured). */
-let batch = '';
+let _batch = '';
 setInterval(() => {
-  batch = '';
+  _batch = '';
 }, 20);
 
 type LogRecord = Record<string, unknown>;
@@ -49,7 +49,14 @@ async function bare({ request }: { request: Request }): Promise<Response> {
   const headers = new Headers(request.headers);
   headers.delete('host');
   const body = request.method === 'GET' || request.method === 'HEAD' ? null : await request.arrayBuffer();
-  const res = await fetch(upstream + path, { method: request.method, headers, body, redirect: 'manual', decompress: false, signal: request.signal });
+  const res = await fetch(upstream + path, {
+    method: request.method,
+    headers,
+    body,
+    redirect: 'manual',
+    decompress: false,
+    signal: request.signal,
+  });
   const out = new Headers(res.headers);
   out.delete('transfer-encoding');
   out.delete('content-length');
@@ -57,12 +64,41 @@ async function bare({ request }: { request: Request }): Promise<Response> {
 }
 
 /** The reference with some of Skybridge's duties switched on. */
-async function withDuties({ request, server }: { request: Request; server: Bun.Server<unknown> | null }): Promise<Response> {
+async function withDuties({
+  request,
+  server,
+}: {
+  request: Request;
+  server: Bun.Server<unknown> | null;
+}): Promise<Response> {
   const startedAt = performance.now();
   let record: LogRecord | undefined;
   if (on('rec')) {
     server?.timeout(request, 0);
-    record = { time: new Date().toISOString(), request_id: Bun.randomUUIDv7(), endpoint: 'openai', provider: 'openai', method: request.method, path: '', status: 0, stream: false, model: undefined, key: undefined, attempts: 0, latency_ms: 0, ttfb_ms: undefined, bytes_in: 0, bytes_out: 0, usage: undefined, error: undefined, virtual_key: undefined, client_ip: server?.requestIP(request)?.address, outcome: 'ok', upstream_request_id: undefined, retries: [] };
+    record = {
+      time: new Date().toISOString(),
+      request_id: Bun.randomUUIDv7(),
+      endpoint: 'openai',
+      provider: 'openai',
+      method: request.method,
+      path: '',
+      status: 0,
+      stream: false,
+      model: undefined,
+      key: undefined,
+      attempts: 0,
+      latency_ms: 0,
+      ttfb_ms: undefined,
+      bytes_in: 0,
+      bytes_out: 0,
+      usage: undefined,
+      error: undefined,
+      virtual_key: undefined,
+      client_ip: server?.requestIP(request)?.address,
+      outcome: 'ok',
+      upstream_request_id: undefined,
+      retries: [],
+    };
   }
   let path: string;
   let query = '';
@@ -86,7 +122,15 @@ async function withDuties({ request, server }: { request: Request; server: Bun.S
   const raw = request.method === 'GET' || request.method === 'HEAD' ? null : await request.arrayBuffer();
   const body = raw && on('u') ? new Uint8Array(raw) : raw;
   if (on('scan') && raw && record) record.model = rootMembers(new Uint8Array(raw))?.model;
-  const res = await fetch(upstream + path + query, { method: request.method, headers, body, redirect: 'manual', decompress: false, signal: request.signal, ...(on('t') ? { timeout: 300_000 } : {}) });
+  const res = await fetch(upstream + path + query, {
+    method: request.method,
+    headers,
+    body,
+    redirect: 'manual',
+    decompress: false,
+    signal: request.signal,
+    ...(on('t') ? { timeout: 300_000 } : {}),
+  });
   if (record) record.ttfb_ms = Math.round((performance.now() - startedAt) * 100) / 100;
   let out: Headers;
   if (on('hdr')) {
@@ -104,18 +148,14 @@ async function withDuties({ request, server }: { request: Request; server: Bun.S
       if (on('usage')) r.usage = usageOfBody('openai', res.headers.get('content-type'), null, bytes);
       r.status = res.status;
       r.latency_ms = Math.round((performance.now() - startedAt) * 100) / 100;
-      batch += `{"log":"request",${JSON.stringify(r).slice(1, -1)}}\n`;
+      _batch += `{"log":"request",${JSON.stringify(r).slice(1, -1)}}\n`;
     });
   }
   return new Response(bytes, { status: res.status, headers: out });
 }
 
 const app = new Elysia({ handler: { standardHostname: false } });
-app.all(
-  `${prefix}/*`,
-  duties.size === 0 ? bare : withDuties,
-  { parse: 'none' },
-);
+app.all(`${prefix}/*`, duties.size === 0 ? bare : withDuties, { parse: 'none' });
 app.get('/health', () => new Response('ok'));
 app.listen({ hostname: '127.0.0.1', port: Number(process.argv[2] ?? 0), idleTimeout: 0, maxRequestBodySize: 1 << 30 });
 

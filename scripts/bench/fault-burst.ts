@@ -24,14 +24,16 @@
  * `--snapshots` also writes V8 heap snapshots (warm and final) into the work directory.
  * Loopback only; everything it started is killed when it ends.
  */
-import { spawn, type Subprocess } from 'bun';
+
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chatRequestBody, CLIENT_HEADERS } from './common.ts';
+import { type Subprocess, spawn } from 'bun';
+import { CLIENT_HEADERS, chatRequestBody } from './common.ts';
 
 const ROOT = resolve(import.meta.dir, '../..');
-const opt = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def;
+const opt = (name: string, def: string) =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def;
 const perKind = Number(opt('per-kind', '2000'));
 const conns = Number(opt('conns', '32'));
 const bursts = Number(opt('bursts', '3'));
@@ -48,7 +50,11 @@ process.on('exit', () => {
 // ---- processes ---------------------------------------------------------------------
 
 /** Read a child's output to its end (a full pipe would block it), resolving with the first JSON line that matches. */
-function firstLine(stream: ReadableStream<Uint8Array>, match: (line: any) => boolean, onLine: (line: string) => void = () => {}): Promise<any> {
+function firstLine(
+  stream: ReadableStream<Uint8Array>,
+  match: (line: any) => boolean,
+  onLine: (line: string) => void = () => {},
+): Promise<any> {
   return new Promise((resolveLine, reject) => {
     void (async () => {
       const decoder = new TextDecoder();
@@ -99,12 +105,29 @@ writeFileSync(
   ].join('\n'),
 );
 const probeFile = join(work, 'heap.json');
-const gw = spawn([process.execPath, '--preload', join(ROOT, 'scripts/bench/heap-probe.ts'), join(ROOT, 'src/main.ts'), 'serve', '--config', configPath], {
-  cwd: work,
-  env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: '16384', SKYBRIDGE_LOG_LEVEL: 'info', SKYBRIDGE_HEAP_PROBE: probeFile, SKYBRIDGE_HEAP_SNAPSHOT: snapshots ? '1' : '0' },
-  stdout: 'ignore',
-  stderr: 'pipe',
-});
+const gw = spawn(
+  [
+    process.execPath,
+    '--preload',
+    join(ROOT, 'scripts/bench/heap-probe.ts'),
+    join(ROOT, 'src/main.ts'),
+    'serve',
+    '--config',
+    configPath,
+  ],
+  {
+    cwd: work,
+    env: {
+      ...process.env,
+      BUN_CONFIG_MAX_HTTP_REQUESTS: '16384',
+      SKYBRIDGE_LOG_LEVEL: 'info',
+      SKYBRIDGE_HEAP_PROBE: probeFile,
+      SKYBRIDGE_HEAP_SNAPSHOT: snapshots ? '1' : '0',
+    },
+    stdout: 'ignore',
+    stderr: 'pipe',
+  },
+);
 procs.push(gw);
 // The app log after that line: warnings and errors are shown (and counted).
 let appWarnings = 0;
@@ -115,7 +138,9 @@ const listening = firstLine(
     if (/"level":"(warn|error|fatal)"/.test(line) && appWarnings++ < 5) console.log(`  app log: ${line.slice(0, 300)}`);
   },
 );
-const gwPort = (await Promise.race([listening, Bun.sleep(15_000).then(() => Promise.reject(new Error('gateway did not start')))])).port as number;
+const gwPort = (
+  await Promise.race([listening, Bun.sleep(15_000).then(() => Promise.reject(new Error('gateway did not start')))])
+).port as number;
 const base = `http://127.0.0.1:${gwPort}`;
 
 /** A field of /proc/PID/status in MB (VmRSS: resident; VmData: the private address space, touched or not). */
@@ -177,25 +202,54 @@ const body1k = chatRequestBody(1024);
 
 async function ordinary(i: number): Promise<void> {
   const stream = i % 4 === 0;
-  const res = await fetch(stream ? `${chatUrl}?stream=1&chunks=5&gap=0` : chatUrl, { method: 'POST', headers: CLIENT_HEADERS, body: stream ? chatRequestBody(1024, true) : body1k });
+  const res = await fetch(stream ? `${chatUrl}?stream=1&chunks=5&gap=0` : chatUrl, {
+    method: 'POST',
+    headers: CLIENT_HEADERS,
+    body: stream ? chatRequestBody(1024, true) : body1k,
+  });
   await res.arrayBuffer();
 }
 
 const twoMb = new Uint8Array(2 * 1024 * 1024).fill(0x61);
-const BAD_PATHS = ['/openai_passthrough/v1/%2e%2e/%2e%2e/etc/passwd', '/openai_passthrough/v1/a%2fb', '/openai_passthrough/v1/a%00b', '/openai_passthrough//v1/models', '/nope/v1/chat', '/anthropic_passthrough/v1/%2E%2E%2Fsecrets'];
+const BAD_PATHS = [
+  '/openai_passthrough/v1/%2e%2e/%2e%2e/etc/passwd',
+  '/openai_passthrough/v1/a%2fb',
+  '/openai_passthrough/v1/a%00b',
+  '/openai_passthrough//v1/models',
+  '/nope/v1/chat',
+  '/anthropic_passthrough/v1/%2E%2E%2Fsecrets',
+];
 
 const FAULTS: Record<string, (i: number) => Promise<void>> = {
-  'malformed-http': (i) => raw(i % 2 ? 'NOT HTTP AT ALL\r\n\r\n' : 'POST /openai_passthrough/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}', false),
+  'malformed-http': (i) =>
+    raw(
+      i % 2
+        ? 'NOT HTTP AT ALL\r\n\r\n'
+        : 'POST /openai_passthrough/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}',
+      false,
+    ),
   'malformed-json': async () => {
-    const res = await fetch(chatUrl, { method: 'POST', headers: CLIENT_HEADERS, body: '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"cut' });
+    const res = await fetch(chatUrl, {
+      method: 'POST',
+      headers: CLIENT_HEADERS,
+      body: '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"cut',
+    });
     await res.arrayBuffer();
   },
   'abort-mid-body': () =>
-    raw(`POST /openai_passthrough/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 262144\r\n\r\n{"model":"gpt-4o-mini","pad":"${'x'.repeat(16 * 1024)}`, true),
+    raw(
+      `POST /openai_passthrough/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 262144\r\n\r\n{"model":"gpt-4o-mini","pad":"${'x'.repeat(16 * 1024)}`,
+      true,
+    ),
   'abort-mid-stream': async () => {
     const ac = new AbortController();
     try {
-      const res = await fetch(`${chatUrl}?stream=1&chunks=100&gap=10`, { method: 'POST', headers: CLIENT_HEADERS, body: chatRequestBody(1024, true), signal: ac.signal });
+      const res = await fetch(`${chatUrl}?stream=1&chunks=100&gap=10`, {
+        method: 'POST',
+        headers: CLIENT_HEADERS,
+        body: chatRequestBody(1024, true),
+        signal: ac.signal,
+      });
       await res.body!.getReader().read();
     } finally {
       ac.abort();
@@ -215,7 +269,11 @@ const FAULTS: Record<string, (i: number) => Promise<void>> = {
     await res.arrayBuffer();
   },
   'bad-path': async (i) => {
-    const res = await fetch(`${base}${BAD_PATHS[i % BAD_PATHS.length]}`, { method: 'POST', headers: CLIENT_HEADERS, body: '{}' });
+    const res = await fetch(`${base}${BAD_PATHS[i % BAD_PATHS.length]}`, {
+      method: 'POST',
+      headers: CLIENT_HEADERS,
+      body: '{}',
+    });
     await res.arrayBuffer();
   },
 };
@@ -240,9 +298,12 @@ const note = (stage: string, detail = '') => {
   rows.push([stage, line]);
   console.log(line);
 };
-const heapLine = (p: Probe) => `(after Bun.gc(true): heap ${mb(p.heapSize)} MB of ${mb(p.heapCapacity)} MB, extra ${mb(p.extraMemorySize)} MB, mimalloc ${mb(p.mimallocCommit)} MB, ${p.objectCount} cells)`;
+const heapLine = (p: Probe) =>
+  `(after Bun.gc(true): heap ${mb(p.heapSize)} MB of ${mb(p.heapCapacity)} MB, extra ${mb(p.extraMemorySize)} MB, mimalloc ${mb(p.mimallocCommit)} MB, ${p.objectCount} cells)`;
 
-console.log(`gateway pid ${gw.pid}, mock ${mockUrl}, work ${work}; ${perKind} of each fault kind x ${bursts} bursts, ${conns} at a time\n`);
+console.log(
+  `gateway pid ${gw.pid}, mock ${mockUrl}, work ${work}; ${perKind} of each fault kind x ${bursts} bursts, ${conns} at a time\n`,
+);
 note('started');
 let last = 0;
 for (let round = 1; round <= 6; round++) {
@@ -285,12 +346,25 @@ for (let b = 1; b <= bursts; b++) {
 const check = await fetch(chatUrl, { method: 'POST', headers: CLIENT_HEADERS, body: body1k });
 await check.arrayBuffer();
 console.log(`\nan ordinary request afterwards: ${check.status}; app-log warnings and errors: ${appWarnings}`);
-console.log(`signal listeners warm / final: ${JSON.stringify(warm.signalListeners)} / ${JSON.stringify(final.signalListeners)}`);
+console.log(
+  `signal listeners warm / final: ${JSON.stringify(warm.signalListeners)} / ${JSON.stringify(final.signalListeners)}`,
+);
 console.log(`protected cells warm / final: ${warm.protectedObjectCount} / ${final.protectedObjectCount}`);
 const types = new Set([...Object.keys(warm.objectTypeCounts), ...Object.keys(final.objectTypeCounts)]);
-const deltas = [...types].map((t) => [t, (final.objectTypeCounts[t] ?? 0) - (warm.objectTypeCounts[t] ?? 0), warm.objectTypeCounts[t] ?? 0, final.objectTypeCounts[t] ?? 0] as const).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+const deltas = [...types]
+  .map(
+    (t) =>
+      [
+        t,
+        (final.objectTypeCounts[t] ?? 0) - (warm.objectTypeCounts[t] ?? 0),
+        warm.objectTypeCounts[t] ?? 0,
+        final.objectTypeCounts[t] ?? 0,
+      ] as const,
+  )
+  .sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
 console.log('live cells by type, warm -> after the last burst (forced GC both times), largest changes:');
-for (const [t, d, w, f] of deltas.slice(0, 15)) console.log(`  ${t.padEnd(28)} ${String(w).padStart(8)} -> ${String(f).padStart(8)}  (${d >= 0 ? '+' : ''}${d})`);
+for (const [t, d, w, f] of deltas.slice(0, 15))
+  console.log(`  ${t.padEnd(28)} ${String(w).padStart(8)} -> ${String(f).padStart(8)}  (${d >= 0 ? '+' : ''}${d})`);
 if (snapshots) console.log(`heap snapshots: ${warm.snapshot} ${final.snapshot}`);
 
 gw.kill('SIGTERM');

@@ -27,7 +27,9 @@ if (out) {
       protectedObjectCount: h.protectedObjectCount,
       objectTypeCounts: h.objectTypeCounts,
       protectedObjectTypeCounts: h.protectedObjectTypeCounts,
-      signalListeners: Object.fromEntries(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR2'].map((s) => [s, process.listenerCount(s)])),
+      signalListeners: Object.fromEntries(
+        ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR2'].map((s) => [s, process.listenerCount(s)]),
+      ),
       snapshot,
     };
     writeFileSync(`${out}.tmp`, JSON.stringify(report));

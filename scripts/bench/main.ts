@@ -7,10 +7,20 @@
  *   bun scripts/bench/main.ts [--quick] [--binary] [--only=latency,throughput,curve,ttfb,streams,bodies,observability]
  *                             [--skybridge-root=DIR]   (another source tree, to compare changes)
  */
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir, cpus, totalmem, release } from 'node:os';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chatRequestBody, CLIENT_HEADERS, skybridgeConfig } from './common.ts';
+import { CLIENT_HEADERS, chatRequestBody, skybridgeConfig } from './common.ts';
 
 // ---------------------------------------------------------------------------------
 // Settings
@@ -18,7 +28,10 @@ import { chatRequestBody, CLIENT_HEADERS, skybridgeConfig } from './common.ts';
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const BINARY = args.includes('--binary');
-const ONLY = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const ONLY = args
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 const ROOT = resolve(import.meta.dir, '../..');
 const SKY_ROOT = resolve(args.find((a) => a.startsWith('--skybridge-root='))?.slice(17) ?? ROOT);
 const MAX_HTTP_REQUESTS = '65535';
@@ -69,9 +82,22 @@ async function waitReady(url: string, name: string, proc: ReturnType<typeof Bun.
   throw new Error(`${name} did not become ready at ${url}`);
 }
 
-async function startProc(name: string, core: string, cmd: string[], env: Record<string, string>, port: number, readyPath: string, cwd = ROOT): Promise<Proc> {
+async function startProc(
+  name: string,
+  core: string,
+  cmd: string[],
+  env: Record<string, string>,
+  port: number,
+  readyPath: string,
+  cwd = ROOT,
+): Promise<Proc> {
   const log = openSync(join(work, `${name}.stderr`), 'a');
-  const proc = Bun.spawn(['taskset', '-c', core, ...cmd], { cwd, env: { ...process.env, ...env }, stdout: 'ignore', stderr: log });
+  const proc = Bun.spawn(['taskset', '-c', core, ...cmd], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdout: 'ignore',
+    stderr: log,
+  });
   closeSync(log);
   const p: Proc = { name, proc, pid: proc.pid, url: `http://127.0.0.1:${port}` };
   started.add(p);
@@ -100,7 +126,9 @@ process.on('SIGINT', () => {
 
 let mock: Proc;
 const skybridgeCmd = (config: string, port: number) =>
-  BINARY ? [join(SKY_ROOT, 'dist/skybridge-linux-x64'), 'serve', '--config', config, '--port', String(port)] : ['bun', 'src/main.ts', 'serve', '--config', config, '--port', String(port)];
+  BINARY
+    ? [join(SKY_ROOT, 'dist/skybridge-linux-x64'), 'serve', '--config', config, '--port', String(port)]
+    : ['bun', 'src/main.ts', 'serve', '--config', config, '--port', String(port)];
 
 async function startMock(): Promise<Proc> {
   const port = freePort();
@@ -109,18 +137,39 @@ async function startMock(): Promise<Proc> {
 
 async function startBare(): Promise<Proc> {
   const port = freePort();
-  return startProc('bare', PROXY_CORE, ['bun', 'scripts/bench/bare-proxy.ts', String(port)], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
+  return startProc(
+    'bare',
+    PROXY_CORE,
+    ['bun', 'scripts/bench/bare-proxy.ts', String(port)],
+    { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS },
+    port,
+    '/health',
+  );
 }
 
 async function startBareWhole(): Promise<Proc> {
   const port = freePort();
-  return startProc('bare-whole', PROXY_CORE, ['bun', 'scripts/bench/bare-proxy.ts', String(port), 'whole'], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
+  return startProc(
+    'bare-whole',
+    PROXY_CORE,
+    ['bun', 'scripts/bench/bare-proxy.ts', String(port), 'whole'],
+    { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS },
+    port,
+    '/health',
+  );
 }
 
 /** The whole-body proxy served through Elysia: what the framework alone costs. */
 async function startElysiaWhole(): Promise<Proc> {
   const port = freePort();
-  return startProc('elysia-whole', PROXY_CORE, ['bun', 'scripts/bench/elysia-proxy.ts', String(port)], { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }, port, '/health');
+  return startProc(
+    'elysia-whole',
+    PROXY_CORE,
+    ['bun', 'scripts/bench/elysia-proxy.ts', String(port)],
+    { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS },
+    port,
+    '/health',
+  );
 }
 
 /**
@@ -131,7 +180,15 @@ async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics
   const port = freePort();
   const config = join(work, `${name}.yaml`);
   writeFileSync(config, skybridgeConfig(port, mock.url, join(work, 'logs', name, 'requests.ndjson'), plugins));
-  return startProc(name, PROXY_CORE, skybridgeCmd(config, port), { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn' }, port, '/health', SKY_ROOT);
+  return startProc(
+    name,
+    PROXY_CORE,
+    skybridgeCmd(config, port),
+    { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn' },
+    port,
+    '/health',
+    SKY_ROOT,
+  );
 }
 
 // ---------------------------------------------------------------------------------
@@ -236,7 +293,23 @@ end
 /** One wrk run; with `pid`, the CPU the proxy tree used per request. */
 async function wrk(url: string, conns: number, seconds: number, bodyBytes: number, pid?: number): Promise<WrkResult> {
   const cpu0 = pid ? cpuSeconds(pid) : 0;
-  const proc = Bun.spawn(['taskset', '-c', LOAD_CORE, 'wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '10s', '-s', luaFor(bodyBytes), url], { stdout: 'pipe', stderr: 'pipe' });
+  const proc = Bun.spawn(
+    [
+      'taskset',
+      '-c',
+      LOAD_CORE,
+      'wrk',
+      '-t1',
+      `-c${conns}`,
+      `-d${seconds}s`,
+      '--timeout',
+      '10s',
+      '-s',
+      luaFor(bodyBytes),
+      url,
+    ],
+    { stdout: 'pipe', stderr: 'pipe' },
+  );
   const text = await new Response(proc.stdout).text();
   await proc.exited;
   const cpu1 = pid ? cpuSeconds(pid) : 0;
@@ -261,11 +334,14 @@ async function wrk(url: string, conns: number, seconds: number, bodyBytes: numbe
 }
 
 async function client(mode: string, ...rest: (string | number)[]): Promise<any> {
-  const proc = Bun.spawn(['taskset', '-c', LOAD_CORE, 'bun', join(import.meta.dir, 'client.ts'), mode, ...rest.map(String)], {
-    stdout: 'pipe',
-    stderr: 'pipe',
-    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS },
-  });
+  const proc = Bun.spawn(
+    ['taskset', '-c', LOAD_CORE, 'bun', join(import.meta.dir, 'client.ts'), mode, ...rest.map(String)],
+    {
+      stdout: 'pipe',
+      stderr: 'pipe',
+      env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS },
+    },
+  );
   const text = await new Response(proc.stdout).text();
   const code = await proc.exited;
   const line = text.trim().split('\n').at(-1) ?? '';
@@ -306,9 +382,16 @@ const results: Record<string, any> = {
   },
   git: {
     commit: Bun.spawnSync(['git', 'rev-parse', '--short', 'HEAD'], { cwd: SKY_ROOT }).stdout.toString().trim(),
-    dirty_files: Bun.spawnSync(['git', 'status', '--porcelain', 'src'], { cwd: SKY_ROOT }).stdout.toString().trim().split('\n').filter(Boolean).length,
+    dirty_files: Bun.spawnSync(['git', 'status', '--porcelain', 'src'], { cwd: SKY_ROOT })
+      .stdout.toString()
+      .trim()
+      .split('\n')
+      .filter(Boolean).length,
   },
-  env: { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, pinning: `proxies on core ${PROXY_CORE}; mock, wrk, clients on core ${LOAD_CORE}` },
+  env: {
+    BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS,
+    pinning: `proxies on core ${PROXY_CORE}; mock, wrk, clients on core ${LOAD_CORE}`,
+  },
   loadavg_start: loadavg(),
 };
 
@@ -325,10 +408,12 @@ try {
     bareWhole = await startBareWhole();
     elysiaWhole = await startElysiaWhole();
   }
-  const metricsRes = await fetch(sky.url + '/metrics');
+  const metricsRes = await fetch(`${sky.url}/metrics`);
   const metricsText = await metricsRes.text();
   results.skybridge_plugins = { logging: true, metrics: metricsRes.status === 200 && metricsText.includes('# TYPE') };
-  log(`mock ${mock.url}, bare ${bare.url}, skybridge ${sky.url} (${results.skybridge}; metrics ${results.skybridge_plugins.metrics ? 'on' : 'NOT AVAILABLE'}); work dir ${work}`);
+  log(
+    `mock ${mock.url}, bare ${bare.url}, skybridge ${sky.url} (${results.skybridge}; metrics ${results.skybridge_plugins.metrics ? 'on' : 'NOT AVAILABLE'}); work dir ${work}`,
+  );
 
   const targets = () => [
     { name: 'bare', proc: bare },
@@ -337,29 +422,40 @@ try {
 
   // Warm-up: JIT, connection pools.
   for (const t of targets()) await wrk(t.proc.url + CHAT, 16, S.warmSec, 1024);
-  await wrk(mock.url + '/v1/chat/completions', 16, 1, 1024);
+  await wrk(`${mock.url}/v1/chat/completions`, 16, 1, 1024);
 
   // 1. Added latency at c=1 (proxy minus direct-to-mock, same round).
   if (want('latency')) {
     log('latency at c=1');
     const rounds: any[] = [];
     for (let i = 0; i < S.rounds; i++) {
-      const direct = await wrk(mock.url + '/v1/chat/completions', 1, S.latencySec, 1024);
+      const direct = await wrk(`${mock.url}/v1/chat/completions`, 1, S.latencySec, 1024);
       const b = await wrk(bare.url + CHAT, 1, S.latencySec, 1024, bare.pid);
       const s = await wrk(sky.url + CHAT, 1, S.latencySec, 1024, sky.pid);
       rounds.push({
         direct,
         bare: b,
         skybridge: s,
-        added_us: { bare: { p50: b.p50_us - direct.p50_us, p99: b.p99_us - direct.p99_us }, skybridge: { p50: s.p50_us - direct.p50_us, p99: s.p99_us - direct.p99_us } },
+        added_us: {
+          bare: { p50: b.p50_us - direct.p50_us, p99: b.p99_us - direct.p99_us },
+          skybridge: { p50: s.p50_us - direct.p50_us, p99: s.p99_us - direct.p99_us },
+        },
       });
     }
     const m = (who: 'bare' | 'skybridge', q: 'p50' | 'p99') => median(rounds.map((r) => r.added_us[who][q]));
     results.latency_c1 = {
       rounds,
       direct_p50_us: median(rounds.map((r) => r.direct.p50_us)),
-      added_p50_us: { bare: m('bare', 'p50'), skybridge: m('skybridge', 'p50'), ratio: r2(m('skybridge', 'p50') / m('bare', 'p50')) },
-      added_p99_us: { bare: m('bare', 'p99'), skybridge: m('skybridge', 'p99'), ratio: r2(m('skybridge', 'p99') / m('bare', 'p99')) },
+      added_p50_us: {
+        bare: m('bare', 'p50'),
+        skybridge: m('skybridge', 'p50'),
+        ratio: r2(m('skybridge', 'p50') / m('bare', 'p50')),
+      },
+      added_p99_us: {
+        bare: m('bare', 'p99'),
+        skybridge: m('skybridge', 'p99'),
+        ratio: r2(m('skybridge', 'p99') / m('bare', 'p99')),
+      },
     };
   }
 
@@ -378,7 +474,9 @@ try {
       const round: Record<string, WrkResult> = {};
       for (const t of order) round[t.name] = await wrk(t.proc.url + CHAT, 64, S.throughputSec, 1024, t.proc.pid);
       rounds.push({ ...round, ratio: r2(round.skybridge!.rps / round.bare!.rps) });
-      log(`  round ${i + 1}: bare ${round.bare!.rps} req/s, skybridge ${round.skybridge!.rps} req/s (${rounds.at(-1).ratio}x), bare reading whole ${round.bare_whole!.rps} req/s, the same on Elysia ${round.elysia_whole!.rps} req/s`);
+      log(
+        `  round ${i + 1}: bare ${round.bare!.rps} req/s, skybridge ${round.skybridge!.rps} req/s (${rounds.at(-1).ratio}x), bare reading whole ${round.bare_whole!.rps} req/s, the same on Elysia ${round.elysia_whole!.rps} req/s`,
+      );
     }
     await stopProc(bareWhole!);
     await stopProc(elysiaWhole!);
@@ -386,9 +484,27 @@ try {
     const cpu = (w: string) => median(rounds.map((r) => r[w].cpu_us_per_req));
     results.throughput_c64 = {
       rounds,
-      rps: { bare: rps('bare'), skybridge: rps('skybridge'), ratio: r2(rps('skybridge') / rps('bare')), ratio_median_of_rounds: median(rounds.map((r) => r.ratio)), bare_whole: rps('bare_whole'), bare_whole_ratio: r2(rps('bare_whole') / rps('bare')), elysia_whole: rps('elysia_whole'), elysia_whole_ratio: r2(rps('elysia_whole') / rps('bare')) },
-      cpu_us_per_req: { bare: cpu('bare'), skybridge: cpu('skybridge'), ratio: r2(cpu('skybridge') / cpu('bare')), bare_whole: cpu('bare_whole'), elysia_whole: cpu('elysia_whole') },
-      errors: rounds.reduce((n, r) => n + r.bare.errors + r.bare.status_errors + r.skybridge.errors + r.skybridge.status_errors, 0),
+      rps: {
+        bare: rps('bare'),
+        skybridge: rps('skybridge'),
+        ratio: r2(rps('skybridge') / rps('bare')),
+        ratio_median_of_rounds: median(rounds.map((r) => r.ratio)),
+        bare_whole: rps('bare_whole'),
+        bare_whole_ratio: r2(rps('bare_whole') / rps('bare')),
+        elysia_whole: rps('elysia_whole'),
+        elysia_whole_ratio: r2(rps('elysia_whole') / rps('bare')),
+      },
+      cpu_us_per_req: {
+        bare: cpu('bare'),
+        skybridge: cpu('skybridge'),
+        ratio: r2(cpu('skybridge') / cpu('bare')),
+        bare_whole: cpu('bare_whole'),
+        elysia_whole: cpu('elysia_whole'),
+      },
+      errors: rounds.reduce(
+        (n, r) => n + r.bare.errors + r.bare.status_errors + r.skybridge.errors + r.skybridge.status_errors,
+        0,
+      ),
     };
   }
 
@@ -406,7 +522,9 @@ try {
       row.rps_ratio = r2(row.skybridge.rps / row.bare.rps);
       row.cpu_ratio = r2(row.skybridge.cpu_us_per_req / row.bare.cpu_us_per_req);
       rows.push(row);
-      log(`  c=${k.c} body=${k.body}: bare ${row.bare.rps} req/s ${row.bare.cpu_us_per_req} us/req, skybridge ${row.skybridge.rps} req/s ${row.skybridge.cpu_us_per_req} us/req`);
+      log(
+        `  c=${k.c} body=${k.body}: bare ${row.bare.rps} req/s ${row.bare.cpu_us_per_req} us/req, skybridge ${row.skybridge.rps} req/s ${row.skybridge.cpu_us_per_req} us/req`,
+      );
     }
     results.cost_curve = rows;
   }
@@ -416,10 +534,14 @@ try {
     log('streaming TTFB and chunk spacing');
     // Warm the streaming path of both proxies (JIT) the way steady traffic would.
     for (const t of targets()) await wrk(`${t.proc.url}${CHAT}?stream=1&chunks=5&gap=0`, 16, S.warmSec, 1024);
-    const direct = await client('ttfb', mock.url + '/v1/chat/completions', S.ttfbCount, TTFB.chunks, TTFB.gapMs);
+    const direct = await client('ttfb', `${mock.url}/v1/chat/completions`, S.ttfbCount, TTFB.chunks, TTFB.gapMs);
     const out: any = { direct };
-    for (const t of targets()) out[t.name] = await client('ttfb', t.proc.url + CHAT, S.ttfbCount, TTFB.chunks, TTFB.gapMs);
-    out.added_ttfb_ms = { bare: r2(out.bare.ttfb_ms.p50 - direct.ttfb_ms.p50), skybridge: r2(out.skybridge.ttfb_ms.p50 - direct.ttfb_ms.p50) };
+    for (const t of targets())
+      out[t.name] = await client('ttfb', t.proc.url + CHAT, S.ttfbCount, TTFB.chunks, TTFB.gapMs);
+    out.added_ttfb_ms = {
+      bare: r2(out.bare.ttfb_ms.p50 - direct.ttfb_ms.p50),
+      skybridge: r2(out.skybridge.ttfb_ms.p50 - direct.ttfb_ms.p50),
+    };
     results.stream_ttfb = out;
   }
 
@@ -436,8 +558,15 @@ try {
         const sampler = rssSampler(p.pid);
         const res = await client('streams', p.url + CHAT, n, STREAM.chunks, STREAM.gapMs);
         const peak = sampler.stop();
-        row[name] = { ...res, rss_before_mb: Math.round(before), peak_rss_mb: Math.round(peak), on_time_11s: res.completed === n && res.duration_ms.max <= 11_000 };
-        log(`  ${name}: ${res.completed}/${n} complete, max ${Math.round(res.duration_ms.max)} ms, peak RSS ${Math.round(peak)} MB`);
+        row[name] = {
+          ...res,
+          rss_before_mb: Math.round(before),
+          peak_rss_mb: Math.round(peak),
+          on_time_11s: res.completed === n && res.duration_ms.max <= 11_000,
+        };
+        log(
+          `  ${name}: ${res.completed}/${n} complete, max ${Math.round(res.duration_ms.max)} ms, peak RSS ${Math.round(peak)} MB`,
+        );
       }
       results.concurrent_streams[n] = row;
     }
@@ -467,15 +596,20 @@ try {
         const p = await restart(name);
         await wrk(p.url + CHAT, 16, 1, 1024);
         // Warm the path with a 1 MiB transfer in the same direction.
-        if (dir === 'upload') await client('upload', p.url + '/openai_passthrough/v1/upload', small, smallSha);
-        else await client('download', p.url + '/openai_passthrough/v1/download', 1024 * 1024);
+        if (dir === 'upload') await client('upload', `${p.url}/openai_passthrough/v1/upload`, small, smallSha);
+        else await client('download', `${p.url}/openai_passthrough/v1/download`, 1024 * 1024);
         await Bun.sleep(200);
         const before = rssMB(p.pid);
         const sampler = rssSampler(p.pid);
-        const res = dir === 'upload' ? await client('upload', p.url + '/openai_passthrough/v1/upload', file, sha) : await client('download', p.url + '/openai_passthrough/v1/download', BIG);
+        const res =
+          dir === 'upload'
+            ? await client('upload', `${p.url}/openai_passthrough/v1/upload`, file, sha)
+            : await client('download', `${p.url}/openai_passthrough/v1/download`, BIG);
         const peak = sampler.stop();
         out[name][dir] = { ...res, rss_before_mb: r2(before), peak_rss_mb: r2(peak), rss_growth_mb: r2(peak - before) };
-        log(`  ${name} ${dir}: status ${res.status}, intact ${res.intact}, ${r2(res.seconds)} s, RSS +${r2(peak - before)} MB`);
+        log(
+          `  ${name} ${dir}: status ${res.status}, intact ${res.intact}, ${r2(res.seconds)} s, RSS +${r2(peak - before)} MB`,
+        );
       }
     }
     results.big_bodies = out;
@@ -497,10 +631,17 @@ try {
       { name: 'logging', proc: await startSkybridge('sky-logging', ['logging']) },
       { name: 'logging_metrics', proc: await startSkybridge('sky-metrics', ['logging', 'metrics']) },
       { name: 'logging_metrics_tracing', proc: await startSkybridge('sky-tracing', ['logging', 'metrics', 'tracing']) },
-      { name: 'logging_metrics_tracing_protobuf', proc: await startSkybridge('sky-tracing-pb', ['logging', 'metrics', 'tracing/protobuf']) },
-      { name: 'logging_metrics_tracing_protobuf_sampled_10pct', proc: await startSkybridge('sky-tracing-pb-10', ['logging', 'metrics', 'tracing/protobuf@0.1']) },
+      {
+        name: 'logging_metrics_tracing_protobuf',
+        proc: await startSkybridge('sky-tracing-pb', ['logging', 'metrics', 'tracing/protobuf']),
+      },
+      {
+        name: 'logging_metrics_tracing_protobuf_sampled_10pct',
+        proc: await startSkybridge('sky-tracing-pb-10', ['logging', 'metrics', 'tracing/protobuf@0.1']),
+      },
     ];
-    const together = (secs: number) => Promise.all(variants.map((v) => wrk(v.proc.url + CHAT, 64, secs, 1024, v.proc.pid)));
+    const together = (secs: number) =>
+      Promise.all(variants.map((v) => wrk(v.proc.url + CHAT, 64, secs, 1024, v.proc.pid)));
     await together(S.warmSec);
     const rounds: Array<Record<string, WrkResult>> = [];
     const obsRounds = QUICK ? 4 : 16;
@@ -515,7 +656,8 @@ try {
     const cpu = (w: string) => median(rounds.map((r) => r[w]!.cpu_us_per_req!));
     // Throughput a core loses against logging only, per round (then the median), from
     // CPU per request: with the core shared, that is what each request costs.
-    const lost = (w: string) => rounds.map((r) => 100 * (1 - r.logging!.cpu_us_per_req! / r[w]!.cpu_us_per_req!)).sort((a, b) => a - b);
+    const lost = (w: string) =>
+      rounds.map((r) => 100 * (1 - r.logging!.cpu_us_per_req! / r[w]!.cpu_us_per_req!)).sort((a, b) => a - b);
     const cost = (w: string) => r2(median(lost(w)));
     const spread = (w: string) => {
       const xs = lost(w);
@@ -565,18 +707,30 @@ const T = {
 };
 const checks: Array<{ target: string; value: string; met: boolean | null }> = [];
 const lines: string[] = [];
-const fmt = (x: unknown) => (typeof x === 'number' ? (Number.isInteger(x) ? String(x) : x.toFixed(2)) : String(x ?? '-'));
+const fmt = (x: unknown) =>
+  typeof x === 'number' ? (Number.isInteger(x) ? String(x) : x.toFixed(2)) : String(x ?? '-');
 const row = (cells: unknown[]) => lines.push(`| ${cells.map(fmt).join(' | ')} |`);
 
-lines.push(`Skybridge bench (${results.mode}, ${results.skybridge}; plugins logging${results.skybridge_plugins?.metrics ? ' + metrics' : ' (metrics not available)'}), ${results.started_at}`);
-lines.push(`machine: ${results.machine.cpu}, ${results.machine.cores} cores; ${results.env.pinning}; BUN_CONFIG_MAX_HTTP_REQUESTS=${MAX_HTTP_REQUESTS} for both proxies; loadavg ${results.loadavg_start} -> ${results.loadavg_end}`);
+lines.push(
+  `Skybridge bench (${results.mode}, ${results.skybridge}; plugins logging${results.skybridge_plugins?.metrics ? ' + metrics' : ' (metrics not available)'}), ${results.started_at}`,
+);
+lines.push(
+  `machine: ${results.machine.cpu}, ${results.machine.cores} cores; ${results.env.pinning}; BUN_CONFIG_MAX_HTTP_REQUESTS=${MAX_HTTP_REQUESTS} for both proxies; loadavg ${results.loadavg_start} -> ${results.loadavg_end}`,
+);
 lines.push('');
 row(['workload', 'bare Bun proxy', 'Skybridge', 'ratio', 'target', 'met']);
 lines.push('|---|---|---|---|---|---|');
 const L = results.latency_c1;
 if (L) {
   const ok = L.added_p50_us.ratio <= T.lat;
-  row(['added latency c=1, p50 (us)', L.added_p50_us.bare, L.added_p50_us.skybridge, L.added_p50_us.ratio, `<= ${T.lat}x bare`, ok ? 'yes' : 'NO']);
+  row([
+    'added latency c=1, p50 (us)',
+    L.added_p50_us.bare,
+    L.added_p50_us.skybridge,
+    L.added_p50_us.ratio,
+    `<= ${T.lat}x bare`,
+    ok ? 'yes' : 'NO',
+  ]);
   row(['added latency c=1, p99 (us)', L.added_p99_us.bare, L.added_p99_us.skybridge, L.added_p99_us.ratio, '', '']);
   checks.push({ target: 'added latency c=1 <= 1.1x bare', value: `${L.added_p50_us.ratio}x`, met: ok });
 }
@@ -585,26 +739,82 @@ if (H) {
   const ok = H.rps.ratio >= T.thr;
   row(['c=64 req/s (median)', H.rps.bare, H.rps.skybridge, H.rps.ratio, `>= ${T.thr}x bare`, ok ? 'yes' : 'NO']);
   row(['c=64 CPU us/req', H.cpu_us_per_req.bare, H.cpu_us_per_req.skybridge, H.cpu_us_per_req.ratio, '', '']);
-  row(['c=64 req/s, bare proxy reading bodies whole in the Skybridge column (reference)', H.rps.bare, H.rps.bare_whole, H.rps.bare_whole_ratio, '', '']);
-  row(['c=64 req/s, the same served through Elysia in the Skybridge column (reference)', H.rps.bare, H.rps.elysia_whole, H.rps.elysia_whole_ratio, '', '']);
+  row([
+    'c=64 req/s, bare proxy reading bodies whole in the Skybridge column (reference)',
+    H.rps.bare,
+    H.rps.bare_whole,
+    H.rps.bare_whole_ratio,
+    '',
+    '',
+  ]);
+  row([
+    'c=64 req/s, the same served through Elysia in the Skybridge column (reference)',
+    H.rps.bare,
+    H.rps.elysia_whole,
+    H.rps.elysia_whole_ratio,
+    '',
+    '',
+  ]);
   checks.push({ target: 'throughput c=64 >= 1.1x bare', value: `${H.rps.ratio}x`, met: ok });
 }
 const F = results.stream_ttfb;
 if (F) {
-  const ok = F.added_ttfb_ms.skybridge < T.ttfb && F.skybridge.batched_reads === 0 && Math.abs(F.skybridge.gap_ms.p50 - TTFB.gapMs) < 5;
-  row(['stream added TTFB p50 (ms)', F.added_ttfb_ms.bare, F.added_ttfb_ms.skybridge, '', `< ${T.ttfb} ms`, ok ? 'yes' : 'NO']);
-  row(['stream chunk gap p50 (ms) / batched reads', `${fmt(F.bare.gap_ms.p50)} / ${F.bare.batched_reads}`, `${fmt(F.skybridge.gap_ms.p50)} / ${F.skybridge.batched_reads}`, '', '~50 / 0', '']);
-  checks.push({ target: 'stream TTFB added < 0.5 ms, no batching', value: `${F.added_ttfb_ms.skybridge} ms, gap ${fmt(F.skybridge.gap_ms.p50)} ms, ${F.skybridge.batched_reads} batched`, met: ok });
+  const ok =
+    F.added_ttfb_ms.skybridge < T.ttfb &&
+    F.skybridge.batched_reads === 0 &&
+    Math.abs(F.skybridge.gap_ms.p50 - TTFB.gapMs) < 5;
+  row([
+    'stream added TTFB p50 (ms)',
+    F.added_ttfb_ms.bare,
+    F.added_ttfb_ms.skybridge,
+    '',
+    `< ${T.ttfb} ms`,
+    ok ? 'yes' : 'NO',
+  ]);
+  row([
+    'stream chunk gap p50 (ms) / batched reads',
+    `${fmt(F.bare.gap_ms.p50)} / ${F.bare.batched_reads}`,
+    `${fmt(F.skybridge.gap_ms.p50)} / ${F.skybridge.batched_reads}`,
+    '',
+    '~50 / 0',
+    '',
+  ]);
+  checks.push({
+    target: 'stream TTFB added < 0.5 ms, no batching',
+    value: `${F.added_ttfb_ms.skybridge} ms, gap ${fmt(F.skybridge.gap_ms.p50)} ms, ${F.skybridge.batched_reads} batched`,
+    met: ok,
+  });
 }
 const C = results.concurrent_streams;
 if (C) {
   for (const n of Object.keys(C)) {
     const c = C[n];
     const rssT = Number(n) <= 1000 ? T.s1k.rss : T.s5k.rss;
-    const ok = Number(n) <= 1000 ? c.skybridge.on_time_11s && c.skybridge.peak_rss_mb < rssT : c.skybridge.completed === Number(n) && c.skybridge.peak_rss_mb < rssT;
-    row([`${n} streams: complete / max s`, `${c.bare.completed} / ${fmt(c.bare.duration_ms.max / 1000)}`, `${c.skybridge.completed} / ${fmt(c.skybridge.duration_ms.max / 1000)}`, '', Number(n) <= 1000 ? 'all within 11 s' : 'all complete', '']);
-    row([`${n} streams: peak RSS (MB)`, c.bare.peak_rss_mb, c.skybridge.peak_rss_mb, r2(c.skybridge.peak_rss_mb / c.bare.peak_rss_mb), `< ${rssT} MB`, ok ? 'yes' : 'NO']);
-    checks.push({ target: `${n} streams ${Number(n) <= 1000 ? 'within 11 s' : 'complete'}, RSS < ${rssT} MB`, value: `${c.skybridge.completed}/${n}, max ${fmt(c.skybridge.duration_ms.max / 1000)} s, ${c.skybridge.peak_rss_mb} MB`, met: ok });
+    const ok =
+      Number(n) <= 1000
+        ? c.skybridge.on_time_11s && c.skybridge.peak_rss_mb < rssT
+        : c.skybridge.completed === Number(n) && c.skybridge.peak_rss_mb < rssT;
+    row([
+      `${n} streams: complete / max s`,
+      `${c.bare.completed} / ${fmt(c.bare.duration_ms.max / 1000)}`,
+      `${c.skybridge.completed} / ${fmt(c.skybridge.duration_ms.max / 1000)}`,
+      '',
+      Number(n) <= 1000 ? 'all within 11 s' : 'all complete',
+      '',
+    ]);
+    row([
+      `${n} streams: peak RSS (MB)`,
+      c.bare.peak_rss_mb,
+      c.skybridge.peak_rss_mb,
+      r2(c.skybridge.peak_rss_mb / c.bare.peak_rss_mb),
+      `< ${rssT} MB`,
+      ok ? 'yes' : 'NO',
+    ]);
+    checks.push({
+      target: `${n} streams ${Number(n) <= 1000 ? 'within 11 s' : 'complete'}, RSS < ${rssT} MB`,
+      value: `${c.skybridge.completed}/${n}, max ${fmt(c.skybridge.duration_ms.max / 1000)} s, ${c.skybridge.peak_rss_mb} MB`,
+      met: ok,
+    });
   }
 }
 const B = results.big_bodies;
@@ -612,33 +822,87 @@ if (B) {
   for (const dir of ['upload', 'download'] as const) {
     const s = B.skybridge[dir];
     const ok = s.intact && s.rss_growth_mb < T.growth;
-    row([`100 MB ${dir}: RSS growth (MB), intact`, `${fmt(B.bare[dir].rss_growth_mb)}, ${B.bare[dir].intact}`, `${fmt(s.rss_growth_mb)}, ${s.intact}`, '', `< ${T.growth} MB, intact`, ok ? 'yes' : 'NO']);
-    checks.push({ target: `100 MB ${dir}: RSS growth < 16 MB, intact`, value: `${s.rss_growth_mb} MB, intact ${s.intact}`, met: ok });
+    row([
+      `100 MB ${dir}: RSS growth (MB), intact`,
+      `${fmt(B.bare[dir].rss_growth_mb)}, ${B.bare[dir].intact}`,
+      `${fmt(s.rss_growth_mb)}, ${s.intact}`,
+      '',
+      `< ${T.growth} MB, intact`,
+      ok ? 'yes' : 'NO',
+    ]);
+    checks.push({
+      target: `100 MB ${dir}: RSS growth < 16 MB, intact`,
+      value: `${s.rss_growth_mb} MB, intact ${s.intact}`,
+      met: ok,
+    });
   }
 }
 const O = results.observability_c64;
 if (O) {
   const ok = O.throughput_cost_pct.metrics_tracing < 5;
-  const costCell = (key: string, name: string) => `${fmt(O.throughput_cost_pct[key])}% (${O.throughput_cost_iqr_pct[name].map(fmt).join(' to ')})`;
+  const costCell = (key: string, name: string) =>
+    `${fmt(O.throughput_cost_pct[key])}% (${O.throughput_cost_iqr_pct[name].map(fmt).join(' to ')})`;
   lines.push('');
-  lines.push('Observability cost at c=64 (Skybridge variants loaded at once on the proxy core; cost = throughput per core lost vs logging only, from CPU per request, median of per-round ratios and interquartile range)');
+  lines.push(
+    'Observability cost at c=64 (Skybridge variants loaded at once on the proxy core; cost = throughput per core lost vs logging only, from CPU per request, median of per-round ratios and interquartile range)',
+  );
   row(['plugins', 'CPU us/req', 'throughput cost', 'target', 'met']);
   lines.push('|---|---|---|---|---|');
   row(['logging', O.cpu_us_per_req.logging, '', '', '']);
   row(['logging + metrics', O.cpu_us_per_req.logging_metrics, costCell('metrics', 'logging_metrics'), '', '']);
-  row(['logging + metrics + tracing (every request exported, http/json)', O.cpu_us_per_req.logging_metrics_tracing, costCell('metrics_tracing', 'logging_metrics_tracing'), '< 5%', ok ? 'yes' : 'NO']);
-  row(['logging + metrics + tracing (every request exported, http/protobuf)', O.cpu_us_per_req.logging_metrics_tracing_protobuf, costCell('metrics_tracing_protobuf', 'logging_metrics_tracing_protobuf'), '< 5%', O.throughput_cost_pct.metrics_tracing_protobuf < 5 ? 'yes' : 'NO']);
-  row(['logging + metrics + tracing (http/protobuf, sample_ratio 0.1)', O.cpu_us_per_req.logging_metrics_tracing_protobuf_sampled_10pct, costCell('metrics_tracing_protobuf_sampled_10pct', 'logging_metrics_tracing_protobuf_sampled_10pct'), '', '']);
-  checks.push({ target: 'metrics + tracing cost < 5% of throughput', value: `${O.throughput_cost_pct.metrics_tracing}%`, met: ok });
+  row([
+    'logging + metrics + tracing (every request exported, http/json)',
+    O.cpu_us_per_req.logging_metrics_tracing,
+    costCell('metrics_tracing', 'logging_metrics_tracing'),
+    '< 5%',
+    ok ? 'yes' : 'NO',
+  ]);
+  row([
+    'logging + metrics + tracing (every request exported, http/protobuf)',
+    O.cpu_us_per_req.logging_metrics_tracing_protobuf,
+    costCell('metrics_tracing_protobuf', 'logging_metrics_tracing_protobuf'),
+    '< 5%',
+    O.throughput_cost_pct.metrics_tracing_protobuf < 5 ? 'yes' : 'NO',
+  ]);
+  row([
+    'logging + metrics + tracing (http/protobuf, sample_ratio 0.1)',
+    O.cpu_us_per_req.logging_metrics_tracing_protobuf_sampled_10pct,
+    costCell('metrics_tracing_protobuf_sampled_10pct', 'logging_metrics_tracing_protobuf_sampled_10pct'),
+    '',
+    '',
+  ]);
+  checks.push({
+    target: 'metrics + tracing cost < 5% of throughput',
+    value: `${O.throughput_cost_pct.metrics_tracing}%`,
+    met: ok,
+  });
 }
 if (results.cost_curve) {
   lines.push('');
   lines.push('Cost curve (one run per cell)');
-  row(['concurrency', 'body', 'bare req/s', 'Skybridge req/s', 'ratio', 'bare CPU us/req', 'Skybridge CPU us/req', 'ratio']);
+  row([
+    'concurrency',
+    'body',
+    'bare req/s',
+    'Skybridge req/s',
+    'ratio',
+    'bare CPU us/req',
+    'Skybridge CPU us/req',
+    'ratio',
+  ]);
   lines.push('|---|---|---|---|---|---|---|---|');
   for (const c of results.cost_curve) {
     const body = c.body_bytes >= 1024 * 1024 ? `${c.body_bytes / 1024 / 1024} MB` : `${c.body_bytes / 1024} KB`;
-    row([c.concurrency, body, c.bare.rps, c.skybridge.rps, c.rps_ratio, c.bare.cpu_us_per_req, c.skybridge.cpu_us_per_req, c.cpu_ratio]);
+    row([
+      c.concurrency,
+      body,
+      c.bare.rps,
+      c.skybridge.rps,
+      c.rps_ratio,
+      c.bare.cpu_us_per_req,
+      c.skybridge.cpu_us_per_req,
+      c.cpu_ratio,
+    ]);
   }
 }
 results.checks = checks;

@@ -13,12 +13,16 @@
  *
  * Usage: bun scripts/bench/mock.ts <port>
  */
-import { chatAnswer, chatStreamFrame, PATTERN_CHUNK, patternChunk, PROVIDER_HEADERS } from './common.ts';
+import { chatAnswer, chatStreamFrame, PATTERN_CHUNK, PROVIDER_HEADERS, patternChunk } from './common.ts';
 
 const port = Number(process.argv[2] ?? 0);
 const answer = new TextEncoder().encode(chatAnswer());
 const jsonHeaders = { 'content-type': 'application/json', ...PROVIDER_HEADERS };
-const sseHeaders = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...PROVIDER_HEADERS };
+const sseHeaders = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  ...PROVIDER_HEADERS,
+};
 const enc = new TextEncoder();
 const frameCache = new Map<string, Uint8Array>();
 function frame(i: number, n: number): Uint8Array {
@@ -56,7 +60,9 @@ const server = Bun.serve({
             if (i > 0 && i < chunks) await Bun.sleep(gap);
             if (i > chunks) return controller.close();
             // The last chunk frame and [DONE] go together, as providers do.
-            controller.enqueue(i === chunks - 1 ? Buffer.concat([frame(i, chunks), frame(chunks, chunks)]) : frame(i, chunks));
+            controller.enqueue(
+              i === chunks - 1 ? Buffer.concat([frame(i, chunks), frame(chunks, chunks)]) : frame(i, chunks),
+            );
             i = i === chunks - 1 ? chunks + 1 : i + 1;
           },
         }),

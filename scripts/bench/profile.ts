@@ -9,10 +9,10 @@
  *
  * The .cpuprofile stays in .bench/profiles/ (open it in Chrome DevTools or speedscope).
  */
-import { mkdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chatRequestBody, CLIENT_HEADERS, skybridgeConfig } from './common.ts';
+import { CLIENT_HEADERS, chatRequestBody, skybridgeConfig } from './common.ts';
 
 const ROOT = resolve(import.meta.dir, '../..');
 const opt = (name: string, def: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
@@ -41,18 +41,32 @@ async function run(): Promise<string> {
     return p;
   })();
   const mockPort = port + 1;
-  const mock = Bun.spawn(['taskset', '-c', '1', 'bun', 'scripts/bench/mock.ts', String(mockPort)], { cwd: ROOT, stdout: 'ignore', stderr: 'inherit' });
+  const mock = Bun.spawn(['taskset', '-c', '1', 'bun', 'scripts/bench/mock.ts', String(mockPort)], {
+    cwd: ROOT,
+    stdout: 'ignore',
+    stderr: 'inherit',
+  });
   children.push(mock);
   const config = join(work, 'config.yaml');
   writeFileSync(config, skybridgeConfig(port, `http://127.0.0.1:${mockPort}`, join(work, 'requests.ndjson'), plugins));
   const name = `${BARE ? 'bare' : 'skybridge'}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`;
-  const cmd = BARE ? ['scripts/bench/bare-proxy.ts', String(port)] : ['src/main.ts', 'serve', '--config', config, '--port', String(port)];
-  const proxy = Bun.spawn(['taskset', '-c', '0', 'bun', '--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${name}`, ...cmd], {
-    cwd: ROOT,
-    env: { ...process.env, UPSTREAM: `http://127.0.0.1:${mockPort}`, BUN_CONFIG_MAX_HTTP_REQUESTS: '65535', SKYBRIDGE_LOG_LEVEL: 'warn' },
-    stdout: 'ignore',
-    stderr: 'inherit',
-  });
+  const cmd = BARE
+    ? ['scripts/bench/bare-proxy.ts', String(port)]
+    : ['src/main.ts', 'serve', '--config', config, '--port', String(port)];
+  const proxy = Bun.spawn(
+    ['taskset', '-c', '0', 'bun', '--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${name}`, ...cmd],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        UPSTREAM: `http://127.0.0.1:${mockPort}`,
+        BUN_CONFIG_MAX_HTTP_REQUESTS: '65535',
+        SKYBRIDGE_LOG_LEVEL: 'warn',
+      },
+      stdout: 'ignore',
+      stderr: 'inherit',
+    },
+  );
   children.push(proxy);
   for (let i = 0; i < 200; i++) {
     try {
@@ -63,8 +77,24 @@ async function run(): Promise<string> {
   const bodyFile = join(work, 'body.json');
   writeFileSync(bodyFile, chatRequestBody(bodyBytes));
   const lua = join(work, 'post.lua');
-  writeFileSync(lua, `wrk.method = "POST"\n${Object.entries(CLIENT_HEADERS).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n')}\nlocal f = io.open(${JSON.stringify(bodyFile)}, "rb")\nwrk.body = f:read("*a")\nf:close()\n`);
-  const w = Bun.spawnSync(['taskset', '-c', '1', 'wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '-s', lua, `http://127.0.0.1:${port}/openai_passthrough/v1/chat/completions`]);
+  writeFileSync(
+    lua,
+    `wrk.method = "POST"\n${Object.entries(CLIENT_HEADERS)
+      .map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`)
+      .join('\n')}\nlocal f = io.open(${JSON.stringify(bodyFile)}, "rb")\nwrk.body = f:read("*a")\nf:close()\n`,
+  );
+  const w = Bun.spawnSync([
+    'taskset',
+    '-c',
+    '1',
+    'wrk',
+    '-t1',
+    `-c${conns}`,
+    `-d${seconds}s`,
+    '-s',
+    lua,
+    `http://127.0.0.1:${port}/openai_passthrough/v1/chat/completions`,
+  ]);
   process.stdout.write(w.stdout.toString());
   proxy.kill('SIGTERM');
   await proxy.exited;
@@ -74,7 +104,11 @@ async function run(): Promise<string> {
 }
 
 const prof = JSON.parse(readFileSync(file, 'utf8')) as {
-  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }>;
+  nodes: Array<{
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    children?: number[];
+  }>;
   samples: number[];
   timeDeltas: number[];
 };
@@ -83,7 +117,7 @@ const parent = new Map<number, number>();
 for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 const label = (id: number) => {
   const f = byId.get(id)!.callFrame;
-  const url = f.url.replace(`file://${ROOT}/`, '').replace(ROOT + '/', '');
+  const url = f.url.replace(`file://${ROOT}/`, '').replace(`${ROOT}/`, '');
   return `${f.functionName || '(anonymous)'} ${url ? `${url.split('node_modules/').at(-1)}:${f.lineNumber + 1}` : ''}`.trim();
 };
 const self = new Map<string, number>();
@@ -104,7 +138,8 @@ for (let i = 0; i < prof.samples.length; i++) {
 }
 const show = (m: Map<string, number>, title: string) => {
   process.stdout.write(`\n${title}\n`);
-  for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}\n`);
+  for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top))
+    process.stdout.write(`${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}\n`);
 };
 show(self, 'self time');
 // --callers=name: the call paths (3 frames up) that lead to self time in functions matching `name`.
@@ -115,7 +150,8 @@ if (callersOf) {
     const id = prof.samples[i]!;
     if (!label(id).includes(callersOf)) continue;
     const chain: string[] = [];
-    for (let cur: number | undefined = id, k = 0; cur !== undefined && k < 5; cur = parent.get(cur), k++) chain.push(label(cur));
+    for (let cur: number | undefined = id, k = 0; cur !== undefined && k < 5; cur = parent.get(cur), k++)
+      chain.push(label(cur));
     const key = chain.join(' <- ');
     paths.set(key, (paths.get(key) ?? 0) + (prof.timeDeltas[i] ?? 0));
   }

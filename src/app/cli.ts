@@ -25,7 +25,10 @@ export function parseArgs(argv: string[]): CliArgs {
   let commandSeen = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const [flag, inline] =
+      arg.startsWith('--') && arg.includes('=')
+        ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
+        : [arg, undefined];
     const value = () => {
       const v = inline ?? argv[++i];
       if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
@@ -49,7 +52,8 @@ export function parseArgs(argv: string[]): CliArgs {
       case '-p': {
         const v = value();
         const n = Number(v);
-        if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port must be an integer 0-65535, got "${v}"`);
+        if (!Number.isInteger(n) || n < 0 || n > 65535)
+          throw new UsageError(`--port must be an integer 0-65535, got "${v}"`);
         args.port = n;
         break;
       }

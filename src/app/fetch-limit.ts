@@ -44,6 +44,8 @@ export function ensureFetchLimit(argv: string[], env: NodeJS.ProcessEnv = proces
     execve.call(process, process.execPath, args, { ...env, [FETCH_LIMIT_VAR]: DEFAULT_FETCH_LIMIT });
   } catch (err) {
     // Still running: the gateway works, with Bun's default of 256 upstream requests.
-    process.stderr.write(`skybridge: could not raise ${FETCH_LIMIT_VAR} (${(err as Error).message}); upstream concurrency stays at 256\n`);
+    process.stderr.write(
+      `skybridge: could not raise ${FETCH_LIMIT_VAR} (${(err as Error).message}); upstream concurrency stays at 256\n`,
+    );
   }
 }

@@ -3,16 +3,16 @@
  * graceful shutdown. main.ts and the tests both start gateways through this.
  */
 import type { Server } from 'bun';
-import { ConfigError, type Env } from './config/load.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
-import { loadRuntimeConfig } from './config/source.ts';
-import { ConfigWatcher } from './config/watch.ts';
-import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
 import { Pipeline } from '../core/pipeline.ts';
 import type { StaticPlugin } from '../core/plugin.ts';
-import { PluginSet, type ShutdownReport } from '../plugins/index.ts';
-import { createApp } from '../http/app.ts';
 import type { GatewayState } from '../core/runtime.ts';
+import { createApp } from '../http/app.ts';
+import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
+import { PluginSet, type ShutdownReport } from '../plugins/index.ts';
+import { ConfigError, type Env } from './config/load.ts';
+import { loadRuntimeConfig } from './config/source.ts';
+import { ConfigWatcher } from './config/watch.ts';
 
 export interface GatewayOptions {
   /** Config file path; undefined = built-in default. */
@@ -45,7 +45,15 @@ export class Gateway {
     const { config, text } = await loadRuntimeConfig(options.configPath, env);
     applyConfiguredLevel(config.source.logs.level);
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
-    const state: GatewayState = { config, pipeline: Pipeline.EMPTY, inflight: 0, openStreams: 0, draining: false, cutting: false, reloads: { success: 0, failure: 0, lastSuccessful: true } };
+    const state: GatewayState = {
+      config,
+      pipeline: Pipeline.EMPTY,
+      inflight: 0,
+      openStreams: 0,
+      draining: false,
+      cutting: false,
+      reloads: { success: 0, failure: 0, lastSuccessful: true },
+    };
     const plugins = new PluginSet(() => state, options.plugins);
     state.pipeline = await plugins.pipelineFor(config);
     const app = createApp(state, plugins.routes(config));
@@ -68,7 +76,9 @@ export class Gateway {
     const gateway = new Gateway(state, plugins, server, options);
     gateway.listenAt = { host, port, idle_timeout_seconds: config.source.server.idle_timeout_seconds };
     if (options.configPath && options.watch !== false) {
-      gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), { initialText: text });
+      gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), {
+        initialText: text,
+      });
     }
     return gateway;
   }
@@ -132,7 +142,11 @@ export class Gateway {
 
   /** server.host / server.port are bound at start: say so instead of ignoring a change. */
   private warnRestartNeeded(config: RuntimeConfig): void {
-    const wanted = { host: this.options.host ?? config.source.server.host, port: this.options.port ?? config.source.server.port, idle_timeout_seconds: config.source.server.idle_timeout_seconds };
+    const wanted = {
+      host: this.options.host ?? config.source.server.host,
+      port: this.options.port ?? config.source.server.port,
+      idle_timeout_seconds: config.source.server.idle_timeout_seconds,
+    };
     for (const field of ['host', 'port', 'idle_timeout_seconds'] as const) {
       if (wanted[field] === this.listenAt[field]) continue;
       appLog.warn(
@@ -161,9 +175,15 @@ export class Gateway {
     let drained = false;
     void this.server.stop(false).then(() => (drained = true));
     const deadline = performance.now() + graceMs;
-    while ((!drained || this.state.inflight > 0) && !this.cutRequested && performance.now() < deadline) await Bun.sleep(20);
+    while ((!drained || this.state.inflight > 0) && !this.cutRequested && performance.now() < deadline)
+      await Bun.sleep(20);
     if (!drained || this.state.inflight > 0) {
-      appLog.warn({ inflight: this.state.inflight, grace_ms: graceMs }, this.cutRequested ? 'second signal; cutting remaining requests' : 'grace period over; cutting remaining requests');
+      appLog.warn(
+        { inflight: this.state.inflight, grace_ms: graceMs },
+        this.cutRequested
+          ? 'second signal; cutting remaining requests'
+          : 'grace period over; cutting remaining requests',
+      );
     }
     this.state.cutting = true;
     await this.server.stop(true);

@@ -30,7 +30,12 @@ const milliseconds = v.union([
   v.pipe(
     v.string(),
     v.regex(GO_DURATION, 'must be milliseconds or a duration like "500ms", "5s", "1m"'),
-    v.transform((d) => [...d.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)].reduce((ms, [, n, unit]) => ms + Number(n) * UNIT_MS[unit!]!, 0)),
+    v.transform((d) =>
+      [...d.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)].reduce(
+        (ms, [, n, unit]) => ms + Number(n) * UNIT_MS[unit!]!,
+        0,
+      ),
+    ),
   ),
 ]);
 
@@ -113,7 +118,12 @@ export const ProviderSchema = v.strictObject({
    */
   api: v.optional(nonEmpty),
   /** How its keys are sent, when not as the `api` sends them: `header: prefix + key`. */
-  auth: v.optional(v.strictObject({ header: v.pipe(nonEmpty, v.regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/i, 'must be a header name')), prefix: v.optional(v.string(), '') })),
+  auth: v.optional(
+    v.strictObject({
+      header: v.pipe(nonEmpty, v.regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/i, 'must be a header name')),
+      prefix: v.optional(v.string(), ''),
+    }),
+  ),
   keys: v.optional(v.array(KeySchema), []),
   network_config: v.optional(NetworkSchema, {}),
   /** null: follow the top-level `direct_keys`. */
@@ -213,7 +223,12 @@ export const GovernanceSchema = v.strictObject({
     [],
   ),
   /** redis://[user:password@]host:port[/db] (rediss:// for TLS). Unset: counters in memory. */
-  redis_url: v.optional(v.pipe(v.string(), v.regex(/^(redis|rediss|valkey|valkeys)(\+(tls|unix))?:\/\//i, 'must be a redis:// or rediss:// URL'))),
+  redis_url: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^(redis|rediss|valkey|valkeys)(\+(tls|unix))?:\/\//i, 'must be a redis:// or rediss:// URL'),
+    ),
+  ),
   /** Upper bound for every Redis operation (connecting included). */
   redis_timeout_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(10), v.maxValue(10000)), 250),
   /** Prefix of every counter key in Redis (several gateway fleets may share one Redis). */
@@ -242,7 +257,13 @@ export const ConfigSchema = v.strictObject({
   $schema: ignored,
   server: v.optional(ServerSchema, {}),
   logs: v.optional(LogsSchema, {}),
-  providers: v.optional(v.record(v.pipe(v.string(), v.regex(PROVIDER_NAME, 'a provider name is lower-case letters, digits and dashes')), ProviderSchema), {}),
+  providers: v.optional(
+    v.record(
+      v.pipe(v.string(), v.regex(PROVIDER_NAME, 'a provider name is lower-case letters, digits and dashes')),
+      ProviderSchema,
+    ),
+    {},
+  ),
   /** A provider without keys forwards the client's own credential unless this is false. */
   direct_keys: v.optional(v.boolean(), true),
   metrics: v.optional(MetricsSchema, {}),

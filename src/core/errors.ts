@@ -10,7 +10,12 @@ export type { ErrorType } from './outcome.ts';
 
 const JSON_HEADERS = { 'content-type': 'application/json' } as const;
 
-export function jsonError(status: number, type: ErrorType, message: string, headers?: Record<string, string>): Response {
+export function jsonError(
+  status: number,
+  type: ErrorType,
+  message: string,
+  headers?: Record<string, string>,
+): Response {
   return new Response(JSON.stringify({ error: { type, message } }), {
     status,
     headers: headers ? { ...JSON_HEADERS, ...headers } : JSON_HEADERS,

@@ -5,7 +5,14 @@
  */
 
 /** Every way a request ends, as logged; `other` is only a metrics label. */
-export const OUTCOMES = ['ok', 'upstream_error', 'client_aborted', 'rejected', 'stream_idle_timeout', 'gateway_error'] as const;
+export const OUTCOMES = [
+  'ok',
+  'upstream_error',
+  'client_aborted',
+  'rejected',
+  'stream_idle_timeout',
+  'gateway_error',
+] as const;
 
 export type Outcome =
   | 'ok' // the whole answer reached the client (whatever its status)

@@ -63,7 +63,10 @@ export class Pipeline {
         verdict = await s.hooks.onRequest!(ctx);
       } catch (err) {
         failed(s, 'onRequest', ctx.id, err);
-        return { virtualKey, refusal: new GatewayError(500, 'gateway_error', `plugin ${s.name} failed; request not forwarded`) };
+        return {
+          virtualKey,
+          refusal: new GatewayError(500, 'gateway_error', `plugin ${s.name} failed; request not forwarded`),
+        };
       }
       if (!verdict) continue;
       virtualKey ??= verdict.virtualKey;

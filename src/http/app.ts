@@ -7,7 +7,7 @@ import { jsonError } from '../core/errors.ts';
 import type { PluginRoute } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
 import { VERSION } from '../lib/version.ts';
-import { GENERIC_PREFIX, genericRoute, type Route, ROUTES } from '../providers/routes.ts';
+import { GENERIC_PREFIX, genericRoute, ROUTES, type Route } from '../providers/routes.ts';
 import { handle } from '../proxy/handle.ts';
 import { MAX_SEGMENTS } from '../proxy/path.ts';
 import type { RawTarget } from '../proxy/target.ts';
@@ -18,7 +18,12 @@ export interface OwnedRoute {
   readonly route: PluginRoute;
 }
 
-type Passthrough = (route: Route, request: Request, server: Bun.Server<unknown> | null, raw: RawTarget) => Response | Promise<Response>;
+type Passthrough = (
+  route: Route,
+  request: Request,
+  server: Bun.Server<unknown> | null,
+  raw: RawTarget,
+) => Response | Promise<Response>;
 type BunRoute = (request: Request, server: Bun.Server<unknown>) => Response | Promise<Response>;
 
 /**
@@ -29,7 +34,11 @@ type BunRoute = (request: Request, server: Bun.Server<unknown>) => Response | Pr
  * "/", an empty segment or more segments follow: only a trailing "/" then passes.
  * Served by Bun's router, these routes skip Elysia's own routing.
  */
-function rawTargetRoutes(prefix: string, routeOf: (request: Request) => Route | undefined, serve: Passthrough): Record<string, BunRoute> {
+function rawTargetRoutes(
+  prefix: string,
+  routeOf: (request: Request) => Route | undefined,
+  serve: Passthrough,
+): Record<string, BunRoute> {
   const routes: Record<string, BunRoute> = {};
   const names: string[] = [];
   let pattern = prefix;
@@ -46,8 +55,16 @@ function rawTargetRoutes(prefix: string, routeOf: (request: Request) => Route | 
   return routes;
 }
 
-function servedBy(route: Route | undefined, request: Request, server: Bun.Server<unknown>, raw: RawTarget, serve: Passthrough): Response | Promise<Response> {
-  return route ? serve(route, request, server, raw) : jsonError(404, 'not_found', 'no provider of that name is configured (providers:)');
+function servedBy(
+  route: Route | undefined,
+  request: Request,
+  server: Bun.Server<unknown>,
+  raw: RawTarget,
+  serve: Passthrough,
+): Response | Promise<Response> {
+  return route
+    ? serve(route, request, server, raw)
+    : jsonError(404, 'not_found', 'no provider of that name is configured (providers:)');
 }
 
 /** The generic route of a provider the config in force has; undefined for any other name. */
@@ -57,43 +74,67 @@ function configuredRoute(state: GatewayState, name: string | undefined): Route |
 
 export function createApp(state: GatewayState, pluginRoutes: readonly OwnedRoute[] = []): Elysia {
   const passthrough: Passthrough = (route, request, server, raw) =>
-    state.draining ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' }) : handle(route, request, server, state, raw);
+    state.draining
+      ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' })
+      : handle(route, request, server, state, raw);
   const routes = Object.assign(
     {},
     ...ROUTES.map((r) => rawTargetRoutes(r.prefix, () => r, passthrough)),
     // `/passthrough/:provider/...`: the provider's name is the first raw segment.
-    rawTargetRoutes(`${GENERIC_PREFIX}/:provider`, (request) => configuredRoute(state, (request as Request & { params: Record<string, string> }).params.provider), passthrough),
+    rawTargetRoutes(
+      `${GENERIC_PREFIX}/:provider`,
+      (request) => configuredRoute(state, (request as Request & { params: Record<string, string> }).params.provider),
+      passthrough,
+    ),
   ) as Record<string, BunRoute>;
   // standardHostname: false. Elysia otherwise looks for the path from the 12th character
   // of the URL, assuming a host of 4+ characters: behind a Host of `llm` or `ai:80` (a
   // service name) every request was routed as the wrong path.
   const app = new Elysia({ name: 'skybridge', handler: { standardHostname: false }, serve: { routes } as object });
 
-  app.get('/health', () =>
-    new Response(JSON.stringify({ status: state.draining ? 'draining' : 'ok', version: VERSION, inflight: state.inflight }), {
-      status: state.draining ? 503 : 200,
-      headers: { 'content-type': 'application/json' },
-    }),
+  app.get(
+    '/health',
+    () =>
+      new Response(
+        JSON.stringify({ status: state.draining ? 'draining' : 'ok', version: VERSION, inflight: state.inflight }),
+        {
+          status: state.draining ? 503 : 200,
+          headers: { 'content-type': 'application/json' },
+        },
+      ),
   );
 
   for (const route of ROUTES) {
     // Reached only when the raw target missed the routes above while its rewrite by the
     // URL parser lies under the prefix (`/x/../openai_passthrough/...`): refused.
-    app.all(`${route.prefix}/*`, ({ request, server }) => passthrough(route, request, server, 'moved'), { parse: 'none' });
+    app.all(`${route.prefix}/*`, ({ request, server }) => passthrough(route, request, server, 'moved'), {
+      parse: 'none',
+    });
   }
-  app.all(`${GENERIC_PREFIX}/:provider/*`, ({ request, server, params }) => servedBy(configuredRoute(state, params.provider), request, server!, 'moved', passthrough), { parse: 'none' });
+  app.all(
+    `${GENERIC_PREFIX}/:provider/*`,
+    ({ request, server, params }) =>
+      servedBy(configuredRoute(state, params.provider), request, server!, 'moved', passthrough),
+    { parse: 'none' },
+  );
 
   for (const { plugin, route } of pluginRoutes) {
     app.get(route.path, ({ request, server, params }) => {
       // The one on/off guard: a plugin's routes answer while it is in the pipeline.
       if (!state.pipeline.has(plugin)) return jsonError(404, 'not_found', 'no such route');
-      return route.handle({ request, params: params as Record<string, string>, clientIp: server?.requestIP(request)?.address, keepOpen: () => server?.timeout(request, 0) });
+      return route.handle({
+        request,
+        params: params as Record<string, string>,
+        clientIp: server?.requestIP(request)?.address,
+        keepOpen: () => server?.timeout(request, 0),
+      });
     });
   }
 
   app.onError(({ code, error }) => {
     if (code === 'NOT_FOUND') return jsonError(404, 'not_found', 'no such route');
-    if (code === 'PARSE' || code === 'VALIDATION') return jsonError(400, 'invalid_request', String((error as Error).message ?? error));
+    if (code === 'PARSE' || code === 'VALIDATION')
+      return jsonError(400, 'invalid_request', String((error as Error).message ?? error));
     return jsonError(500, 'gateway_error', 'internal gateway error');
   });
   return app;

@@ -50,7 +50,8 @@ export function paramValues(query: string, name: string): string[] {
   if (query === '') return values;
   for (const part of query.split(/[&;]/)) {
     const eq = part.indexOf('=');
-    if (paramName(eq < 0 ? part : part.slice(0, eq)) === name) values.push(eq < 0 ? '' : decodedQueryValue(part.slice(eq + 1)));
+    if (paramName(eq < 0 ? part : part.slice(0, eq)) === name)
+      values.push(eq < 0 ? '' : decodedQueryValue(part.slice(eq + 1)));
   }
   return values;
 }

@@ -46,7 +46,11 @@ export function azurePathKind(path: string): AzurePathKind {
 }
 
 /** api-version per path kind: key config wins, then the client's, then a default where required. */
-export function azureApiVersion(kind: AzurePathKind, keyVersion: string | undefined, clientVersion: string | undefined): string | undefined {
+export function azureApiVersion(
+  kind: AzurePathKind,
+  keyVersion: string | undefined,
+  clientVersion: string | undefined,
+): string | undefined {
   switch (kind) {
     case 'deployment':
       return keyVersion ?? clientVersion ?? DEFAULT_AZURE_API_VERSION;
@@ -94,7 +98,8 @@ export const azure: Provider = {
     const kind = azurePathKind(path);
     const version = azureApiVersion(kind, ak.apiVersion, paramValues(query, 'api-version')[0] || undefined);
     let q = withoutParams(query, API_VERSION);
-    if (version) q = q ? `${q}&api-version=${encodeURIComponent(version)}` : `api-version=${encodeURIComponent(version)}`;
+    if (version)
+      q = q ? `${q}&api-version=${encodeURIComponent(version)}` : `api-version=${encodeURIComponent(version)}`;
     const base = settings.baseUrl ?? ak.endpoint;
     if (kind === 'anthropic') {
       if (!path.startsWith('/anthropic/') && !base.endsWith('/anthropic')) path = `/anthropic${path}`;
@@ -116,20 +121,45 @@ export const azure: Provider = {
     const deployments = ac?.deployments ?? {};
     // Deployment names count as models too: a key that maps gpt-4o -> my-gpt4o-deploy
     // allows requests to /deployments/my-gpt4o-deploy/.
-    key.models = [...input.models, ...Object.entries(deployments).filter(([m]) => input.models.includes(m) || input.models.includes('*')).map(([, d]) => d)];
+    key.models = [
+      ...input.models,
+      ...Object.entries(deployments)
+        .filter(([m]) => input.models.includes(m) || input.models.includes('*'))
+        .map(([, d]) => d),
+    ];
     const label = `Azure key ${key.name}`;
     const scopes = ac?.scopes ?? DEFAULT_ENTRA_SCOPES;
     const entra = [ac?.tenant_id, ac?.client_id, ac?.client_secret];
     const mi = ac?.managed_identity;
     if (mi !== undefined && mi !== false) {
-      if (entra.some((x) => x !== undefined)) report.problem('azure_key_config', 'managed_identity and a service principal (tenant_id, client_id, client_secret) exclude each other');
-      key.credential = credentialFor({ kind: 'managed-identity', label, clientId: mi === true ? undefined : mi.client_id, scopes });
+      if (entra.some((x) => x !== undefined))
+        report.problem(
+          'azure_key_config',
+          'managed_identity and a service principal (tenant_id, client_id, client_secret) exclude each other',
+        );
+      key.credential = credentialFor({
+        kind: 'managed-identity',
+        label,
+        clientId: mi === true ? undefined : mi.client_id,
+        scopes,
+      });
     } else if (entra.every((x) => x !== undefined)) {
-      key.credential = credentialFor({ kind: 'entra', label, tenantId: ac!.tenant_id!, clientId: ac!.client_id!, clientSecret: ac!.client_secret!, scopes, authorityHost: ac?.authority_host ?? DEFAULT_AUTHORITY_HOST });
+      key.credential = credentialFor({
+        kind: 'entra',
+        label,
+        tenantId: ac!.tenant_id!,
+        clientId: ac!.client_id!,
+        clientSecret: ac!.client_secret!,
+        scopes,
+        authorityHost: ac?.authority_host ?? DEFAULT_AUTHORITY_HOST,
+      });
     } else if (entra.some((x) => x !== undefined)) {
       report.problem('azure_key_config', 'Entra ID auth needs all of tenant_id, client_id and client_secret');
     } else if (!key.value) {
-      report.problem('value', 'an Azure key needs a value (the api-key), azure_key_config tenant_id, client_id and client_secret (Entra ID), or azure_key_config.managed_identity');
+      report.problem(
+        'value',
+        'an Azure key needs a value (the api-key), azure_key_config tenant_id, client_id and client_secret (Entra ID), or azure_key_config.managed_identity',
+      );
     }
     const endpoint = ac?.endpoint?.replace(/\/+$/, '');
     if (!endpoint) {
@@ -137,7 +167,13 @@ export const azure: Provider = {
       report.warn(`${report.path}: azure_key_config.endpoint is not set; this key is not used`);
       return undefined;
     }
-    const settings: AzureKey = { endpoint, apiVersion: ac?.api_version, deployments, openaiAuth: [['api-key', key.value]], anthropicAuth: [['x-api-key', key.value]] };
+    const settings: AzureKey = {
+      endpoint,
+      apiVersion: ac?.api_version,
+      deployments,
+      openaiAuth: [['api-key', key.value]],
+      anthropicAuth: [['x-api-key', key.value]],
+    };
     key.settings = settings;
     return key;
   },

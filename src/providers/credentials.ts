@@ -7,7 +7,13 @@
  * Every header a client may carry a provider credential (or a virtual key) in, Azure API
  * Management's subscription key included.
  */
-export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'api-key', 'x-goog-api-key', 'ocp-apim-subscription-key'] as const;
+export const CREDENTIAL_HEADERS = [
+  'authorization',
+  'x-api-key',
+  'api-key',
+  'x-goog-api-key',
+  'ocp-apim-subscription-key',
+] as const;
 
 /**
  * Query parameters that carry credentials: Google's API key (`key`) and OAuth token

@@ -47,7 +47,11 @@ export interface Provider {
    * problems through `report`; return undefined to leave a key out (with a warning).
    * Without it, a key is its value sent as `apiKey` says.
    */
-  compileKey?(input: KeyInput, key: CompiledKey, report: KeyReport): CompiledKey | undefined | Promise<CompiledKey | undefined>;
+  compileKey?(
+    input: KeyInput,
+    key: CompiledKey,
+    report: KeyReport,
+  ): CompiledKey | undefined | Promise<CompiledKey | undefined>;
 }
 
 /** Where compileKey reports what is wrong with one key. */

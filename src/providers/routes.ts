@@ -27,7 +27,8 @@ export const ROUTES: readonly Route[] = [
     id: 'genai',
     prefix: '/genai_passthrough',
     provider: 'gemini',
-    detect: (path, members, headers) => (isVertexRequest(path, members, headers.get('authorization')) ? 'vertex' : undefined),
+    detect: (path, members, headers) =>
+      isVertexRequest(path, members, headers.get('authorization')) ? 'vertex' : undefined,
   },
 ];
 

@@ -30,7 +30,9 @@ interface VertexKey {
 }
 
 export function vertexHost(region: string | undefined): string {
-  return !region || region === 'global' ? 'https://aiplatform.googleapis.com' : `https://${region}-aiplatform.googleapis.com`;
+  return !region || region === 'global'
+    ? 'https://aiplatform.googleapis.com'
+    : `https://${region}-aiplatform.googleapis.com`;
 }
 
 export const vertex: Provider = {
@@ -52,7 +54,10 @@ export const vertex: Provider = {
     if (key && vk) {
       region = vk.region ?? region;
       if (inPath) {
-        path = path.replace(PROJECT_PATH, `/projects/${vk.projectId ?? inPath[1]}/locations/${vk.region ?? inPath[2]}/`);
+        path = path.replace(
+          PROJECT_PATH,
+          `/projects/${vk.projectId ?? inPath[1]}/locations/${vk.region ?? inPath[2]}/`,
+        );
       } else if (key.credential.kind === 'token' && vk.projectId) {
         region ??= 'us-central1';
         path = path.replace(VERSION_PREFIX, `/$1/projects/${vk.projectId}/locations/${region}`);
@@ -67,15 +72,23 @@ export const vertex: Provider = {
     const settings: VertexKey = { projectId: vc?.project_id, region: vc?.region };
     if (vc?.auth_credentials !== undefined && vc.auth_credentials !== '') {
       try {
-        const credential = await credentialFor({ kind: 'google-service-account', label: `Vertex key ${key.name}`, credentials: vc.auth_credentials });
+        const credential = await credentialFor({
+          kind: 'google-service-account',
+          label: `Vertex key ${key.name}`,
+          credentials: vc.auth_credentials,
+        });
         key.credential = credential;
         settings.projectId ??= credential.projectId;
       } catch (err) {
         report.problem('vertex_key_config.auth_credentials', (err as Error).message);
       }
-      if (!settings.projectId) report.problem('vertex_key_config.project_id', 'a Vertex service-account key needs project_id');
+      if (!settings.projectId)
+        report.problem('vertex_key_config.project_id', 'a Vertex service-account key needs project_id');
     } else if (!key.value) {
-      report.problem('', 'a Vertex key needs vertex_key_config.auth_credentials (service account) or value (express-mode API key)');
+      report.problem(
+        '',
+        'a Vertex key needs vertex_key_config.auth_credentials (service account) or value (express-mode API key)',
+      );
     }
     key.settings = settings;
     return key;

@@ -20,7 +20,12 @@ export type RequestBody =
    * Held whole: `readable` is what the upstream will read (inflated when compressed; undefined
    * when it cannot be), `members` its root `model` and `stream` when it is a JSON object.
    */
-  | { readonly kind: 'held'; readonly bytes: Uint8Array<ArrayBuffer>; readonly readable: Uint8Array | undefined; readonly members: RootMembers | undefined }
+  | {
+      readonly kind: 'held';
+      readonly bytes: Uint8Array<ArrayBuffer>;
+      readonly readable: Uint8Array | undefined;
+      readonly members: RootMembers | undefined;
+    }
   /** Streamed once (no retries); `overLimit()` turns true when a counted body passed the maximum mid-way. */
   | { readonly kind: 'streamed'; readonly stream: ReadableStream<Uint8Array>; overLimit(): boolean }
   | { readonly kind: 'refused'; readonly refusal: GatewayError };
@@ -56,21 +61,33 @@ export async function readBody(request: Request, config: RuntimeConfig, record: 
   record.bytes_in = bytes.byteLength;
   // Read for `model` whatever its declared type: a JSON object sent as text/plain may
   // well be parsed upstream, and its model must count here too.
-  const readable = bytes.byteLength > 0 ? decodedBody(bytes, request.headers.get('content-encoding'), config.bufferBodyBytes) : bytes;
+  const readable =
+    bytes.byteLength > 0 ? decodedBody(bytes, request.headers.get('content-encoding'), config.bufferBodyBytes) : bytes;
   const members = readable && readable.byteLength > 0 ? rootMembers(readable) : undefined;
   return { kind: 'held', bytes, readable, members };
 }
 
 function tooLarge(config: RuntimeConfig, length?: number): RequestBody {
   const size = length === undefined ? 'request body' : `request body of ${length} bytes`;
-  return { kind: 'refused', refusal: new GatewayError(413, 'payload_too_large', `${size} exceeds server.max_request_body_mb (${config.source.server.max_request_body_mb} MB)`) };
+  return {
+    kind: 'refused',
+    refusal: new GatewayError(
+      413,
+      'payload_too_large',
+      `${size} exceeds server.max_request_body_mb (${config.source.server.max_request_body_mb} MB)`,
+    ),
+  };
 }
 
 /**
  * A chunked body, read until it ends or passes the buffer limit: the whole body when it
  * ended within it; else a stream of what was read and then the rest, counted.
  */
-async function readChunked(body: ReadableStream<Uint8Array>, config: RuntimeConfig, record: RequestRecord): Promise<Uint8Array<ArrayBuffer> | RequestBody> {
+async function readChunked(
+  body: ReadableStream<Uint8Array>,
+  config: RuntimeConfig,
+  record: RequestRecord,
+): Promise<Uint8Array<ArrayBuffer> | RequestBody> {
   const reader = body.getReader();
   const held: Uint8Array[] = [];
   let size = 0;
@@ -129,7 +146,11 @@ export function decodedBody(bytes: Uint8Array, contentEncoding: string | null, m
   if (coding === 'unsupported') return undefined;
   const options = { maxOutputLength: Math.max(1, max) };
   try {
-    return coding === 'gzip' ? gunzipSync(bytes, options) : coding === 'deflate' ? inflateSync(bytes, options) : brotliDecompressSync(bytes, options);
+    return coding === 'gzip'
+      ? gunzipSync(bytes, options)
+      : coding === 'deflate'
+        ? inflateSync(bytes, options)
+        : brotliDecompressSync(bytes, options);
   } catch {
     return undefined;
   }

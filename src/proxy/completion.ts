@@ -16,7 +16,10 @@ import type { Answer } from './exchange.ts';
 /** nginx's convention for "client closed the request" in logs; never sent to anyone. */
 export const CLIENT_CLOSED_STATUS = 499;
 
-const SHUTDOWN_CUT: RequestError = { type: 'shutdown', message: 'cut by the gateway when the shutdown grace period ended' };
+const SHUTDOWN_CUT: RequestError = {
+  type: 'shutdown',
+  message: 'cut by the gateway when the shutdown grace period ended',
+};
 
 export class Completion {
   readonly startedAt = performance.now();
@@ -65,7 +68,13 @@ export class Completion {
       case 'aborted':
         return this.clientGone();
       case 'too_large':
-        return this.refused(new GatewayError(413, 'payload_too_large', `request body exceeds server.max_request_body_mb (${this.ctx?.config.source.server.max_request_body_mb} MB)`));
+        return this.refused(
+          new GatewayError(
+            413,
+            'payload_too_large',
+            `request body exceeds server.max_request_body_mb (${this.ctx?.config.source.server.max_request_body_mb} MB)`,
+          ),
+        );
     }
   }
 
@@ -78,7 +87,10 @@ export class Completion {
 
   /** The client went away before any answer. */
   clientGone(): Response {
-    this.finish(CLIENT_CLOSED_STATUS, 'client_aborted', { type: 'client_aborted', message: 'client closed the connection' });
+    this.finish(CLIENT_CLOSED_STATUS, 'client_aborted', {
+      type: 'client_aborted',
+      message: 'client closed the connection',
+    });
     return new Response(null, { status: CLIENT_CLOSED_STATUS });
   }
 

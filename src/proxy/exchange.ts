@@ -56,7 +56,12 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
     const response = result instanceof Response ? result : undefined;
     const delay = retryDelay(settings.retry, n, response);
     if (delay === undefined) return { kind: 'response', response: response! };
-    record.retries.push({ attempt: n, key: key?.name, reason: response ? String(response.status) : (result as GatewayError).type, delay_ms: Math.round(delay) });
+    record.retries.push({
+      attempt: n,
+      key: key?.name,
+      reason: response ? String(response.status) : (result as GatewayError).type,
+      delay_ms: Math.round(delay),
+    });
     await response?.body?.cancel().catch(() => {});
     await sleep(delay, ctx.request.signal);
     if (ctx.request.signal.aborted) return ABORTED;
@@ -96,7 +101,14 @@ function noteKeyHealth(ctx: Context, key: CompiledKey | undefined, response: Res
  * One fetch under the header timeout: Bun's socket idle timer when it is long enough for
  * its ~4 s tick (no timer, controller or listener per attempt), else a timer of our own.
  */
-async function attempt(ctx: Context, url: string, payload: Payload, pipeline: Pipeline, n: number, key: CompiledKey | undefined): Promise<AttemptResult> {
+async function attempt(
+  ctx: Context,
+  url: string,
+  payload: Payload,
+  pipeline: Pipeline,
+  n: number,
+  key: CompiledKey | undefined,
+): Promise<AttemptResult> {
   const settings = ctx.call.settings;
   const clientSignal = ctx.request.signal;
   // The controller stays linked to the client for the relayed body's lifetime (an attempt
@@ -127,14 +139,30 @@ async function attempt(ctx: Context, url: string, payload: Payload, pipeline: Pi
     if (clientSignal.aborted) return CLIENT_LEFT;
     result =
       controller?.signal.reason === TIMEOUT || isTimeout(err)
-        ? new GatewayError(504, 'upstream_timeout', `${ctx.provider} sent no response headers within ${settings.headerTimeoutMs / 1000} s`)
-        : new GatewayError(502, 'upstream_unreachable', `${ctx.provider} upstream unreachable: ${describeFetchError(err)}`);
+        ? new GatewayError(
+            504,
+            'upstream_timeout',
+            `${ctx.provider} sent no response headers within ${settings.headerTimeoutMs / 1000} s`,
+          )
+        : new GatewayError(
+            502,
+            'upstream_unreachable',
+            `${ctx.provider} upstream unreachable: ${describeFetchError(err)}`,
+          );
   } finally {
     if (timer) clearTimeout(timer);
   }
   if (pipeline.hasAttemptEndHooks) {
     const response = result instanceof Response ? result : undefined;
-    pipeline.onAttemptEnd(ctx, { attempt: n, key: key?.name, url, startedAt: sentAt, endedAt: performance.now(), status: response?.status, error: response ? undefined : (result as GatewayError).type });
+    pipeline.onAttemptEnd(ctx, {
+      attempt: n,
+      key: key?.name,
+      url,
+      startedAt: sentAt,
+      endedAt: performance.now(),
+      status: response?.status,
+      error: response ? undefined : (result as GatewayError).type,
+    });
   }
   return result;
 }
@@ -146,7 +174,11 @@ async function attempt(ctx: Context, url: string, payload: Payload, pipeline: Pi
 function validStatus(ctx: Context, response: Response): Response | GatewayError {
   if (response.status >= 200 && response.status <= 599) return response;
   void response.body?.cancel().catch(() => {});
-  return new GatewayError(502, 'upstream_invalid_response', `${ctx.provider} upstream answered with status ${response.status}, which is not a final HTTP status`);
+  return new GatewayError(
+    502,
+    'upstream_invalid_response',
+    `${ctx.provider} upstream answered with status ${response.status}, which is not a final HTTP status`,
+  );
 }
 
 /** Bun's fetch rejects with a DOMException named TimeoutError when its socket timer fires. */

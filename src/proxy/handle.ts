@@ -12,7 +12,13 @@ import { startRecord } from './record.ts';
 import { relay } from './relay.ts';
 import { type RawTarget, readTarget } from './target.ts';
 
-export async function handle(route: Route, request: Request, server: Bun.Server<unknown> | null, rt: GatewayState, raw: RawTarget): Promise<Response> {
+export async function handle(
+  route: Route,
+  request: Request,
+  server: Bun.Server<unknown> | null,
+  rt: GatewayState,
+  raw: RawTarget,
+): Promise<Response> {
   const { config, pipeline } = rt; // read once: a reload swaps both
   const done = new Completion(startRecord(route, request, server), pipeline, rt); // completion.ts: closes the record once
   const record = done.record;
@@ -27,7 +33,19 @@ export async function handle(route: Route, request: Request, server: Bun.Server<
   server?.timeout(request, 0);
 
   // prepare.ts, asking providers/: provider, model, stream, key mode, upstream headers and query.
-  const ctx = done.begin(prepare({ id: record.request_id, startedAt: done.startedAt, route, request, path: target.path, query: target.query, body, config, record }));
+  const ctx = done.begin(
+    prepare({
+      id: record.request_id,
+      startedAt: done.startedAt,
+      route,
+      request,
+      path: target.path,
+      query: target.query,
+      body,
+      config,
+      record,
+    }),
+  );
   try {
     if (pipeline.hasRequestHooks) {
       const refused = done.admit(await pipeline.onRequest(ctx)); // governance: a virtual key, or a refusal

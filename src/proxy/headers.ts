@@ -6,8 +6,17 @@
 import { CREDENTIAL_HEADERS } from '../providers/credentials.ts';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the obsolete ones proxies still meet. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
-
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
 
 /**
  * Never forwarded upstream: hop-by-hop, `host` (Bun's fetch would send the gateway's),
@@ -34,7 +43,10 @@ function connectionListed(headers: Headers): Set<string> | undefined {
   const c = headers.get('connection');
   // The usual values name no header: answered without splitting (no allocation).
   if (!c || c === 'keep-alive' || c === 'close' || c === 'Keep-Alive' || c === 'Close') return undefined;
-  const names = c.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s && s !== 'close' && s !== 'keep-alive');
+  const names = c
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s && s !== 'close' && s !== 'keep-alive');
   return names.length ? new Set(names) : undefined;
 }
 

@@ -12,13 +12,25 @@
  * leaves duplicates to the parser).
  */
 import type { RootMembers } from '../core/request.ts';
-import { BACKSLASH, CLOSE, CLOSE_ARRAY, COLON, COMMA, containerEnd, isSpace, OPEN, OPEN_ARRAY, QUOTE, skipSpace, stringEnd } from '../lib/json-bytes.ts';
+import {
+  BACKSLASH,
+  CLOSE,
+  CLOSE_ARRAY,
+  COLON,
+  COMMA,
+  containerEnd,
+  isSpace,
+  OPEN,
+  OPEN_ARRAY,
+  QUOTE,
+  skipSpace,
+  stringEnd,
+} from '../lib/json-bytes.ts';
 
 const MODEL = new TextEncoder().encode('model');
 const STREAM = new TextEncoder().encode('stream');
 const TRUE = new TextEncoder().encode('true');
 const decoder = new TextDecoder();
-
 
 export function rootMembers(bytes: Uint8Array): RootMembers | undefined {
   const n = bytes.length;

@@ -93,7 +93,8 @@ export function describeRawMismatch(params: Readonly<Record<string, string>>, ro
   const raw = route.names.map((n) => params[n] ?? '');
   if (raw.some((s) => s === '.' || s === '..')) return 'must not contain . or .. segments, in any spelling (%2e)';
   if (raw.some((s) => s.includes('\\'))) return 'must not contain a backslash';
-  if (route.trailingSlash && route.names.length === MAX_SEGMENTS) return `must not have more than ${MAX_SEGMENTS} segments`;
+  if (route.trailingSlash && route.names.length === MAX_SEGMENTS)
+    return `must not have more than ${MAX_SEGMENTS} segments`;
   return 'must not contain empty segments (//), or dot segments after them';
 }
 
@@ -111,7 +112,8 @@ export function sameSegments(params: Readonly<Record<string, string>>, route: Ra
     if (raw === undefined) return false;
     let end = path.indexOf('/', at);
     if (end < 0) end = path.length;
-    if (!(end - at === raw.length && path.startsWith(raw, at)) && percentDecoded(path.slice(at, end)) !== raw) return false;
+    if (!(end - at === raw.length && path.startsWith(raw, at)) && percentDecoded(path.slice(at, end)) !== raw)
+      return false;
     at = end + 1;
   }
   // Past the last segment: the end of the path, or its trailing "/" and then the end.

@@ -8,11 +8,11 @@ import type { CompiledProvider, RuntimeConfig } from '../config/runtime.ts';
 import { GatewayError } from '../core/errors.ts';
 import type { RequestContext, RequestRecord, RootMembers, UpstreamRequest } from '../core/request.ts';
 import { withoutParams } from '../lib/query.ts';
+import { CREDENTIAL_PARAMS } from '../providers/credentials.ts';
 import { PROVIDERS, type Provider } from '../providers/index.ts';
 import type { Route } from '../providers/routes.ts';
 import type { UsageFormat } from '../usage/types.ts';
 import type { RequestBody } from './body.ts';
-import { CREDENTIAL_PARAMS } from '../providers/credentials.ts';
 import { forwardRequestHeaders } from './headers.ts';
 
 /** What the proxy itself needs about the upstream call, beside the context plugins see. */
@@ -53,19 +53,31 @@ export function prepare(o: PrepareOptions): Context {
   const headers = forwardRequestHeaders(request.headers, dropCredentials);
   provider.prepareHeaders?.(headers, path, keyed);
   const query = dropCredentials ? withoutParams(o.query, CREDENTIAL_PARAMS) : o.query;
-  const call: Call = { provider, settings, keyed, noKey: keyed ? undefined : noKeyRefusal(name, provider, settings), usageFormat: provider.usageFormat(path) };
+  const call: Call = {
+    provider,
+    settings,
+    keyed,
+    noKey: keyed ? undefined : noKeyRefusal(name, provider, settings),
+    usageFormat: provider.usageFormat(path),
+  };
 
   const model = provider.modelOf(path, members);
   record.provider = name;
   record.model = model;
   record.stream = provider.streams(path, members);
-  if (config.source.logs.content && body.kind === 'held') record.request_body = decoder.decode(body.readable ?? body.bytes);
+  if (config.source.logs.content && body.kind === 'held')
+    record.request_body = decoder.decode(body.readable ?? body.bytes);
   return new Context(o, name, model, members, body, { headers, query }, call);
 }
 
 function noKeyRefusal(name: string, provider: Provider, settings: CompiledProvider): GatewayError | undefined {
   if (provider.keyRequired) return new GatewayError(500, 'provider_not_configured', provider.keyRequired);
-  if (!settings.directKeys) return new GatewayError(401, 'no_provider_key', `provider ${name} has no keys configured and direct keys are disabled (direct_keys: false)`);
+  if (!settings.directKeys)
+    return new GatewayError(
+      401,
+      'no_provider_key',
+      `provider ${name} has no keys configured and direct keys are disabled (direct_keys: false)`,
+    );
   return undefined;
 }
 

@@ -28,7 +28,7 @@ export async function relay(ctx: Context, upstream: Response, done: Completion):
   record.upstream_request_id = upstream.headers.get('x-request-id') ?? upstream.headers.get('request-id') ?? undefined;
   const status = upstream.status;
   const contentType = upstream.headers.get('content-type');
-  const sse = contentType !== null && contentType.startsWith('text/event-stream');
+  const sse = contentType?.startsWith('text/event-stream');
   if (sse) record.stream = true;
   // No statusText: Bun's server writes the standard reason phrase whatever a Response carries.
   const init = { status, headers };
@@ -44,7 +44,11 @@ export async function relay(ctx: Context, upstream: Response, done: Completion):
     const bytes = await readWhole(upstream.body, ctx.call.settings.idleTimeoutMs);
     if (!(bytes instanceof Uint8Array)) {
       if (ctx.request.signal.aborted) return done.clientGone();
-      return done.failed(bytes === 'idle' ? idleError(ctx) : new GatewayError(502, 'upstream_broken', `${ctx.provider} upstream closed the connection mid-body`));
+      return done.failed(
+        bytes === 'idle'
+          ? idleError(ctx)
+          : new GatewayError(502, 'upstream_broken', `${ctx.provider} upstream closed the connection mid-body`),
+      );
     }
     record.bytes_out = bytes.byteLength;
     // Usage, the log line and metrics come after the answer was written (the next turn of
@@ -55,10 +59,20 @@ export async function relay(ctx: Context, upstream: Response, done: Completion):
   }
 
   const scanner = UsageScanner.for(ctx.call.usageFormat, contentType, encoding);
-  return new Response(new ReadableStream(new StreamRelay(ctx, upstream.body.getReader(), scanner, done, status), { highWaterMark: 0 }), init);
+  return new Response(
+    new ReadableStream(new StreamRelay(ctx, upstream.body.getReader(), scanner, done, status), { highWaterMark: 0 }),
+    init,
+  );
 }
 
-function finishWhole(ctx: Context, done: Completion, contentType: string | null, encoding: string | null, bytes: Uint8Array<ArrayBuffer>, status: number): void {
+function finishWhole(
+  ctx: Context,
+  done: Completion,
+  contentType: string | null,
+  encoding: string | null,
+  bytes: Uint8Array<ArrayBuffer>,
+  status: number,
+): void {
   const complete = (usage: Usage | undefined) => {
     ctx.record.usage = usage;
     if (ctx.config.source.logs.content) ctx.record.response_body = decoder.decode(bytes);
@@ -70,7 +84,11 @@ function finishWhole(ctx: Context, done: Completion, contentType: string | null,
 }
 
 function idleError(ctx: Context): GatewayError {
-  return new GatewayError(502, 'stream_idle_timeout', `${ctx.provider} stream sent nothing for ${ctx.call.settings.idleTimeoutMs / 1000} s`);
+  return new GatewayError(
+    502,
+    'stream_idle_timeout',
+    `${ctx.provider} stream sent nothing for ${ctx.call.settings.idleTimeoutMs / 1000} s`,
+  );
 }
 
 /** Ends a whole-body read that went silent for longer than the idle limit. */
@@ -90,7 +108,10 @@ class WholeBodyWatch implements IdleWatch {
 }
 
 /** A small answer read whole, under the idle limit: its bytes, or why not. */
-async function readWhole(body: ReadableStream<Uint8Array>, idleTimeoutMs: number): Promise<Uint8Array<ArrayBuffer> | 'idle' | 'broken'> {
+async function readWhole(
+  body: ReadableStream<Uint8Array>,
+  idleTimeoutMs: number,
+): Promise<Uint8Array<ArrayBuffer> | 'idle' | 'broken'> {
   const reader = body.getReader();
   const watch = new WholeBodyWatch(idleTimeoutMs, reader);
   watchIdle(watch);
@@ -159,7 +180,11 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
       controller.error(err);
       // Bun's socket timer (CompiledProvider.socketTimeoutMs) may beat the idle sweep.
       if (isTimeout(err)) return this.end(idleError(this.ctx));
-      const broken = new GatewayError(502, 'upstream_broken', `${this.ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}`);
+      const broken = new GatewayError(
+        502,
+        'upstream_broken',
+        `${this.ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}`,
+      );
       return this.end(broken, this.ctx.request.signal.aborted ? 'client_aborted' : 'upstream_error');
     }
     if (chunk.done) {
@@ -170,7 +195,8 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
     this.lastActivity = performance.now();
     this.ctx.record.bytes_out += value.byteLength;
     this.scanner?.push(value);
-    if (this.keepContent && this.content.length < this.ctx.config.source.logs.content_max_bytes) this.content += decoder.decode(value, { stream: true });
+    if (this.keepContent && this.content.length < this.ctx.config.source.logs.content_max_bytes)
+      this.content += decoder.decode(value, { stream: true });
     controller.enqueue(value);
     if (this.freeChunks) this.handedOver = value;
   }
@@ -218,5 +244,11 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
  */
 function freeChunk(chunk: Uint8Array): void {
   const buffer = chunk.buffer;
-  if (buffer instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === buffer.byteLength && !buffer.detached) buffer.transfer(0);
+  if (
+    buffer instanceof ArrayBuffer &&
+    chunk.byteOffset === 0 &&
+    chunk.byteLength === buffer.byteLength &&
+    !buffer.detached
+  )
+    buffer.transfer(0);
 }

@@ -14,7 +14,9 @@ import { checkPassthroughPath, describeRawMismatch, type RawRoute, sameSegments,
  */
 export type RawTarget = RawRoute | 'moved';
 
-export type Target = { readonly ok: true; readonly path: string; readonly query: string } | { readonly ok: false; readonly refusal: GatewayError };
+export type Target =
+  | { readonly ok: true; readonly path: string; readonly query: string }
+  | { readonly ok: false; readonly refusal: GatewayError };
 
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
 
@@ -28,17 +30,27 @@ export function readTarget(route: Route, request: Request, raw: RawTarget): Targ
   if (!sameSegments(params, raw, split.path)) return invalid(describeRawMismatch(params, raw));
   if (request.method === 'TRACE') {
     // TRACE only echoes the request, headers included: nothing a provider API serves.
-    return { ok: false, refusal: new GatewayError(405, 'method_not_allowed', 'TRACE is not forwarded', { allow: ALLOWED_METHODS }) };
+    return {
+      ok: false,
+      refusal: new GatewayError(405, 'method_not_allowed', 'TRACE is not forwarded', { allow: ALLOWED_METHODS }),
+    };
   }
   // A WebSocket handshake (always a GET, RFC 6455 §4.1) would reach the provider as a
   // plain GET once the hop-by-hop `upgrade` is dropped, and come back as a puzzling 4xx.
   if (request.method === 'GET' && request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
     return {
       ok: false,
-      refusal: new GatewayError(501, 'websocket_not_supported', 'WebSocket APIs (OpenAI Realtime, Gemini Live) are not passed through; connect to the provider directly'),
+      refusal: new GatewayError(
+        501,
+        'websocket_not_supported',
+        'WebSocket APIs (OpenAI Realtime, Gemini Live) are not passed through; connect to the provider directly',
+      ),
     };
   }
   return { ok: true, path: split.path, query: split.query };
 }
 
-const invalid = (reason: string): Target => ({ ok: false, refusal: new GatewayError(400, 'invalid_path', `invalid passthrough path: ${reason}`) });
+const invalid = (reason: string): Target => ({
+  ok: false,
+  refusal: new GatewayError(400, 'invalid_path', `invalid passthrough path: ${reason}`),
+});

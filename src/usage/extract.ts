@@ -44,7 +44,11 @@ function gemini(u: Usage, event: Obj): void {
   const candidates = num(usage.candidatesTokenCount);
   const thoughts = num(usage.thoughtsTokenCount);
   // Gemini bills thinking tokens as output but reports them apart from candidates.
-  set(u, 'output_tokens', candidates === undefined && thoughts === undefined ? undefined : (candidates ?? 0) + (thoughts ?? 0));
+  set(
+    u,
+    'output_tokens',
+    candidates === undefined && thoughts === undefined ? undefined : (candidates ?? 0) + (thoughts ?? 0),
+  );
   set(u, 'reasoning_tokens', thoughts);
   set(u, 'total_tokens', num(usage.totalTokenCount));
   set(u, 'cache_read_input_tokens', num(usage.cachedContentTokenCount));

@@ -38,7 +38,9 @@ export class UsageScanner {
     sse: boolean,
     coding: Coding | null,
   ) {
-    const parser = sse ? new SseParser((event) => applyUsage(format, this.usage, event)) : new JsonCollector((doc) => applyUsage(format, this.usage, doc));
+    const parser = sse
+      ? new SseParser((event) => applyUsage(format, this.usage, event))
+      : new JsonCollector((doc) => applyUsage(format, this.usage, doc));
     this.inflater = makeInflater(coding);
     this.keepsChunks = !sse || this.inflater !== undefined;
     if (this.inflater) {
@@ -59,7 +61,11 @@ export class UsageScanner {
   }
 
   /** A scanner for this response, or undefined when its content type carries no usage. */
-  static for(format: UsageFormat, contentType: string | null, contentEncoding: string | null): UsageScanner | undefined {
+  static for(
+    format: UsageFormat,
+    contentType: string | null,
+    contentEncoding: string | null,
+  ): UsageScanner | undefined {
     const ct = contentType?.toLowerCase() ?? '';
     const sse = ct.startsWith('text/event-stream');
     if (!sse && !ct.includes('json')) return undefined;
@@ -87,9 +93,15 @@ const jsonDecoder = new TextDecoder();
  * directly, synchronously: no scanner, no parser objects, no promise. A compressed or
  * SSE body goes through a scanner.
  */
-export function usageOfBody(format: UsageFormat, contentType: string | null, contentEncoding: string | null, bytes: Uint8Array): Usage | undefined | Promise<Usage | undefined> {
+export function usageOfBody(
+  format: UsageFormat,
+  contentType: string | null,
+  contentEncoding: string | null,
+  bytes: Uint8Array,
+): Usage | undefined | Promise<Usage | undefined> {
   const ct = contentType?.toLowerCase() ?? '';
-  if (contentCoding(contentEncoding) === null && !ct.startsWith('text/event-stream')) return ct.includes('json') ? usageOfJson(format, bytes) : undefined;
+  if (contentCoding(contentEncoding) === null && !ct.startsWith('text/event-stream'))
+    return ct.includes('json') ? usageOfJson(format, bytes) : undefined;
   const scanner = UsageScanner.for(format, contentType, contentEncoding);
   if (!scanner) return undefined;
   scanner.push(bytes);
@@ -114,7 +126,10 @@ export function usageOfJson(format: UsageFormat, bytes: Uint8Array): Usage | und
     const member = USAGE_MEMBER[format];
     const slice = rootMemberObject(bytes, member.key);
     try {
-      if (slice) applyUsage(format, usage, { [member.name]: JSON.parse(jsonDecoder.decode(bytes.subarray(slice[0], slice[1]))) });
+      if (slice)
+        applyUsage(format, usage, {
+          [member.name]: JSON.parse(jsonDecoder.decode(bytes.subarray(slice[0], slice[1]))),
+        });
       else applyUsage(format, usage, JSON.parse(jsonDecoder.decode(bytes)));
     } catch {
       // Not JSON after all: no usage.

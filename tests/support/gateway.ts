@@ -2,11 +2,11 @@
  * Starts a real gateway (in this process, on an ephemeral port) from a config written
  * to a temporary file, with the request log in the same temporary directory.
  */
-import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { StaticPlugin as Plugin } from '../../src/core/plugin.ts';
 import { Gateway } from '../../src/app/gateway.ts';
+import type { StaticPlugin as Plugin } from '../../src/core/plugin.ts';
 
 export interface TestGateway {
   gw: Gateway;
@@ -30,10 +30,18 @@ export function fakeKey(prefix = 'sk-test'): string {
   return `${prefix}-${crypto.randomUUID().replaceAll('-', '')}`;
 }
 
-export async function startGateway(config: Record<string, unknown>, env: Record<string, string | undefined> = process.env, plugins: Plugin[] = []): Promise<TestGateway> {
+export async function startGateway(
+  config: Record<string, unknown>,
+  env: Record<string, string | undefined> = process.env,
+  plugins: Plugin[] = [],
+): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), `skybridge-test-${++counter}-`));
   const logFile = join(dir, 'requests.ndjson');
-  const full = { ...config, server: { host: '127.0.0.1', port: 0, ...(config.server as object) }, logs: { file: logFile, ...(config.logs as object) } };
+  const full = {
+    ...config,
+    server: { host: '127.0.0.1', port: 0, ...(config.server as object) },
+    logs: { file: logFile, ...(config.logs as object) },
+  };
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(full, null, 2));
   const gw = await Gateway.start({ configPath, env, plugins });

@@ -72,15 +72,29 @@ export interface TokenEndpointOptions {
  * the JWT (RS256 signature with the account's public key, iss, aud, scope, iat/exp) and
  * hand out `ya29.gw-<path>-<n>` tokens.
  */
-export function installTokenEndpoint(mock: MockUpstream, path: string, sa: TestServiceAccount, opts: TokenEndpointOptions = {}): TokenEndpoint {
+export function installTokenEndpoint(
+  mock: MockUpstream,
+  path: string,
+  sa: TestServiceAccount,
+  opts: TokenEndpointOptions = {},
+): TokenEndpoint {
   const state: TokenEndpoint = { calls: 0, issued: [], problems: [] };
   const answer = async (rec: Recorded): Promise<Response> => {
     const n = ++state.calls;
     if (opts.delayMs) await Bun.sleep(opts.delayMs);
     if (opts.failStatus && n <= (opts.failures ?? Infinity)) {
-      return Response.json({ error: 'internal_failure', error_description: 'token service is down' }, { status: opts.failStatus });
+      return Response.json(
+        { error: 'internal_failure', error_description: 'token service is down' },
+        { status: opts.failStatus },
+      );
     }
-    const problem = await checkGrant(rec.method, rec.headers['content-type'], new TextDecoder().decode(rec.body), sa, `${mock.url}${path}`);
+    const problem = await checkGrant(
+      rec.method,
+      rec.headers['content-type'],
+      new TextDecoder().decode(rec.body),
+      sa,
+      `${mock.url}${path}`,
+    );
     if (problem) {
       state.problems.push(problem);
       return Response.json({ error: 'invalid_grant', error_description: problem }, { status: 400 });
@@ -93,11 +107,18 @@ export function installTokenEndpoint(mock: MockUpstream, path: string, sa: TestS
   return state;
 }
 
-async function checkGrant(method: string, contentType: string | undefined, body: string, sa: TestServiceAccount, audience: string): Promise<string | undefined> {
+async function checkGrant(
+  method: string,
+  contentType: string | undefined,
+  body: string,
+  sa: TestServiceAccount,
+  audience: string,
+): Promise<string | undefined> {
   if (method !== 'POST') return `method ${method}`;
   if (!contentType?.startsWith('application/x-www-form-urlencoded')) return `content-type ${contentType}`;
   const form = new URLSearchParams(body);
-  if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') return `grant_type ${form.get('grant_type')}`;
+  if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer')
+    return `grant_type ${form.get('grant_type')}`;
   const parts = (form.get('assertion') ?? '').split('.');
   if (parts.length !== 3) return 'assertion is not a JWT';
   const [h, c, s] = parts as [string, string, string];
@@ -105,12 +126,18 @@ async function checkGrant(method: string, contentType: string | undefined, body:
   const claims = JSON.parse(Buffer.from(c, 'base64url').toString());
   if (header.alg !== 'RS256' || header.typ !== 'JWT') return `header ${JSON.stringify(header)}`;
   if (header.kid !== sa.json.private_key_id) return `kid ${header.kid}`;
-  const ok = await crypto.subtle.verify('RSASSA-PKCS1-v1_5', sa.publicKey, Buffer.from(s, 'base64url'), new TextEncoder().encode(`${h}.${c}`));
+  const ok = await crypto.subtle.verify(
+    'RSASSA-PKCS1-v1_5',
+    sa.publicKey,
+    Buffer.from(s, 'base64url'),
+    new TextEncoder().encode(`${h}.${c}`),
+  );
   if (!ok) return 'bad signature';
   if (claims.iss !== sa.email) return `iss ${claims.iss}`;
   if (claims.aud !== audience) return `aud ${claims.aud}`;
   if (claims.scope !== 'https://www.googleapis.com/auth/cloud-platform') return `scope ${claims.scope}`;
   const now = Date.now() / 1000;
-  if (!(claims.iat <= now + 5 && claims.iat >= now - 60 && claims.exp - claims.iat === 3600)) return `iat/exp ${claims.iat}/${claims.exp}`;
+  if (!(claims.iat <= now + 5 && claims.iat >= now - 60 && claims.exp - claims.iat === 3600))
+    return `iat/exp ${claims.iat}/${claims.exp}`;
   return undefined;
 }

@@ -87,13 +87,22 @@ export class MockUpstream {
 
   private defaultAnswer(req: Request, rec: Recorded): Response {
     const p = rec.path;
-    if (p.endsWith('/token')) return Response.json({ access_token: 'ya29.mock-token', expires_in: 3600, token_type: 'Bearer' });
+    if (p.endsWith('/token'))
+      return Response.json({ access_token: 'ya29.mock-token', expires_in: 3600, token_type: 'Bearer' });
     if (p.includes(':streamGenerateContent')) return this.sse(req, geminiStream());
     if (p.includes(':generateContent')) return Response.json(geminiAnswer());
-    if (p.endsWith('/messages')) return rec.json?.stream ? this.sse(req, anthropicStream(rec.json.model)) : Response.json(anthropicAnswer(rec.json?.model));
-    if (p.endsWith('/responses')) return rec.json?.stream ? this.sse(req, responsesStream(rec.json.model)) : Response.json(responsesAnswer(rec.json?.model));
+    if (p.endsWith('/messages'))
+      return rec.json?.stream
+        ? this.sse(req, anthropicStream(rec.json.model))
+        : Response.json(anthropicAnswer(rec.json?.model));
+    if (p.endsWith('/responses'))
+      return rec.json?.stream
+        ? this.sse(req, responsesStream(rec.json.model))
+        : Response.json(responsesAnswer(rec.json?.model));
     if (p.endsWith('/chat/completions')) {
-      return rec.json?.stream ? this.sse(req, chatStream(rec.json.model, rec.json.stream_options?.include_usage !== false)) : Response.json(chatAnswer(rec.json?.model));
+      return rec.json?.stream
+        ? this.sse(req, chatStream(rec.json.model, rec.json.stream_options?.include_usage !== false))
+        : Response.json(chatAnswer(rec.json?.model));
     }
     if (p.endsWith('/models')) return Response.json({ object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model' }] });
     return Response.json({ echo: { method: rec.method, path: rec.path, query: rec.query } });
@@ -134,7 +143,9 @@ export class MockUpstream {
           finish();
         },
       }),
-      { headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-request-id': 'req_upstream_1' } },
+      {
+        headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-request-id': 'req_upstream_1' },
+      },
     );
   }
 }
@@ -148,7 +159,12 @@ export function chatAnswer(model = 'gpt-4o-mini') {
     created: 1,
     model,
     choices: [{ index: 0, message: { role: 'assistant', content: 'hello from mock' }, finish_reason: 'stop' }],
-    usage: { prompt_tokens: U.input, completion_tokens: U.output, total_tokens: U.input + U.output, prompt_tokens_details: { cached_tokens: U.cacheRead } },
+    usage: {
+      prompt_tokens: U.input,
+      completion_tokens: U.output,
+      total_tokens: U.input + U.output,
+      prompt_tokens_details: { cached_tokens: U.cacheRead },
+    },
   };
 }
 
@@ -157,11 +173,36 @@ export const CHAT_STREAM_TEXT = ['hel', 'lo ', 'from ', 'mock ✓ ünï'];
 export function chatStream(model = 'gpt-4o-mini', includeUsage = true): Array<[string | undefined, unknown]> {
   const frames: Array<[string | undefined, unknown]> = CHAT_STREAM_TEXT.map((t, i) => [
     undefined,
-    { id: 'chatcmpl-mock', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: t } : { content: t }, finish_reason: null }] },
+    {
+      id: 'chatcmpl-mock',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model,
+      choices: [{ index: 0, delta: i === 0 ? { role: 'assistant', content: t } : { content: t }, finish_reason: null }],
+    },
   ]);
-  frames.push([undefined, { id: 'chatcmpl-mock', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }]);
+  frames.push([
+    undefined,
+    {
+      id: 'chatcmpl-mock',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model,
+      choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+    },
+  ]);
   if (includeUsage) {
-    frames.push([undefined, { id: 'chatcmpl-mock', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: { prompt_tokens: U.input, completion_tokens: U.output, total_tokens: U.input + U.output } }]);
+    frames.push([
+      undefined,
+      {
+        id: 'chatcmpl-mock',
+        object: 'chat.completion.chunk',
+        created: 1,
+        model,
+        choices: [],
+        usage: { prompt_tokens: U.input, completion_tokens: U.output, total_tokens: U.input + U.output },
+      },
+    ]);
   }
   frames.push([undefined, '[DONE]']);
   return frames;
@@ -174,8 +215,22 @@ export function responsesAnswer(model = 'gpt-4.1') {
     created_at: 1,
     status: 'completed',
     model,
-    output: [{ type: 'message', id: 'msg_1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'hello from mock', annotations: [] }] }],
-    usage: { input_tokens: U.input, output_tokens: U.output, total_tokens: U.input + U.output, input_tokens_details: { cached_tokens: U.cacheRead }, output_tokens_details: { reasoning_tokens: 0 } },
+    output: [
+      {
+        type: 'message',
+        id: 'msg_1',
+        status: 'completed',
+        role: 'assistant',
+        content: [{ type: 'output_text', text: 'hello from mock', annotations: [] }],
+      },
+    ],
+    usage: {
+      input_tokens: U.input,
+      output_tokens: U.output,
+      total_tokens: U.input + U.output,
+      input_tokens_details: { cached_tokens: U.cacheRead },
+      output_tokens_details: { reasoning_tokens: 0 },
+    },
   };
 }
 
@@ -183,7 +238,17 @@ export function responsesStream(model = 'gpt-4.1'): Array<[string | undefined, u
   const base = { ...responsesAnswer(model), status: 'in_progress', output: [], usage: null };
   return [
     ['response.created', { type: 'response.created', sequence_number: 0, response: base }],
-    ['response.output_text.delta', { type: 'response.output_text.delta', sequence_number: 1, item_id: 'msg_1', output_index: 0, content_index: 0, delta: 'hello from mock' }],
+    [
+      'response.output_text.delta',
+      {
+        type: 'response.output_text.delta',
+        sequence_number: 1,
+        item_id: 'msg_1',
+        output_index: 0,
+        content_index: 0,
+        delta: 'hello from mock',
+      },
+    ],
     ['response.completed', { type: 'response.completed', sequence_number: 2, response: responsesAnswer(model) }],
   ];
 }
@@ -197,18 +262,49 @@ export function anthropicAnswer(model = 'claude-sonnet-4-20250514') {
     content: [{ type: 'text', text: 'hello from mock' }],
     stop_reason: 'end_turn',
     stop_sequence: null,
-    usage: { input_tokens: U.input, output_tokens: U.output, cache_read_input_tokens: U.cacheRead, cache_creation_input_tokens: U.cacheWrite },
+    usage: {
+      input_tokens: U.input,
+      output_tokens: U.output,
+      cache_read_input_tokens: U.cacheRead,
+      cache_creation_input_tokens: U.cacheWrite,
+    },
   };
 }
 
 export function anthropicStream(model = 'claude-sonnet-4-20250514'): Array<[string | undefined, unknown]> {
   return [
-    ['message_start', { type: 'message_start', message: { ...anthropicAnswer(model), content: [], stop_reason: null, usage: { input_tokens: U.input, output_tokens: 1, cache_read_input_tokens: U.cacheRead, cache_creation_input_tokens: U.cacheWrite } } }],
+    [
+      'message_start',
+      {
+        type: 'message_start',
+        message: {
+          ...anthropicAnswer(model),
+          content: [],
+          stop_reason: null,
+          usage: {
+            input_tokens: U.input,
+            output_tokens: 1,
+            cache_read_input_tokens: U.cacheRead,
+            cache_creation_input_tokens: U.cacheWrite,
+          },
+        },
+      },
+    ],
     ['content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }],
     ['content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'hello ' } }],
-    ['content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'from mock' } }],
+    [
+      'content_block_delta',
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'from mock' } },
+    ],
     ['content_block_stop', { type: 'content_block_stop', index: 0 }],
-    ['message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: U.output } }],
+    [
+      'message_delta',
+      {
+        type: 'message_delta',
+        delta: { stop_reason: 'end_turn', stop_sequence: null },
+        usage: { output_tokens: U.output },
+      },
+    ],
     ['message_stop', { type: 'message_stop' }],
   ];
 }
@@ -223,7 +319,25 @@ export function geminiAnswer() {
 
 export function geminiStream(): Array<[string | undefined, unknown]> {
   return [
-    [undefined, { candidates: [{ content: { role: 'model', parts: [{ text: 'hello ' }] }, index: 0 }], usageMetadata: { promptTokenCount: U.input, totalTokenCount: U.input }, modelVersion: 'gemini-2.5-flash' }],
-    [undefined, { candidates: [{ content: { role: 'model', parts: [{ text: 'from mock' }] }, finishReason: 'STOP', index: 0 }], usageMetadata: { promptTokenCount: U.input, candidatesTokenCount: U.output, totalTokenCount: U.input + U.output }, modelVersion: 'gemini-2.5-flash' }],
+    [
+      undefined,
+      {
+        candidates: [{ content: { role: 'model', parts: [{ text: 'hello ' }] }, index: 0 }],
+        usageMetadata: { promptTokenCount: U.input, totalTokenCount: U.input },
+        modelVersion: 'gemini-2.5-flash',
+      },
+    ],
+    [
+      undefined,
+      {
+        candidates: [{ content: { role: 'model', parts: [{ text: 'from mock' }] }, finishReason: 'STOP', index: 0 }],
+        usageMetadata: {
+          promptTokenCount: U.input,
+          candidatesTokenCount: U.output,
+          totalTokenCount: U.input + U.output,
+        },
+        modelVersion: 'gemini-2.5-flash',
+      },
+    ],
   ];
 }

@@ -56,7 +56,8 @@ function anyValue(buf: Uint8Array): Record<string, unknown> {
     if (f.no === 1) return { stringValue: text(f.value) };
     if (f.no === 2) return { boolValue: f.value === 1n };
     if (f.no === 3) return { intValue: BigInt.asIntN(64, f.value as bigint).toString() };
-    if (f.no === 4) return { doubleValue: new DataView(new BigUint64Array([f.value as bigint]).buffer).getFloat64(0, true) };
+    if (f.no === 4)
+      return { doubleValue: new DataView(new BigUint64Array([f.value as bigint]).buffer).getFloat64(0, true) };
   }
   return {};
 }
@@ -102,11 +103,14 @@ export function decodeTraceExport(buf: Uint8Array) {
     if (rsField.no !== 1) continue;
     const rs = { resource: { attributes: [] as unknown[] }, scopeSpans: [] as unknown[] };
     for (const f of fields(rsField.value as Uint8Array)) {
-      if (f.no === 1) for (const a of fields(f.value as Uint8Array)) if (a.no === 1) rs.resource.attributes.push(keyValue(a.value as Uint8Array));
+      if (f.no === 1)
+        for (const a of fields(f.value as Uint8Array))
+          if (a.no === 1) rs.resource.attributes.push(keyValue(a.value as Uint8Array));
       if (f.no === 2) {
         const ss = { scope: {} as Record<string, string>, spans: [] as unknown[] };
         for (const g of fields(f.value as Uint8Array)) {
-          if (g.no === 1) for (const h of fields(g.value as Uint8Array)) ss.scope[h.no === 1 ? 'name' : 'version'] = text(h.value);
+          if (g.no === 1)
+            for (const h of fields(g.value as Uint8Array)) ss.scope[h.no === 1 ? 'name' : 'version'] = text(h.value);
           if (g.no === 2) ss.spans.push(span(g.value as Uint8Array));
         }
         rs.scopeSpans.push(ss);

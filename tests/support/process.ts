@@ -3,10 +3,11 @@
  * for what only a process shows: signals, exit codes, file watching, the fetch limit.
  * The app log (NDJSON on stderr) is collected and parsed as it arrives.
  */
-import { spawn, type Subprocess } from 'bun';
+
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { type Subprocess, spawn } from 'bun';
 
 export const REPO = resolve(import.meta.dir, '../..');
 export const MAIN = join(REPO, 'src/main.ts');
@@ -22,13 +23,21 @@ export function tempDir(name = 'proc'): string {
 export function writeConfigFile(name: string, rest: string): string {
   const dir = tempDir(name);
   const path = join(dir, 'config.yaml');
-  writeFileSync(path, `server: { host: 127.0.0.1, port: 0 }\nlogs: { file: ${JSON.stringify(join(dir, 'requests.ndjson'))} }\n${rest}`);
+  writeFileSync(
+    path,
+    `server: { host: 127.0.0.1, port: 0 }\nlogs: { file: ${JSON.stringify(join(dir, 'requests.ndjson'))} }\n${rest}`,
+  );
   return path;
 }
 
 /** The environment for a child: this one without the Bun fetch limit, app log at info. */
 export function childEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
-  const env: Record<string, string | undefined> = { ...process.env, SKYBRIDGE_LOG_LEVEL: 'info', BUN_CONFIG_MAX_HTTP_REQUESTS: undefined, ...extra };
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    SKYBRIDGE_LOG_LEVEL: 'info',
+    BUN_CONFIG_MAX_HTTP_REQUESTS: undefined,
+    ...extra,
+  };
   return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
 }
 
@@ -53,7 +62,12 @@ export interface GatewayProcess {
 export function run(
   args: string[],
   opts: { cwd?: string; env?: Record<string, string>; cmd?: string[] } = {},
-): { proc: Subprocess<'ignore', 'pipe', 'pipe'>; stderr: () => string; stdout: () => string; done: Promise<{ code: number; stdout: string; stderr: string }> } {
+): {
+  proc: Subprocess<'ignore', 'pipe', 'pipe'>;
+  stderr: () => string;
+  stdout: () => string;
+  done: Promise<{ code: number; stdout: string; stderr: string }>;
+} {
   const proc = spawn([...(opts.cmd ?? [process.execPath, MAIN]), ...args], {
     cwd: opts.cwd ?? REPO,
     env: opts.env ?? childEnv(),
@@ -76,7 +90,10 @@ export function run(
 }
 
 /** Run a CLI command to completion. */
-export async function runCli(args: string[], opts: { cwd?: string; env?: Record<string, string>; cmd?: string[]; timeoutMs?: number } = {}) {
+export async function runCli(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string>; cmd?: string[]; timeoutMs?: number } = {},
+) {
   const r = run(args, opts);
   const timer = setTimeout(() => r.proc.kill('SIGKILL'), opts.timeoutMs ?? 15_000);
   const result = await r.done;
@@ -123,7 +140,9 @@ export async function startGatewayProcess(
       const hit = logs.slice(after).find(pred);
       if (hit) return hit;
       if (exitCode !== undefined || performance.now() > deadline) {
-        throw new Error(`no matching app-log line${exitCode !== undefined ? ` (process exited ${exitCode})` : ''}; stderr:\n${r.stderr()}`);
+        throw new Error(
+          `no matching app-log line${exitCode !== undefined ? ` (process exited ${exitCode})` : ''}; stderr:\n${r.stderr()}`,
+        );
       }
       await Bun.sleep(15);
     }

@@ -15,10 +15,26 @@ export interface RawResponse {
 }
 
 /** HTTP/1.0 requests get no Host header unless `headers` has one. */
-export function rawRequest(port: number, method: string, target: string, headers: Record<string, string> = {}, body = '', version: '1.0' | '1.1' = '1.1'): Promise<RawResponse> {
+export function rawRequest(
+  port: number,
+  method: string,
+  target: string,
+  headers: Record<string, string> = {},
+  body = '',
+  version: '1.0' | '1.1' = '1.1',
+): Promise<RawResponse> {
   const started = performance.now();
-  const host = version === '1.0' || Object.keys(headers).some((k) => k.toLowerCase() === 'host') ? [] : ['host: 127.0.0.1'];
-  const lines = [`${method} ${target} HTTP/${version}`, ...host, 'connection: close', ...(body ? [`content-length: ${Buffer.byteLength(body)}`] : []), ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
+  const host =
+    version === '1.0' || Object.keys(headers).some((k) => k.toLowerCase() === 'host') ? [] : ['host: 127.0.0.1'];
+  const lines = [
+    `${method} ${target} HTTP/${version}`,
+    ...host,
+    'connection: close',
+    ...(body ? [`content-length: ${Buffer.byteLength(body)}`] : []),
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    '',
+    '',
+  ];
   return new Promise((resolve, reject) => {
     let text = '';
     Bun.connect({
@@ -33,7 +49,13 @@ export function rawRequest(port: number, method: string, target: string, headers
         },
         close() {
           const split = text.indexOf('\r\n\r\n');
-          resolve({ status: Number(text.slice(9, 12)), head: text.slice(0, split), body: text.slice(split + 4), text, ms: performance.now() - started });
+          resolve({
+            status: Number(text.slice(9, 12)),
+            head: text.slice(0, split),
+            body: text.slice(split + 4),
+            text,
+            ms: performance.now() - started,
+          });
         },
         error(_s, e) {
           reject(e);

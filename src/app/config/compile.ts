@@ -29,16 +29,37 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
   }
   for (const [i, vk] of (config.governance?.virtual_keys ?? []).entries()) {
     for (const [j, name] of (vk.providers ?? []).entries()) {
-      if (!providers[name]) problems.push({ file: origin, path: `governance.virtual_keys[${i}].providers[${j}]`, message: `no provider is named "${shownName(name)}" (providers: ${Object.keys(providers).map(shownName).join(', ')})` });
+      if (!providers[name])
+        problems.push({
+          file: origin,
+          path: `governance.virtual_keys[${i}].providers[${j}]`,
+          message: `no provider is named "${shownName(name)}" (providers: ${Object.keys(providers).map(shownName).join(', ')})`,
+        });
     }
   }
   if (config.governance?.required && config.governance.virtual_keys.length === 0) {
-    problems.push({ file: origin, path: 'governance.virtual_keys', message: 'governance.required is true but no virtual key is configured' });
+    problems.push({
+      file: origin,
+      path: 'governance.virtual_keys',
+      message: 'governance.required is true but no virtual key is configured',
+    });
   }
-  if (config.governance && (config.governance.required || config.governance.virtual_keys.length > 0) && !config.plugins.includes('governance')) {
+  if (
+    config.governance &&
+    (config.governance.required || config.governance.virtual_keys.length > 0) &&
+    !config.plugins.includes('governance')
+  ) {
     // Virtual keys that nothing checks would let every request through unnoticed.
-    if (config.governance.required) problems.push({ file: origin, path: 'plugins', message: 'governance.required is true but "governance" is not in plugins' });
-    else warnings.push('a governance section is configured but "governance" is not in plugins: virtual keys and limits are not enforced');
+    if (config.governance.required)
+      problems.push({
+        file: origin,
+        path: 'plugins',
+        message: 'governance.required is true but "governance" is not in plugins',
+      });
+    else
+      warnings.push(
+        'a governance section is configured but "governance" is not in plugins: virtual keys and limits are not enforced',
+      );
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -63,16 +84,30 @@ function implementationOf(name: string, input: ProviderInput | undefined, report
   const field = input?.api !== undefined ? 'api' : 'custom_provider_config.base_provider_type';
   const shown = shownName(name);
   if (builtIn) {
-    if (api !== undefined && api !== name) report.problems.push({ file: report.origin, path: `providers.${name}.${field}`, message: `${name} is built in: its api cannot be ${shownName(api)}` });
+    if (api !== undefined && api !== name)
+      report.problems.push({
+        file: report.origin,
+        path: `providers.${name}.${field}`,
+        message: `${name} is built in: its api cannot be ${shownName(api)}`,
+      });
     return PROVIDERS[name];
   }
   const known = Object.keys(PROVIDERS).join(', ');
   if (api === undefined) {
-    report.problems.push({ file: report.origin, path: `providers.${shown}.api`, message: `${shown} is not a built-in provider: say which API it speaks (api: one of ${known})` });
+    report.problems.push({
+      file: report.origin,
+      path: `providers.${shown}.api`,
+      message: `${shown} is not a built-in provider: say which API it speaks (api: one of ${known})`,
+    });
     return undefined;
   }
   const provider = PROVIDERS[api];
-  if (!provider) report.problems.push({ file: report.origin, path: `providers.${shown}.${field}`, message: `unknown api "${shownName(api)}" (one of ${known})` });
+  if (!provider)
+    report.problems.push({
+      file: report.origin,
+      path: `providers.${shown}.${field}`,
+      message: `unknown api "${shownName(api)}" (one of ${known})`,
+    });
   return provider;
 }
 
@@ -82,7 +117,13 @@ interface Report {
   warnings: string[];
 }
 
-async function compileProvider(name: string, provider: Provider, input: ProviderInput | undefined, directKeysDefault: boolean, report: Report): Promise<CompiledProvider> {
+async function compileProvider(
+  name: string,
+  provider: Provider,
+  input: ProviderInput | undefined,
+  directKeysDefault: boolean,
+  report: Report,
+): Promise<CompiledProvider> {
   const net = input?.network_config;
   const auth = input?.auth ?? provider.apiKey;
   const keys: CompiledKey[] = [];
@@ -103,7 +144,8 @@ async function compileProvider(name: string, provider: Provider, input: Provider
     if (provider.compileKey) {
       const keyReport: KeyReport = {
         path,
-        problem: (field, message) => report.problems.push({ file: report.origin, path: field ? `${path}.${field}` : path, message }),
+        problem: (field, message) =>
+          report.problems.push({ file: report.origin, path: field ? `${path}.${field}` : path, message }),
         warn: (message) => report.warnings.push(message),
       };
       key = await provider.compileKey(k, key, keyReport);
@@ -122,7 +164,9 @@ async function compileProvider(name: string, provider: Provider, input: Provider
     extraHeaders: Object.entries(net?.extra_headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
     headerTimeoutMs,
     idleTimeoutMs,
-    socketTimeoutMs: nativeHeaderTimeout ? headerTimeoutMs : Math.max(headerTimeoutMs, idleTimeoutMs) + SOCKET_BACKSTOP_SLACK_MS,
+    socketTimeoutMs: nativeHeaderTimeout
+      ? headerTimeoutMs
+      : Math.max(headerTimeoutMs, idleTimeoutMs) + SOCKET_BACKSTOP_SLACK_MS,
     nativeHeaderTimeout,
     retry: {
       maxRetries: net?.max_retries ?? 0,
@@ -136,17 +180,29 @@ async function compileProvider(name: string, provider: Provider, input: Provider
   };
 }
 
-function upstreamTls(name: string, net: ProviderInput['network_config'] | undefined, warnings: string[]): CompiledProvider['tls'] {
+function upstreamTls(
+  name: string,
+  net: ProviderInput['network_config'] | undefined,
+  warnings: string[],
+): CompiledProvider['tls'] {
   if (!net?.ca_cert_pem && !net?.insecure_skip_verify) return undefined;
-  if (net.insecure_skip_verify) warnings.push(`providers.${name}.network_config.insecure_skip_verify is true: upstream TLS certificates are not checked`);
-  return { ...(net.ca_cert_pem ? { ca: net.ca_cert_pem } : {}), ...(net.insecure_skip_verify ? { rejectUnauthorized: false } : {}) };
+  if (net.insecure_skip_verify)
+    warnings.push(
+      `providers.${name}.network_config.insecure_skip_verify is true: upstream TLS certificates are not checked`,
+    );
+  return {
+    ...(net.ca_cert_pem ? { ca: net.ca_cert_pem } : {}),
+    ...(net.insecure_skip_verify ? { rejectUnauthorized: false } : {}),
+  };
 }
 
 /** Every secret the config holds (at least 4 characters): redacted from logged bodies, never a metrics label. */
 function configuredSecrets(config: Config, providers: Record<string, CompiledProvider>): string[] {
   const secrets: string[] = [];
   for (const p of Object.values(providers)) for (const k of p.keys.keys) if (k.value) secrets.push(k.value);
-  for (const input of Object.values(config.providers)) for (const k of input?.keys ?? []) if (k.azure_key_config?.client_secret) secrets.push(k.azure_key_config.client_secret);
+  for (const input of Object.values(config.providers))
+    for (const k of input?.keys ?? [])
+      if (k.azure_key_config?.client_secret) secrets.push(k.azure_key_config.client_secret);
   for (const vk of config.governance?.virtual_keys ?? []) secrets.push(vk.value);
   return secrets.filter((s) => s.length >= 4);
 }

@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import * as v from 'valibot';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { ConfigError, type ConfigProblem, shownName } from '../../config/problems.ts';
-import { ConfigSchema, type Config } from '../../config/schema.ts';
+import { type Config, ConfigSchema } from '../../config/schema.ts';
 
 export { ConfigError, type ConfigProblem, formatProblem } from '../../config/problems.ts';
 
@@ -100,7 +100,8 @@ function resolveEnvRefs(
 const UNKNOWN_FIELD = 'unknown field';
 
 /** valibot's default message, without the `received` part that quotes the value. */
-const withoutValue = (issue: v.BaseIssue<unknown>): string => `invalid ${issue.type.replaceAll('_', ' ')}: expected ${issue.expected}`;
+const withoutValue = (issue: v.BaseIssue<unknown>): string =>
+  `invalid ${issue.type.replaceAll('_', ' ')}: expected ${issue.expected}`;
 
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   if (issue.type === 'union' && issue.issues?.length) return describeIssue(issue.issues[0]!);

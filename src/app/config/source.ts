@@ -4,10 +4,10 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { defaultConfigInput } from './defaults.ts';
-import { loadConfigFile, validateConfig, type Env } from './load.ts';
 import type { RuntimeConfig } from '../../config/runtime.ts';
 import { compileConfig } from './compile.ts';
+import { defaultConfigInput } from './defaults.ts';
+import { type Env, loadConfigFile, validateConfig } from './load.ts';
 
 export const DEFAULT_ORIGIN = 'built-in default';
 const CANDIDATES = ['config.yaml', 'config.yml', 'config.json'];
@@ -23,7 +23,10 @@ export function locateConfig(cliPath: string | undefined, env: Env, cwd = proces
 }
 
 /** Load, validate and compile; throws ConfigError with positions on any problem. */
-export async function loadRuntimeConfig(path: string | undefined, env: Env = process.env): Promise<{ config: RuntimeConfig; text: string | undefined }> {
+export async function loadRuntimeConfig(
+  path: string | undefined,
+  env: Env = process.env,
+): Promise<{ config: RuntimeConfig; text: string | undefined }> {
   if (!path) {
     const config = validateConfig(defaultConfigInput(env), DEFAULT_ORIGIN, env);
     return { config: await compileConfig(config, DEFAULT_ORIGIN), text: undefined };

@@ -19,7 +19,7 @@
  * reloads nothing. Reloads never overlap: a change during a reload is checked after it.
  */
 import { createHash } from 'node:crypto';
-import { lstatSync, readFileSync, readlinkSync, realpathSync, watch, type FSWatcher } from 'node:fs';
+import { type FSWatcher, lstatSync, readFileSync, readlinkSync, realpathSync, watch } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { appLog } from '../../lib/app-log.ts';
 
@@ -59,7 +59,7 @@ export function watchTargets(file: string): Map<string, Set<string>> {
     } catch {
       // The directory is being swapped: the next event recomputes the targets.
     }
-    let st;
+    let st: ReturnType<typeof lstatSync>;
     try {
       st = lstatSync(path);
     } catch {

@@ -43,24 +43,27 @@ const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-
 export class ParamError extends Error {}
 
 export function explorerRoutes(explorer: ExplorerApi): PluginRoute[] {
-  const guarded =
-    (path: string, handler: (req: RouteRequest, url: URL, store: LogStore) => Response | Promise<Response>, queryToken = false): PluginRoute => ({
-      method: 'GET',
-      path,
-      async handle(req) {
-        const url = requestUrl(req.request);
-        const denied = explorer.authorize(req.request, req.clientIp, queryToken ? url.searchParams.get('token') : null);
-        if (denied) return denied;
-        const store = explorer.store;
-        if (!store) return jsonError(404, 'not_found', 'no such route');
-        try {
-          return await handler(req, url, store);
-        } catch (err) {
-          if (err instanceof ParamError) return jsonError(400, 'invalid_request', err.message);
-          throw err;
-        }
-      },
-    });
+  const guarded = (
+    path: string,
+    handler: (req: RouteRequest, url: URL, store: LogStore) => Response | Promise<Response>,
+    queryToken = false,
+  ): PluginRoute => ({
+    method: 'GET',
+    path,
+    async handle(req) {
+      const url = requestUrl(req.request);
+      const denied = explorer.authorize(req.request, req.clientIp, queryToken ? url.searchParams.get('token') : null);
+      if (denied) return denied;
+      const store = explorer.store;
+      if (!store) return jsonError(404, 'not_found', 'no such route');
+      try {
+        return await handler(req, url, store);
+      } catch (err) {
+        if (err instanceof ParamError) return jsonError(400, 'invalid_request', err.message);
+        throw err;
+      }
+    },
+  });
 
   const page = (path: string): PluginRoute => ({
     method: 'GET',
@@ -133,7 +136,16 @@ export function explorerRoutes(explorer: ExplorerApi): PluginRoute[] {
       if (filter.to - filter.from > MAX_WINDOW_MS) throw new ParamError('the stats window may span at most 31d');
       const stats = await computeStats(store, filter, filter.from, filter.to);
       if (!explorer.store) return jsonError(404, 'not_found', 'no such route');
-      return Response.json({ window: windowLabel, from: new Date(filter.from).toISOString(), to: new Date(filter.to).toISOString(), ...stats, index: explorer.indexInfo() }, { headers: JSON_HEADERS });
+      return Response.json(
+        {
+          window: windowLabel,
+          from: new Date(filter.from).toISOString(),
+          to: new Date(filter.to).toISOString(),
+          ...stats,
+          index: explorer.indexInfo(),
+        },
+        { headers: JSON_HEADERS },
+      );
     }),
     page('/ui'),
     page('/ui/'),
@@ -147,7 +159,11 @@ function checkParams(url: URL, allowed: ReadonlySet<string>): URLSearchParams {
   const params = url.searchParams;
   for (const key of new Set(params.keys())) {
     if (!allowed.has(key)) {
-      throw new ParamError(allowed.size ? `unknown parameter ${JSON.stringify(key)}; allowed: ${[...allowed].join(', ')}` : `unknown parameter ${JSON.stringify(key)}`);
+      throw new ParamError(
+        allowed.size
+          ? `unknown parameter ${JSON.stringify(key)}; allowed: ${[...allowed].join(', ')}`
+          : `unknown parameter ${JSON.stringify(key)}`,
+      );
     }
     if (params.getAll(key).length > 1) throw new ParamError(`parameter ${key} given more than once`);
   }
@@ -158,7 +174,10 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(
 
 function parseTime(name: string, value: string): number {
   const t = ISO_TIME.test(value) ? Date.parse(value) : Number.NaN;
-  if (!Number.isFinite(t)) throw new ParamError(`${name} must be an ISO 8601 time (e.g. 2026-01-31T12:00:00Z), got ${JSON.stringify(value.slice(0, 64))}`);
+  if (!Number.isFinite(t))
+    throw new ParamError(
+      `${name} must be an ISO 8601 time (e.g. 2026-01-31T12:00:00Z), got ${JSON.stringify(value.slice(0, 64))}`,
+    );
   return t;
 }
 
@@ -198,7 +217,8 @@ export function parseFilter(params: URLSearchParams, providers: readonly string[
   if (vk !== null) f.virtualKey = nonEmpty('virtual_key', vk, 256);
   const outcome = params.get('outcome');
   if (outcome !== null) {
-    if (!(OUTCOMES as readonly string[]).includes(outcome)) throw new ParamError(`outcome must be one of ${OUTCOMES.join(', ')}`);
+    if (!(OUTCOMES as readonly string[]).includes(outcome))
+      throw new ParamError(`outcome must be one of ${OUTCOMES.join(', ')}`);
     f.outcome = outcome;
   }
   const q = params.get('q');
@@ -220,7 +240,9 @@ export function encodeCursor(c: Cursor): string {
 }
 
 export function decodeCursor(value: string): Cursor {
-  const m = /^[A-Za-z0-9_-]{1,64}$/.test(value) ? /^(-?\d{1,16})\.(\d{1,19})$/.exec(Buffer.from(value, 'base64url').toString('latin1')) : null;
+  const m = /^[A-Za-z0-9_-]{1,64}$/.test(value)
+    ? /^(-?\d{1,16})\.(\d{1,19})$/.exec(Buffer.from(value, 'base64url').toString('latin1'))
+    : null;
   if (!m) throw new ParamError('invalid cursor (pass next_cursor from a previous answer as it is)');
   return { ts: Number(m[1]), seq: Number(m[2]) };
 }
@@ -273,7 +295,14 @@ class Group {
       }
       return binValue(bins.at(-1)!);
     };
-    return { requests: this.requests, errors: this.errors, input_tokens: this.input_tokens, output_tokens: this.output_tokens, p50_ms: pct(0.5), p95_ms: pct(0.95) };
+    return {
+      requests: this.requests,
+      errors: this.errors,
+      input_tokens: this.input_tokens,
+      output_tokens: this.output_tokens,
+      p50_ms: pct(0.5),
+      p95_ms: pct(0.95),
+    };
   }
 }
 
@@ -306,20 +335,27 @@ export async function computeStats(store: LogStore, filter: LogFilter, from: num
   // A few buckets per query, the event loop free in between: a wide window over many
   // rows never holds requests up for the whole computation.
   for (let i = 0; i < count; i += BUCKETS_PER_QUERY) {
-    const part = { ...filter, from: Math.max(from, first + i * bucketMs), to: Math.min(to, first + (i + BUCKETS_PER_QUERY) * bucketMs - 1) };
+    const part = {
+      ...filter,
+      from: Math.max(from, first + i * bucketMs),
+      to: Math.min(to, first + (i + BUCKETS_PER_QUERY) * bucketMs - 1),
+    };
     if (part.from > part.to) continue;
     if (i > 0) await new Promise((r) => setImmediate(r));
     if (!store.isOpen) break;
     const { groups, buckets } = store.statsGroups(part, first, bucketMs);
     addGroups(groups);
-    for (const [b, bin, n, errors, tin, tout] of buckets) series[Math.min(count - 1, Math.max(0, b))]!.add(bin, n, errors, tin, tout);
+    for (const [b, bin, n, errors, tin, tout] of buckets)
+      series[Math.min(count - 1, Math.max(0, b))]!.add(bin, n, errors, tin, tout);
   }
   const byRequests = (a: { requests: number }, b: { requests: number }) => b.requests - a.requests;
   return {
     bucket_seconds: bucketS,
     totals: total.summary(),
     by_provider: [...providers].map(([provider, g]) => ({ provider, ...g.summary() })).sort(byRequests),
-    by_model: [...models.values()].map((m) => ({ provider: m.provider, model: m.model, ...m.g.summary() })).sort(byRequests),
+    by_model: [...models.values()]
+      .map((m) => ({ provider: m.provider, model: m.model, ...m.g.summary() }))
+      .sort(byRequests),
     series: series.map((g, i) => ({ t: new Date(first + i * bucketMs).toISOString(), ...g.summary() })),
   };
 }

@@ -100,18 +100,43 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
     const offset = full ? 0 : Math.max(0, size - TAIL_BYTES);
     // Topping up: only lines newer than what the index holds (minus a margin for
     // requests that completed out of order), so pruned rows do not come back.
-    const minTs = full || newest === undefined ? Date.now() - this.retentionMs : Math.max(Date.now() - this.retentionMs, newest - 5 * 60_000);
+    const minTs =
+      full || newest === undefined
+        ? Date.now() - this.retentionMs
+        : Math.max(Date.now() - this.retentionMs, newest - 5 * 60_000);
     this.rebuilding = full;
     const started = performance.now();
-    this.ingestion = ingestFile(store, logFile, { offset, minTs, alive: () => this.store === store, afterBatch: () => this.prune() })
+    this.ingestion = ingestFile(store, logFile, {
+      offset,
+      minTs,
+      alive: () => this.store === store,
+      afterBatch: () => this.prune(),
+    })
       .then(async (r) => {
         if (this.store !== store) return;
         await this.prune();
         if (r.lines > 0 && (full || r.added > 0)) {
-          appLog.info({ index: path, from: logFile, full, lines: r.lines, added: r.added, skipped: r.skipped, rows: store.rows, ms: Math.round(performance.now() - started) }, full ? 'explorer index rebuilt from the request log' : 'explorer index topped up from the request log');
+          appLog.info(
+            {
+              index: path,
+              from: logFile,
+              full,
+              lines: r.lines,
+              added: r.added,
+              skipped: r.skipped,
+              rows: store.rows,
+              ms: Math.round(performance.now() - started),
+            },
+            full ? 'explorer index rebuilt from the request log' : 'explorer index topped up from the request log',
+          );
         }
       })
-      .catch((err) => appLog.error({ err: String(err), index: path, from: logFile }, 'explorer index fill from the request log failed'))
+      .catch((err) =>
+        appLog.error(
+          { err: String(err), index: path, from: logFile },
+          'explorer index fill from the request log failed',
+        ),
+      )
       .finally(() => {
         if (this.store === store) this.rebuilding = false;
       });
@@ -157,7 +182,10 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
     try {
       store.insert(rows);
     } catch (err) {
-      appLog.error({ err: String(err), rows: rows.length }, 'explorer index write failed; batch dropped (the request log has it)');
+      appLog.error(
+        { err: String(err), rows: rows.length },
+        'explorer index write failed; batch dropped (the request log has it)',
+      );
     }
     this.live.broadcast(rows);
     if (store.rows > this.maxRows || Date.now() - this.lastPrune > PRUNE_EVERY_MS) void this.prune();
@@ -216,22 +244,38 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
     if (this.token) {
       const given = bearerToken(request.headers.get('authorization')) ?? queryToken ?? undefined;
       if (given === undefined) {
-        return jsonError(401, 'unauthorized', 'the explorer API requires Authorization: Bearer <explorer.admin_token>', { 'www-authenticate': 'Bearer realm="skybridge explorer"' });
+        return jsonError(
+          401,
+          'unauthorized',
+          'the explorer API requires Authorization: Bearer <explorer.admin_token>',
+          { 'www-authenticate': 'Bearer realm="skybridge explorer"' },
+        );
       }
       if (!this.token.accepts(null, given)) {
-        return jsonError(401, 'unauthorized', 'invalid explorer admin token', { 'www-authenticate': 'Bearer realm="skybridge explorer", error="invalid_token"' });
+        return jsonError(401, 'unauthorized', 'invalid explorer admin token', {
+          'www-authenticate': 'Bearer realm="skybridge explorer", error="invalid_token"',
+        });
       }
       return undefined;
     }
     if (!isLoopbackIp(clientIp) || !isLoopbackHost(requestUrl(request).hostname)) {
-      return jsonError(403, 'forbidden', 'no explorer.admin_token is configured: the explorer API answers loopback clients only');
+      return jsonError(
+        403,
+        'forbidden',
+        'no explorer.admin_token is configured: the explorer API answers loopback clients only',
+      );
     }
     return undefined;
   }
 
   indexInfo(): { rows: number; oldest: string | null; rebuilding: boolean; file: string | null } {
     const oldest = this.store?.oldestTs();
-    return { rows: this.store?.rows ?? 0, oldest: oldest === undefined ? null : new Date(oldest).toISOString(), rebuilding: this.rebuilding, file: this.store?.path ?? null };
+    return {
+      rows: this.store?.rows ?? 0,
+      oldest: oldest === undefined ? null : new Date(oldest).toISOString(),
+      rebuilding: this.rebuilding,
+      file: this.store?.path ?? null,
+    };
   }
 
   // ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
  * hold up requests while it is read.
  */
 import { existsSync, statSync } from 'node:fs';
-import { rowFromLine, type IndexRow, type LogStore } from './store.ts';
+import { type IndexRow, type LogStore, rowFromLine } from './store.ts';
 
 const BATCH = 2000;
 
@@ -60,7 +60,10 @@ export async function ingestFile(store: LogStore, file: string, opts: IngestOpti
       result.skipped++;
       return;
     }
-    const row = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? rowFromLine(parsed as Record<string, unknown>) : undefined;
+    const row =
+      parsed && typeof parsed === 'object' && !Array.isArray(parsed)
+        ? rowFromLine(parsed as Record<string, unknown>)
+        : undefined;
     if (!row) {
       result.skipped++;
       return;

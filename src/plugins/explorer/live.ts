@@ -45,7 +45,11 @@ export class LiveFeed {
       if (sub) this.unsubscribe(sub, true);
     });
     return new Response(stream, {
-      headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' },
+      headers: {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-accel-buffering': 'no',
+      },
     });
   }
 
@@ -115,7 +119,8 @@ export function matches(f: LogFilter, row: IndexRow): boolean {
   if (f.to !== undefined && row.ts > f.to) return false;
   if (f.provider !== undefined && row.provider !== f.provider) return false;
   if (f.model !== undefined && row.model !== f.model) return false;
-  if (f.statusMin !== undefined && f.statusMax !== undefined && (row.status < f.statusMin || row.status > f.statusMax)) return false;
+  if (f.statusMin !== undefined && f.statusMax !== undefined && (row.status < f.statusMin || row.status > f.statusMax))
+    return false;
   if (f.virtualKey !== undefined && row.virtual_key !== f.virtualKey) return false;
   if (f.outcome !== undefined && row.outcome !== f.outcome) return false;
   if (f.q !== undefined && !(row.path ?? '').includes(f.q)) return false;

@@ -9,8 +9,8 @@
  * `time` in epoch ms, `seq` the rowid (insertion order) as a tie-breaker.
  */
 import { Database } from 'bun:sqlite';
-import type { RequestRecord } from '../../core/request.ts';
 import { existsSync, rmSync, statSync } from 'node:fs';
+import type { RequestRecord } from '../../core/request.ts';
 
 /** Bump when the table layout changes: an index with another version is rebuilt. */
 const SCHEMA_VERSION = 1;
@@ -129,7 +129,10 @@ export class LogStore {
     let db: Database;
     try {
       db = LogStore.open(path);
-      if (!created && (db.query('PRAGMA user_version').get() as { user_version: number }).user_version !== SCHEMA_VERSION) {
+      if (
+        !created &&
+        (db.query('PRAGMA user_version').get() as { user_version: number }).user_version !== SCHEMA_VERSION
+      ) {
         throw new Error('index schema version differs');
       }
     } catch {
@@ -180,11 +183,15 @@ export class LogStore {
    * deletes are done in steps so none holds the event loop for long).
    */
   prune(minTs: number, maxRows: number, limit = 2000): { removed: number; more: boolean } {
-    const old = this.db.query('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests WHERE ts < ? ORDER BY ts LIMIT ?)').run(minTs, limit).changes;
+    const old = this.db
+      .query('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests WHERE ts < ? ORDER BY ts LIMIT ?)')
+      .run(minTs, limit).changes;
     this.count -= old;
     let extra = 0;
     if (this.count > maxRows) {
-      extra = this.db.query('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests ORDER BY ts ASC, seq ASC LIMIT ?)').run(Math.min(limit, this.count - maxRows)).changes;
+      extra = this.db
+        .query('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests ORDER BY ts ASC, seq ASC LIMIT ?)')
+        .run(Math.min(limit, this.count - maxRows)).changes;
       this.count -= extra;
     }
     return { removed: old + extra, more: old === limit || this.count > maxRows };
@@ -219,14 +226,20 @@ export class LogStore {
 
   /** One record with its bodies, or undefined. */
   get(requestId: string): { record: string; request_body: string | null; response_body: string | null } | undefined {
-    return (this.db.query('SELECT record, request_body, response_body FROM requests WHERE request_id = ?').get(requestId) as never) ?? undefined;
+    return (
+      (this.db
+        .query('SELECT record, request_body, response_body FROM requests WHERE request_id = ?')
+        .get(requestId) as never) ?? undefined
+    );
   }
 
   /** Stats aggregates for the rows matching `filter`: per (provider, model, bin) and per (time bucket, bin). */
   statsGroups(filter: LogFilter, first: number, bucketMs: number): { groups: GroupRow[]; buckets: BucketRow[] } {
     const { where, params } = whereClause(filter);
     const w = where.length ? ` WHERE ${where.join(' AND ')}` : '';
-    const groups = this.db.query(`SELECT provider, model, lat_bin, ${AGG} FROM requests${w} GROUP BY provider, model, lat_bin`).values(...(params as never[])) as GroupRow[];
+    const groups = this.db
+      .query(`SELECT provider, model, lat_bin, ${AGG} FROM requests${w} GROUP BY provider, model, lat_bin`)
+      .values(...(params as never[])) as GroupRow[];
     const buckets = this.db
       .query(`SELECT CAST((ts - ?) / ? AS INTEGER) AS b, lat_bin, ${AGG} FROM requests${w} GROUP BY b, lat_bin`)
       .values(...([first, Math.max(1, Math.floor(bucketMs)), ...params] as never[])) as BucketRow[];
@@ -327,7 +340,8 @@ export function rowFromLine(line: Record<string, unknown>): IndexRow | undefined
  * line; with logged bodies, which the row keeps apart, the line is read back.
  */
 export function rowFromFields(record: Readonly<RequestRecord>, fields: string): IndexRow | undefined {
-  if (record.request_body !== undefined || record.response_body !== undefined) return rowFromLine(JSON.parse(`{${fields}}`));
+  if (record.request_body !== undefined || record.response_body !== undefined)
+    return rowFromLine(JSON.parse(`{${fields}}`));
   const ts = Date.parse(record.time);
   if (!record.request_id || !Number.isFinite(ts)) return undefined;
   return {

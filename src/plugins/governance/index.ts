@@ -17,16 +17,35 @@ import { type RequestContext, type RequestRecord, Slot } from '../../core/reques
 import { allows } from '../../keys/pool.ts';
 import { appLog } from '../../lib/app-log.ts';
 import { WarnLimiter } from '../shared/warn-limiter.ts';
-import { presentedKey, VirtualKeyTable, type VirtualKey } from './keys.ts';
-import { costNanoUsd, formatUsd, minuteWindow, periodWindow, PriceTable, secondsUntil, tokensOf, type Period, type Window } from './limits.ts';
-import { MemoryStore, RedisStore, redactRedisUrl, type Check, type CounterStore, type Increment } from './store.ts';
+import { presentedKey, type VirtualKey, VirtualKeyTable } from './keys.ts';
+import {
+  costNanoUsd,
+  formatUsd,
+  minuteWindow,
+  type Period,
+  PriceTable,
+  periodWindow,
+  secondsUntil,
+  tokensOf,
+  type Window,
+} from './limits.ts';
+import {
+  type AdmitResult,
+  type Check,
+  type CounterStore,
+  type Increment,
+  MemoryStore,
+  RedisStore,
+  redactRedisUrl,
+} from './store.ts';
 
 /** The virtual key a request is governed by, for its completion. */
 const GOVERNED = new Slot<VirtualKey>();
 /** Counter keys outlive their window by this much (clock skew between instances). */
 const TTL_SLACK_SEC = 60;
 const ADJECTIVE: Record<Period, string> = { hour: 'hourly', day: 'daily', week: 'weekly', month: 'monthly' };
-const HOW_TO_SEND = 'send it as the x-bf-vk header or as the API key of your SDK (Authorization: Bearer, x-api-key, api-key, x-goog-api-key)';
+const HOW_TO_SEND =
+  'send it as the x-bf-vk header or as the API key of your SDK (Authorization: Bearer, x-api-key, api-key, x-goog-api-key)';
 
 interface PlannedCheck {
   check: Check;
@@ -72,7 +91,12 @@ export class GovernancePlugin implements Plugin, Hooks {
       const old = this.store;
       if (url) {
         const redis = new RedisStore(url, { timeoutMs });
-        redis.warmUp((err) => this.storeWarnings.warn({ err: String((err as Error)?.message ?? err), redis: redactRedisUrl(url) }, 'governance store: cannot connect to redis (will retry on demand)'));
+        redis.warmUp((err) =>
+          this.storeWarnings.warn(
+            { err: String((err as Error)?.message ?? err), redis: redactRedisUrl(url) },
+            'governance store: cannot connect to redis (will retry on demand)',
+          ),
+        );
         this.store = redis;
         appLog.info({ redis: redactRedisUrl(url), timeout_ms: timeoutMs }, 'governance counters in redis');
       } else {
@@ -86,7 +110,10 @@ export class GovernancePlugin implements Plugin, Hooks {
       if (k.budget?.max_cost_usd === undefined) continue;
       const unpriced = k.models.filter((m) => !this.prices.lookup(m.endsWith('*') ? m.slice(0, -1) : m));
       if (unpriced.length > 0) {
-        appLog.warn({ virtual_key: k.name, models: unpriced }, 'virtual key has a cost budget but governance.prices has no price for some of its models; requests for unpriced models are refused');
+        appLog.warn(
+          { virtual_key: k.name, models: unpriced },
+          'virtual key has a cost budget but governance.prices has no price for some of its models; requests for unpriced models are refused',
+        );
       }
     }
     return this;
@@ -94,53 +121,89 @@ export class GovernancePlugin implements Plugin, Hooks {
 
   async onRequest(ctx: RequestContext): Promise<RequestVerdict | undefined> {
     const found = presentedKey(this.keys, ctx.request.headers, ctx.query, ctx.upstream);
-    if (found.badControlHeader) return refuse(401, 'unauthorized', 'the x-bf-vk header does not hold a valid virtual key');
+    if (found.badControlHeader)
+      return refuse(401, 'unauthorized', 'the x-bf-vk header does not hold a valid virtual key');
     const vk = found.key;
     if (!vk) {
       if (!this.required) return undefined;
       return refuse(
         401,
         'unauthorized',
-        found.anyCredential ? `the credential sent is not a valid virtual key; this gateway requires one: ${HOW_TO_SEND}` : `a virtual key is required: ${HOW_TO_SEND}`,
+        found.anyCredential
+          ? `the credential sent is not a valid virtual key; this gateway requires one: ${HOW_TO_SEND}`
+          : `a virtual key is required: ${HOW_TO_SEND}`,
       );
     }
     GOVERNED.set(ctx, vk);
     const verdict = (refusal?: GatewayError): RequestVerdict => ({ virtualKey: vk.name, refusal });
-    const refuseFor = (status: number, type: ErrorType, message: string) => verdict(new GatewayError(status, type, message));
+    const refuseFor = (status: number, type: ErrorType, message: string) =>
+      verdict(new GatewayError(status, type, message));
 
     if (!vk.providers.has(ctx.provider)) {
-      return refuseFor(403, 'provider_not_allowed', `virtual key "${vk.name}" may not use provider "${ctx.provider}" (allowed: ${[...vk.providers].join(', ') || 'none'})`);
+      return refuseFor(
+        403,
+        'provider_not_allowed',
+        `virtual key "${vk.name}" may not use provider "${ctx.provider}" (allowed: ${[...vk.providers].join(', ') || 'none'})`,
+      );
     }
-    if (ctx.model === undefined && ctx.bodyUnread && (!vk.models.includes('*') || vk.budget?.maxCostNano !== undefined) && !isUpload(ctx.request.headers.get('content-type'))) {
+    if (
+      ctx.model === undefined &&
+      ctx.bodyUnread &&
+      (!vk.models.includes('*') || vk.budget?.maxCostNano !== undefined) &&
+      !isUpload(ctx.request.headers.get('content-type'))
+    ) {
       // A body that may name a model but could not be read (too large to hold, or
       // compressed beyond reading) would walk around the model list and the cost budget:
       // refused for a key with either. File uploads are never read for a model.
       const limit = ctx.config.source.server.buffer_body_limit_mb;
-      return refuseFor(413, 'body_too_large_to_check', `virtual key "${vk.name}" is limited to some models or by cost, and this request body cannot be checked for its model (over server.buffer_body_limit_mb, ${limit} MB, once inflated, or compressed with a coding other than gzip, deflate, br)`);
+      return refuseFor(
+        413,
+        'body_too_large_to_check',
+        `virtual key "${vk.name}" is limited to some models or by cost, and this request body cannot be checked for its model (over server.buffer_body_limit_mb, ${limit} MB, once inflated, or compressed with a coding other than gzip, deflate, br)`,
+      );
     }
     const modelAllowed = ctx.model === undefined ? vk.models.length > 0 : allows(vk.models, ctx.model);
     if (!modelAllowed) {
-      return refuseFor(403, 'model_not_allowed', `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`);
+      return refuseFor(
+        403,
+        'model_not_allowed',
+        `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`,
+      );
     }
     if (vk.budget?.maxCostNano !== undefined && ctx.model !== undefined && !this.prices.lookup(ctx.model)) {
-      return refuseFor(403, 'model_not_priced', `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${ctx.model}"`);
+      return refuseFor(
+        403,
+        'model_not_priced',
+        `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${ctx.model}"`,
+      );
     }
 
     const now = this.now();
     const plan = this.plan(vk, now);
     if (plan.length === 0) return verdict();
-    let result;
+    let result: AdmitResult;
     try {
       result = await this.store.admit(plan.map((p) => p.check));
     } catch (err) {
-      this.storeWarnings.warn({ err: String((err as Error)?.message ?? err), on_store_error: this.failOpen ? 'fail_open' : 'fail_closed' }, this.failOpen ? 'governance store unavailable; request let through unchecked (fail_open)' : 'governance store unavailable; request refused (fail_closed)');
+      this.storeWarnings.warn(
+        { err: String((err as Error)?.message ?? err), on_store_error: this.failOpen ? 'fail_open' : 'fail_closed' },
+        this.failOpen
+          ? 'governance store unavailable; request let through unchecked (fail_open)'
+          : 'governance store unavailable; request refused (fail_closed)',
+      );
       if (this.failOpen) return verdict();
-      return refuseFor(503, 'governance_unavailable', 'the governance counter store is unavailable; request refused (governance.on_store_error: fail_closed)');
+      return refuseFor(
+        503,
+        'governance_unavailable',
+        'the governance counter store is unavailable; request refused (governance.on_store_error: fail_closed)',
+      );
     }
     if (result.ok) return verdict();
     const hit = plan[result.index]!;
     const retryAfter = secondsUntil(hit.window.end, now);
-    return verdict(new GatewayError(429, hit.type, hit.message(result.value, retryAfter), { 'retry-after': String(retryAfter) }));
+    return verdict(
+      new GatewayError(429, hit.type, hit.message(result.value, retryAfter), { 'retry-after': String(retryAfter) }),
+    );
   }
 
   onComplete(record: Readonly<RequestRecord>, ctx: RequestContext | undefined): void {
@@ -157,20 +220,33 @@ export class GovernancePlugin implements Plugin, Hooks {
     const budget = vk.budget;
     if (budget) {
       const w = periodWindow(budget.period, now);
-      if (budget.maxTokens !== undefined) increments.push({ key: this.key(vk, `tok:${budget.period}`, w), by: tokens, ttlSec: ttl(w, now) });
+      if (budget.maxTokens !== undefined)
+        increments.push({ key: this.key(vk, `tok:${budget.period}`, w), by: tokens, ttlSec: ttl(w, now) });
       if (budget.maxCostNano !== undefined) {
         const price = this.prices.lookup(record.model);
         if (price) {
-          increments.push({ key: this.key(vk, `usd:${budget.period}`, w), by: costNanoUsd(record.usage, price), ttlSec: ttl(w, now) });
+          increments.push({
+            key: this.key(vk, `usd:${budget.period}`, w),
+            by: costNanoUsd(record.usage, price),
+            ttlSec: ttl(w, now),
+          });
         } else {
-          this.priceWarnings.warn({ virtual_key: vk.name, model: record.model ?? null, tokens }, 'no price for the model of a completed request; its cost was not counted against the budget');
+          this.priceWarnings.warn(
+            { virtual_key: vk.name, model: record.model ?? null, tokens },
+            'no price for the model of a completed request; its cost was not counted against the budget',
+          );
         }
       }
     }
     if (increments.length === 0) return;
     const done: Promise<void> = this.store
       .add(increments)
-      .catch((err) => this.storeWarnings.warn({ err: String((err as Error)?.message ?? err), virtual_key: vk.name, tokens }, 'governance store unavailable; usage of a completed request was not counted'))
+      .catch((err) =>
+        this.storeWarnings.warn(
+          { err: String((err as Error)?.message ?? err), virtual_key: vk.name, tokens },
+          'governance store unavailable; usage of a completed request was not counted',
+        ),
+      )
       .finally(() => this.pending.delete(done));
     this.pending.add(done);
   }
@@ -214,7 +290,8 @@ export class GovernancePlugin implements Plugin, Hooks {
           check: { key: this.key(vk, `usd:${b.period}`, w), limit, inc: 0, ttlSec: ttl(w, now) },
           window: w,
           type: 'budget_exceeded',
-          message: (v) => `virtual key "${vk.name}" has used up its ${ADJECTIVE[b.period]} cost budget (max_cost_usd ${formatUsd(limit)}, spent ${formatUsd(v)}); it resets at ${resets}`,
+          message: (v) =>
+            `virtual key "${vk.name}" has used up its ${ADJECTIVE[b.period]} cost budget (max_cost_usd ${formatUsd(limit)}, spent ${formatUsd(v)}); it resets at ${resets}`,
         });
       }
       if (b.maxTokens !== undefined) {
@@ -223,7 +300,8 @@ export class GovernancePlugin implements Plugin, Hooks {
           check: { key: this.key(vk, `tok:${b.period}`, w), limit, inc: 0, ttlSec: ttl(w, now) },
           window: w,
           type: 'budget_exceeded',
-          message: (v) => `virtual key "${vk.name}" has used up its ${ADJECTIVE[b.period]} token budget (max_tokens ${limit}, used ${v}); it resets at ${resets}`,
+          message: (v) =>
+            `virtual key "${vk.name}" has used up its ${ADJECTIVE[b.period]} token budget (max_tokens ${limit}, used ${v}); it resets at ${resets}`,
         });
       }
     }
@@ -234,7 +312,8 @@ export class GovernancePlugin implements Plugin, Hooks {
         check: { key: this.key(vk, 'tpm', m), limit, inc: 0, ttlSec: ttl(m, now) },
         window: m,
         type: 'rate_limit_exceeded',
-        message: (v, s) => `virtual key "${vk.name}" is over its tokens_per_minute limit (${limit}; ${v} used this minute); retry in ${s} s`,
+        message: (v, s) =>
+          `virtual key "${vk.name}" is over its tokens_per_minute limit (${limit}; ${v} used this minute); retry in ${s} s`,
       });
     }
     if (vk.requestsPerMinute !== undefined) {
@@ -243,7 +322,8 @@ export class GovernancePlugin implements Plugin, Hooks {
         check: { key: this.key(vk, 'rpm', m), limit, inc: 1, ttlSec: ttl(m, now) },
         window: m,
         type: 'rate_limit_exceeded',
-        message: (_v, s) => `virtual key "${vk.name}" is over its requests_per_minute limit (${limit}); retry in ${s} s`,
+        message: (_v, s) =>
+          `virtual key "${vk.name}" is over its requests_per_minute limit (${limit}); retry in ${s} s`,
       });
     }
     return plan;
@@ -267,4 +347,5 @@ function refuse(status: number, type: ErrorType, message: string): RequestVerdic
 }
 
 /** File uploads (multipart forms, raw bytes, media): never read for a model, whatever their size. */
-const isUpload = (contentType: string | null): boolean => contentType !== null && /^\s*(multipart\/|application\/octet-stream|audio\/|image\/|video\/)/i.test(contentType);
+const isUpload = (contentType: string | null): boolean =>
+  contentType !== null && /^\s*(multipart\/|application\/octet-stream|audio\/|image\/|video\/)/i.test(contentType);

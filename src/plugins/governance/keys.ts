@@ -37,10 +37,8 @@ export interface VirtualKeyInput {
 /** Header the gateway reserves for the virtual key (never forwarded: `x-bf-*` is a control prefix). */
 export const VK_HEADER = 'x-bf-vk';
 
-
 /** Gemini's `key=` query parameter, by decoded name (util/query.ts). */
 const KEY_PARAM: ReadonlySet<string> = new Set(['key']);
-
 
 export class VirtualKeyTable {
   private readonly digests: Array<{ digest: Buffer; key: VirtualKey }>;
@@ -71,7 +69,11 @@ function compileKey(k: VirtualKeyInput, allProviders: readonly string[]): Virtua
   const b = k.budget;
   const budget =
     b && (b.max_tokens !== undefined || b.max_cost_usd !== undefined)
-      ? { maxTokens: b.max_tokens, maxCostNano: b.max_cost_usd === undefined ? undefined : Math.round(b.max_cost_usd * 1e9), period: b.period }
+      ? {
+          maxTokens: b.max_tokens,
+          maxCostNano: b.max_cost_usd === undefined ? undefined : Math.round(b.max_cost_usd * 1e9),
+          period: b.period,
+        }
       : undefined;
   const tokensPerMinute = k.rate_limit?.tokens_per_minute;
   return {
@@ -100,7 +102,12 @@ export interface Presented {
  * direct-key mode, where the client's other credentials pass unchanged. Looks at the
  * client's own headers and query; edits the upstream ones.
  */
-export function presentedKey(table: VirtualKeyTable, incoming: Headers, clientQuery: string, upstream: UpstreamRequest): Presented {
+export function presentedKey(
+  table: VirtualKeyTable,
+  incoming: Headers,
+  clientQuery: string,
+  upstream: UpstreamRequest,
+): Presented {
   let key: VirtualKey | undefined;
   let badControlHeader = false;
   let anyCredential = false;
@@ -129,6 +136,7 @@ export function presentedKey(table: VirtualKeyTable, incoming: Headers, clientQu
     anyCredential = true;
     key ??= table.match(value);
   }
-  if (values.length > 0) upstream.query = withoutParams(upstream.query, KEY_PARAM, (value) => table.match(value) !== undefined);
+  if (values.length > 0)
+    upstream.query = withoutParams(upstream.query, KEY_PARAM, (value) => table.match(value) !== undefined);
   return { key, badControlHeader, anyCredential };
 }

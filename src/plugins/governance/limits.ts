@@ -88,7 +88,8 @@ export const NANO_PER_USD = 1e9;
 export function costNanoUsd(usage: Usage | undefined, price: Price): number {
   if (!usage) return 0;
   const output = Math.max(0, usage.output_tokens ?? 0);
-  const input = usage.total_tokens !== undefined ? Math.max(0, usage.total_tokens - output) : Math.max(0, usage.input_tokens ?? 0);
+  const input =
+    usage.total_tokens !== undefined ? Math.max(0, usage.total_tokens - output) : Math.max(0, usage.input_tokens ?? 0);
   // price per million tokens -> nano-USD per token = price * 1e9 / 1e6 = price * 1000.
   const nano = (input * price.input_per_million + output * price.output_per_million) * 1000;
   return Number.isFinite(nano) ? Math.round(nano) : 0;

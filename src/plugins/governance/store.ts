@@ -185,8 +185,14 @@ export class RedisStore implements CounterStore {
   async admit(checks: readonly Check[]): Promise<AdmitResult> {
     const args: string[] = [];
     for (const c of checks) args.push(String(c.limit), String(c.inc), String(Math.max(1, Math.ceil(c.ttlSec))));
-    const reply = await this.script(ADMIT_SCRIPT, ADMIT_SHA, checks.map((c) => c.key), args);
-    if (!Array.isArray(reply) || reply.length < 2) throw new StoreError(`unexpected reply from redis: ${JSON.stringify(reply)}`);
+    const reply = await this.script(
+      ADMIT_SCRIPT,
+      ADMIT_SHA,
+      checks.map((c) => c.key),
+      args,
+    );
+    if (!Array.isArray(reply) || reply.length < 2)
+      throw new StoreError(`unexpected reply from redis: ${JSON.stringify(reply)}`);
     const index = Number(reply[0]);
     return index === 0 ? { ok: true } : { ok: false, index: index - 1, value: Number(reply[1]) };
   }
@@ -196,7 +202,12 @@ export class RedisStore implements CounterStore {
     if (live.length === 0) return;
     const args: string[] = [];
     for (const i of live) args.push(String(Math.round(i.by)), String(Math.max(1, Math.ceil(i.ttlSec))));
-    await this.script(ADD_SCRIPT, ADD_SHA, live.map((i) => i.key), args);
+    await this.script(
+      ADD_SCRIPT,
+      ADD_SHA,
+      live.map((i) => i.key),
+      args,
+    );
   }
 
   async close(): Promise<void> {
@@ -225,10 +236,14 @@ export class RedisStore implements CounterStore {
     if (this.closed) throw new StoreError('redis store closed');
     // Cooling down after a failure: fail at once, without extending the cool-down.
     const wait = this.retryAt - Date.now();
-    if (wait > 0 && !this.client?.connected && !this.connecting) throw new StoreError(`redis unavailable (next attempt in ${wait} ms)`);
+    if (wait > 0 && !this.client?.connected && !this.connecting)
+      throw new StoreError(`redis unavailable (next attempt in ${wait} ms)`);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StoreError(`redis did not answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+      timer = setTimeout(
+        () => reject(new StoreError(`redis did not answer within ${this.options.timeoutMs} ms`)),
+        this.options.timeoutMs,
+      );
     });
     let used: RedisClient | undefined;
     try {

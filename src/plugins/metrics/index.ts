@@ -19,14 +19,16 @@ import { collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client
 import type { RuntimeConfig } from '../../config/runtime.ts';
 import { type ErrorType, jsonError } from '../../core/errors.ts';
 import type { Hooks, Plugin, PluginRoute, RuntimeView } from '../../core/plugin.ts';
-import { OUTCOMES as RECORD_OUTCOMES, type Outcome, type RequestRecord } from '../../core/request.ts';
+import { type Outcome, OUTCOMES as RECORD_OUTCOMES, type RequestRecord } from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
 import { VERSION } from '../../lib/version.ts';
 import { BearerToken } from '../shared/admin-auth.ts';
-import { CellCounter, type CounterCell, CellHistogram, type HistogramCell, ReadCounter } from './cells.ts';
+import { CellCounter, CellHistogram, type CounterCell, type HistogramCell, ReadCounter } from './cells.ts';
 
 /** Seconds; from a cached answer (ms) to a long reasoning stream (20 min). */
-export const LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200];
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200,
+];
 
 /** Distinct models outside the configured keys' lists that get a label of their own. */
 export const MAX_DYNAMIC_MODELS = 100;
@@ -38,7 +40,16 @@ const OUTCOME_INDEX: Readonly<Record<string, number>> = Object.fromEntries(OUTCO
 const OTHER_OUTCOME = OUTCOMES.length - 1;
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'unknown'] as const;
 /** Retry reasons are status codes or the error types of failed attempts; other codes fold into `other`. */
-const RETRY_REASONS = new Set<string>(['429', '500', '502', '503', '504', 'upstream_timeout', 'upstream_unreachable', 'upstream_invalid_response']);
+const RETRY_REASONS = new Set<string>([
+  '429',
+  '500',
+  '502',
+  '503',
+  '504',
+  'upstream_timeout',
+  'upstream_unreachable',
+  'upstream_invalid_response',
+]);
 /** Outcomes that count as an upstream failure (the HTTP status of a delivered answer does not). */
 const UPSTREAM_FAILURE_OUTCOMES: ReadonlySet<Outcome> = new Set<Outcome>(['upstream_error', 'stream_idle_timeout']);
 
@@ -95,12 +106,11 @@ export class MetricsPlugin implements Plugin, Hooks {
   private secrets: readonly string[] = [];
   private readonly series = new Map<string, ProviderSeries>();
 
-  private readonly requests = new CellCounter('skybridge_requests_total', 'Passthrough requests completed, by provider, endpoint, HTTP status class and outcome.', [
-    'provider',
-    'endpoint',
-    'status_class',
-    'outcome',
-  ]);
+  private readonly requests = new CellCounter(
+    'skybridge_requests_total',
+    'Passthrough requests completed, by provider, endpoint, HTTP status class and outcome.',
+    ['provider', 'endpoint', 'status_class', 'outcome'],
+  );
   private readonly duration = new CellHistogram(
     'skybridge_request_duration_seconds',
     'Time from request arrival to the last byte sent to the client (or the end of the request).',
@@ -113,8 +123,16 @@ export class MetricsPlugin implements Plugin, Hooks {
     ['provider', 'endpoint', 'stream'],
     LATENCY_BUCKETS,
   );
-  private readonly tokens = new CellCounter('skybridge_tokens_total', 'Tokens reported by the provider, by provider, model (folded) and direction.', ['provider', 'model', 'direction']);
-  private readonly retries = new CellCounter('skybridge_upstream_retries_total', 'Upstream attempts that were retried, by provider and reason (status code or error type).', ['provider', 'reason']);
+  private readonly tokens = new CellCounter(
+    'skybridge_tokens_total',
+    'Tokens reported by the provider, by provider, model (folded) and direction.',
+    ['provider', 'model', 'direction'],
+  );
+  private readonly retries = new CellCounter(
+    'skybridge_upstream_retries_total',
+    'Upstream attempts that were retried, by provider and reason (status code or error type).',
+    ['provider', 'reason'],
+  );
   private readonly upstreamErrors = new CellCounter(
     'skybridge_upstream_errors_total',
     'Requests that ended in an upstream failure (unreachable, timeout, broken or idle stream), by provider and error type.',
@@ -150,13 +168,17 @@ export class MetricsPlugin implements Plugin, Hooks {
         for (const p of Object.values(runtime().config.providers)) this.set({ provider: p.name }, p.keys.restingNow());
       },
     });
-    const reloads = new ReadCounter('skybridge_config_reloads_total', 'Config reloads (file change, SIGHUP), by result.', () => {
-      const r = runtime().reloads;
-      return [
-        { labels: { result: 'success' }, value: r.success },
-        { labels: { result: 'failure' }, value: r.failure },
-      ];
-    });
+    const reloads = new ReadCounter(
+      'skybridge_config_reloads_total',
+      'Config reloads (file change, SIGHUP), by result.',
+      () => {
+        const r = runtime().reloads;
+        return [
+          { labels: { result: 'success' }, value: r.success },
+          { labels: { result: 'failure' }, value: r.failure },
+        ];
+      },
+    );
     this.registry.registerMetric(reloads as unknown as Metric);
     new Gauge({
       name: 'skybridge_config_last_reload_successful',
@@ -166,21 +188,30 @@ export class MetricsPlugin implements Plugin, Hooks {
         this.set(runtime().reloads.lastSuccessful ? 1 : 0);
       },
     });
-    new Gauge({ name: 'skybridge_build_info', help: 'Always 1; the version as a label.', labelNames: ['version'], registers: [this.registry] }).set({ version: VERSION }, 1);
+    new Gauge({
+      name: 'skybridge_build_info',
+      help: 'Always 1; the version as a label.',
+      labelNames: ['version'],
+      registers: [this.registry],
+    }).set({ version: VERSION }, 1);
     collectDefaultMetrics({ register: this.registry });
   }
 
   configure(config: RuntimeConfig): this | undefined {
     const m = config.source.metrics;
     if (this.routePath !== undefined && m.path !== this.routePath) {
-      appLog.warn({ path: m.path, serving: this.routePath }, 'metrics.path changed; the new path takes effect on restart');
+      appLog.warn(
+        { path: m.path, serving: this.routePath },
+        'metrics.path changed; the new path takes effect on restart',
+      );
     }
     if (!m.enabled) return undefined;
     this.token = m.bearer_token ? new BearerToken(m.bearer_token) : undefined;
     this.secrets = m.bearer_token ? [...config.secrets, m.bearer_token] : config.secrets;
     const models = new Set<string>();
     for (const p of Object.values(config.providers)) {
-      for (const key of p.keys.keys) for (const model of key.models) if (!model.includes('*') && this.safeLabel(model)) models.add(model);
+      for (const key of p.keys.keys)
+        for (const model of key.models) if (!model.includes('*') && this.safeLabel(model)) models.add(model);
     }
     this.configuredModels = models;
     for (const ps of this.series.values()) ps.models.clear();
@@ -194,7 +225,9 @@ export class MetricsPlugin implements Plugin, Hooks {
 
   async scrape(request: Request): Promise<Response> {
     if (this.token && !this.token.accepts(request.headers.get('authorization'))) {
-      return jsonError(401, 'unauthorized', 'metrics require Authorization: Bearer <metrics.bearer_token>', { 'www-authenticate': 'Bearer realm="skybridge metrics"' });
+      return jsonError(401, 'unauthorized', 'metrics require Authorization: Bearer <metrics.bearer_token>', {
+        'www-authenticate': 'Bearer realm="skybridge metrics"',
+      });
     }
     const text = await this.registry.metrics();
     return new Response(text, { headers: { 'content-type': this.registry.contentType, 'cache-control': 'no-store' } });
@@ -203,7 +236,11 @@ export class MetricsPlugin implements Plugin, Hooks {
   onComplete(record: Readonly<RequestRecord>): void {
     const provider = record.provider;
     let ps = this.series.get(provider);
-    if (!ps) this.series.set(provider, (ps = { endpoints: new Map(), models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() }));
+    if (!ps)
+      this.series.set(
+        provider,
+        (ps = { endpoints: new Map(), models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() }),
+      );
     const endpoint = record.endpoint;
     let es = ps.endpoints.get(endpoint);
     if (!es) ps.endpoints.set(endpoint, (es = { requests: [], duration: [], ttfb: [] }));
@@ -214,8 +251,11 @@ export class MetricsPlugin implements Plugin, Hooks {
     const ri = ci * OUTCOMES.length + oi;
     (es.requests[ri] ??= this.requests.cell(provider, endpoint, STATUS_CLASSES[ci]!, OUTCOMES[oi]!)).value++;
     const di = si * OUTCOMES.length + oi;
-    (es.duration[di] ??= this.duration.cell(provider, endpoint, si ? 'true' : 'false', OUTCOMES[oi]!)).observe(record.latency_ms / 1000);
-    if (record.ttfb_ms !== undefined) (es.ttfb[si] ??= this.ttfb.cell(provider, endpoint, si ? 'true' : 'false')).observe(record.ttfb_ms / 1000);
+    (es.duration[di] ??= this.duration.cell(provider, endpoint, si ? 'true' : 'false', OUTCOMES[oi]!)).observe(
+      record.latency_ms / 1000,
+    );
+    if (record.ttfb_ms !== undefined)
+      (es.ttfb[si] ??= this.ttfb.cell(provider, endpoint, si ? 'true' : 'false')).observe(record.ttfb_ms / 1000);
 
     const usage = record.usage;
     if (usage) {

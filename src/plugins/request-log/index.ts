@@ -117,7 +117,11 @@ export class RequestLogPlugin implements Plugin, Hooks {
       this.lostToDeleted += lines;
       this.linesLost += lines;
     } else if (this.writeError) {
-      if (this.held === 0) appLog.error({ err: String(this.writeError), file: this.file }, 'request log write failed; lines are held in memory and written with the next batch that succeeds');
+      if (this.held === 0)
+        appLog.error(
+          { err: String(this.writeError), file: this.file },
+          'request log write failed; lines are held in memory and written with the next batch that succeeds',
+        );
       this.held += lines;
     } else if (this.held > 0) {
       // A write that succeeds has written everything held before it too.
@@ -131,7 +135,10 @@ export class RequestLogPlugin implements Plugin, Hooks {
     if (err) {
       if (this.lostToDeleted !== undefined) return;
       this.lostToDeleted = 0;
-      appLog.error({ file: this.file, err: String(err) }, 'request log file was deleted and cannot be made again; lines are lost until it can (tried with each batch)');
+      appLog.error(
+        { file: this.file, err: String(err) },
+        'request log file was deleted and cannot be made again; lines are lost until it can (tried with each batch)',
+      );
     } else if (this.lostToDeleted === undefined) {
       appLog.error({ file: this.file }, 'request log file was deleted (or its directory): reopened at its path');
     } else {
@@ -162,7 +169,11 @@ export class RequestLogPlugin implements Plugin, Hooks {
   reopen(): void {
     this.writePending();
     const err = this.reopenFile();
-    if (err) appLog.error({ file: this.file, err: String(err) }, 'request log cannot be reopened; lines still go to the file open before');
+    if (err)
+      appLog.error(
+        { file: this.file, err: String(err) },
+        'request log cannot be reopened; lines still go to the file open before',
+      );
     else if (this.lostToDeleted !== undefined) this.fileBack();
   }
 

@@ -55,7 +55,10 @@ export class LineFormat {
   }
 
   private content(text: string): string {
-    const clipped = text.length > this.contentMax ? `${text.slice(0, this.contentMax)}…[truncated ${text.length - this.contentMax} chars]` : text;
+    const clipped =
+      text.length > this.contentMax
+        ? `${text.slice(0, this.contentMax)}…[truncated ${text.length - this.contentMax} chars]`
+        : text;
     return this.redact(clipped);
   }
 }

@@ -5,7 +5,8 @@
  */
 import type { RuntimeConfig } from '../../config/runtime.ts';
 
-const SECRET_FIELD = /("(?:api[_-]?key|x-api-key|authorization|access_token|refresh_token|client_secret|private_key|password|secret|token)"\s*:\s*")((?:[^"\\]|\\.)*)(")/gi;
+const SECRET_FIELD =
+  /("(?:api[_-]?key|x-api-key|authorization|access_token|refresh_token|client_secret|private_key|password|secret|token)"\s*:\s*")((?:[^"\\]|\\.)*)(")/gi;
 
 export function redactor(config: RuntimeConfig): (text: string) => string {
   const secrets = config.secrets;

@@ -61,7 +61,8 @@ export class ByteWriter {
     this.ensure(n);
     const buf = this.buf;
     let at = this.len;
-    for (let i = 0; i < hex.length; i += 2) buf[at++] = (nibble(hex.charCodeAt(i)) << 4) | nibble(hex.charCodeAt(i + 1));
+    for (let i = 0; i < hex.length; i += 2)
+      buf[at++] = (nibble(hex.charCodeAt(i)) << 4) | nibble(hex.charCodeAt(i + 1));
     this.len = at;
   }
 
@@ -97,7 +98,10 @@ export class ByteWriter {
     for (let i = 0; i < n; i++) {
       const c = text.charCodeAt(i);
       // Printable ASCII other than " and \ is copied; anything else takes the slow path.
-      if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return this.jsonEscaped(text, start);
+      if (c < 0x20 || c > 0x7e || c === 34 || c === 92) {
+        this.jsonEscaped(text, start);
+        return;
+      }
       buf[at++] = c;
     }
     buf[at++] = 34;

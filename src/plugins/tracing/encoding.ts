@@ -57,7 +57,17 @@ export interface OtlpEncoding extends AttrWriters {
    * lowercase hex; times epoch milliseconds. The caller writes the other attributes
    * and ends the span with endSpan.
    */
-  beginSpan(w: ByteWriter, traceId: string, spanId: string, parentSpanId: string | undefined, name: Uint8Array | string, kind: number, startMs: number, endMs: number, fixed: Uint8Array): void;
+  beginSpan(
+    w: ByteWriter,
+    traceId: string,
+    spanId: string,
+    parentSpanId: string | undefined,
+    name: Uint8Array | string,
+    kind: number,
+    startMs: number,
+    endMs: number,
+    fixed: Uint8Array,
+  ): void;
   endSpan(w: ByteWriter, statusCode: number, statusMessage?: string): void;
   envelope(resource: Record<string, AttrValue>, scopeName: string, scopeVersion: string): BatchEnvelope;
 }

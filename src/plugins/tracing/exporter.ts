@@ -117,13 +117,22 @@ export class OtlpExporter<T> {
     }
     const body = this.envelope.close(w);
     try {
-      const res = await fetch(this.endpoint, { method: 'POST', headers: this.headers, body, signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS) });
+      const res = await fetch(this.endpoint, {
+        method: 'POST',
+        headers: this.headers,
+        body,
+        signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS),
+      });
       await res.arrayBuffer().catch(() => undefined);
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       this.exported += spans;
     } catch (err) {
       this.failed += spans;
-      this.warn('trace export failed; spans dropped', { endpoint: this.endpoint, spans, err: (err as Error).message ?? String(err) });
+      this.warn('trace export failed; spans dropped', {
+        endpoint: this.endpoint,
+        spans,
+        err: (err as Error).message ?? String(err),
+      });
     } finally {
       // The export is over (answered or aborted), so the buffer is free again.
       if (w.buf.length > MAX_KEPT_BYTES) this.writer = new ByteWriter(BUFFER_BYTES);

@@ -31,9 +31,21 @@ import { OtlpExporter } from './exporter.ts';
 import { OTLP_JSON } from './otlp-json.ts';
 import { OTLP_PROTO } from './otlp-proto.ts';
 import { type FinishedRequest, type GenAiNames, type RequestTrace, spanWriter } from './spans.ts';
-import { formatTraceparent, newSampledTraceparent, newSpanId, newTraceId, parseTraceparent, spanIdOf, traceIdOf, type TraceParent } from './trace-context.ts';
+import {
+  formatTraceparent,
+  newSampledTraceparent,
+  newSpanId,
+  newTraceId,
+  parseTraceparent,
+  spanIdOf,
+  type TraceParent,
+  traceIdOf,
+} from './trace-context.ts';
 
-const ENCODINGS: Record<OtlpEncoding['protocol'], { encoding: OtlpEncoding; writeSpans: ReturnType<typeof spanWriter> }> = {
+const ENCODINGS: Record<
+  OtlpEncoding['protocol'],
+  { encoding: OtlpEncoding; writeSpans: ReturnType<typeof spanWriter> }
+> = {
   'http/protobuf': { encoding: OTLP_PROTO, writeSpans: spanWriter(OTLP_PROTO) },
   'http/json': { encoding: OTLP_JSON, writeSpans: spanWriter(OTLP_JSON) },
 };
@@ -151,9 +163,15 @@ export class TracingPlugin implements Plugin, Hooks {
   private newTrace(parent: TraceParent | undefined): RequestTrace {
     if (parent) return { traceId: parent.traceId, parentSpanId: parent.spanId, sampled: parent.sampled, attempts: [] };
     const ratio = this.sampleRatio;
-    return { traceId: newTraceId(), parentSpanId: undefined, sampled: ratio >= 1 || (ratio > 0 && Math.random() < ratio), attempts: [] };
+    return {
+      traceId: newTraceId(),
+      parentSpanId: undefined,
+      sampled: ratio >= 1 || (ratio > 0 && Math.random() < ratio),
+      attempts: [],
+    };
   }
 }
 
 /** The caller's trace context, when it sent a valid `traceparent`. */
-const callerTrace = (ctx: RequestContext): TraceParent | undefined => parseTraceparent(ctx.request.headers.get('traceparent'));
+const callerTrace = (ctx: RequestContext): TraceParent | undefined =>
+  parseTraceparent(ctx.request.headers.get('traceparent'));

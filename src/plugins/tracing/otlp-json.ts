@@ -4,7 +4,17 @@
  * Ids are hex strings, 64-bit integers (times, intValue) decimal strings, enums numbers.
  */
 import { ByteWriter, fragment } from './byte-writer.ts';
-import { type AttrWriters, type BatchEnvelope, encodeAttrs, epochMicros, type OtlpEncoding, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET } from './encoding.ts';
+import {
+  type AttrWriters,
+  type BatchEnvelope,
+  encodeAttrs,
+  epochMicros,
+  type OtlpEncoding,
+  SPAN_KIND_CLIENT,
+  SPAN_KIND_SERVER,
+  STATUS_ERROR,
+  STATUS_UNSET,
+} from './encoding.ts';
 
 const keyPrefix = (key: string): string => `,{"key":${JSON.stringify(key)},"value":{`;
 const CLOSE_VALUE = fragment('}}');
@@ -102,7 +112,11 @@ export const OTLP_JSON: OtlpEncoding = {
     const w = new ByteWriter(512);
     w.raw(fragment('{"resourceSpans":[{"resource":{"attributes":['));
     w.raw(encodeAttrs(attributes, resource).subarray(1));
-    w.raw(fragment(`]},"scopeSpans":[{"scope":{"name":${JSON.stringify(scopeName)},"version":${JSON.stringify(scopeVersion)}},"spans":[`));
+    w.raw(
+      fragment(
+        `]},"scopeSpans":[{"scope":{"name":${JSON.stringify(scopeName)},"version":${JSON.stringify(scopeVersion)}},"spans":[`,
+      ),
+    );
     const head = w.buf.slice(0, w.len);
     const tail = fragment(']}]}]}');
     return {

@@ -20,7 +20,14 @@
  * JSON encoding.
  */
 import { ByteWriter, isAscii, varintSize } from './byte-writer.ts';
-import { type AttrWriters, type BatchEnvelope, encodeAttrs, epochMicros, type OtlpEncoding, STATUS_ERROR } from './encoding.ts';
+import {
+  type AttrWriters,
+  type BatchEnvelope,
+  encodeAttrs,
+  epochMicros,
+  type OtlpEncoding,
+  STATUS_ERROR,
+} from './encoding.ts';
 
 // Field tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited).
 const LEN = 2;
@@ -226,7 +233,13 @@ export const OTLP_PROTO: OtlpEncoding = {
         const end = w.len;
         const scopeSpansLength = scopeField.length + (end - room);
         const resourceSpansLength = resourceField.length + 1 + varintSize(scopeSpansLength) + scopeSpansLength;
-        const headLength = 1 + varintSize(resourceSpansLength) + resourceField.length + 1 + varintSize(scopeSpansLength) + scopeField.length;
+        const headLength =
+          1 +
+          varintSize(resourceSpansLength) +
+          resourceField.length +
+          1 +
+          varintSize(scopeSpansLength) +
+          scopeField.length;
         const start = room - headLength;
         w.len = start;
         w.byte(tag(1, LEN));

@@ -104,13 +104,18 @@ function schemaFor(enc: OtlpEncoding) {
 
 type SpanSchema = ReturnType<typeof schemaFor>;
 
-const FAILED_OUTCOMES: ReadonlySet<Outcome> = new Set<Outcome>(['upstream_error', 'stream_idle_timeout', 'gateway_error']);
+const FAILED_OUTCOMES: ReadonlySet<Outcome> = new Set<Outcome>([
+  'upstream_error',
+  'stream_idle_timeout',
+  'gateway_error',
+]);
 
 /** gen_ai.operation.name from the provider-native path, where it is recognisable. */
 export function operationOf(path: string): string | undefined {
   if (path.endsWith('/chat/completions') || path.endsWith('/messages') || path.endsWith('/responses')) return 'chat';
   if (path.endsWith('/completions')) return 'text_completion';
-  if (path.endsWith('/embeddings') || path.includes(':embedContent') || path.includes(':batchEmbedContents')) return 'embeddings';
+  if (path.endsWith('/embeddings') || path.includes(':embedContent') || path.includes(':batchEmbedContents'))
+    return 'embeddings';
   if (path.includes(':generateContent') || path.includes(':streamGenerateContent')) return 'generate_content';
   return undefined;
 }
@@ -124,14 +129,28 @@ export function spanWriter(enc: OtlpEncoding): (w: ByteWriter, item: FinishedReq
 }
 
 /** The server span and one span per attempt; returns how many. */
-function writeSpans({ enc, fixed: fixedFor, attr }: SpanSchema, w: ByteWriter, { record, genai, trace: t, startPerf, endPerf }: FinishedRequest): number {
+function writeSpans(
+  { enc, fixed: fixedFor, attr }: SpanSchema,
+  w: ByteWriter,
+  { record, genai, trace: t, startPerf, endPerf }: FinishedRequest,
+): number {
   const fixed = fixedFor(genai, record.endpoint);
   const usage = record.usage;
   const operation = operationOf(record.path);
   const failed = record.status >= 500 || FAILED_OUTCOMES.has(record.outcome);
 
   const serverSpanId = newSpanId();
-  enc.beginSpan(w, t.traceId, serverSpanId, t.parentSpanId, fixed.names[record.method] ?? `${record.method} ${fixed.route}`, SPAN_KIND_SERVER, epochMs(startPerf), epochMs(endPerf), fixed.server);
+  enc.beginSpan(
+    w,
+    t.traceId,
+    serverSpanId,
+    t.parentSpanId,
+    fixed.names[record.method] ?? `${record.method} ${fixed.route}`,
+    SPAN_KIND_SERVER,
+    epochMs(startPerf),
+    epochMs(endPerf),
+    fixed.server,
+  );
   attr.method(w, record.method);
   attr.urlPath(w, (PREFIXES[record.endpoint] ?? '') + record.path);
   attr.status(w, record.status || undefined);
@@ -160,9 +179,26 @@ function writeSpans({ enc, fixed: fixedFor, attr }: SpanSchema, w: ByteWriter, {
     // never reported back (client gone mid-fetch) ends with the request.
     const end = !info ? endPerf : isFinal && info.status !== undefined ? Math.max(info.endedAt, endPerf) : info.endedAt;
     const status = info?.status;
-    const attemptError = info ? (info.error ?? (status !== undefined && status >= 400 ? String(status) : isFinal && FAILED_OUTCOMES.has(record.outcome) ? record.error?.type : undefined)) : 'client_aborted';
+    const attemptError = info
+      ? (info.error ??
+        (status !== undefined && status >= 400
+          ? String(status)
+          : isFinal && FAILED_OUTCOMES.has(record.outcome)
+            ? record.error?.type
+            : undefined))
+      : 'client_aborted';
     w.raw(enc.separator);
-    enc.beginSpan(w, t.traceId, a.spanId, serverSpanId, attemptName, SPAN_KIND_CLIENT, epochMs(info?.startedAt ?? a.startedAt), epochMs(end), fixed.attempt);
+    enc.beginSpan(
+      w,
+      t.traceId,
+      a.spanId,
+      serverSpanId,
+      attemptName,
+      SPAN_KIND_CLIENT,
+      epochMs(info?.startedAt ?? a.startedAt),
+      epochMs(end),
+      fixed.attempt,
+    );
     attr.method(w, record.method);
     if (info) writeTarget(attr, w, info.url);
     attr.status(w, status);

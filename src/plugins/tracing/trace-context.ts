@@ -18,7 +18,14 @@ export function parseTraceparent(value: string | null): TraceParent | undefined 
   if (!value) return undefined;
   const m = TRACEPARENT.exec(value.trim());
   if (!m) return undefined;
-  const [, version, traceId, spanId, flags, rest] = m as unknown as [string, string, string, string, string, string | undefined];
+  const [, version, traceId, spanId, flags, rest] = m as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string | undefined,
+  ];
   // Version ff is forbidden; version 00 has nothing after the flags. Later versions may
   // append fields, which a level-1 parser ignores.
   if (version === 'ff' || (version === '00' && rest !== undefined)) return undefined;

@@ -22,7 +22,12 @@ export interface EntraCredentials {
 }
 
 export function entraTokenSource(c: EntraCredentials): OAuthTokenCache {
-  const form = { grant_type: 'client_credentials', client_id: c.clientId, client_secret: c.clientSecret, scope: c.scopes.join(' ') };
+  const form = {
+    grant_type: 'client_credentials',
+    client_id: c.clientId,
+    client_secret: c.clientSecret,
+    scope: c.scopes.join(' '),
+  };
   return new OAuthTokenCache(tokenEndpoint(c.authorityHost, c.tenantId), () => ({ form }));
 }
 

@@ -32,10 +32,13 @@ export function parseServiceAccount(input: string | Record<string, unknown>): Se
       throw new Error('auth_credentials is not valid JSON (expected a service-account key file)');
     }
   } else obj = input;
-  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new Error('auth_credentials must be a JSON object (a service-account key file)');
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj))
+    throw new Error('auth_credentials must be a JSON object (a service-account key file)');
   if (obj.type !== undefined && obj.type !== 'service_account') {
     // gcloud's `authorized_user` ADC files and external-account configs cannot mint tokens by JWT.
-    throw new Error(`auth_credentials.type is ${JSON.stringify(String(obj.type)).slice(0, 40)}; only "service_account" key files are supported`);
+    throw new Error(
+      `auth_credentials.type is ${JSON.stringify(String(obj.type)).slice(0, 40)}; only "service_account" key files are supported`,
+    );
   }
   for (const field of ['client_email', 'private_key'] as const) {
     if (typeof obj[field] !== 'string' || !obj[field]) {
@@ -49,7 +52,11 @@ export function parseServiceAccount(input: string | Record<string, unknown>): Se
   }
   let tokenUri = DEFAULT_TOKEN_URI;
   if (obj.token_uri !== undefined && obj.token_uri !== '') {
-    if (typeof obj.token_uri !== 'string' || !/^https?:\/\/[^/\s]+/i.test(obj.token_uri) || !URL.canParse(obj.token_uri)) {
+    if (
+      typeof obj.token_uri !== 'string' ||
+      !/^https?:\/\/[^/\s]+/i.test(obj.token_uri) ||
+      !URL.canParse(obj.token_uri)
+    ) {
       throw new Error('auth_credentials.token_uri must be an http(s) URL');
     }
     tokenUri = obj.token_uri;
@@ -96,10 +103,14 @@ export async function importPrivateKey(pem: string): Promise<CryptoKey> {
 const b64url = (data: string | Uint8Array) => Buffer.from(data).toString('base64url');
 
 /** A service account's access tokens: an RS256 JWT signed with its key, exchanged at its token_uri. */
-export async function serviceAccountTokens(input: string | Record<string, unknown>): Promise<{ account: ServiceAccount; tokens: OAuthTokenCache }> {
+export async function serviceAccountTokens(
+  input: string | Record<string, unknown>,
+): Promise<{ account: ServiceAccount; tokens: OAuthTokenCache }> {
   const account = parseServiceAccount(input);
   const key = await importPrivateKey(account.private_key);
-  const tokens = new OAuthTokenCache(account.token_uri, async () => ({ form: { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await signJwt(account, key) } }));
+  const tokens = new OAuthTokenCache(account.token_uri, async () => ({
+    form: { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await signJwt(account, key) },
+  }));
   return { account, tokens };
 }
 

@@ -19,7 +19,15 @@ export { DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES } from './entra.ts';
 export type CredentialSpec =
   /** `header: prefix + value`, e.g. `authorization: Bearer sk-...`. */
   | { kind: 'api-key'; header: string; prefix: string; value: string }
-  | { kind: 'entra'; label: string; tenantId: string; clientId: string; clientSecret: string; scopes: readonly string[]; authorityHost: string }
+  | {
+      kind: 'entra';
+      label: string;
+      tenantId: string;
+      clientId: string;
+      clientSecret: string;
+      scopes: readonly string[];
+      authorityHost: string;
+    }
   | { kind: 'managed-identity'; label: string; clientId: string | undefined; scopes: readonly string[] }
   /** JSON text, a parsed object, or a path to the key file. */
   | { kind: 'google-service-account'; label: string; credentials: string | Record<string, unknown> };
@@ -27,17 +35,31 @@ export type CredentialSpec =
 /** A Google service account's credential knows its project (the default for the key's). */
 export type ServiceAccountCredential = Credential & { readonly projectId: string | undefined };
 
-export function credentialFor(spec: Extract<CredentialSpec, { kind: 'api-key' | 'entra' | 'managed-identity' }>): Credential;
-export function credentialFor(spec: Extract<CredentialSpec, { kind: 'google-service-account' }>): Promise<ServiceAccountCredential>;
+export function credentialFor(
+  spec: Extract<CredentialSpec, { kind: 'api-key' | 'entra' | 'managed-identity' }>,
+): Credential;
+export function credentialFor(
+  spec: Extract<CredentialSpec, { kind: 'google-service-account' }>,
+): Promise<ServiceAccountCredential>;
 export function credentialFor(spec: CredentialSpec): Credential | Promise<ServiceAccountCredential> {
   switch (spec.kind) {
     case 'api-key':
       return apiKey(spec.header, `${spec.prefix}${spec.value}`);
     case 'entra':
-      return new TokenCredential(spec.label, kept(['entra', spec.tenantId, spec.clientId, spec.clientSecret, spec.scopes, spec.authorityHost], () => entraTokenSource(spec)));
+      return new TokenCredential(
+        spec.label,
+        kept(['entra', spec.tenantId, spec.clientId, spec.clientSecret, spec.scopes, spec.authorityHost], () =>
+          entraTokenSource(spec),
+        ),
+      );
     case 'managed-identity': {
       const env = Object.fromEntries(MANAGED_IDENTITY_ENV.map((name) => [name, process.env[name]]));
-      return new TokenCredential(spec.label, kept(['mi', spec.clientId, spec.scopes, env], () => managedIdentityTokenSource(spec.clientId, spec.scopes, env)));
+      return new TokenCredential(
+        spec.label,
+        kept(['mi', spec.clientId, spec.scopes, env], () =>
+          managedIdentityTokenSource(spec.clientId, spec.scopes, env),
+        ),
+      );
     }
     case 'google-service-account':
       return serviceAccount(spec.label, spec.credentials);
@@ -67,7 +89,11 @@ class TokenCredential implements Credential {
     try {
       token = await this.tokens.getToken();
     } catch (err) {
-      throw new GatewayError(502, 'upstream_auth_error', `${this.label}: ${err instanceof TokenError ? err.message : 'could not get an access token'}`);
+      throw new GatewayError(
+        502,
+        'upstream_auth_error',
+        `${this.label}: ${err instanceof TokenError ? err.message : 'could not get an access token'}`,
+      );
     }
     if (token !== this.lastToken) {
       this.lastToken = token;
@@ -84,11 +110,17 @@ class TokenCredential implements Credential {
 const serviceAccounts = new Map<string, Promise<{ tokens: TokenSource; projectId: string | undefined }>>();
 
 /** Parsing and key import are the slow part: kept per credentials text; a failure is not kept. */
-async function serviceAccount(label: string, credentials: string | Record<string, unknown>): Promise<ServiceAccountCredential> {
+async function serviceAccount(
+  label: string,
+  credentials: string | Record<string, unknown>,
+): Promise<ServiceAccountCredential> {
   const cacheKey = typeof credentials === 'string' ? credentials : JSON.stringify(credentials);
   let source = serviceAccounts.get(cacheKey);
   if (!source) {
-    source = serviceAccountTokens(credentials).then(({ account, tokens }) => ({ tokens, projectId: account.project_id }));
+    source = serviceAccountTokens(credentials).then(({ account, tokens }) => ({
+      tokens,
+      projectId: account.project_id,
+    }));
     serviceAccounts.set(cacheKey, source);
     source.catch(() => serviceAccounts.delete(cacheKey));
   }

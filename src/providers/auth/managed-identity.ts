@@ -11,7 +11,15 @@ import { OAuthTokenCache } from './token-cache.ts';
 const IMDS_HOST = 'http://169.254.169.254';
 
 /** The variables that choose a managed identity's token source. */
-export const MANAGED_IDENTITY_ENV = ['AZURE_FEDERATED_TOKEN_FILE', 'AZURE_TENANT_ID', 'AZURE_CLIENT_ID', 'AZURE_AUTHORITY_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'AZURE_POD_IDENTITY_AUTHORITY_HOST'] as const;
+export const MANAGED_IDENTITY_ENV = [
+  'AZURE_FEDERATED_TOKEN_FILE',
+  'AZURE_TENANT_ID',
+  'AZURE_CLIENT_ID',
+  'AZURE_AUTHORITY_HOST',
+  'IDENTITY_ENDPOINT',
+  'IDENTITY_HEADER',
+  'AZURE_POD_IDENTITY_AUTHORITY_HOST',
+] as const;
 
 /**
  * A managed identity's token source, chosen from the environment the gateway runs in,
@@ -28,7 +36,11 @@ export const MANAGED_IDENTITY_ENV = ['AZURE_FEDERATED_TOKEN_FILE', 'AZURE_TENANT
  * `clientId` picks a user-assigned identity (for workload identity it replaces
  * `AZURE_CLIENT_ID`).
  */
-export function managedIdentityTokenSource(clientId: string | undefined, scopes: readonly string[], env: Record<string, string | undefined>): OAuthTokenCache {
+export function managedIdentityTokenSource(
+  clientId: string | undefined,
+  scopes: readonly string[],
+  env: Record<string, string | undefined>,
+): OAuthTokenCache {
   // The GET endpoints take a resource, not a scope.
   const resource = scopes[0]!.replace(/\/\.default$/, '');
   const tokenFile = env.AZURE_FEDERATED_TOKEN_FILE;
@@ -45,20 +57,25 @@ export function managedIdentityTokenSource(clientId: string | undefined, scopes:
       },
     }));
   }
-  const query = (version: string) => `api-version=${version}&resource=${encodeURIComponent(resource)}${clientId ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
+  const query = (version: string) =>
+    `api-version=${version}&resource=${encodeURIComponent(resource)}${clientId ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
   if (env.IDENTITY_ENDPOINT && env.IDENTITY_HEADER) {
     const headers = { 'x-identity-header': env.IDENTITY_HEADER };
     const url = `${env.IDENTITY_ENDPOINT}${env.IDENTITY_ENDPOINT.includes('?') ? '&' : '?'}${query('2019-08-01')}`;
     return new OAuthTokenCache(url, () => ({ headers }));
   }
   const host = (env.AZURE_POD_IDENTITY_AUTHORITY_HOST || IMDS_HOST).replace(/\/+$/, '');
-  return new OAuthTokenCache(`${host}/metadata/identity/oauth2/token?${query('2018-02-01')}`, () => ({ headers: { metadata: 'true' } }));
+  return new OAuthTokenCache(`${host}/metadata/identity/oauth2/token?${query('2018-02-01')}`, () => ({
+    headers: { metadata: 'true' },
+  }));
 }
 
 async function readTokenFile(file: string): Promise<string> {
   try {
     return await Bun.file(file).text();
   } catch (err) {
-    throw new Error(`workload identity token file ${file} could not be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(
+      `workload identity token file ${file} could not be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
 }

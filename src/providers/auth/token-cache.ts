@@ -57,7 +57,11 @@ export class OAuthTokenCache implements TokenSource {
     }
     const init: RequestInit =
       'form' in request
-        ? { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body: new URLSearchParams(request.form) }
+        ? {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+            body: new URLSearchParams(request.form),
+          }
         : { method: 'GET', headers: { accept: 'application/json', ...request.headers } };
     let res: Response;
     try {
@@ -83,7 +87,8 @@ export class OAuthTokenCache implements TokenSource {
     }
     // Seconds from now (OAuth), or, from Azure's managed identity endpoints, possibly
     // only `expires_on`: epoch seconds (both may come as strings there).
-    const expiresIn = body.expires_in !== undefined ? Number(body.expires_in) : Number(body.expires_on) - Date.now() / 1000;
+    const expiresIn =
+      body.expires_in !== undefined ? Number(body.expires_in) : Number(body.expires_on) - Date.now() / 1000;
     const expiresInMs = (Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 3600) * 1000;
     this.token = {
       value: body.access_token,
