@@ -55,6 +55,8 @@ export interface CompiledProvider {
    */
   socketTimeoutMs: number;
   nativeHeaderTimeout: boolean;
+  /** The socket timer is the idle limit (the defaults): a body read whole needs no idle watch of its own. */
+  nativeIdleTimeout: boolean;
   retry: RetryPolicy;
   keys: KeyPool<CompiledKey>;
   /** TLS options for the upstream fetch, or undefined for the defaults. */

@@ -157,6 +157,9 @@ async function compileProvider(
   const headerTimeoutMs = (net?.default_request_timeout_in_seconds ?? 300) * 1000;
   const idleTimeoutMs = (net?.stream_idle_timeout_in_seconds ?? 300) * 1000;
   const nativeHeaderTimeout = headerTimeoutMs >= NATIVE_TIMEOUT_MIN_MS && headerTimeoutMs >= idleTimeoutMs;
+  const socketTimeoutMs = nativeHeaderTimeout
+    ? headerTimeoutMs
+    : Math.max(headerTimeoutMs, idleTimeoutMs) + SOCKET_BACKSTOP_SLACK_MS;
   return {
     name,
     api: provider.id,
@@ -164,10 +167,9 @@ async function compileProvider(
     extraHeaders: Object.entries(net?.extra_headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
     headerTimeoutMs,
     idleTimeoutMs,
-    socketTimeoutMs: nativeHeaderTimeout
-      ? headerTimeoutMs
-      : Math.max(headerTimeoutMs, idleTimeoutMs) + SOCKET_BACKSTOP_SLACK_MS,
+    socketTimeoutMs,
     nativeHeaderTimeout,
+    nativeIdleTimeout: socketTimeoutMs === idleTimeoutMs,
     retry: {
       maxRetries: net?.max_retries ?? 0,
       initialMs: net?.retry_backoff_initial ?? 500,
