@@ -176,7 +176,8 @@ async function startElysiaWhole(): Promise<Proc> {
  * Skybridge with the production plugin set (logging + metrics), or another set for the
  * observability workload (common.ts skybridgeConfig: `tracing`, `tracing/protobuf`).
  */
-async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics']): Promise<Proc> {
+/** `default`: the shipping plugin list (logging, explorer, metrics on; governance and tracing off without their sections). */
+async function startSkybridge(name = 'skybridge', plugins = ['default']): Promise<Proc> {
   const port = freePort();
   const config = join(work, `${name}.yaml`);
   writeFileSync(config, skybridgeConfig(port, mock.url, join(work, 'logs', name, 'requests.ndjson'), plugins));
@@ -410,7 +411,7 @@ try {
   }
   const metricsRes = await fetch(`${sky.url}/metrics`);
   const metricsText = await metricsRes.text();
-  results.skybridge_plugins = { logging: true, metrics: metricsRes.status === 200 && metricsText.includes('# TYPE') };
+  results.skybridge_plugins = { default: true, metrics: metricsRes.status === 200 && metricsText.includes('# TYPE') };
   log(
     `mock ${mock.url}, bare ${bare.url}, skybridge ${sky.url} (${results.skybridge}; metrics ${results.skybridge_plugins.metrics ? 'on' : 'NOT AVAILABLE'}); work dir ${work}`,
   );
@@ -712,7 +713,7 @@ const fmt = (x: unknown) =>
 const row = (cells: unknown[]) => lines.push(`| ${cells.map(fmt).join(' | ')} |`);
 
 lines.push(
-  `Skybridge bench (${results.mode}, ${results.skybridge}; plugins logging${results.skybridge_plugins?.metrics ? ' + metrics' : ' (metrics not available)'}), ${results.started_at}`,
+  `Skybridge bench (${results.mode}, ${results.skybridge}; the default plugins: logging, explorer${results.skybridge_plugins?.metrics ? ', metrics' : ' (metrics not available)'}), ${results.started_at}`,
 );
 lines.push(
   `machine: ${results.machine.cpu}, ${results.machine.cores} cores; ${results.env.pinning}; BUN_CONFIG_MAX_HTTP_REQUESTS=${MAX_HTTP_REQUESTS} for both proxies; loadavg ${results.loadavg_start} -> ${results.loadavg_end}`,
