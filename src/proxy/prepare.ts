@@ -27,21 +27,22 @@ export interface Call {
 }
 
 export interface PrepareOptions {
-  id: string;
-  startedAt: number;
   route: Route;
   request: Request;
-  path: string;
-  query: string;
+  /** The provider-native path and the client's query. */
+  target: { readonly path: string; readonly query: string };
   body: RequestBody;
   config: RuntimeConfig;
   record: RequestRecord;
+  /** performance.now() at arrival. */
+  startedAt: number;
 }
 
 const decoder = new TextDecoder();
 
 export function prepare(o: PrepareOptions): Context {
-  const { route, request, path, body, config, record } = o;
+  const { route, request, body, config, record } = o;
+  const { path, query: clientQuery } = o.target;
   const members = body.kind === 'held' ? body.members : undefined;
   const name = route.detect?.(path, members, request.headers) ?? route.provider;
   const settings = config.providers[name]!;
@@ -52,7 +53,7 @@ export function prepare(o: PrepareOptions): Context {
   const dropCredentials = keyed || provider.keyRequired !== undefined;
   const headers = forwardRequestHeaders(request.headers, dropCredentials);
   provider.prepareHeaders?.(headers, path, keyed);
-  const query = dropCredentials ? withoutParams(o.query, CREDENTIAL_PARAMS) : o.query;
+  const query = dropCredentials ? withoutParams(clientQuery, CREDENTIAL_PARAMS) : clientQuery;
   const call: Call = {
     provider,
     settings,
@@ -104,12 +105,12 @@ export class Context implements RequestContext {
     readonly upstream: UpstreamRequest,
     readonly call: Call,
   ) {
-    this.id = o.id;
+    this.id = o.record.request_id;
     this.request = o.request;
     this.config = o.config;
     this.endpoint = o.route.id;
-    this.path = o.path;
-    this.query = o.query;
+    this.path = o.target.path;
+    this.query = o.target.query;
     this.startedAt = o.startedAt;
     this.record = o.record;
     this.bodyUnread = body.kind === 'streamed' || (body.kind === 'held' && body.readable === undefined);
