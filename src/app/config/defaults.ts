@@ -4,6 +4,7 @@
  * (the client's own credential is forwarded).
  */
 import type { ConfigInput } from '../../config/schema.ts';
+import { PRESETS } from '../../providers/presets.ts';
 import type { Env } from './load.ts';
 
 export function defaultConfigInput(env: Env): ConfigInput {
@@ -38,6 +39,8 @@ export function defaultConfigInput(env: Env): ConfigInput {
       ],
     };
   }
+  for (const [name, preset] of Object.entries(PRESETS))
+    if (preset.env && env[preset.env]) providers[name] = { keys: [{ name: 'env', value: `env.${preset.env}` }] };
   return {
     server: {
       ...(env.SKYBRIDGE_HOST ? { host: env.SKYBRIDGE_HOST } : {}),
