@@ -24,6 +24,7 @@ export const ROUTES: readonly Route[] = [
   { id: 'openai', prefix: '/openai_passthrough', provider: 'openai' },
   { id: 'anthropic', prefix: '/anthropic_passthrough', provider: 'anthropic' },
   { id: 'azure', prefix: '/azure_passthrough', provider: 'azure' },
+  { id: 'bedrock', prefix: '/bedrock_passthrough', provider: 'bedrock' },
   {
     id: 'genai',
     prefix: '/genai_passthrough',

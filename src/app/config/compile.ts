@@ -232,8 +232,11 @@ function configuredSecrets(config: Config, providers: Record<string, CompiledPro
   const secrets: string[] = [];
   for (const p of Object.values(providers)) for (const k of p.keys.keys) if (k.value) secrets.push(k.value);
   for (const input of Object.values(config.providers))
-    for (const k of input?.keys ?? [])
+    for (const k of input?.keys ?? []) {
       if (k.azure_key_config?.client_secret) secrets.push(k.azure_key_config.client_secret);
+      if (k.bedrock_key_config?.secret_key) secrets.push(k.bedrock_key_config.secret_key);
+      if (k.bedrock_key_config?.session_token) secrets.push(k.bedrock_key_config.session_token);
+    }
   for (const vk of config.governance?.virtual_keys ?? []) secrets.push(vk.value);
   return secrets.filter((s) => s.length >= 4);
 }
