@@ -75,7 +75,11 @@ export const bedrock: Provider = {
   authorize: (key) => ((key.settings as BedrockKey).signer ? NO_HEADERS : keyHeaders(key)),
   sign(request, key) {
     const signer = (key.settings as BedrockKey).signer;
-    if (!signer) return;
+    if (!signer) {
+      // A Bedrock API key: no signature, nor what a signing key's earlier attempt left.
+      for (const name of SIGV4_HEADERS) if (name !== 'authorization') request.headers.delete(name);
+      return;
+    }
     if (request.body instanceof ReadableStream)
       throw new GatewayError(
         413,
