@@ -16,6 +16,7 @@ import { EventStreamCodec } from '@smithy/core/event-streams';
 import { fromUtf8, Hash, toUtf8 } from '@smithy/core/serde';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { UsageScanner, usageOfJson } from '../src/usage/scanner.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { MOCK_USAGE, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 
@@ -476,5 +477,84 @@ describe('keys and governance', () => {
     } finally {
       await bare.stop();
     }
+  });
+});
+
+describe('retries and the usage reader', () => {
+  test('a retry is signed again over the same bytes', async () => {
+    const t = await startGateway({
+      providers: {
+        bedrock: {
+          keys: [{ name: 'k', bedrock_key_config: { ...keyConfig(GATEWAY), region: REGION } }],
+          network_config: { base_url: mock.url, max_retries: 1, retry_backoff_initial: 1, retry_backoff_max: 2 },
+        },
+      },
+    });
+    try {
+      let first = true;
+      mock.respondWith((req, rec) => {
+        if (!first) return undefined;
+        first = false;
+        return verifySigV4(req, rec).then((v) => {
+          if (v.ok) signers.push(v.key);
+          return Response.json({ message: 'slow down' }, { status: 503 });
+        });
+      });
+      const answer = await client({ endpoint: `${t.url}/bedrock_passthrough` }).send(
+        new ConverseCommand({
+          modelId: 'anthropic.claude-v2',
+          messages: [{ role: 'user', content: [{ text: 'hi' }] }],
+        }),
+      );
+      expect(answer.usage?.totalTokens).toBe(U.input + U.output);
+      expect(mock.requests.length).toBe(2);
+      // Both attempts carry a valid signature of their own (one set of SigV4 headers each).
+      expect(signers).toEqual([GATEWAY.accessKeyId, GATEWAY.accessKeyId]);
+      const [a, b] = mock.requests;
+      expect(Buffer.compare(a!.body, b!.body)).toBe(0);
+      expect(b!.headers['x-amz-content-sha256']).toBe(a!.headers['x-amz-content-sha256']);
+      expect(b!.headers.authorization!.match(/Signature=/g)).toHaveLength(1);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  test('event stream: a frame with a bad CRC is skipped, the framing holds; a cut stream costs nothing', async () => {
+    const frames = converseStreamFrames();
+    const bad = frames[1]!.slice();
+    bad[bad.length - 1]! ^= 0xff;
+    const scanner = UsageScanner.for('bedrock', 'application/vnd.amazon.eventstream', null)!;
+    expect(scanner.keepsChunks).toBe(false);
+    const bytes = new Uint8Array(Buffer.concat([frames[0]!, bad, ...frames.slice(2)]));
+    for (let at = 0; at < bytes.length; at += 5) scanner.push(bytes.slice(at, at + 5));
+    expect(await scanner.finish()).toEqual({
+      input_tokens: U.input,
+      output_tokens: U.output,
+      total_tokens: U.input + U.output,
+    });
+    const cut = UsageScanner.for('bedrock', 'application/vnd.amazon.eventstream', null)!;
+    cut.push(bytes.subarray(0, bytes.length - 10));
+    expect(await cut.finish()).toBeUndefined();
+    // A length no message has: the rest is not read (no huge buffer), nothing throws.
+    const lost = UsageScanner.for('bedrock', 'application/vnd.amazon.eventstream', null)!;
+    lost.push(new Uint8Array([0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
+    lost.push(frames.at(-1)!);
+    expect(await lost.finish()).toBeUndefined();
+  });
+
+  test('InvokeModel answers in the model shape: Anthropic usage, Llama counts', () => {
+    const enc = (o: unknown) => new TextEncoder().encode(JSON.stringify(o));
+    expect(
+      usageOfJson(
+        'bedrock',
+        enc({ id: 'msg', content: [], usage: { input_tokens: 5, output_tokens: 2, cache_read_input_tokens: 3 } }),
+      ),
+    ).toEqual({ input_tokens: 5, output_tokens: 2, cache_read_input_tokens: 3, total_tokens: 10 });
+    expect(
+      usageOfJson(
+        'bedrock',
+        enc({ generation: 'hi', prompt_token_count: 9, generation_token_count: 4, stop_reason: 'stop' }),
+      ),
+    ).toEqual({ input_tokens: 9, output_tokens: 4, total_tokens: 13 });
   });
 });
