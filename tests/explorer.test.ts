@@ -236,7 +236,7 @@ describe('query API', () => {
       ['from=yesterday', /from/],
       ['to=2026-13-45T99:00:00Z', /to/],
       [`from=${new Date().toISOString()}&to=2020-01-01T00:00:00Z`, /after/],
-      ['provider=bedrock', /provider/],
+      ['provider=nonesuch', /provider/],
       ['status=6xx', /status/],
       ['status=20', /status/],
       ['outcome=great', /outcome/],

@@ -63,6 +63,11 @@ export interface CompiledProvider {
   tls: { ca?: string; rejectUnauthorized?: boolean } | undefined;
   /** Forward the client's own credential when the provider has no keys. */
   directKeys: boolean;
+  /**
+   * Without keys and without direct keys, send requests with no credential rather than
+   * refuse them (401 no_provider_key): providers of your own and local servers (Ollama).
+   */
+  keyOptional: boolean;
 }
 
 export interface RuntimeConfig {
@@ -77,4 +82,6 @@ export interface RuntimeConfig {
   warnings: string[];
   /** Configured secrets (provider keys, client secrets, virtual keys): never logged, never a label. */
   secrets: readonly string[];
+  /** Providers also served at `/<name>_passthrough` (every configured name that is not built in). */
+  customRoutes: readonly string[];
 }

@@ -49,8 +49,9 @@ export function prepare(o: PrepareOptions): Context {
   const provider = PROVIDERS[settings.api]!;
   const keyed = settings.keys.size > 0;
   // With the gateway's keys every client credential goes (and always for a provider
-  // that cannot take one); without, the client's own passes ("direct key").
-  const dropCredentials = keyed || provider.keyRequired !== undefined;
+  // that cannot take one); without, the client's own passes ("direct key") unless direct
+  // keys are off (then the request is refused, or sent bare where no key is needed).
+  const dropCredentials = keyed || provider.keyRequired !== undefined || !settings.directKeys;
   const headers = forwardRequestHeaders(request.headers, dropCredentials);
   provider.prepareHeaders?.(headers, path, keyed);
   const query = dropCredentials ? withoutParams(clientQuery, CREDENTIAL_PARAMS) : clientQuery;
@@ -73,7 +74,7 @@ export function prepare(o: PrepareOptions): Context {
 
 function noKeyRefusal(name: string, provider: Provider, settings: CompiledProvider): GatewayError | undefined {
   if (provider.keyRequired) return new GatewayError(500, 'provider_not_configured', provider.keyRequired);
-  if (!settings.directKeys)
+  if (!settings.directKeys && !settings.keyOptional)
     return new GatewayError(
       401,
       'no_provider_key',

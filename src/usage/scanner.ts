@@ -7,6 +7,7 @@
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { type Coding, contentCoding } from '../lib/content-coding.ts';
+import { EventStreamParser } from './eventstream.ts';
 import { applyUsage, finishUsage } from './extract.ts';
 import { memberKey, rootMemberObject } from './tail.ts';
 import type { Usage, UsageFormat } from './types.ts';
@@ -35,14 +36,18 @@ export class UsageScanner {
 
   private constructor(
     private readonly format: UsageFormat,
-    sse: boolean,
+    framing: Framing,
     coding: Coding | null,
   ) {
-    const parser = sse
-      ? new SseParser((event) => applyUsage(format, this.usage, event))
-      : new JsonCollector((doc) => applyUsage(format, this.usage, doc));
+    const apply = (event: unknown) => applyUsage(format, this.usage, event);
+    const parser =
+      framing === 'sse'
+        ? new SseParser(apply)
+        : framing === 'eventstream'
+          ? new EventStreamParser(apply)
+          : new JsonCollector(apply);
     this.inflater = makeInflater(coding);
-    this.keepsChunks = !sse || this.inflater !== undefined;
+    this.keepsChunks = framing === 'json' || this.inflater !== undefined;
     if (this.inflater) {
       const inflater = this.inflater;
       inflater.on('data', (chunk: Buffer) => parser.write(chunk));
@@ -66,12 +71,11 @@ export class UsageScanner {
     contentType: string | null,
     contentEncoding: string | null,
   ): UsageScanner | undefined {
-    const ct = contentType?.toLowerCase() ?? '';
-    const sse = ct.startsWith('text/event-stream');
-    if (!sse && !ct.includes('json')) return undefined;
+    const framing = framingOf(contentType?.toLowerCase() ?? '');
+    if (!framing) return undefined;
     const coding = contentCoding(contentEncoding);
     if (coding === 'unsupported') return undefined;
-    return new UsageScanner(format, sse, coding);
+    return new UsageScanner(format, framing, coding);
   }
 
   push(chunk: Uint8Array): void {
@@ -91,7 +95,7 @@ const jsonDecoder = new TextDecoder();
 /**
  * Usage in a body read whole. An uncompressed JSON answer (the common case) is parsed
  * directly, synchronously: no scanner, no parser objects, no promise. A compressed or
- * SSE body goes through a scanner.
+ * SSE or event-stream body goes through a scanner.
  */
 export function usageOfBody(
   format: UsageFormat,
@@ -99,13 +103,22 @@ export function usageOfBody(
   contentEncoding: string | null,
   bytes: Uint8Array,
 ): Usage | undefined | Promise<Usage | undefined> {
-  const ct = contentType?.toLowerCase() ?? '';
-  if (contentCoding(contentEncoding) === null && !ct.startsWith('text/event-stream'))
-    return ct.includes('json') ? usageOfJson(format, bytes) : undefined;
+  const framing = framingOf(contentType?.toLowerCase() ?? '');
+  if (contentCoding(contentEncoding) === null && framing !== 'sse' && framing !== 'eventstream')
+    return framing === 'json' ? usageOfJson(format, bytes) : undefined;
   const scanner = UsageScanner.for(format, contentType, contentEncoding);
   if (!scanner) return undefined;
   scanner.push(bytes);
   return scanner.finish();
+}
+
+/** How an answer's usage is framed: SSE events, AWS event-stream messages (Bedrock), or one JSON document. */
+type Framing = 'sse' | 'eventstream' | 'json';
+
+function framingOf(ct: string): Framing | undefined {
+  if (ct.startsWith('text/event-stream')) return 'sse';
+  if (ct.startsWith('application/vnd.amazon.eventstream')) return 'eventstream';
+  return ct.includes('json') ? 'json' : undefined;
 }
 
 /** Where each format keeps its usage in a whole answer: a member of the root object. */
@@ -113,6 +126,7 @@ const USAGE_MEMBER: Record<UsageFormat, { name: string; key: Uint8Array }> = {
   openai: { name: 'usage', key: memberKey('usage') },
   anthropic: { name: 'usage', key: memberKey('usage') },
   gemini: { name: 'usageMetadata', key: memberKey('usageMetadata') },
+  bedrock: { name: 'usage', key: memberKey('usage') },
 };
 
 /**
