@@ -102,6 +102,10 @@ describe('upstream failures', () => {
     expect(mock.abortedStreams).toBe(abortedBefore + 1);
     const line = await lineFor(res);
     expect(line.outcome).toBe('client_aborted');
+    expect(line.status).toBe(499);
+    // The client's signal aborts the upstream read before the stream's cancel() runs:
+    // still the client leaving, not the upstream breaking.
+    expect(line.error).toEqual({ type: 'client_aborted', message: 'client closed the connection mid-stream' });
     expect(line.stream).toBe(true);
   });
 

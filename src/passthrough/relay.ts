@@ -17,6 +17,7 @@ import { isTimeout } from './upstream.ts';
 /** Non-streaming answers up to this size are read whole before sending. */
 const WHOLE_BODY_MAX = 1024 * 1024;
 const decoder = new TextDecoder();
+const CLIENT_LEFT_MID_STREAM = { type: 'client_aborted', message: 'client closed the connection mid-stream' };
 
 export async function relayResponse(
   ctx: RequestContext,
@@ -142,13 +143,18 @@ function pipeBody(
         } catch (err) {
           if (closed) return;
           controller.error(err);
+          if (ctx.request.signal.aborted) {
+            // The client left: its signal, given to fetch, aborted the read (before cancel() runs).
+            await end('client_aborted', CLIENT_LEFT_MID_STREAM);
+            return;
+          }
           if (isTimeout(err)) {
             // Bun's socket timer (see CompiledProvider.socketTimeoutMs) beat the idle sweep.
             await end('stream_idle_timeout', idleError(ctx, compiled));
             return;
           }
           const error = { type: 'upstream_broken', message: `${ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}` };
-          await end(ctx.request.signal.aborted ? 'client_aborted' : 'upstream_error', error);
+          await end('upstream_error', error);
           return;
         }
         if (chunk.done) {
@@ -167,7 +173,7 @@ function pipeBody(
       async cancel(reason) {
         // The client went away: stop the upstream generating at once.
         await reader.cancel(reason).catch(() => {});
-        await end('client_aborted', { type: 'client_aborted', message: 'client closed the connection mid-stream' });
+        await end('client_aborted', CLIENT_LEFT_MID_STREAM);
       },
     },
     { highWaterMark: 0 },
