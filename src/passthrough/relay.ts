@@ -18,6 +18,7 @@ import { isTimeout } from './upstream.ts';
 const WHOLE_BODY_MAX = 1024 * 1024;
 const decoder = new TextDecoder();
 const CLIENT_LEFT_MID_STREAM = { type: 'client_aborted', message: 'client closed the connection mid-stream' };
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export async function relayResponse(
   ctx: RequestContext,
@@ -105,6 +106,13 @@ function pipeBody(
     if (closed) return;
     closed = true;
     unwatchIdle(idle);
+    if (outcome === 'client_aborted') {
+      // The upstream is already cancelled (fetch has the client's signal; cancel() cancels
+      // the reader first). The bookkeeping waits a turn: clients leaving in this one get
+      // their upstreams cancelled before any of it runs.
+      completion.clientLeft();
+      await nextTurn();
+    }
     try {
       if (scanner) record.usage = await scanner.finish();
     } catch {
@@ -170,10 +178,10 @@ function pipeBody(
         controller.enqueue(value);
         if (freeChunks) handedOver = value;
       },
-      async cancel(reason) {
-        // The client went away: stop the upstream generating at once.
-        await reader.cancel(reason).catch(() => {});
-        await end('client_aborted', CLIENT_LEFT_MID_STREAM);
+      cancel(reason) {
+        // The client went away: stop the upstream generating at once, nothing before it.
+        reader.cancel(reason).catch(() => {});
+        return end('client_aborted', CLIENT_LEFT_MID_STREAM);
       },
     },
     { highWaterMark: 0 },
