@@ -111,6 +111,7 @@ const clients: Client[] = Array.from({ length: COUNT }, (_, i) => ({ id: `${run}
 const startedAt = clock();
 let open = 0;
 const closers: Array<() => void> = [];
+let closingNow = false;
 await new Promise<void>((allClosed) => {
   let pending = COUNT;
   const settle = () => {
@@ -133,7 +134,8 @@ await new Promise<void>((allClosed) => {
             s.end();
             settle();
           };
-          if (TOGETHER > 0) closers.push(close);
+          // Opened after the moment all close (a slow accept): it closes at once.
+          if (TOGETHER > 0) closingNow ? close() : closers.push(close);
           else setTimeout(close, c.closeAfter);
         },
         data(_s, d) {
@@ -165,7 +167,21 @@ await new Promise<void>((allClosed) => {
     });
   };
   clients.forEach((c, i) => (RAMP > 0 ? setTimeout(connect, (i * RAMP) / COUNT, c) : connect(c)));
-  if (TOGETHER > 0) setTimeout(() => closers.forEach((close) => close()), TOGETHER);
+  if (TOGETHER > 0) {
+    setTimeout(() => {
+      closingNow = true;
+      for (const close of closers) close();
+    }, TOGETHER);
+  }
+  // A client still waiting to connect long after its close time is given up on.
+  setTimeout(() => {
+    for (const c of clients) {
+      if (c.closedAt !== undefined) continue;
+      c.error = 'no connection in time';
+      c.closedAt = NaN;
+      settle();
+    }
+  }, RAMP + Math.max(WINDOW, TOGETHER) + 15_000);
 });
 const lastClose = clock();
 
