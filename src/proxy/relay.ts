@@ -20,6 +20,7 @@ import type { Context } from './prepare.ts';
 /** Non-streaming answers up to this size are read whole before sending. */
 const WHOLE_BODY_MAX = 1024 * 1024;
 const decoder = new TextDecoder();
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export async function relay(ctx: Context, upstream: Response, done: Completion): Promise<Response> {
   const record = ctx.record;
@@ -82,6 +83,8 @@ function finishWhole(
   if (usage instanceof Promise) void usage.then(complete);
   else complete(usage);
 }
+
+const CLIENT_LEFT_MID_STREAM = new GatewayError(499, 'client_aborted', 'client closed the connection mid-stream');
 
 function idleError(ctx: Context): GatewayError {
   return new GatewayError(
@@ -178,6 +181,8 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
     } catch (err) {
       if (this.closed) return;
       controller.error(err);
+      // The client left: its signal, given to fetch, aborted the read before cancel() ran.
+      if (this.ctx.request.signal.aborted) return this.end(CLIENT_LEFT_MID_STREAM);
       // Bun's socket timer (CompiledProvider.socketTimeoutMs) may beat the idle sweep.
       if (isTimeout(err)) return this.end(idleError(this.ctx));
       const broken = new GatewayError(
@@ -185,7 +190,7 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
         'upstream_broken',
         `${this.ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}`,
       );
-      return this.end(broken, this.ctx.request.signal.aborted ? 'client_aborted' : 'upstream_error');
+      return this.end(broken);
     }
     if (chunk.done) {
       controller.close();
@@ -201,10 +206,10 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
     if (this.freeChunks) this.handedOver = value;
   }
 
-  /** The client went away: stop the upstream generating at once. */
-  async cancel(reason: unknown): Promise<void> {
-    await this.reader.cancel(reason).catch(() => {});
-    await this.end(new GatewayError(499, 'client_aborted', 'client closed the connection mid-stream'));
+  /** The client went away: stop the upstream generating at once, nothing before it. */
+  cancel(reason: unknown): Promise<void> {
+    this.reader.cancel(reason).catch(() => {});
+    return this.end(CLIENT_LEFT_MID_STREAM);
   }
 
   onIdle(): void {
@@ -215,10 +220,18 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
   }
 
   /** Completes the record once: without an error, the whole answer was relayed. */
-  private async end(error?: GatewayError, outcome: Outcome = error ? outcomeOf(error.type) : 'ok'): Promise<void> {
+  private async end(error?: GatewayError): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     unwatchIdle(this);
+    const outcome: Outcome = error ? outcomeOf(error.type) : 'ok';
+    if (outcome === 'client_aborted') {
+      // The upstream is cancelled already (fetch has the client's signal; cancel() cancels
+      // the reader first). The bookkeeping waits a turn: clients leaving in this one get
+      // their upstreams cancelled before any of it runs.
+      this.done.clientLeft();
+      await nextTurn();
+    }
     try {
       if (this.scanner) this.ctx.record.usage = await this.scanner.finish();
     } catch {
