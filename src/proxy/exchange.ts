@@ -11,9 +11,17 @@ import type { RequestBody } from './body.ts';
 import type { Context } from './prepare.ts';
 import { RETRYABLE_STATUS, retryAfterMs, retryDelay, sleep } from './retry.ts';
 
-/** How the exchange ended: an answer to relay, or one of the ways it did not. */
+/**
+ * How the exchange ended: an answer to relay (with the URL and key of the attempt that
+ * got it), or one of the ways it did not.
+ */
 export type Answer =
-  | { readonly kind: 'response'; readonly response: Response }
+  | {
+      readonly kind: 'response';
+      readonly response: Response;
+      readonly url: string;
+      readonly key: CompiledKey | undefined;
+    }
   | { readonly kind: 'failed'; readonly error: GatewayError }
   | { readonly kind: 'aborted' }
   | { readonly kind: 'too_large' };
@@ -33,6 +41,9 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
   const { call, record, upstream } = ctx;
   const settings = call.settings;
   for (const [name, value] of settings.extraHeaders) upstream.headers.set(name, value);
+  // A body streamed through keeps the length its client declared (fetch would send it chunked).
+  if (body.kind === 'streamed' && body.length !== undefined)
+    upstream.headers.set('content-length', String(body.length));
   const payload: Payload = body.kind === 'held' ? body.bytes : body.kind === 'streamed' ? body.stream : null;
   const maxAttempts = body.kind === 'streamed' ? 1 : 1 + settings.retry.maxRetries;
   // Keys already tried, for retries to move on to another: only when retries are possible.
@@ -50,12 +61,13 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
     if (result === CLIENT_LEFT) return ABORTED;
     if (result instanceof Response) {
       noteKeyHealth(ctx, key, result);
-      if (!RETRYABLE_STATUS.has(result.status) || n >= maxAttempts) return { kind: 'response', response: result };
+      if (!RETRYABLE_STATUS.has(result.status) || n >= maxAttempts)
+        return { kind: 'response', response: result, url, key };
     } else if (n >= maxAttempts) return { kind: 'failed', error: result };
 
     const response = result instanceof Response ? result : undefined;
     const delay = retryDelay(settings.retry, n, response);
-    if (delay === undefined) return { kind: 'response', response: response! };
+    if (delay === undefined) return { kind: 'response', response: response!, url, key };
     record.retries.push({
       attempt: n,
       key: key?.name,
