@@ -31,12 +31,48 @@ export const gemini: Provider = {
   usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
   responseUrls: { headers: ['x-goog-upload-url', 'x-goog-upload-control-url', 'location'] },
   uploadSessions: { header: 'x-goog-upload-url', param: 'upload_id' },
+  retryDelayInBody: googleRetryDelay,
 };
 
 /** `scheme://host[:port]` of a base URL (no trailing slash, as compiled). */
 function originOf(base: string): string {
   const end = base.indexOf('/', base.indexOf('//') + 2);
   return end < 0 ? base : base.slice(0, end);
+}
+
+const RETRY_INFO = 'google.rpc.RetryInfo';
+const DURATION = /^(\d+(?:\.\d+)?)s$/;
+
+/**
+ * `error.details[]`'s google.rpc.RetryInfo `retryDelay` (a protobuf Duration: `"12s"`,
+ * `"0.5s"` in JSON) of a Google API error answer, in ms.
+ */
+export function googleRetryDelay(body: Uint8Array): number | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    return undefined;
+  }
+  // Some Google endpoints wrap the error in a one-element array.
+  const root = (Array.isArray(parsed) ? parsed[0] : parsed) as { error?: { details?: unknown } } | null;
+  const details = root?.error?.details;
+  if (!Array.isArray(details)) return undefined;
+  for (const d of details as Array<Record<string, unknown> | null>) {
+    const type = d?.['@type'];
+    if (typeof type !== 'string' || !type.endsWith(RETRY_INFO)) continue;
+    const delay = d!.retryDelay;
+    if (typeof delay === 'string') {
+      const m = DURATION.exec(delay.trim());
+      if (m) return Number(m[1]) * 1000;
+    } else if (delay && typeof delay === 'object') {
+      // The proto form, { seconds, nanos }, as some clients log it.
+      const { seconds, nanos } = delay as { seconds?: unknown; nanos?: unknown };
+      const ms = Number(seconds ?? 0) * 1000 + Number(nanos ?? 0) / 1e6;
+      if (Number.isFinite(ms) && ms >= 0) return ms;
+    }
+  }
+  return undefined;
 }
 
 /** Google's streaming methods are their own paths (`:streamGenerateContent`); OpenAI-shaped bodies say `stream`. */

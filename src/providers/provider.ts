@@ -67,6 +67,12 @@ export interface Provider {
    * only for sessions it saw start.
    */
   readonly uploadSessions?: { readonly header: string; readonly param: string };
+  /**
+   * The wait a 429 answer's body asks for, in ms, for a provider that says it there rather
+   * than in Retry-After (Google's google.rpc.RetryInfo). Read only for a 429 without a
+   * Retry-After; `body` is inflated. Undefined when the body does not say.
+   */
+  retryDelayInBody?(body: Uint8Array): number | undefined;
 }
 
 /** What ResponseUrls' rewrite applies to (see Provider.responseUrls). */

@@ -9,7 +9,7 @@ import type { Pipeline } from '../core/pipeline.ts';
 import { roundMs } from '../lib/time.ts';
 import type { RequestBody } from './body.ts';
 import type { Context } from './prepare.ts';
-import { RETRYABLE_STATUS, retryAfterMs, retryDelay, sleep } from './retry.ts';
+import { RETRYABLE_STATUS, retryAfterMs, retryDelay, sleep, waitInBody } from './retry.ts';
 
 /**
  * How the exchange ended: an answer to relay (with the URL and key of the attempt that
@@ -59,14 +59,22 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
     const result = await attempt(ctx, url, payload, pipeline, n, key);
     if (body.kind === 'streamed' && body.overLimit()) return TOO_LARGE;
     if (result === CLIENT_LEFT) return ABORTED;
+    let response: Response | undefined;
+    let asked: number | undefined; // the wait the upstream asked for
     if (result instanceof Response) {
-      noteKeyHealth(ctx, key, result);
-      if (!RETRYABLE_STATUS.has(result.status) || n >= maxAttempts)
-        return { kind: 'response', response: result, url, key };
+      response = result;
+      if (RETRYABLE_STATUS.has(response.status)) {
+        asked = retryAfterMs(response.headers);
+        // A 429 that states its wait only in its body: read when the wait matters (a retry, or a key to rest).
+        const matters = n < maxAttempts || (key !== undefined && settings.keys.size > 1);
+        if (asked === undefined && response.status === 429 && call.provider.retryDelayInBody && matters)
+          ({ response, ms: asked } = await waitInBody(response, call.provider, settings.idleTimeoutMs));
+      }
+      noteKeyHealth(ctx, key, response, asked);
+      if (!RETRYABLE_STATUS.has(response.status) || n >= maxAttempts) return { kind: 'response', response, url, key };
     } else if (n >= maxAttempts) return { kind: 'failed', error: result };
 
-    const response = result instanceof Response ? result : undefined;
-    const delay = retryDelay(settings.retry, n, response);
+    const delay = retryDelay(settings.retry, n, asked);
     if (delay === undefined) return { kind: 'response', response: response!, url, key };
     record.retries.push({
       attempt: n,
@@ -102,11 +110,16 @@ function setAuth(headers: Headers, previous: HeaderEntries, next: HeaderEntries)
   return next;
 }
 
-/** 401: the key's cached token is dropped; 429 with a stated wait: the key rests for this model. */
-function noteKeyHealth(ctx: Context, key: CompiledKey | undefined, response: Response): void {
+/** 401: the key's cached token is dropped; 429 with a stated wait (`asked`): the key rests for this model. */
+function noteKeyHealth(
+  ctx: Context,
+  key: CompiledKey | undefined,
+  response: Response,
+  asked: number | undefined,
+): void {
   if (!key) return;
   if (response.status === 401) key.credential.invalidate();
-  else if (response.status === 429) ctx.call.settings.keys.rest(key, ctx.model, retryAfterMs(response.headers) ?? 0);
+  else if (response.status === 429) ctx.call.settings.keys.rest(key, ctx.model, asked ?? 0);
 }
 
 /**
