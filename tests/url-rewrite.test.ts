@@ -634,6 +634,72 @@ describe('Anthropic Message Batches through the gateway (@anthropic-ai/sdk)', ()
   });
 });
 
+describe('a base URL with a path', () => {
+  let mock: MockUpstream;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    mock = new MockUpstream();
+    new GoogleFiles(mock);
+    gw = await startGateway({
+      providers: {
+        anthropic: {
+          keys: [{ name: 'an', value: ANTHROPIC_KEY }],
+          network_config: { base_url: `${mock.url}/corp-proxy/anthropic` },
+        },
+        gemini: { keys: [{ name: 'ge', value: GEMINI_KEY }], network_config: { base_url: `${mock.url}/corp-proxy` } },
+      },
+    });
+  });
+  afterAll(async () => {
+    await gw.stop();
+    await mock.stop();
+  });
+
+  test('a URL below the base path maps back below it; one the gateway cannot route back is left as it is', async () => {
+    mock.respondWith((_req, rec) =>
+      rec.path.startsWith('/corp-proxy/anthropic/v1/messages/batches/')
+        ? Response.json({
+            data: [
+              { id: 'in', results_url: `${mock.url}/corp-proxy/anthropic/v1/messages/batches/in/results` },
+              { id: 'out', results_url: `${mock.url}/other/v1/messages/batches/out/results` },
+            ],
+          })
+        : undefined,
+    );
+    const res = await fetch(`${gw.url}/anthropic_passthrough/v1/messages/batches/x`);
+    const body = await res.json();
+    expect(body.data[0].results_url).toBe(`${gw.url}/anthropic_passthrough/v1/messages/batches/in/results`);
+    expect(body.data[1].results_url).toBe(`${mock.url}/other/v1/messages/batches/out/results`);
+    await fetch(body.data[0].results_url);
+    expect(mock.last.path).toBe('/corp-proxy/anthropic/v1/messages/batches/in/results');
+  });
+
+  test('Gemini: /upload/ and /download/ go to the origin, and the session URL comes back through the gateway', async () => {
+    const start = await fetch(`${gw.url}/genai_passthrough/upload/v1beta/files`, {
+      method: 'POST',
+      headers: { 'x-goog-upload-command': 'start', 'x-goog-upload-header-content-length': '3' },
+      body: '{}',
+    });
+    expect(mock.last.path).toBe('/upload/v1beta/files');
+    const url = start.headers.get('x-goog-upload-url')!;
+    expect(url.startsWith(`${gw.url}/genai_passthrough/upload/v1beta/files?upload_id=`)).toBe(true);
+    const done = await fetch(url, {
+      method: 'POST',
+      headers: { 'x-goog-upload-command': 'upload, finalize', 'x-goog-upload-offset': '0' },
+      body: 'abc',
+    });
+    expect(done.headers.get('x-goog-upload-status')).toBe('final');
+    expect(`${mock.last.path}?${mock.last.query}`).toBe(url.slice(`${gw.url}/genai_passthrough`.length));
+    // Other Gemini paths stay below the base path.
+    await fetch(`${gw.url}/genai_passthrough/v1beta/models/gemini-2.5-flash:generateContent`, {
+      method: 'POST',
+      body: '{}',
+    });
+    expect(mock.last.path).toBe('/corp-proxy/v1beta/models/gemini-2.5-flash:generateContent');
+  });
+});
+
 describe('rewriteJsonUrls (the byte walk)', () => {
   const fields = jsonUrlFields(['results_url', 'data[].results_url', 'a.b.url']);
   const urls = { rewrite: (v: string) => (v.startsWith('http://up/') ? `http://gw/p/${v.slice(10)}` : undefined) };
