@@ -348,6 +348,50 @@ describe('the public origin of rewritten URLs', () => {
   });
 });
 
+describe('Gemini uploads under governance (virtual keys optional)', () => {
+  let mock: MockUpstream;
+  let files: GoogleFiles;
+  let gw: TestGateway;
+  const team = { name: 'team', value: fakeKey('sk-vk-team') };
+
+  beforeAll(async () => {
+    mock = new MockUpstream();
+    files = new GoogleFiles(mock);
+    gw = await startGateway({
+      providers: { gemini: { keys: [{ name: 'ge', value: GEMINI_KEY }], network_config: { base_url: mock.url } } },
+      governance: { virtual_keys: [{ ...team, rate_limit: { requests_per_minute: 2 } }] },
+    });
+    const now = Date.now(); // pinned: the minute window must not roll over mid-test
+    gw.gw.plugins.governance.now = () => now;
+  });
+  afterAll(async () => {
+    await gw.stop();
+    await mock.stop();
+  });
+
+  test('files.upload of a 5 MB file with a virtual key: each leg logged under it and charged to it', async () => {
+    const bytes = randomBytes(5 * 1000 * 1000, 5);
+    const file = await genai(gw, team.value).files.upload({
+      file: new Blob([bytes]),
+      config: { mimeType: 'image/png' },
+    });
+    expect(sameBytes(files.files.get(file.name!.slice('files/'.length))!.bytes, bytes)).toBe(true);
+    for (const rec of mock.requests) expectGatewayKey(rec);
+    const lines = (await gw.waitForLines(2)).filter((l) => l.path === `/upload/${V}/files`);
+    expect(lines.map((l) => [l.status, l.virtual_key])).toEqual([
+      [200, 'team'],
+      [200, 'team'],
+    ]);
+    const third = await genai(gw, team.value)
+      .models.generateContent({ model: 'gemini-2.5-flash', contents: 'hi' })
+      .catch((e) => e);
+    expect(third.status).toBe(429);
+    // Without a virtual key the upload is ungoverned, and works the same.
+    const open = await genai(gw).files.upload({ file: new Blob([bytes]), config: { mimeType: 'image/png' } });
+    expect(sameBytes(files.files.get(open.name!.slice('files/'.length))!.bytes, bytes)).toBe(true);
+  });
+});
+
 describe('Gemini uploads under governance.required: true', () => {
   let mock: MockUpstream;
   let files: GoogleFiles;

@@ -91,7 +91,7 @@ async function rewritten(ctx: Context, answer: Relayed, rule: ResponseUrls, inJs
     const value = applies(name, status) ? headers.get(name) : null;
     const url = value === null ? undefined : urls.rewrite(value);
     if (url === undefined) continue;
-    if (headers === upstream.headers) headers = new Headers(headers); // a fetched answer's headers are immutable
+    if (headers === upstream.headers) headers = new Headers(headers); // the hooks' view of the answer stays as received
     headers.set(name, url);
   }
   if (!inJson) return new Response(upstream.body, { status, headers });
@@ -102,7 +102,8 @@ async function rewritten(ctx: Context, answer: Relayed, rule: ResponseUrls, inJs
   const encoding = headers.get('content-encoding');
   const json = decodedBody(bytes, encoding, JSON_MAX);
   const edited = json && rewriteJsonUrls(json, jsonUrlFields(rule.jsonFields!.paths), urls);
-  headers = heldHeaders(headers, (bytes = edited ?? bytes).byteLength);
+  if (edited) bytes = edited;
+  headers = heldHeaders(headers, bytes.byteLength);
   if (edited) {
     if (encoding !== null) headers.delete('content-encoding');
     for (const name of BYTE_HEADERS) headers.delete(name);
