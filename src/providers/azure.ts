@@ -116,6 +116,8 @@ export const azure: Provider = {
     return azurePathKind(path) === 'anthropic' ? ak.anthropicAuth : ak.openaiAuth;
   },
   usageFormat: (path) => (azurePathKind(path) === 'anthropic' ? 'anthropic' : 'openai'),
+  // Long-running operations (image generation on older api-versions) are polled at Operation-Location.
+  responseUrls: { headers: ['operation-location'] },
   compileKey(input, key, report): CompiledKey | undefined {
     const ac = input.azure_key_config;
     const deployments = ac?.deployments ?? {};

@@ -7,7 +7,7 @@
 import type { CompiledProvider, RuntimeConfig } from '../config/runtime.ts';
 import { GatewayError } from '../core/errors.ts';
 import type { RequestContext, RequestRecord, RootMembers, UpstreamRequest } from '../core/request.ts';
-import { withoutParams } from '../lib/query.ts';
+import { paramValues, withoutParams } from '../lib/query.ts';
 import { CREDENTIAL_PARAMS } from '../providers/credentials.ts';
 import { PROVIDERS, type Provider } from '../providers/index.ts';
 import type { Route } from '../providers/routes.ts';
@@ -24,6 +24,8 @@ export interface Call {
   /** Why the request cannot be served without keys: refused after the request hooks. */
   readonly noKey: GatewayError | undefined;
   readonly usageFormat: UsageFormat;
+  /** The route it came in on: its prefix starts the gateway URLs that replace provider ones (rewrite.ts). */
+  readonly route: Route;
 }
 
 export interface PrepareOptions {
@@ -36,9 +38,22 @@ export interface PrepareOptions {
   record: RequestRecord;
   /** performance.now() at arrival. */
   startedAt: number;
+  /** The upload session the request continues (continuedUpload), read before its body. */
+  uploadId: string | undefined;
 }
 
 const decoder = new TextDecoder();
+
+/**
+ * The upload session a request continues, when the route's provider has them and the
+ * query names one (Gemini's `upload_id`). Asked before the body is read, as such a body
+ * (file bytes) streams through; the route's own provider, as detection needs the body.
+ */
+export function continuedUpload(route: Route, query: string, config: RuntimeConfig): string | undefined {
+  if (query === '') return undefined;
+  const sessions = PROVIDERS[config.providers[route.provider]!.api]!.uploadSessions;
+  return (sessions && paramValues(query, sessions.param)[0]) || undefined;
+}
 
 export function prepare(o: PrepareOptions): Context {
   const { route, request, body, config, record } = o;
@@ -61,6 +76,7 @@ export function prepare(o: PrepareOptions): Context {
     keyed,
     noKey: keyed ? undefined : noKeyRefusal(name, provider, settings),
     usageFormat: provider.usageFormat(path),
+    route,
   };
 
   const model = provider.modelOf(path, members);
@@ -94,6 +110,7 @@ export class Context implements RequestContext {
   readonly startedAt: number;
   readonly record: RequestRecord;
   readonly bodyUnread: boolean;
+  readonly uploadId: string | undefined;
   readonly slots: unknown[] = [];
   private parsed: Record<string, unknown> | undefined | null = null;
 
@@ -114,7 +131,18 @@ export class Context implements RequestContext {
     this.query = o.target.query;
     this.startedAt = o.startedAt;
     this.record = o.record;
-    this.bodyUnread = body.kind === 'streamed' || (body.kind === 'held' && body.readable === undefined);
+    this.uploadId = o.uploadId;
+    // An upload session's file bytes are not read, and name no model: not "unread".
+    this.bodyUnread =
+      o.uploadId === undefined && (body.kind === 'streamed' || (body.kind === 'held' && body.readable === undefined));
+  }
+
+  startedUpload(answer: Response): string | undefined {
+    const sessions = this.call.provider.uploadSessions;
+    const url = sessions && answer.headers.get(sessions.header);
+    if (!url) return undefined;
+    const q = url.indexOf('?');
+    return (q >= 0 && paramValues(url.slice(q + 1).split('#')[0]!, sessions.param)[0]) || undefined;
   }
 
   /** The JSON body held whole, parsed on first use (the proxy itself only needs `members`). */
