@@ -4,6 +4,7 @@
  */
 import type { Server } from 'bun';
 import type { RuntimeConfig } from '../config/runtime.ts';
+import { type Group, LocalGroup } from '../core/group.ts';
 import { Pipeline } from '../core/pipeline.ts';
 import type { StaticPlugin } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
@@ -24,12 +25,26 @@ export interface GatewayOptions {
   plugins?: StaticPlugin[];
   /** Reload when the config file changes (default true; needs configPath). */
   watch?: boolean;
+  /** The config, already loaded (the CLI read it to count workers; a worker got it from its primary). */
+  loaded?: { config: RuntimeConfig; text: string | undefined };
+  /** The process group (default: this process alone). */
+  group?: Group;
+  /** Share the port with the other workers (SO_REUSEPORT); off for a single process. */
+  reusePort?: boolean;
+  /** The command line's --workers, which overrides server.workers (a change of either needs a restart). */
+  workersSetting?: 'auto' | number;
 }
+
+/** What applying a config did: the routes it added, or why the plugins refused it. */
+export type ApplyResult = { ok: true; routes: { added: string[]; live: boolean } } | { ok: false; error: string };
+
+/** What was bound at start, which a reload cannot change. */
+export type ListenSettings = Record<string, string | number>;
 
 export class Gateway {
   private watcher: ConfigWatcher | undefined;
   /** What the server was started with (CLI or config): changing these needs a restart. */
-  private listenAt = { host: '', port: 0, idle_timeout_seconds: 0 };
+  private listenAt: ListenSettings = { host: '', port: 0, idle_timeout_seconds: 0 };
   private reloadChain: Promise<unknown> = Promise.resolve();
   private cutRequested = false;
 
@@ -43,9 +58,12 @@ export class Gateway {
 
   static async start(options: GatewayOptions): Promise<Gateway> {
     const env = options.env ?? process.env;
-    const { config, text } = await loadRuntimeConfig(options.configPath, env);
+    const { config, text } = options.loaded ?? (await loadRuntimeConfig(options.configPath, env));
+    const group = options.group ?? new LocalGroup();
+    // A worker's primary has said the warnings already.
+    const worker = group.role === 'worker';
     applyConfiguredLevel(config.source.logs.level);
-    for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
+    if (!worker) for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     const state: GatewayState = {
       config,
       pipeline: Pipeline.EMPTY,
@@ -55,7 +73,7 @@ export class Gateway {
       cutting: false,
       reloads: { success: 0, failure: 0, lastSuccessful: true },
     };
-    const plugins = new PluginSet(() => state, options.plugins);
+    const plugins = new PluginSet(() => state, options.plugins, group);
     state.pipeline = await plugins.pipelineFor(config);
     const routes = new PassthroughRoutes(state);
     const app = createApp(state, plugins.routes(config), routes);
@@ -69,15 +87,19 @@ export class Gateway {
       maxRequestBodySize: Number.MAX_SAFE_INTEGER,
       idleTimeout: config.source.server.idle_timeout_seconds,
       // Elysia turns SO_REUSEPORT on by default: a second gateway on the same port would
-      // start "fine" and silently take half the connections. A taken port is an error.
-      reusePort: false,
+      // start "fine" and silently take half the connections. A taken port is an error,
+      // except between the workers of one primary, which share it on purpose.
+      reusePort: options.reusePort ?? false,
     });
     const server = app.server;
     if (!server) throw new Error(`could not listen on ${host}:${port}`);
     routes.attach(server);
-    appLog.info({ host, port: server.port, config: config.origin }, 'skybridge listening');
+    appLog[worker ? 'debug' : 'info'](
+      { host, port: server.port, config: config.origin },
+      worker ? 'worker listening' : 'skybridge listening',
+    );
     const gateway = new Gateway(state, plugins, server, routes, options);
-    gateway.listenAt = { host, port, idle_timeout_seconds: config.source.server.idle_timeout_seconds };
+    gateway.listenAt = gateway.listenSettings(config);
     if (options.configPath && options.watch !== false) {
       gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), {
         initialText: text,
@@ -118,23 +140,34 @@ export class Gateway {
       return this.rejectReload({ reason, problems, error: (err as Error).message });
     }
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
-    applyConfiguredLevel(config.source.logs.level);
-    this.warnRestartNeeded(config);
-    let pipeline: Pipeline;
-    try {
-      pipeline = await this.plugins.pipelineFor(config);
-    } catch (err) {
-      // A plugin could not take the new config (a log file that cannot be opened): the
-      // previous pipeline and config stay in force.
-      return this.rejectReload({ reason, error: (err as Error).message });
-    }
-    this.state.config = config;
-    this.state.pipeline = pipeline;
-    this.routeNewProviders(config);
+    warnRestartNeeded(this.listenAt, this.listenSettings(config), `${this.listenAt.host}:${this.server.port}`);
+    const applied = await this.applyConfig(config);
+    // A plugin could not take the new config (a log file that cannot be opened): the
+    // previous pipeline and config stay in force.
+    if (!applied.ok) return this.rejectReload({ reason, error: applied.error });
+    logRoutesAdded(applied.routes);
     appLog.info({ reason, config: config.origin }, 'config reloaded');
     this.state.reloads.success++;
     this.state.reloads.lastSuccessful = true;
     return true;
+  }
+
+  /**
+   * Swap in a loaded config: the plugins take it, then the config and its pipeline are
+   * swapped at once and the providers it adds are routed. Logs nothing (the caller says
+   * what happened: this process, or the primary for its workers).
+   */
+  async applyConfig(config: RuntimeConfig): Promise<ApplyResult> {
+    applyConfiguredLevel(config.source.logs.level);
+    let pipeline: Pipeline;
+    try {
+      pipeline = await this.plugins.pipelineFor(config);
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+    this.state.config = config;
+    this.state.pipeline = pipeline;
+    return { ok: true, routes: this.routes.add(config.customRoutes) };
   }
 
   private rejectReload(fields: Record<string, unknown>): false {
@@ -144,33 +177,14 @@ export class Gateway {
     return false;
   }
 
-  /** `/<name>_passthrough` of a provider this reload added; `/passthrough/<name>` serves it already. */
-  private routeNewProviders(config: RuntimeConfig): void {
-    const { added, live } = this.routes.add(config.customRoutes);
-    if (added.length === 0) return;
-    const prefixes = added.map((name) => `/${name}_passthrough`);
-    if (live) appLog.info({ prefixes }, `routes added: ${prefixes.join(', ')}`);
-    else
-      appLog.warn(
-        { prefixes },
-        `${prefixes.join(', ')} need a restart to be routed; /passthrough/<name>/... serves these providers now`,
-      );
-  }
-
-  /** server.host / server.port are bound at start: say so instead of ignoring a change. */
-  private warnRestartNeeded(config: RuntimeConfig): void {
-    const wanted = {
+  /** What this config would bind: compared with what is bound (a change needs a restart). */
+  private listenSettings(config: RuntimeConfig): ListenSettings {
+    return {
       host: this.options.host ?? config.source.server.host,
       port: this.options.port ?? config.source.server.port,
       idle_timeout_seconds: config.source.server.idle_timeout_seconds,
+      workers: this.options.workersSetting ?? config.source.server.workers,
     };
-    for (const field of ['host', 'port', 'idle_timeout_seconds'] as const) {
-      if (wanted[field] === this.listenAt[field]) continue;
-      appLog.warn(
-        { setting: `server.${field}`, in_force: this.listenAt[field], configured: wanted[field] },
-        `server.${field} changed to ${wanted[field]}: needs a restart; still listening on ${this.listenAt.host}:${this.server.port}`,
-      );
-    }
   }
 
   /** A second SIGTERM/SIGINT: end the grace period now. */
@@ -208,5 +222,28 @@ export class Gateway {
     const cutDeadline = performance.now() + 2000;
     while (this.state.inflight > 0 && performance.now() < cutDeadline) await Bun.sleep(10);
     return this.plugins.close();
+  }
+}
+
+/** `/<name>_passthrough` of a provider a reload added; `/passthrough/<name>` serves it already. */
+export function logRoutesAdded({ added, live }: { added: string[]; live: boolean }): void {
+  if (added.length === 0) return;
+  const prefixes = added.map((name) => `/${name}_passthrough`);
+  if (live) appLog.info({ prefixes }, `routes added: ${prefixes.join(', ')}`);
+  else
+    appLog.warn(
+      { prefixes },
+      `${prefixes.join(', ')} need a restart to be routed; /passthrough/<name>/... serves these providers now`,
+    );
+}
+
+/** server.host / server.port (and the like) are bound at start: say so instead of ignoring a change. */
+export function warnRestartNeeded(inForce: ListenSettings, wanted: ListenSettings, listening: string): void {
+  for (const field of Object.keys(inForce)) {
+    if (wanted[field] === inForce[field]) continue;
+    appLog.warn(
+      { setting: `server.${field}`, in_force: inForce[field], configured: wanted[field] },
+      `server.${field} changed to ${wanted[field]}: needs a restart; still listening on ${listening}`,
+    );
   }
 }
