@@ -1,0 +1,286 @@
+/**
+ * `server.workers` > 1: one gateway, several processes serving one port. Every test runs
+ * the real program (`bun src/main.ts`) as a child process with 2 or 3 workers and talks to
+ * it over fresh connections (the kernel balances connections, not requests, across
+ * workers: each raw request below opens its own), then checks what the user sees is one:
+ * the request log (one whole line per request, whichever worker wrote it), /metrics
+ * (the group's counts, whichever worker serves the scrape), governance limits, config
+ * reloads, the explorer and its live feed, key rests and minted tokens; and that the group
+ * survives a worker's death and drains every worker on SIGTERM.
+ */
+import { afterAll, describe, expect, test } from 'bun:test';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fakeKey } from './support/gateway.ts';
+import { chatStream, MockUpstream } from './support/mock-upstream.ts';
+import { type GatewayProcess, startGatewayProcess, tempDir } from './support/process.ts';
+import { type RawResponse, rawRequest } from './support/raw-http.ts';
+
+const mock = new MockUpstream();
+// model "slow-N": the 7-frame chat stream with N ms between frames.
+mock.respondWith((req, rec) => {
+  const m = /^slow-(\d+)$/.exec(rec.json?.model ?? '');
+  return rec.json?.stream && m ? mock.sse(req, chatStream(rec.json.model), Number(m[1])) : undefined;
+});
+
+const procs: GatewayProcess[] = [];
+afterAll(async () => {
+  await Promise.all(procs.map((p) => p.stop('SIGKILL', 2000)));
+  await mock.stop();
+});
+
+const KEY = fakeKey();
+const providers = (key = KEY) => `providers:
+  openai:
+    keys: [{ name: main, value: "${key}", models: ["*"] }]
+    network_config: { base_url: "${mock.url}" }
+`;
+
+/** `server` and `logs`: more members of those sections (`, shutdown_grace_seconds: 10`). */
+async function start(
+  workers: number,
+  rest = providers(),
+  { server = '', logs = '' } = {},
+): Promise<{ gp: GatewayProcess; configPath: string; logFile: string }> {
+  const dir = tempDir('workers');
+  const configPath = join(dir, 'config.yaml');
+  const logFile = join(dir, 'requests.ndjson');
+  writeFileSync(
+    configPath,
+    `server: { host: 127.0.0.1, port: 0${server} }\nlogs: { file: ${JSON.stringify(logFile)}${logs} }\n${rest}`,
+  );
+  const gp = await startGatewayProcess(['--config', configPath], { workers });
+  procs.push(gp);
+  return { gp, configPath, logFile };
+}
+
+const CHAT = '/openai_passthrough/v1/chat/completions';
+
+/** One chat request on a connection of its own. */
+function chat(gp: GatewayProcess, headers: Record<string, string> = {}, body: Record<string, unknown> = {}) {
+  return rawRequest(
+    gp.port,
+    'POST',
+    CHAT,
+    { 'content-type': 'application/json', authorization: 'Bearer client-key', ...headers },
+    JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...body }),
+  );
+}
+
+/** `n` requests, `concurrency` at a time, each on its own connection. */
+async function many(n: number, concurrency: number, one: (i: number) => Promise<RawResponse>): Promise<RawResponse[]> {
+  const out: RawResponse[] = new Array(n);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await one(i);
+      }
+    }),
+  );
+  return out;
+}
+
+const header = (r: RawResponse, name: string) =>
+  new RegExp(`^${name}: (.*)$`, 'im').exec(r.head)?.[1]?.trim() ?? undefined;
+
+/** Whole lines of the request log; throws on a line that is not one JSON object. */
+function logLines(file: string): any[] {
+  const text = readFileSync(file, 'utf8');
+  expect(text.endsWith('\n')).toBe(true);
+  return text
+    .slice(0, -1)
+    .split('\n')
+    .map((l) => JSON.parse(l));
+}
+
+async function waitForLines(file: string, n: number, timeoutMs = 5000): Promise<any[]> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    let lines: any[] = [];
+    try {
+      lines = logLines(file);
+    } catch {}
+    if (lines.length >= n || performance.now() > deadline) return lines;
+    await Bun.sleep(25);
+  }
+}
+
+/** The sum of a metric's samples in a Prometheus text scrape. */
+function metric(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n'))
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(' ')));
+  return sum;
+}
+
+describe('workers: 3', () => {
+  let gp: GatewayProcess;
+  let logFile: string;
+  const N = 600;
+  const responses: RawResponse[] = [];
+
+  test('requests from many connections land on every worker; the log has exactly one whole line per request', async () => {
+    ({ gp, logFile } = await start(3, providers(), { logs: ', content: true, content_max_bytes: 16384' }));
+    // Bodies of 1-6 KB (logged): lines of several KB, batches up to 64 KiB from three writers at once.
+    const padding = (i: number) => 'x'.repeat(1000 + ((i * 977) % 5000));
+    responses.push(...(await many(N, 48, (i) => chat(gp, {}, { user: `u${i}`, metadata: { pad: padding(i) } }))));
+    expect(responses.every((r) => r.status === 200)).toBe(true);
+    const lines = await waitForLines(logFile, N);
+    expect(lines).toHaveLength(N);
+    // Every line is one whole request: its own id, its own body (no line is torn or mixed).
+    expect(new Set(lines.map((l) => l.request_id))).toEqual(new Set(responses.map((r) => header(r, 'x-request-id'))));
+    for (const l of lines) {
+      const sent = JSON.parse(l.request_body);
+      expect(sent.metadata.pad).toBe(padding(Number(sent.user.slice(1))));
+    }
+    const workers = new Set(lines.map((l) => l.worker));
+    expect(workers.size).toBe(3);
+    for (const w of workers) expect(typeof w).toBe('number');
+    const share = [...workers].map((w) => lines.filter((l) => l.worker === w).length);
+    console.log(`requests per worker: ${share.join(' / ')}`);
+  }, 60_000);
+
+  test('/metrics counts exactly the requests sent, whichever worker serves the scrape', async () => {
+    const tokens = logLines(logFile).reduce(
+      (sum, l) =>
+        sum +
+        ['input_tokens', 'output_tokens', 'cache_read_input_tokens', 'cache_creation_input_tokens', 'reasoning_tokens']
+          .map((f) => l.usage?.[f] ?? 0)
+          .reduce((a, b) => a + b, 0),
+      0,
+    );
+    expect(tokens).toBeGreaterThan(N);
+    const scrapes = await many(12, 4, () => rawRequest(gp.port, 'GET', '/metrics'));
+    for (const s of scrapes) {
+      expect(s.status).toBe(200);
+      expect(metric(s.body, 'skybridge_requests_total')).toBe(N);
+      expect(metric(s.body, 'skybridge_request_duration_seconds_count')).toBe(N);
+      expect(metric(s.body, 'skybridge_tokens_total')).toBe(tokens);
+      expect(metric(s.body, 'skybridge_workers')).toBe(3);
+      expect(metric(s.body, 'skybridge_inflight_requests')).toBeLessThanOrEqual(1);
+      expect(s.body).toContain('skybridge_build_info{version=');
+      expect(s.body).toMatch(/^process_start_time_seconds \d+/m);
+    }
+    // The histogram's buckets are summed, not merged by worker: one series per label set.
+    const buckets = scrapes[0]!.body
+      .split('\n')
+      .filter((l) => l.startsWith('skybridge_request_duration_seconds_bucket'));
+    expect(buckets.filter((l) => l.includes('le="+Inf"'))).toHaveLength(1);
+  });
+
+  test('a killed worker is replaced and serving resumes; the counters never go down', async () => {
+    const before = metric((await rawRequest(gp.port, 'GET', '/metrics')).body, 'skybridge_requests_total');
+    const victim = logLines(logFile)[0].worker as number;
+    const from = gp.mark();
+    process.kill(victim, 'SIGKILL');
+    const exited = await gp.waitForLog((l) => l.msg?.startsWith('worker exited'), 5000, from);
+    expect(exited).toMatchObject({ level: 'error', worker: victim, signal: 'SIGKILL' });
+    const restarted = await gp.waitForLog((l) => l.msg === 'worker restarted', 10_000, from);
+    expect(restarted.worker).not.toBe(victim);
+    const after = await many(60, 12, () => chat(gp));
+    expect(after.every((r) => r.status === 200)).toBe(true);
+    const lines = await waitForLines(logFile, N + 60 + 0);
+    const recent = new Set(lines.slice(N).map((l) => l.worker));
+    expect(recent.has(restarted.worker)).toBe(true);
+    expect(recent.has(victim)).toBe(false);
+    const scrape = (await rawRequest(gp.port, 'GET', '/metrics')).body;
+    expect(metric(scrape, 'skybridge_requests_total')).toBeGreaterThanOrEqual(before + 60);
+    expect(metric(scrape, 'skybridge_workers')).toBe(3);
+  }, 30_000);
+
+  test('SIGTERM drains every worker: exit 0, the log has every line', async () => {
+    const lines = logLines(logFile).length;
+    const from = gp.mark();
+    expect(await gp.stop('SIGTERM')).toBe(0);
+    expect(gp.logs.slice(from).find((l) => l.msg === 'stopped')).toMatchObject({ exit_code: 0 });
+    expect(logLines(logFile)).toHaveLength(lines);
+  });
+});
+
+describe('workers: 2', () => {
+  test('SIGTERM with streams in flight on several workers: every stream completes, every line is written', async () => {
+    const { gp, logFile } = await start(2, providers(), { server: ', shutdown_grace_seconds: 10' });
+    const STREAMS = 12;
+    // ~1.5 s each, on connections of their own.
+    const streams = Array.from({ length: STREAMS }, () => chat(gp, {}, { model: 'slow-250', stream: true }));
+    await Bun.sleep(400);
+    const termAt = performance.now();
+    gp.proc.kill('SIGTERM');
+    const done = await Promise.all(streams);
+    for (const r of done) {
+      expect(r.status).toBe(200);
+      expect(r.body).toContain('data: [DONE]');
+    }
+    expect(await gp.exited).toBe(0);
+    expect(performance.now() - termAt).toBeLessThan(10_000);
+    const lines = logLines(logFile);
+    expect(lines).toHaveLength(STREAMS);
+    expect(lines.every((l) => l.outcome === 'ok' && l.stream === true && l.usage?.output_tokens === 7)).toBe(true);
+    expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
+  }, 30_000);
+
+  test('a requests_per_minute limit of N admits exactly N across workers', async () => {
+    const vk = fakeKey('vk');
+    const { gp, logFile } = await start(
+      2,
+      `${providers()}governance:
+  required: true
+  virtual_keys:
+    - { name: team, value: "${vk}", providers: [openai], models: ["*"], rate_limit: { requests_per_minute: 25 } }
+`,
+    );
+    const rs = await many(80, 16, () => chat(gp, { authorization: `Bearer ${vk}` }));
+    expect(rs.filter((r) => r.status === 200)).toHaveLength(25);
+    expect(rs.filter((r) => r.status === 429)).toHaveLength(55);
+    const lines = await waitForLines(logFile, 80);
+    expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
+    // Admitted on both workers: the limit is the group's, not split per worker.
+    expect(new Set(lines.filter((l) => l.status === 200).map((l) => l.worker)).size).toBe(2);
+  }, 30_000);
+
+  test('an edit to the config reaches every worker; an invalid one is rejected once', async () => {
+    const { gp, configPath } = await start(2);
+    const newKey = fakeKey('rotated');
+    let from = gp.mark();
+    writeFileSync(configPath, readFileSync(configPath, 'utf8').replace(KEY, newKey));
+    const reloaded = await gp.waitForLog((l) => l.msg === 'config reloaded', 5000, from);
+    expect(reloaded).toMatchObject({ reason: 'file changed', workers: 2 });
+    const seen = mock.requests.length;
+    const rs = await many(40, 8, () => chat(gp));
+    expect(rs.every((r) => r.status === 200)).toBe(true);
+    const auth = new Set(mock.requests.slice(seen).map((r) => r.headers.authorization));
+    expect(auth).toEqual(new Set([`Bearer ${newKey}`]));
+    const scrape = (await rawRequest(gp.port, 'GET', '/metrics')).body;
+    expect(scrape).toMatch(/^skybridge_config_reloads_total\{result="success"\} 1$/m);
+
+    from = gp.mark();
+    writeFileSync(configPath, `${readFileSync(configPath, 'utf8')}\nserver: { nonsense: 1 }\n`);
+    await gp.waitForLog((l) => l.msg?.startsWith('config reload rejected'), 5000, from);
+    await Bun.sleep(300);
+    expect(gp.logs.slice(from).filter((l) => l.level === 'error')).toHaveLength(1);
+    const after = (await rawRequest(gp.port, 'GET', '/metrics')).body;
+    expect(after).toMatch(/^skybridge_config_reloads_total\{result="failure"\} 1$/m);
+    expect(after).toMatch(/^skybridge_config_last_reload_successful 0$/m);
+    expect((await chat(gp)).status).toBe(200);
+    expect(mock.last.headers.authorization).toBe(`Bearer ${newKey}`);
+  }, 30_000);
+
+  test('SIGHUP reopens the request log in every worker', async () => {
+    const { gp, logFile } = await start(2);
+    await many(20, 5, () => chat(gp));
+    await waitForLines(logFile, 20);
+    renameSync(logFile, `${logFile}.1`);
+    const from = gp.mark();
+    gp.proc.kill('SIGHUP');
+    await gp.waitForLog((l) => l.msg === 'config reloaded' && l.reason === 'SIGHUP', 5000, from);
+    const rs = await many(30, 6, () => chat(gp));
+    expect(rs.every((r) => r.status === 200)).toBe(true);
+    expect(await gp.stop()).toBe(0);
+    expect(logLines(`${logFile}.1`)).toHaveLength(20);
+    const fresh = logLines(logFile);
+    expect(fresh).toHaveLength(30);
+    expect(new Set(fresh.map((l) => l.worker)).size).toBe(2);
+  }, 30_000);
+});
