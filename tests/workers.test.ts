@@ -12,6 +12,7 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fakeKey } from './support/gateway.ts';
+import { GoogleFiles } from './support/google-files.ts';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { type GatewayProcess, startGatewayProcess, tempDir } from './support/process.ts';
 import { type RawResponse, rawRequest } from './support/raw-http.ts';
@@ -282,5 +283,173 @@ describe('workers: 2', () => {
     const fresh = logLines(logFile);
     expect(fresh).toHaveLength(30);
     expect(new Set(fresh.map((l) => l.worker)).size).toBe(2);
+  }, 30_000);
+});
+
+describe('workers: 2, the state the group shares', () => {
+  test('explorer: every worker’s requests on /api/logs and /api/stats, whichever worker serves; the live feed shows them all', async () => {
+    const { gp } = await start(2);
+    const live = await fetch(`${gp.url}/api/logs/stream`);
+    expect(live.status).toBe(200);
+    const reader = live.body!.getReader();
+    const events: any[] = [];
+    const reading = (async () => {
+      let text = '';
+      const decoder = new TextDecoder();
+      while (events.length < 30) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        text += decoder.decode(value, { stream: true });
+        for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n')) {
+          const frame = text.slice(0, end);
+          text = text.slice(end + 2);
+          const data = /^data: (.*)$/m.exec(frame);
+          if (frame.includes('event: request') && data) events.push(JSON.parse(data[1]!));
+        }
+      }
+    })();
+    const rs = await many(30, 6, () => chat(gp));
+    const ids = new Set(rs.map((r) => header(r, 'x-request-id')));
+    await Promise.race([reading, Bun.sleep(5000)]);
+    await reader.cancel();
+    expect(new Set(events.map((e) => e.request_id))).toEqual(ids);
+    expect(new Set(events.map((e) => e.worker)).size).toBe(2);
+
+    for (const page of await many(8, 4, () => rawRequest(gp.port, 'GET', '/api/logs?limit=100'))) {
+      expect(page.status).toBe(200);
+      const { data } = JSON.parse(page.body);
+      expect(new Set(data.map((d: any) => d.request_id))).toEqual(ids);
+    }
+    for (const stats of await many(4, 4, () => rawRequest(gp.port, 'GET', '/api/stats'))) {
+      const body = JSON.parse(stats.body);
+      expect(body.totals.requests).toBe(30);
+      expect(body.index.rows).toBe(30);
+    }
+    const one = [...ids][0]!;
+    for (const r of await many(4, 4, () => rawRequest(gp.port, 'GET', `/api/logs/${one}`)))
+      expect(JSON.parse(r.body).data.request_id).toBe(one);
+    expect(await gp.stop()).toBe(0);
+  }, 30_000);
+
+  test('a key resting after a 429 rests on every worker', async () => {
+    const [a, b] = [fakeKey('key-a'), fakeKey('key-b')];
+    mock.respondWith((_req, rec) =>
+      rec.json?.model === 'rest-test' && rec.headers.authorization === `Bearer ${a}`
+        ? Response.json({ error: { message: 'slow down' } }, { status: 429, headers: { 'retry-after': '30' } })
+        : undefined,
+    );
+    const { gp, logFile } = await start(
+      2,
+      `providers:
+  openai:
+    keys:
+      - { name: a, value: "${a}", models: ["*"], weight: 1 }
+      - { name: b, value: "${b}", models: ["*"], weight: 0 }
+    network_config: { base_url: "${mock.url}" }
+`,
+    );
+    expect((await chat(gp, {}, { model: 'rest-test' })).status).toBe(429);
+    // The rest travels from the worker that saw the 429 to the others (~0.1 ms over IPC).
+    await Bun.sleep(100);
+    const seen = mock.requests.length;
+    const rs = await many(30, 6, () => chat(gp, {}, { model: 'rest-test' }));
+    expect(rs.map((r) => r.status)).toEqual(Array(30).fill(200));
+    expect(new Set(mock.requests.slice(seen).map((r) => r.headers.authorization))).toEqual(new Set([`Bearer ${b}`]));
+    const lines = await waitForLines(logFile, 31);
+    expect(new Set(lines.slice(1).map((l) => l.worker)).size).toBe(2);
+    const scrape = (await rawRequest(gp.port, 'GET', '/metrics')).body;
+    expect(scrape).toMatch(/^skybridge_keys_resting\{provider="openai"\} 1$/m);
+    expect(await gp.stop()).toBe(0);
+  }, 30_000);
+
+  test('an Entra ID token is minted once for the group, not once per worker', async () => {
+    const TENANT = 'tenant-workers';
+    let minted = 0;
+    mock.respondWith((_req, rec) =>
+      rec.path === `/${TENANT}/oauth2/v2.0/token`
+        ? Response.json({ token_type: 'Bearer', expires_in: 3599, access_token: `entra-token-${++minted}` })
+        : undefined,
+    );
+    const { gp, logFile } = await start(
+      2,
+      `providers:
+  azure:
+    keys:
+      - name: entra
+        models: ["*"]
+        azure_key_config:
+          endpoint: "${mock.url}"
+          api_version: "2024-10-21"
+          tenant_id: ${TENANT}
+          client_id: app-1
+          client_secret: "${fakeKey('entra-secret')}"
+          authority_host: "${mock.url}"
+`,
+    );
+    const seen = mock.requests.length;
+    const rs = await many(30, 6, () =>
+      rawRequest(
+        gp.port,
+        'POST',
+        '/azure_passthrough/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21',
+        { 'content-type': 'application/json', 'api-key': 'dummy' },
+        JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+      ),
+    );
+    expect(rs.every((r) => r.status === 200)).toBe(true);
+    expect(minted).toBe(1);
+    const calls = mock.requests.slice(seen).filter((r) => r.path.includes('/deployments/'));
+    expect(calls).toHaveLength(30);
+    expect(new Set(calls.map((r) => r.headers.authorization))).toEqual(new Set(['Bearer entra-token-1']));
+    const lines = await waitForLines(logFile, 30);
+    expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
+    expect(await gp.stop()).toBe(0);
+  }, 30_000);
+
+  test('an upload session started on one worker admits its credential-less chunks on every worker', async () => {
+    const files = new GoogleFiles(mock);
+    const vk = fakeKey('vk-upload');
+    const { gp, logFile } = await start(
+      2,
+      `providers:
+  gemini:
+    keys: [{ name: main, value: "${fakeKey('gemini')}", models: ["*"] }]
+    network_config: { base_url: "${mock.url}" }
+governance:
+  required: true
+  virtual_keys: [{ name: uploader, value: "${vk}", providers: [gemini], models: ["*"] }]
+`,
+    );
+    const CHUNKS = 12;
+    const started = await rawRequest(gp.port, 'POST', '/genai_passthrough/upload/v1beta/files', {
+      'x-goog-api-key': vk,
+      'x-goog-upload-protocol': 'resumable',
+      'x-goog-upload-command': 'start',
+      'x-goog-upload-header-content-length': String(CHUNKS * 10),
+      'x-goog-upload-header-content-type': 'text/plain',
+    });
+    expect(started.status).toBe(200);
+    const url = new URL(header(started, 'x-goog-upload-url')!);
+    const rs: RawResponse[] = [];
+    for (let i = 0; i < CHUNKS; i++) {
+      rs.push(
+        await rawRequest(
+          gp.port,
+          'POST',
+          url.pathname + url.search,
+          {
+            'x-goog-upload-command': i === CHUNKS - 1 ? 'upload, finalize' : 'upload',
+            'x-goog-upload-offset': String(i * 10),
+          },
+          String(i).padStart(10, '-'),
+        ),
+      );
+    }
+    expect(rs.map((r) => r.status)).toEqual(Array(CHUNKS).fill(200));
+    expect([...files.files.values()][0]!.chunks).toHaveLength(CHUNKS);
+    const lines = (await waitForLines(logFile, CHUNKS + 1)).slice(1);
+    expect(lines.every((l) => l.virtual_key === 'uploader')).toBe(true);
+    expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
+    expect(await gp.stop()).toBe(0);
   }, 30_000);
 });

@@ -95,7 +95,7 @@ export class LocalGroup implements Group {
     return this.handlers.run(topic.name, payload) as Promise<R>;
   }
 
-  broadcast(): void {}
+  broadcast<P>(_topic: Topic<P, unknown>, _payload: P): void {}
 
   async gather<P, R>(topic: Topic<P, R>, payload: P): Promise<Array<GatherAnswer<R>>> {
     return [{ pid: process.pid, value: (await this.handlers.run(topic.name, payload)) as R }];
