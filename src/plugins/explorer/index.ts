@@ -8,13 +8,16 @@
  * in transactions of at most WRITE_CHUNK rows with the event loop free between them,
  * and live subscribers get each chunk right after it is written.
  *
- * In a group of workers the primary is the index's one writer: each worker ships its
- * rows to it in batches of at most WRITE_CHUNK, one batch in flight at a time (IPC has no
- * backpressure of its own; while the primary is behind, rows wait in the worker, and
- * beyond MAX_OUTBOX the oldest are dropped: the request log has them). Workers answer
- * the API from the same file opened read-only, and their live subscribers get the rows
- * every worker's requests added, read from the index every FLUSH_MS. Without a request
- * log file the primary keeps the index in a temporary file, so that the workers can read it.
+ * In a group of workers the primary is the index's one writer, and it indexes the
+ * request log the workers append to (tail.ts), every FLUSH_MS, as it fills the index
+ * from that file on start: a worker does no explorer work per request, the file is the
+ * buffer while the primary is busy, and nothing per request crosses a process. Without
+ * a request log to read (no `logs.file`, or `logging` left out of `plugins`), the
+ * workers ship their rows to the primary instead, in batches of at most WRITE_CHUNK, one
+ * batch in flight at a time (IPC has no backpressure of its own: beyond MAX_OUTBOX rows
+ * waiting, the oldest are dropped), and the primary keeps the index in a temporary file.
+ * Workers answer the API from the index opened read-only, and their live subscribers
+ * get the rows every worker's requests added, read from the index every FLUSH_MS.
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,7 +35,8 @@ import { WarnLimiter } from '../shared/warn-limiter.ts';
 import { type ExplorerApi, explorerRoutes } from './api.ts';
 import { ingestFile } from './ingest.ts';
 import { LiveFeed } from './live.ts';
-import { type IndexRow, type LogFilter, LogStore, rowFromFields } from './store.ts';
+import { type IndexRow, type LogFilter, LogStore, rowFromFields, rowFromLine } from './store.ts';
+import { LogTail } from './tail.ts';
 
 export const FLUSH_MS = 200;
 /** Rows per transaction: a write holds the event loop for one chunk at most (a few ms). */
@@ -47,6 +51,10 @@ const DAY_MS = 86_400_000;
 const MAX_OUTBOX = 20_000;
 /** Rows a worker's live feed reads from the index per query. */
 const LIVE_READ = 1000;
+/** The primary reads at most this much of the request log per step, the event loop free between steps. */
+const TAIL_STEP_BYTES = 1024 * 1024;
+/** A worker whose requests the primary reads from the request log: no hook per request. */
+const NO_HOOKS: Hooks = {};
 
 /** A worker's rows, written by the primary; answers how many were new. */
 const ROWS = topic<IndexRow[], number>('explorer.rows');
@@ -81,6 +89,12 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
   private liveSeq = 0;
   /** The primary without a request log file: its temporary index, removed at close. */
   private tempIndex: string | undefined;
+  /** A group whose workers write the request log: the primary follows it into the index. */
+  private readsLog = false;
+  private tail: LogTail | undefined;
+  private tailTimer: ReturnType<typeof setInterval> | undefined;
+  private tailing: Promise<void> | undefined;
+  private readonly tailWarnings = new WarnLimiter(60_000);
 
   constructor(private readonly group: Group = new LocalGroup()) {
     if (group.role === 'primary') {
@@ -91,7 +105,7 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
   }
 
   /** Off with `explorer.enabled: false`. */
-  configure(config: RuntimeConfig): this | undefined | Promise<this | undefined> {
+  configure(config: RuntimeConfig): Hooks | undefined | Promise<Hooks | undefined> {
     const ex = config.source.explorer;
     if (!ex.enabled) {
       this.closeStore();
@@ -102,15 +116,18 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
     this.token = ex.admin_token ? new BearerToken(ex.admin_token) : undefined;
     this.maxRows = ex.retention_max_rows;
     this.retentionMs = ex.retention_days * DAY_MS;
-    if (this.group.role === 'worker') return this.openReader();
     const logFile = config.source.logs.file || null;
-    if (!this.store || logFile !== this.logFile) this.open(logFile);
-    else void this.prune();
+    const readsLog = this.group.role !== 'single' && logFile !== null && config.plugins.includes('logging');
+    if (this.group.role === 'worker') return this.openReader(readsLog);
+    if (!this.store || logFile !== this.logFile || readsLog !== this.readsLog) {
+      this.readsLog = readsLog;
+      this.open(logFile);
+    } else void this.prune();
     return this;
   }
 
   /** A worker: the primary's index, read-only (the primary has opened it for this config already). */
-  private async openReader(): Promise<this | undefined> {
+  private async openReader(readsLog: boolean): Promise<Hooks | undefined> {
     const index = await this.group.request(INDEX, undefined);
     if (!index) {
       this.closeStore();
@@ -121,7 +138,8 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
       this.closeStore();
       this.store = new LogStore(index.path, { readonly: true });
     }
-    return this;
+    this.readsLog = readsLog;
+    return readsLog ? NO_HOOKS : this;
   }
 
   /** Not listed in `plugins`: stop indexing, release the index. */
@@ -164,6 +182,8 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
         : Math.max(Date.now() - this.retentionMs, newest - 5 * 60_000);
     this.rebuilding = full;
     const started = performance.now();
+    // The primary of a group then follows the file from where the fill stopped.
+    if (this.readsLog) this.followLog(logFile, size);
     this.ingestion = ingestFile(store, logFile, {
       offset,
       minTs,
@@ -200,6 +220,55 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
         this.rebuilding = false;
         this.group.broadcast(FILLED, undefined);
       });
+  }
+
+  /**
+   * The primary: index what the workers append to the request log, every FLUSH_MS, in
+   * steps of TAIL_STEP_BYTES and transactions of WRITE_CHUNK rows with the event loop free
+   * between them. Lines the fill on start reads too are inserted once (by request id).
+   */
+  private followLog(file: string, offset: number): void {
+    this.tail = new LogTail(file, offset);
+    this.tailTimer = setInterval(() => void this.readLog(), FLUSH_MS);
+    this.tailTimer.unref?.();
+  }
+
+  /** Index what the request log has that the index has not; resolves when done (or `steps` are). */
+  private readLog(steps = 16): Promise<void> {
+    this.tailing ??= (async () => {
+      for (let i = 0; i < steps; i++) {
+        const tail = this.tail;
+        if (!tail) return;
+        const read = tail.read(TAIL_STEP_BYTES);
+        if (read.skipped > 0)
+          this.tailWarnings.warn(
+            { file: tail.file, bytes: read.skipped },
+            'explorer index too far behind the request log: skipped ahead (those requests are in the log only)',
+          );
+        const rows: IndexRow[] = [];
+        for (const line of read.lines) {
+          try {
+            const row = rowFromLine(JSON.parse(line), line);
+            if (row) rows.push(row);
+          } catch {
+            // Not a JSON line: the request log has only those, unless edited by hand.
+          }
+        }
+        for (let at = 0; at < rows.length; at += WRITE_CHUNK) {
+          this.insert(rows.slice(at, at + WRITE_CHUNK));
+          await new Promise((r) => setImmediate(r));
+        }
+        if (!read.more) return;
+      }
+    })().finally(() => (this.tailing = undefined));
+    return this.tailing;
+  }
+
+  private stopFollowing(): void {
+    clearInterval(this.tailTimer);
+    this.tailTimer = undefined;
+    this.tail?.close();
+    this.tail = undefined;
   }
 
   /** The primary's index when there is no request log file: the workers need a file to read. */
@@ -425,6 +494,7 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
 
   private closeStore(): void {
     this.flush();
+    this.stopFollowing();
     this.live.closeAll();
     clearInterval(this.livePoll);
     this.livePoll = undefined;
@@ -441,6 +511,11 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
     // A worker: what it queued reaches the primary before this process exits.
     this.flush();
     await this.shipped();
+    // The primary, once its workers have exited: the last lines they wrote.
+    if (this.tail) {
+      await this.tailing;
+      await this.readLog(Number.POSITIVE_INFINITY);
+    }
     this.closeStore();
   }
 }

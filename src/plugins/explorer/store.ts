@@ -382,11 +382,15 @@ function pushValues(values: unknown[], row: IndexRow): unknown[] {
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
+/** How every request-log line starts: what follows is the line's record (`{` + the rest). */
+const LINE_PREFIX = '{"log":"request",';
+
 /**
  * A request-log line (as written to the NDJSON file, or about to be) as an index row;
- * undefined when it is not a request line (no request_id or unreadable time).
+ * undefined when it is not a request line (no request_id or unreadable time). `text`:
+ * the line as read, whose record is then cut from it rather than serialised again.
  */
-export function rowFromLine(line: Record<string, unknown>): IndexRow | undefined {
+export function rowFromLine(line: Record<string, unknown>, text?: string): IndexRow | undefined {
   const requestId = line.request_id;
   const ts = typeof line.time === 'string' ? Date.parse(line.time) : Number.NaN;
   if (typeof requestId !== 'string' || !requestId || !Number.isFinite(ts)) return undefined;
@@ -407,7 +411,10 @@ export function rowFromLine(line: Record<string, unknown>): IndexRow | undefined
     lat_bin: num(rest.latency_ms) === null ? null : latencyBin(rest.latency_ms as number),
     input_tokens: num(usage.input_tokens),
     output_tokens: num(usage.output_tokens),
-    record: JSON.stringify(rest),
+    record:
+      text?.startsWith(LINE_PREFIX) && request_body === undefined && response_body === undefined
+        ? `{${text.slice(LINE_PREFIX.length)}`
+        : JSON.stringify(rest),
     request_body: str(request_body),
     response_body: str(response_body),
   };
