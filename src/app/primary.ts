@@ -105,9 +105,28 @@ export class Primary implements Supervised {
   }
 
   private async begin(): Promise<void> {
+    // A change seen while the group starts is reloaded once it has started.
+    const started = Promise.withResolvers<void>();
+    this.reloadChain = started.promise;
+    try {
+      await this.startGroup();
+    } finally {
+      started.resolve();
+    }
+  }
+
+  private async startGroup(): Promise<void> {
     const config = this.config;
     applyConfiguredLevel(config.source.logs.level);
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
+    // Watched from now on (Bun adds the watch a moment after the call returns): an edit
+    // while the workers start reaches them (a worker that starts on an older config is
+    // sent the new one when it listens).
+    if (this.options.configPath) {
+      this.watcher = new ConfigWatcher(this.options.configPath, () => this.reload('file changed'), {
+        initialText: this.text,
+      });
+    }
     // Tokens this process mints for its workers; the plugins hold the group's state.
     shareTokens(this.group);
     await this.plugins.pipelineFor(config);
@@ -116,6 +135,7 @@ export class Primary implements Supervised {
       await Promise.all(this.slots.map((slot) => this.spawn(slot)));
     } catch (err) {
       this.stopping = true;
+      this.watcher?.close();
       for (const slot of this.slots) slot.proc?.kill('SIGKILL');
       await this.plugins.close();
       throw err;
@@ -124,11 +144,6 @@ export class Primary implements Supervised {
       { host: this.host, port: this.port, config: config.origin, workers: this.slots.length },
       'skybridge listening',
     );
-    if (this.options.configPath) {
-      this.watcher = new ConfigWatcher(this.options.configPath, () => this.reload('file changed'), {
-        initialText: this.text,
-      });
-    }
   }
 
   /**
