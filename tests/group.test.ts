@@ -22,12 +22,23 @@ const FAIL = topic<undefined, undefined>('test.fail');
 const SLOW = topic<undefined, string>('test.slow');
 const NEWS = topic<string>('test.news');
 
+const turn = () => new Promise((r) => setImmediate(r));
+
 /** Two channel ends joined as two processes would be: JSON on the way, delivered a turn later. */
-function pair(): { a: Channel; b: Channel; aHandlers: Handlers; bHandlers: Handlers; casts: string[] } {
+function pair(): {
+  a: Channel;
+  b: Channel;
+  aHandlers: Handlers;
+  bHandlers: Handlers;
+  casts: string[];
+  wires: Wire[];
+} {
   const aHandlers = new Handlers();
   const bHandlers = new Handlers();
   const casts: string[] = [];
+  const wires: Wire[] = [];
   const wire = (to: () => Channel) => (m: Wire) => {
+    wires.push(m);
     const copy = JSON.parse(JSON.stringify(m)) as Wire;
     setTimeout(() => to().receive(copy), 0);
   };
@@ -41,7 +52,7 @@ function pair(): { a: Channel; b: Channel; aHandlers: Handlers; bHandlers: Handl
     bHandlers,
     (t, p) => casts.push(`b:${t}:${p}`),
   );
-  return { a, b, aHandlers, bHandlers, casts };
+  return { a, b, aHandlers, bHandlers, casts, wires };
 }
 
 describe('IPC channel', () => {
@@ -53,6 +64,15 @@ describe('IPC channel', () => {
     });
     const answers = await Promise.all([1, 2, 3].map((n) => a.request(ECHO.name, { n })));
     expect(answers).toEqual([{ twice: 2 }, { twice: 4 }, { twice: 6 }]);
+  });
+
+  test('what one turn of the event loop sends goes as one message', async () => {
+    const { a, bHandlers, wires } = pair();
+    bHandlers.set(ECHO, ({ n }) => ({ twice: 2 * n }));
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, n) => a.request(ECHO.name, { n })));
+    expect(answers.map((x) => (x as { twice: number }).twice)).toEqual(Array.from({ length: 50 }, (_, n) => 2 * n));
+    // 50 requests in one message, their 50 answers in another.
+    expect(wires.map((w) => (w.k === 'batch' ? w.items.length : 1))).toEqual([50, 50]);
   });
 
   test('a handler that throws, an unknown topic, no answer in time, a closed channel: the request fails, nothing hangs', async () => {
@@ -110,12 +130,14 @@ describe('groups', () => {
     });
 
     primary.receive(101, { k: 'cast', topic: NEWS.name, payload: 'rest key a' });
+    await turn();
     expect(heard).toEqual(['rest key a']);
     expect(sent.get(101)).toEqual([]);
     expect(sent.get(102)).toEqual([{ k: 'cast', topic: NEWS.name, payload: 'rest key a' }]);
     expect(sent.get(103)).toEqual([]);
 
     const gathering = primary.gather(ECHO, { n: 5 }, { timeoutMs: 1000 });
+    await turn();
     const asks = [...sent.values()].flatMap((s) => s.filter((m) => m.k === 'req'));
     expect(asks).toHaveLength(2);
     const ask101 = sent.get(101)!.find((m) => m.k === 'req') as Extract<Wire, { k: 'req' }>;

@@ -331,6 +331,32 @@ describe('workers: 2, the state the group shares', () => {
     expect(await gp.stop()).toBe(0);
   }, 30_000);
 
+  for (const [what, rest, logs] of [
+    ['the request log left out of plugins', `plugins: [explorer, metrics]\n${providers()}`, ''],
+    ['no request log file (a temporary index)', providers(), ', file: ""'],
+  ] as const) {
+    test(`explorer without a request log to read (${what}): workers ship their rows, every request is listed`, async () => {
+      const dir = tempDir('workers-ship');
+      const configPath = join(dir, 'config.yaml');
+      writeFileSync(
+        configPath,
+        `server: { host: 127.0.0.1, port: 0 }\nlogs: { ${logs ? logs.slice(2) : `file: ${JSON.stringify(join(dir, 'requests.ndjson'))}`} }\n${rest}`,
+      );
+      const gp = await startGatewayProcess(['--config', configPath], { workers: 2 });
+      procs.push(gp);
+      const rs = await many(40, 8, () => chat(gp));
+      const ids = new Set(rs.map((r) => header(r, 'x-request-id')));
+      let data: any[] = [];
+      for (let i = 0; i < 50 && data.length < 40; i++) {
+        await Bun.sleep(50);
+        data = JSON.parse((await rawRequest(gp.port, 'GET', '/api/logs?limit=100')).body).data;
+      }
+      expect(new Set(data.map((d) => d.request_id))).toEqual(ids);
+      expect(new Set(data.map((d) => d.worker)).size).toBe(2);
+      expect(await gp.stop()).toBe(0);
+    }, 30_000);
+  }
+
   test('a key resting after a 429 rests on every worker', async () => {
     const [a, b] = [fakeKey('key-a'), fakeKey('key-b')];
     mock.respondWith((_req, rec) =>
