@@ -268,6 +268,43 @@ describe('workers: 2', () => {
     expect(mock.last.headers.authorization).toBe(`Bearer ${newKey}`);
   }, 30_000);
 
+  test('the workers exit with their primary, even when it is killed with SIGKILL', async () => {
+    const { gp, logFile } = await start(2);
+    await many(20, 5, () => chat(gp));
+    const pids = [...new Set((await waitForLines(logFile, 20)).map((l) => l.worker as number))];
+    expect(pids).toHaveLength(2);
+    gp.proc.kill('SIGKILL');
+    await gp.exited;
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 100 && pids.some(alive); i++) await Bun.sleep(20);
+    expect(pids.filter(alive)).toEqual([]);
+  }, 30_000);
+
+  test('server.workers changed in the file: a restart is needed, and said once', async () => {
+    const dir = tempDir('workers-count');
+    const configPath = join(dir, 'config.yaml');
+    const config = (n: number) =>
+      `server: { host: 127.0.0.1, port: 0, workers: ${n} }\nlogs: { file: ${JSON.stringify(join(dir, 'requests.ndjson'))} }\n${providers()}`;
+    writeFileSync(configPath, config(2));
+    const gp = await startGatewayProcess(['--config', configPath], { workers: 'config' });
+    procs.push(gp);
+    expect(gp.logs.find((l) => l.msg === 'skybridge listening')).toMatchObject({ workers: 2 });
+    const from = gp.mark();
+    writeFileSync(configPath, config(3));
+    await gp.waitForLog((l) => l.msg === 'config reloaded', 5000, from);
+    const warned = gp.logs.slice(from).filter((l) => l.setting === 'server.workers');
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ level: 'warn', in_force: 2, configured: 3 });
+    expect(await gp.stop()).toBe(0);
+  }, 30_000);
+
   test('SIGHUP reopens the request log in every worker', async () => {
     const { gp, logFile } = await start(2);
     await many(20, 5, () => chat(gp));

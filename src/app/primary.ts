@@ -368,13 +368,15 @@ export class Primary implements Supervised {
     }
     const running = this.slots.filter((s) => s.proc);
     this.group.broadcast(SHUTDOWN, undefined);
-    // A worker still starting is not in the broadcast: a signal stops it.
-    for (const slot of running) if (slot.listening) slot.proc?.kill('SIGTERM');
+    // A worker still starting is not in the broadcast: a signal stops it (it served
+    // nothing, so how it ends is no failure of the stop).
+    const starting = new Set(running.filter((s) => s.listening));
+    for (const slot of starting) slot.proc?.kill('SIGTERM');
     const deadline = this.graceSeconds * 1000 + SHUTDOWN_MARGIN_MS + WORKER_STOP_SLACK_MS / 2;
     const killer = setTimeout(() => {
       for (const slot of running) slot.proc?.kill('SIGKILL');
     }, deadline);
-    const codes = await Promise.all(running.map((s) => s.exited!));
+    const codes = await Promise.all(running.map((s) => s.exited!.then((code) => (starting.has(s) ? 0 : code))));
     clearTimeout(killer);
     const workersFailed = codes.filter((c) => c !== 0).length;
     const report = await this.plugins.close();
