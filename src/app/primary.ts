@@ -166,11 +166,6 @@ export class Primary implements Supervised {
     return { workers: this.group.readyCount };
   }
 
-  /** The pids of the workers running now (tests, diagnostics). */
-  get workerPids(): number[] {
-    return this.slots.flatMap((s) => (s.proc && s.exited ? [s.proc.pid] : []));
-  }
-
   // --- workers --------------------------------------------------------------------
 
   private spawn(slot: Slot): Promise<void> {
@@ -238,6 +233,7 @@ export class Primary implements Supervised {
       .catch((err) => ({ ok: false, error: String((err as Error).message) }));
     if (!answer.ok)
       appLog.error({ worker: pid, error: answer.error }, 'a worker started during a reload could not apply the config');
+    await this.group.ask(pid, RELOADS, { ...this.reloads }).catch(() => {});
   }
 
   private exited(slot: Slot, proc: Subprocess, code: number): void {
@@ -266,7 +262,9 @@ export class Primary implements Supervised {
       if (this.stopping) return;
       this.spawn(slot).then(
         () => appLog.info({ worker: slot.proc?.pid, slot: slot.index }, 'worker restarted'),
-        (err) => appLog.error({ slot: slot.index, err: String(err) }, 'worker restart failed'),
+        (err) => {
+          if (!this.stopping) appLog.error({ slot: slot.index, err: String(err) }, 'worker restart failed');
+        },
       );
     }, delay);
   }
