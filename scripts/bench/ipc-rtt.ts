@@ -54,9 +54,7 @@ if (process.argv[2] === 'worker') {
     return memory.admitSync(checks);
   });
   const marks: Array<{ served: number; cpu: number }> = [];
-  const DONE = topic<{ seq: { wallUs: number; cpuUs: number }; conc: { wallUs: number; cpuUs: number } }>(
-    'bench.done',
-  );
+  const DONE = topic<{ seq: { wallUs: number; cpuUs: number }; conc: { wallUs: number; cpuUs: number } }>('bench.done');
   const finished = Promise.withResolvers<{
     seq: { wallUs: number; cpuUs: number };
     conc: { wallUs: number; cpuUs: number };
