@@ -63,6 +63,14 @@ export interface CompiledProvider {
   directKeys: boolean;
 }
 
+/** `server.tls`, read and checked (app/config/tls.ts): absolute paths and the PEM texts. */
+export interface ServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
 export interface RuntimeConfig {
   source: Config;
   /** Where it came from: a file path, or "built-in default". */
@@ -75,4 +83,6 @@ export interface RuntimeConfig {
   warnings: string[];
   /** Configured secrets (provider keys, client secrets, virtual keys): never logged, never a label. */
   secrets: readonly string[];
+  /** The gateway's own certificate (HTTPS, WSS), or undefined for plain HTTP. */
+  serverTls: ServerTls | undefined;
 }

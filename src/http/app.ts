@@ -18,13 +18,10 @@ export interface OwnedRoute {
   readonly route: PluginRoute;
 }
 
-type Passthrough = (
-  route: Route,
-  request: Request,
-  server: Bun.Server<unknown> | null,
-  raw: RawTarget,
-) => Response | Promise<Response>;
-type BunRoute = (request: Request, server: Bun.Server<unknown>) => Response | Promise<Response>;
+/** A passthrough answer; undefined once a WebSocket handshake was upgraded (proxy/realtime.ts). */
+type Answer = Response | undefined | Promise<Response | undefined>;
+type Passthrough = (route: Route, request: Request, server: Bun.Server<unknown> | null, raw: RawTarget) => Answer;
+type BunRoute = (request: Request, server: Bun.Server<unknown>) => Answer;
 
 /**
  * The passthrough prefixes as Bun routes, which match the raw request target (Elysia's
@@ -61,7 +58,7 @@ function servedBy(
   server: Bun.Server<unknown>,
   raw: RawTarget,
   serve: Passthrough,
-): Response | Promise<Response> {
+): Answer {
   return route
     ? serve(route, request, server, raw)
     : jsonError(404, 'not_found', 'no provider of that name is configured (providers:)');

@@ -8,6 +8,7 @@ import { readBody } from './body.ts';
 import { Completion } from './completion.ts';
 import { exchange } from './exchange.ts';
 import { prepare } from './prepare.ts';
+import { openSession } from './realtime.ts';
 import { startRecord } from './record.ts';
 import { relay } from './relay.ts';
 import { type RawTarget, readTarget } from './target.ts';
@@ -18,7 +19,7 @@ export async function handle(
   server: Bun.Server<unknown> | null,
   rt: GatewayState,
   raw: RawTarget,
-): Promise<Response> {
+): Promise<Response | undefined> {
   const { config, pipeline } = rt; // read once: a reload swaps both
   const done = new Completion(startRecord(route, request, server), pipeline, rt); // completion.ts: closes the record once
   const record = done.record;
@@ -26,6 +27,8 @@ export async function handle(
   const target = readTarget(route, request, raw); // target.ts: prefix, path safety, method
   if (!target.ok) return done.refused(target.refusal);
   record.path = target.path;
+  // realtime.ts: a WebSocket session (undefined once upgraded), or its refusal.
+  if (target.upgrade) return openSession({ route, request, server, rt, path: target.path, query: target.query, done });
 
   const body = await readBody(request, config, record); // body.ts: none | held | streamed | refused
   if (body.kind === 'refused') return done.refused(body.refusal);

@@ -10,6 +10,7 @@ import { type Config, PROVIDER_IDS, type ProviderInput } from '../../config/sche
 import { KeyPool } from '../../keys/pool.ts';
 import { apiKey } from '../../providers/auth/index.ts';
 import { type KeyReport, PROVIDERS, type Provider } from '../../providers/index.ts';
+import { readServerTls } from './tls.ts';
 
 const MiB = 1024 * 1024;
 /** Below this, Bun's ~4 s socket-timer tick is too coarse for the header timeout. */
@@ -61,6 +62,7 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
         'a governance section is configured but "governance" is not in plugins: virtual keys and limits are not enforced',
       );
   }
+  const serverTls = readServerTls(config.server.tls, origin, problems, warnings);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     source: config,
@@ -71,6 +73,7 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
     plugins: [...new Set(config.plugins)],
     warnings,
     secrets: configuredSecrets(config, providers),
+    serverTls,
   };
 }
 
