@@ -63,7 +63,7 @@ export class Gateway {
     };
     const plugins = new PluginSet(() => state, options.plugins);
     state.pipeline = await plugins.pipelineFor(config);
-    const app = createApp(state, plugins.routes(config));
+    const app = createApp(state, plugins.routes(config), { secure: config.serverTls !== undefined });
     const host = options.host ?? config.source.server.host;
     const port = options.port ?? config.source.server.port;
     const ws = config.source.server.websocket;

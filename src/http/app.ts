@@ -69,7 +69,11 @@ function configuredRoute(state: GatewayState, name: string | undefined): Route |
   return name !== undefined && Object.hasOwn(state.config.providers, name) ? genericRoute(name) : undefined;
 }
 
-export function createApp(state: GatewayState, pluginRoutes: readonly OwnedRoute[] = []): Elysia {
+export function createApp(
+  state: GatewayState,
+  pluginRoutes: readonly OwnedRoute[] = [],
+  options: { secure?: boolean } = {},
+): Elysia {
   const passthrough: Passthrough = (route, request, server, raw) =>
     state.draining
       ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' })
@@ -86,8 +90,15 @@ export function createApp(state: GatewayState, pluginRoutes: readonly OwnedRoute
   ) as Record<string, BunRoute>;
   // standardHostname: false. Elysia otherwise looks for the path from the 12th character
   // of the URL, assuming a host of 4+ characters: behind a Host of `llm` or `ai:80` (a
-  // service name) every request was routed as the wrong path.
-  const app = new Elysia({ name: 'skybridge', handler: { standardHostname: false }, serve: { routes } as object });
+  // service name) every request was routed as the wrong path. Its other choice, the 8th
+  // character, is inside `https://`: a TLS gateway (`secure`) takes the 12th, right for
+  // hosts of 3+ characters. Only requests Bun's router did not match reach that parse
+  // (its table has every route, Elysia's included): HEAD on a GET route, unknown paths.
+  const app = new Elysia({
+    name: 'skybridge',
+    handler: { standardHostname: options.secure === true },
+    serve: { routes } as object,
+  });
 
   app.get(
     '/health',

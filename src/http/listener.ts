@@ -6,7 +6,7 @@
  * A new certificate without dropping a connection: Bun's `server.reload()` keeps the
  * certificate it started with (measured on Bun 1.4.5: the served certificate did not
  * change), so the new one gets a listening socket of its own on the same port
- * (SO_REUSEPORT) serving the same app, and the old socket stops accepting; its open
+ * (SO_REUSEPORT) serving the same app (Elysia's listen again), and the old socket stops accepting; its open
  * connections (requests, streams, WebSocket sessions) run on until they end. A gateway
  * with TLS therefore always listens with SO_REUSEPORT; that the port is free is checked
  * first by binding it without (a second gateway on the port is an error, not half the
@@ -44,24 +44,8 @@ export class Listener {
 
   static start(app: Elysia, settings: ListenSettings): Listener {
     const listener = new Listener(app, settings);
-    let port = settings.port;
-    if (settings.tls) port = freePort(settings.hostname, port);
-    app.listen({
-      hostname: settings.hostname,
-      port,
-      // The flow enforces server.max_request_body_mb itself (a JSON 413, and live on
-      // reload); Bun's own cap would answer first with an empty 413, so it stays high.
-      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-      idleTimeout: settings.idleTimeoutSeconds,
-      // Elysia turns SO_REUSEPORT on by default: a second gateway on the same port would
-      // start "fine" and silently take half the connections. Only TLS needs it (a new
-      // certificate's socket), after the check above.
-      reusePort: settings.tls !== undefined,
-      ...(settings.tls && { tls: { cert: settings.tls.cert, key: settings.tls.key } }),
-      websocket: listener.websocket() as object,
-    });
-    if (!app.server) throw new Error(`could not listen on ${settings.hostname}:${settings.port}`);
-    listener.servers.push(app.server);
+    const port = settings.tls ? freePort(settings.hostname, settings.port) : settings.port;
+    listener.listen(port, settings.tls);
     return listener;
   }
 
@@ -84,23 +68,8 @@ export class Listener {
    */
   replaceTls(tls: ServerTls): void {
     const old = this.server;
-    const server = Bun.serve({
-      hostname: this.settings.hostname,
-      port: old.port,
-      reusePort: true,
-      development: old.development,
-      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-      idleTimeout: this.settings.idleTimeoutSeconds,
-      tls: { cert: tls.cert, key: tls.key },
-      // The passthrough routes on the raw target (http/app.ts), everything else through Elysia.
-      routes: (this.app.config.serve as { routes: Record<string, never> }).routes,
-      fetch: this.app.fetch,
-      websocket: this.websocket(),
-    } as Parameters<typeof Bun.serve>[0]);
+    this.listen(old.port!, tls);
     this.tls = tls;
-    this.servers.push(server);
-    // Elysia hands its own routes the server as `server` (requestIP, timeout): the current one.
-    (this.app as { server: Server<unknown> | null }).server = server;
     void old.stop(false).then(() => this.servers.splice(this.servers.indexOf(old), 1));
   }
 
@@ -109,17 +78,38 @@ export class Listener {
     await Promise.all(this.servers.map((s) => s.stop(closeActive)));
   }
 
-  private websocket() {
-    return {
-      ...SESSION_SOCKET,
-      maxPayloadLength: this.settings.maxMessageMb * MiB,
-      backpressureLimit: NO_BUN_BACKPRESSURE_LIMIT,
-      closeOnBackpressureLimit: false,
-      // Bun's defaults, said here: a client silent for 120 s is pinged first, then closed.
-      idleTimeout: 120,
-      sendPings: true,
-      perMessageDeflate: false,
-    };
+  /**
+   * One Bun server for the app, through Elysia's own listen (it builds the route table:
+   * the passthrough routes and every Elysia route); Elysia then hands its routes this
+   * server as `server`.
+   */
+  private listen(port: number, tls: ServerTls | undefined): void {
+    const s = this.settings;
+    this.app.listen({
+      hostname: s.hostname,
+      port,
+      // The flow enforces server.max_request_body_mb itself (a JSON 413, and live on
+      // reload); Bun's own cap would answer first with an empty 413, so it stays high.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+      idleTimeout: s.idleTimeoutSeconds,
+      // Elysia turns SO_REUSEPORT on by default: a second gateway on the same port would
+      // start "fine" and silently take half the connections. Only TLS needs it (a new
+      // certificate's socket), after freePort's check.
+      reusePort: tls !== undefined,
+      ...(tls && { tls: { cert: tls.cert, key: tls.key } }),
+      websocket: {
+        ...SESSION_SOCKET,
+        maxPayloadLength: s.maxMessageMb * MiB,
+        backpressureLimit: NO_BUN_BACKPRESSURE_LIMIT,
+        closeOnBackpressureLimit: false,
+        // Bun's defaults, said here: a client silent for 120 s is pinged first, then closed.
+        idleTimeout: 120,
+        sendPings: true,
+        perMessageDeflate: false,
+      } as object,
+    });
+    if (!this.app.server) throw new Error(`could not listen on ${s.hostname}:${port}`);
+    this.servers.push(this.app.server);
   }
 }
 

@@ -59,8 +59,12 @@ export class MockRealtime {
   refuseWith: Refuser | undefined;
   /** Take over a connection's messages (return true when handled). */
   onMessage: ((conn: RtConnection, message: RtMessage) => boolean | undefined) | undefined;
+  /** Called for each ping the mock receives (it answers them itself). */
+  onPing: ((conn: RtConnection, data: Buffer) => void) | undefined;
   /** Delay before each answer the mock sends on its own (ms). */
   answerDelayMs = 0;
+  /** Delay before a handshake is answered (ms). */
+  handshakeDelayMs = 0;
   private readonly server: Server<RtConnection>;
 
   constructor(options: { tls?: { cert: string; key: string } } = {}) {
@@ -69,7 +73,8 @@ export class MockRealtime {
       port: 0,
       idleTimeout: 0,
       ...(options.tls && { tls: options.tls }),
-      fetch: (req, server) => {
+      fetch: async (req, server) => {
+        if (this.handshakeDelayMs > 0) await Bun.sleep(this.handshakeDelayMs);
         const url = req.url;
         const pathStart = url.indexOf('/', url.indexOf('//') + 2);
         const q = url.indexOf('?', pathStart);
@@ -110,7 +115,8 @@ export class MockRealtime {
         maxPayloadLength: 64 * 1024 * 1024,
         open: (ws) => {
           ws.data.ws = ws;
-          if (ws.data.path.endsWith('/realtime')) this.later(ws.data, () => ws.data.send(openaiEvent('session.created')));
+          if (ws.data.path.endsWith('/realtime'))
+            this.later(ws.data, () => ws.data.send(openaiEvent('session.created')));
         },
         message: (ws, raw) => {
           const conn = ws.data;
@@ -122,6 +128,7 @@ export class MockRealtime {
           if (this.onMessage?.(conn, message)) return;
           this.answer(conn, message);
         },
+        ping: (ws, data) => this.onPing?.(ws.data, data),
         close: (ws, code, reason) => {
           ws.data.closed = { code, reason };
         },
@@ -161,7 +168,9 @@ export class MockRealtime {
     this.connections.length = 0;
     this.refuseWith = undefined;
     this.onMessage = undefined;
+    this.onPing = undefined;
     this.answerDelayMs = 0;
+    this.handshakeDelayMs = 0;
   }
 
   async stop(): Promise<void> {
@@ -184,7 +193,9 @@ export class MockRealtime {
       if (event.type === 'response.create') {
         this.later(conn, () => {
           conn.send(openaiEvent('response.output_text.delta', { delta: 'Hello from the mock' }));
-          conn.send(openaiEvent('response.output_audio.delta', { delta: Buffer.from('audio-bytes').toString('base64') }));
+          conn.send(
+            openaiEvent('response.output_audio.delta', { delta: Buffer.from('audio-bytes').toString('base64') }),
+          );
           conn.send(
             openaiEvent('response.done', {
               response: { id: 'resp_1', object: 'realtime.response', status: 'completed', usage: RT_USAGE.openai },
@@ -198,7 +209,9 @@ export class MockRealtime {
     if (event.setup) this.later(conn, () => conn.send(enc.encode(JSON.stringify({ setupComplete: {} }))));
     else if (event.clientContent || event.realtimeInput) {
       this.later(conn, () => {
-        conn.send(enc.encode(JSON.stringify({ serverContent: { modelTurn: { parts: [{ text: 'Hello from Live' }] } } })));
+        conn.send(
+          enc.encode(JSON.stringify({ serverContent: { modelTurn: { parts: [{ text: 'Hello from Live' }] } } })),
+        );
         conn.send(
           enc.encode(JSON.stringify({ serverContent: { turnComplete: true }, usageMetadata: RT_USAGE.gemini })),
         );
