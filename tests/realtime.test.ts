@@ -323,6 +323,36 @@ describe('OpenAI Realtime', () => {
     s.ws.close();
   });
 
+  test('a silent upstream is pinged by the gateway; one that does not answer is taken for lost', async () => {
+    const quick = await startGateway({
+      providers: {
+        openai: {
+          keys: [{ value: key }],
+          network_config: { base_url: mock.url, stream_idle_timeout_in_seconds: 1 },
+        },
+      },
+    });
+    try {
+      const pings: number[] = [];
+      mock.onPing = () => pings.push(performance.now());
+      const s = await mustOpen(`${wsBase(quick)}/openai_passthrough/v1/realtime?model=gpt-realtime`);
+      await s.waitFor(1);
+      const opened = performance.now();
+      for (let i = 0; i < 300 && pings.length === 0; i++) await Bun.sleep(10);
+      expect(pings.length).toBe(1);
+      expect(pings[0]! - opened).toBeGreaterThan(800);
+      // The mock answered (Bun does): the session stays. Now it stops reading: no pong.
+      mock.last.ws!.pause();
+      const closed = await s.closed;
+      expect(closed.code).toBe(1006);
+      expect(closed.at - opened).toBeLessThan(6000);
+      const line = await quick.waitForLine((l) => l.end_reason === 'upstream_error');
+      expect(line.error.message).toContain('did not answer a WebSocket ping');
+    } finally {
+      await quick.stop();
+    }
+  });
+
   test('without keys (direct key) the client key passes as it came, subprotocol included', async () => {
     const direct = await startGateway({ providers: { openai: { network_config: { base_url: mock.url } } } });
     try {

@@ -31,6 +31,10 @@
  *
  * Pings: each leg answers its own pings (Bun does, on both sides); a ping from one side
  * is also sent on to the other, so keepalives cross the gateway; pongs are not relayed.
+ * An upstream silent for UPSTREAM_PING_MAX_MS (or the provider's stream idle limit, when
+ * shorter) is pinged by the gateway, and one that does not answer within as long again is
+ * taken for lost (a connection can die without a FIN; a load balancer can drop an idle one).
+ * The client side has Bun's own: pinged when silent, closed after 120 s without an answer.
  */
 
 import type { IncomingMessage } from 'node:http';
@@ -51,6 +55,7 @@ import type { RequestBody } from './body.ts';
 import type { Completion } from './completion.ts';
 import { pickKey } from './exchange.ts';
 import { clientResponseHeaders } from './headers.ts';
+import { type IdleWatch, unwatchIdle, watchIdle } from './idle.ts';
 import { type Context, prepare } from './prepare.ts';
 import { retryAfterMs } from './retry.ts';
 
@@ -61,6 +66,8 @@ const CLOSE_WAIT_MS = 2000;
 const PAUSE_CLIENT_AT = 256 * 1024;
 /** How often a paused client is checked for resuming (only while paused). */
 const RESUME_CHECK_MS = 20;
+/** An upstream silent this long is pinged; one that does not answer within as long again is lost. */
+const UPSTREAM_PING_MAX_MS = 30_000;
 /** A refused handshake's body is relayed up to this size (an error document). */
 const MAX_REFUSAL_BODY = MiB;
 const NO_BODY: RequestBody = { kind: 'none' };
@@ -198,6 +205,9 @@ function onUpstreamMessage(this: WebSocket, data: Buffer, isBinary: boolean): vo
 function onUpstreamPing(this: WebSocket, data: Buffer): void {
   (this as Upstream)[SESSION].upstreamPing(data);
 }
+function onUpstreamPong(this: WebSocket): void {
+  (this as Upstream)[SESSION].upstreamAlive();
+}
 function onUpstreamError(this: WebSocket, error: Error & { code?: string }): void {
   (this as Upstream)[SESSION].upstreamError(error);
 }
@@ -217,8 +227,12 @@ export const SESSION_SOCKET: WebSocketHandler<RealtimeSession> = {
 type SideState = 'open' | 'closing' | 'closed';
 
 /** One WebSocket session: the upstream socket, the client's once accepted, and the relay between them. */
-export class RealtimeSession implements OpenSession {
+export class RealtimeSession implements OpenSession, IdleWatch {
   client: ClientSocket | undefined;
+  /** When the upstream last sent anything (message, ping, pong): the idle sweep pings it when silent. */
+  lastActivity = 0;
+  readonly timeoutMs: number;
+  private pingOutstanding = false;
   upstreamHeaders: IncomingMessage['headers'] | undefined;
   private upstream: Upstream | undefined;
   private key: CompiledKey | undefined;
@@ -250,6 +264,7 @@ export class RealtimeSession implements OpenSession {
   ) {
     this.usageFormat = api.usage;
     this.bufferLimit = ctx.config.source.server.websocket.buffer_limit_mb * MiB;
+    this.timeoutMs = Math.min(UPSTREAM_PING_MAX_MS, ctx.call.settings.idleTimeoutMs);
     this.awaitingFirst = api.firstMessage !== undefined && ctx.model === undefined;
     const r = ctx.record;
     r.messages_in = 0;
@@ -293,6 +308,7 @@ export class RealtimeSession implements OpenSession {
     ws.on('unexpected-response', onUpstreamRefused);
     ws.on('message', onUpstreamMessage);
     ws.on('ping', onUpstreamPing);
+    ws.on('pong', onUpstreamPong);
     ws.on('error', onUpstreamError);
     ws.on('close', onUpstreamClose);
     ctx.request.signal.addEventListener('abort', this);
@@ -336,7 +352,41 @@ export class RealtimeSession implements OpenSession {
     const h = this.upstreamHeaders;
     const id = h?.['x-request-id'] ?? h?.['request-id'] ?? h?.['apim-request-id'];
     if (typeof id === 'string') record.upstream_request_id = id;
+    this.lastActivity = performance.now();
+    watchIdle(this);
     this.settle({ kind: 'open' });
+  }
+
+  upstreamAlive(): void {
+    this.lastActivity = performance.now();
+    this.pingOutstanding = false;
+  }
+
+  /** The upstream was silent for timeoutMs: ping it, or, when the last ping went unanswered, take it for lost. */
+  onIdle(): void {
+    if (this.upstreamState !== 'open' || this.ended) return;
+    if (this.upstreamPaused) {
+      // Not read from while the client catches up: its silence says nothing.
+      this.lastActivity = performance.now();
+      watchIdle(this);
+      return;
+    }
+    if (this.pingOutstanding) {
+      this.note(
+        'upstream_error',
+        new GatewayError(
+          502,
+          'upstream_broken',
+          `${this.ctx.provider} did not answer a WebSocket ping within ${this.timeoutMs / 1000} s`,
+        ),
+      );
+      this.upstream?.terminate();
+      return;
+    }
+    this.pingOutstanding = true;
+    this.lastActivity = performance.now();
+    this.upstream?.ping();
+    watchIdle(this);
   }
 
   /** The upstream answered the handshake with something other than 101: relayed to the client as it is. */
@@ -487,6 +537,8 @@ export class RealtimeSession implements OpenSession {
   }
 
   fromUpstream(data: Buffer, isBinary: boolean): void {
+    this.lastActivity = performance.now();
+    this.pingOutstanding = false;
     const record = this.ctx.record;
     const message = isBinary ? data : data.toString('utf8');
     if (mayCarryUsage(this.usageFormat, message)) {
@@ -559,6 +611,7 @@ export class RealtimeSession implements OpenSession {
   }
 
   upstreamPing(data: Buffer): void {
+    this.upstreamAlive();
     if (this.clientState === 'open') this.client?.ping(data);
   }
 
@@ -677,6 +730,7 @@ export class RealtimeSession implements OpenSession {
   private finish(): void {
     if (this.ended) return;
     this.ended = true;
+    unwatchIdle(this);
     clearTimeout(this.closeTimer);
     clearInterval(this.resumeTimer);
     this.rt.sessions.delete(this);
