@@ -97,6 +97,9 @@ export class Listener {
       // certificate's socket), after freePort's check.
       reusePort: tls !== undefined,
       ...(tls && { tls: { cert: tls.cert, key: tls.key } }),
+      // Elysia's Bun adapter spreads this over its own handlers (which dispatch to
+      // ws.data.open, .message, ...); the app declares no Elysia WebSocket route, so the
+      // sessions' handlers are the only ones, and Elysia's stay out of the way.
       websocket: {
         ...SESSION_SOCKET,
         maxPayloadLength: s.maxMessageMb * MiB,

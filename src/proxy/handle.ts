@@ -28,7 +28,10 @@ export async function handle(
   if (!target.ok) return done.refused(target.refusal);
   record.path = target.path;
   // realtime.ts: a WebSocket session (undefined once upgraded), or its refusal.
-  if (target.upgrade) return openSession({ route, request, server, rt, path: target.path, query: target.query, done });
+  if (target.upgrade) {
+    const { path, query } = target;
+    return openSession({ route, request, server, rt, config, pipeline, path, query, done });
+  }
 
   const body = await readBody(request, config, record); // body.ts: none | held | streamed | refused
   if (body.kind === 'refused') return done.refused(body.refusal);

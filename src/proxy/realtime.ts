@@ -40,7 +40,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { ServerWebSocket, WebSocketHandler } from 'bun';
 import WebSocket from 'ws';
-import type { CompiledKey } from '../config/runtime.ts';
+import type { CompiledKey, RuntimeConfig } from '../config/runtime.ts';
 import { GatewayError } from '../core/errors.ts';
 import { outcomeOf } from '../core/outcome.ts';
 import type { Pipeline } from '../core/pipeline.ts';
@@ -103,6 +103,9 @@ export interface SessionRequest {
   request: Request;
   server: Bun.Server<unknown> | null;
   rt: GatewayState;
+  /** The config and pipeline in force when the handshake arrived: the session keeps them (a reload does not move it). */
+  config: RuntimeConfig;
+  pipeline: Pipeline;
   path: string;
   query: string;
   done: Completion;
@@ -113,8 +116,7 @@ export interface SessionRequest {
  * accepted (the session runs on), or the HTTP answer (a refusal, the upstream's own).
  */
 export async function openSession(s: SessionRequest): Promise<Response | undefined> {
-  const { done, request, server, rt } = s;
-  const { config, pipeline } = rt; // read once: a reload leaves open sessions on their config
+  const { done, request, server, rt, config, pipeline } = s;
   const record = done.record;
   const ctx = done.begin(
     prepare({
@@ -229,11 +231,12 @@ type SideState = 'open' | 'closing' | 'closed';
 /** One WebSocket session: the upstream socket, the client's once accepted, and the relay between them. */
 export class RealtimeSession implements OpenSession, IdleWatch {
   client: ClientSocket | undefined;
+  /** The accepted upstream handshake's response headers. */
+  upstreamHeaders: IncomingMessage['headers'] | undefined;
   /** When the upstream last sent anything (message, ping, pong): the idle sweep pings it when silent. */
   lastActivity = 0;
   readonly timeoutMs: number;
   private pingOutstanding = false;
-  upstreamHeaders: IncomingMessage['headers'] | undefined;
   private upstream: Upstream | undefined;
   private key: CompiledKey | undefined;
   private readonly usageFormat: RealtimeUsageFormat;

@@ -66,6 +66,8 @@ export class MockRealtime {
   /** Delay before a handshake is answered (ms). */
   handshakeDelayMs = 0;
   private readonly server: Server<RtConnection>;
+  /** Bumped by reset(): a handshake delayed past it belongs to an earlier test and is refused. */
+  private generation = 0;
 
   constructor(options: { tls?: { cert: string; key: string } } = {}) {
     this.server = Bun.serve<RtConnection>({
@@ -74,7 +76,9 @@ export class MockRealtime {
       idleTimeout: 0,
       ...(options.tls && { tls: options.tls }),
       fetch: async (req, server) => {
+        const generation = this.generation;
         if (this.handshakeDelayMs > 0) await Bun.sleep(this.handshakeDelayMs);
+        if (generation !== this.generation) return new Response('from an earlier test', { status: 503 });
         const url = req.url;
         const pathStart = url.indexOf('/', url.indexOf('//') + 2);
         const q = url.indexOf('?', pathStart);
@@ -165,6 +169,7 @@ export class MockRealtime {
   }
 
   reset(): void {
+    this.generation++;
     this.connections.length = 0;
     this.refuseWith = undefined;
     this.onMessage = undefined;
