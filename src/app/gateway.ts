@@ -8,6 +8,7 @@ import { Pipeline } from '../core/pipeline.ts';
 import type { StaticPlugin } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
 import { createApp, PassthroughRoutes } from '../http/app.ts';
+import { Listener } from '../http/listener.ts';
 import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
 import { PluginSet, type ShutdownReport } from '../plugins/index.ts';
 import { ConfigError, type Env } from './config/load.ts';
@@ -26,17 +27,22 @@ export interface GatewayOptions {
   watch?: boolean;
 }
 
+/** How long sessions closed at the end of the grace period get to finish their closing handshake. */
+const SESSION_CLOSE_WAIT_MS = 1000;
+
 export class Gateway {
   private watcher: ConfigWatcher | undefined;
+  /** server.tls's files, re-read when they change (a renewed certificate). */
+  private tlsWatchers: ConfigWatcher[] = [];
   /** What the server was started with (CLI or config): changing these needs a restart. */
-  private listenAt = { host: '', port: 0, idle_timeout_seconds: 0 };
+  private listenAt = { host: '', port: 0, idle_timeout_seconds: 0, tls: false, websocket_max_message_mb: 0 };
   private reloadChain: Promise<unknown> = Promise.resolve();
   private cutRequested = false;
 
   private constructor(
     readonly state: GatewayState,
     readonly plugins: PluginSet,
-    readonly server: Server<unknown>,
+    private readonly listener: Listener,
     private readonly routes: PassthroughRoutes,
     private readonly options: GatewayOptions,
   ) {}
@@ -51,6 +57,7 @@ export class Gateway {
       pipeline: Pipeline.EMPTY,
       inflight: 0,
       openStreams: 0,
+      sessions: new Set(),
       draining: false,
       cutting: false,
       reloads: { success: 0, failure: 0, lastSuccessful: true },
@@ -58,36 +65,47 @@ export class Gateway {
     const plugins = new PluginSet(() => state, options.plugins);
     state.pipeline = await plugins.pipelineFor(config);
     const routes = new PassthroughRoutes(state);
-    const app = createApp(state, plugins.routes(config), routes);
+    const app = createApp(state, plugins.routes(config), {
+      secure: config.serverTls !== undefined,
+      passthroughRoutes: routes,
+    });
     const host = options.host ?? config.source.server.host;
     const port = options.port ?? config.source.server.port;
-    app.listen({
+    const ws = config.source.server.websocket;
+    const listener = Listener.start(app, {
       hostname: host,
       port,
-      // The flow enforces server.max_request_body_mb itself (a JSON 413, and live on
-      // reload); Bun's own cap would answer first with an empty 413, so it stays high.
-      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-      idleTimeout: config.source.server.idle_timeout_seconds,
-      // Elysia turns SO_REUSEPORT on by default: a second gateway on the same port would
-      // start "fine" and silently take half the connections. A taken port is an error.
-      reusePort: false,
+      idleTimeoutSeconds: config.source.server.idle_timeout_seconds,
+      maxMessageMb: ws.max_message_mb,
+      tls: config.serverTls,
+      onServer: (server) => routes.attach(server),
     });
-    const server = app.server;
-    if (!server) throw new Error(`could not listen on ${host}:${port}`);
-    routes.attach(server);
-    appLog.info({ host, port: server.port, config: config.origin }, 'skybridge listening');
-    const gateway = new Gateway(state, plugins, server, routes, options);
-    gateway.listenAt = { host, port, idle_timeout_seconds: config.source.server.idle_timeout_seconds };
+    const server = listener.server;
+    appLog.info({ host, port: server.port, tls: listener.secure, config: config.origin }, 'skybridge listening');
+    const gateway = new Gateway(state, plugins, listener, routes, options);
+    gateway.listenAt = {
+      host,
+      port,
+      idle_timeout_seconds: config.source.server.idle_timeout_seconds,
+      tls: listener.secure,
+      websocket_max_message_mb: ws.max_message_mb,
+    };
     if (options.configPath && options.watch !== false) {
       gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), {
         initialText: text,
       });
+      gateway.watchTlsFiles(config);
     }
     return gateway;
   }
 
+  /** The server accepting new connections (a new certificate brings a new one). */
+  get server(): Server<unknown> {
+    return this.listener.server;
+  }
+
   get url(): string {
-    return `http://${this.server.hostname}:${this.server.port}`;
+    return this.listener.url;
   }
 
   get config(): RuntimeConfig {
@@ -128,9 +146,11 @@ export class Gateway {
       // previous pipeline and config stay in force.
       return this.rejectReload({ reason, error: (err as Error).message });
     }
+    const previous = this.state.config;
     this.state.config = config;
     this.state.pipeline = pipeline;
     this.routeNewProviders(config);
+    this.applyTls(config, previous);
     appLog.info({ reason, config: config.origin }, 'config reloaded');
     this.state.reloads.success++;
     this.state.reloads.lastSuccessful = true;
@@ -157,18 +177,55 @@ export class Gateway {
       );
   }
 
+  /**
+   * A new certificate or key (the files changed, SIGHUP, another path): served to new
+   * connections from now on, open ones untouched (http/listener.ts).
+   */
+  private applyTls(config: RuntimeConfig, previous: RuntimeConfig): void {
+    const tls = config.serverTls;
+    const current = previous.serverTls;
+    if (tls && this.listener.secure && (tls.cert !== current?.cert || tls.key !== current?.key)) {
+      this.listener.replaceTls(tls);
+      appLog.info({ cert_file: tls.certFile, key_file: tls.keyFile }, 'server certificate reloaded');
+    }
+    if (tls?.certFile !== current?.certFile || tls?.keyFile !== current?.keyFile) this.watchTlsFiles(config);
+  }
+
+  /** Reload when server.tls's certificate or key file changes (its renewal), as for the config file. */
+  private watchTlsFiles(config: RuntimeConfig): void {
+    for (const w of this.tlsWatchers) w.close();
+    this.tlsWatchers = [];
+    const tls = config.serverTls;
+    if (!tls || !this.watcher) return;
+    for (const [file, text] of [
+      [tls.certFile, tls.cert],
+      [tls.keyFile, tls.key],
+    ] as const) {
+      this.tlsWatchers.push(
+        new ConfigWatcher(file, () => this.reload('certificate file changed'), {
+          initialText: text,
+          what: 'server.tls file',
+        }),
+      );
+    }
+  }
+
   /** server.host / server.port are bound at start: say so instead of ignoring a change. */
   private warnRestartNeeded(config: RuntimeConfig): void {
     const wanted = {
       host: this.options.host ?? config.source.server.host,
       port: this.options.port ?? config.source.server.port,
       idle_timeout_seconds: config.source.server.idle_timeout_seconds,
+      tls: config.serverTls !== undefined,
+      websocket_max_message_mb: config.source.server.websocket.max_message_mb,
     };
-    for (const field of ['host', 'port', 'idle_timeout_seconds'] as const) {
+    for (const field of ['host', 'port', 'idle_timeout_seconds', 'tls', 'websocket_max_message_mb'] as const) {
       if (wanted[field] === this.listenAt[field]) continue;
+      const setting =
+        field === 'tls' ? 'server.tls (on or off)' : `server.${field.replace('websocket_', 'websocket.')}`;
       appLog.warn(
-        { setting: `server.${field}`, in_force: this.listenAt[field], configured: wanted[field] },
-        `server.${field} changed to ${wanted[field]}: needs a restart; still listening on ${this.listenAt.host}:${this.server.port}`,
+        { setting, in_force: this.listenAt[field], configured: wanted[field] },
+        `${setting} changed to ${wanted[field]}: needs a restart; still listening on ${this.listenAt.host}:${this.server.port}`,
       );
     }
   }
@@ -185,12 +242,14 @@ export class Gateway {
    */
   async shutdown(graceMs = this.state.config.source.server.shutdown_grace_seconds * 1000): Promise<ShutdownReport> {
     this.watcher?.close();
+    for (const w of this.tlsWatchers) w.close();
     this.state.draining = true;
     // Live streams (explorer) never end on their own: end them, or draining waits out the grace period.
     this.plugins.drain();
-    // Resolves once every request the server holds has been answered to the last byte.
+    // Resolves once every request the server holds has been answered to the last byte
+    // (WebSocket sessions included: they are waited for too, up to the grace period).
     let drained = false;
-    void this.server.stop(false).then(() => (drained = true));
+    void this.listener.stop(false).then(() => (drained = true));
     const deadline = performance.now() + graceMs;
     while ((!drained || this.state.inflight > 0) && !this.cutRequested && performance.now() < deadline)
       await Bun.sleep(20);
@@ -203,7 +262,13 @@ export class Gateway {
       );
     }
     this.state.cutting = true;
-    await this.server.stop(true);
+    if (this.state.sessions.size > 0) {
+      // Sessions still open get a close frame (1001 going away) on both sides before the sockets go.
+      for (const session of [...this.state.sessions]) session.close(1001, 'gateway shutting down');
+      const closeDeadline = performance.now() + SESSION_CLOSE_WAIT_MS;
+      while (this.state.sessions.size > 0 && performance.now() < closeDeadline) await Bun.sleep(10);
+    }
+    await this.listener.stop(true);
     // Cut streams complete (and write their log line) on the next ticks: wait for them.
     const cutDeadline = performance.now() + 2000;
     while (this.state.inflight > 0 && performance.now() < cutDeadline) await Bun.sleep(10);

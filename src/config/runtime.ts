@@ -71,6 +71,14 @@ export interface CompiledProvider {
   keyOptional: boolean;
 }
 
+/** `server.tls`, read and checked (app/config/tls.ts): absolute paths and the PEM texts. */
+export interface ServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
 export interface RuntimeConfig {
   source: Config;
   /** Where it came from: a file path, or "built-in default". */
@@ -89,4 +97,6 @@ export interface RuntimeConfig {
   secrets: readonly string[];
   /** Providers also served at `/<name>_passthrough` (every configured name that is not built in). */
   customRoutes: readonly string[];
+  /** The gateway's own certificate (HTTPS, WSS), or undefined for plain HTTP. */
+  serverTls: ServerTls | undefined;
 }

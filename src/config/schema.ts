@@ -193,6 +193,25 @@ export const ServerSchema = v.strictObject({
     v.array(v.pipe(v.string(), v.check(isIpOrCidr, 'must be an IP address or a CIDR range like 10.0.0.0/8'))),
     [],
   ),
+  /** Serve HTTPS and WSS with this certificate (PEM files); unset: plain HTTP. */
+  tls: v.optional(
+    v.strictObject({
+      /** The certificate, and the chain up to the CA after it. */
+      cert_file: nonEmpty,
+      /** Its private key (unencrypted). */
+      key_file: nonEmpty,
+    }),
+  ),
+  /** WebSocket sessions (realtime APIs). */
+  websocket: v.optional(
+    v.strictObject({
+      /** A larger message, either way, closes the session with 1009. */
+      max_message_mb: v.optional(v.pipe(v.number(), v.minValue(0.001), v.maxValue(1024)), 16),
+      /** Bytes held for a peer that reads too slowly, per direction; past it the session is closed with 1013. */
+      buffer_limit_mb: v.optional(v.pipe(v.number(), v.minValue(0.001), v.maxValue(1024)), 16),
+    }),
+    {},
+  ),
 });
 
 export const LogsSchema = v.strictObject({

@@ -31,6 +31,7 @@ export type ErrorType =
   | 'invalid_body'
   | 'payload_too_large'
   | 'websocket_not_supported'
+  | 'backpressure_limit'
   | 'shutting_down'
   | 'no_key_for_model'
   | 'no_provider_key'

@@ -52,6 +52,14 @@ export interface RequestRecord {
   retries: RetryEvent[];
   request_body?: string;
   response_body?: string;
+  /** A WebSocket session (status 101): how it ended (proxy/realtime.ts, SessionEnd). */
+  end_reason?: string;
+  /** A WebSocket session: the close code it ended with, as relayed to the side that did not close it. */
+  close_code?: number;
+  /** A WebSocket session: messages relayed client -> upstream (`bytes_in` counts their bytes). */
+  messages_in?: number;
+  /** A WebSocket session: messages relayed upstream -> client (`bytes_out` counts their bytes). */
+  messages_out?: number;
 }
 
 export interface RetryEvent {

@@ -9,6 +9,7 @@
 import type { CompiledKey, CompiledProvider, HeaderEntries } from '../config/runtime.ts';
 import type { KeyInput } from '../config/schema.ts';
 import type { RootMembers } from '../core/request.ts';
+import type { RealtimeUsageFormat } from '../usage/realtime.ts';
 import type { UsageFormat } from '../usage/types.ts';
 
 export interface Provider {
@@ -57,6 +58,8 @@ export interface Provider {
     key: CompiledKey,
     report: KeyReport,
   ): CompiledKey | undefined | Promise<CompiledKey | undefined>;
+  /** Its WebSocket APIs (OpenAI Realtime, Gemini Live), when it has any: proxy/realtime.ts relays them. */
+  readonly realtime?: RealtimeApi;
   /**
    * Where this provider's answers hand out URLs on its own origin that SDKs then call by
    * themselves (an upload session, a redirect, a batch's results). proxy/rewrite.ts points
@@ -100,6 +103,26 @@ export interface OutgoingRequest {
   readonly headers: Headers;
   /** The body held whole, a stream (too large to hold), or none. */
   readonly body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/**
+ * A provider's WebSocket APIs. The upstream address, the credential and the query rules
+ * of a session's handshake are the provider's own `url()` and `authorize()`, as for an
+ * HTTP request (the scheme becomes ws: or wss:).
+ */
+export interface RealtimeApi {
+  /** Whether a WebSocket handshake on this provider-native path is for one of these APIs. */
+  accepts(path: string): boolean;
+  /** The model the handshake names (query `model`, Azure's `deployment`); undefined when the first message names it. */
+  modelOf(path: string, query: string): string | undefined;
+  /**
+   * For APIs whose client names the model in its first message (Gemini Live's `setup`):
+   * that model, and the message to send upstream in its place (the same text, unless the
+   * key must change it: Vertex puts the key's project and region in the model's path).
+   */
+  firstMessage?(message: string, key: CompiledKey | undefined): { model: string | undefined; message: string };
+  /** How the server's messages report usage (usage/realtime.ts). */
+  readonly usage: RealtimeUsageFormat;
 }
 
 /** Where compileKey reports what is wrong with one key. */

@@ -91,7 +91,7 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
   }
 }
 
-function pickKey(ctx: Context, tried: Set<CompiledKey> | undefined): CompiledKey {
+export function pickKey(ctx: Context, tried: Set<CompiledKey> | undefined): CompiledKey {
   const key = ctx.call.settings.keys.pick(ctx.model, tried);
   if (!key) {
     throw new GatewayError(

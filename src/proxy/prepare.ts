@@ -117,7 +117,8 @@ export class Context implements RequestContext {
   constructor(
     o: PrepareOptions,
     readonly provider: string,
-    readonly model: string | undefined,
+    /** Not readonly: a WebSocket session learns its model from the handshake's query or its first message. */
+    public model: string | undefined,
     readonly members: RootMembers | undefined,
     private readonly body: RequestBody,
     readonly upstream: UpstreamRequest,

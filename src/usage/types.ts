@@ -9,6 +9,11 @@ export interface Usage {
   cache_creation_input_tokens?: number;
   /** Output tokens spent on reasoning, where reported (part of output_tokens). */
   reasoning_tokens?: number;
+  /** Realtime and Live sessions: input and output tokens by modality, where reported (parts of input/output_tokens). */
+  input_text_tokens?: number;
+  input_audio_tokens?: number;
+  output_text_tokens?: number;
+  output_audio_tokens?: number;
 }
 
 /**

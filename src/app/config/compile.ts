@@ -13,6 +13,7 @@ import { apiKey } from '../../providers/auth/index.ts';
 import { type KeyReport, PROVIDERS, type Provider } from '../../providers/index.ts';
 import { PRESETS } from '../../providers/presets.ts';
 import { customPrefix, ROUTES } from '../../providers/routes.ts';
+import { readServerTls } from './tls.ts';
 
 const MiB = 1024 * 1024;
 /** Below this, Bun's ~4 s socket-timer tick is too coarse for the header timeout. */
@@ -66,6 +67,7 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
         'a governance section is configured but "governance" is not in plugins: virtual keys and limits are not enforced',
       );
   }
+  const serverTls = readServerTls(config.server.tls, origin, problems, warnings);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     source: config,
@@ -79,6 +81,7 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
     warnings,
     secrets: configuredSecrets(config, providers),
     customRoutes,
+    serverTls,
   };
 }
 

@@ -28,6 +28,8 @@ export interface ConfigWatchOptions {
   debounceMs?: number;
   /** The content in force now (as loaded at start): a first event with the same content is no change. */
   initialText?: string;
+  /** What the file is, for the app log (default: the config file). */
+  what?: string;
 }
 
 const MAX_LINK_HOPS = 16;
@@ -96,7 +98,10 @@ export class ConfigWatcher {
     this.debounceMs = options.debounceMs ?? 100;
     this.lastHash = options.initialText !== undefined ? contentHash(options.initialText) : this.readHash();
     this.rewatch();
-    appLog.info({ file: this.file, directories: this.watchedDirectories }, 'watching the config file for changes');
+    appLog.info(
+      { file: this.file, directories: this.watchedDirectories },
+      `watching the ${options.what ?? 'config file'} for changes`,
+    );
   }
 
   /** Directories watched now (tests, diagnostics). */

@@ -6,7 +6,8 @@
  * request against its counters in one atomic store operation (the request counter is
  * only incremented when every limit passes). onComplete: add the tokens and cost the
  * request actually used (streams included) to the token-per-minute window and the
- * budget period. Token limits are therefore enforced on admission against what was
+ * budget period; a WebSocket session's usage is added as each report arrives (onUsage),
+ * and the model its first message names is checked then (onModel). Token limits are therefore enforced on admission against what was
  * already spent: a request in flight may take a key past its limit, the next ones are
  * refused.
  */
@@ -16,6 +17,7 @@ import type { Hooks, Plugin, RequestVerdict } from '../../core/plugin.ts';
 import { type RequestContext, type RequestRecord, Slot } from '../../core/request.ts';
 import { allows } from '../../keys/pool.ts';
 import { appLog } from '../../lib/app-log.ts';
+import type { Usage } from '../../usage/types.ts';
 import { WarnLimiter } from '../shared/warn-limiter.ts';
 import { presentedKey, type VirtualKey, VirtualKeyTable } from './keys.ts';
 import {
@@ -42,6 +44,8 @@ import { UploadSessions } from './uploads.ts';
 
 /** The virtual key a request is governed by, for its completion. */
 const GOVERNED = new Slot<VirtualKey>();
+/** Its usage was charged as it was reported (onUsage: a WebSocket session), not at completion. */
+const CHARGED = new Slot<true>();
 /** Counter keys outlive their window by this much (clock skew between instances). */
 const TTL_SLACK_SEC = 60;
 const ADJECTIVE: Record<Period, string> = { hour: 'hourly', day: 'daily', week: 'weekly', month: 'monthly' };
@@ -177,21 +181,8 @@ export class GovernancePlugin implements Plugin, Hooks {
         `virtual key "${vk.name}" is limited to some models or by cost, and this request body cannot be checked for its model (over server.buffer_body_limit_mb, ${limit} MB, once inflated, or compressed with a coding other than gzip, deflate, br)`,
       );
     }
-    const modelAllowed = ctx.model === undefined ? vk.models.length > 0 : allows(vk.models, ctx.model);
-    if (!modelAllowed) {
-      return refuseFor(
-        403,
-        'model_not_allowed',
-        `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`,
-      );
-    }
-    if (vk.budget?.maxCostNano !== undefined && ctx.model !== undefined && !this.prices.lookup(ctx.model)) {
-      return refuseFor(
-        403,
-        'model_not_priced',
-        `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${ctx.model}"`,
-      );
-    }
+    const modelRefusal = this.modelRefusal(vk, ctx.model);
+    if (modelRefusal) return verdict(modelRefusal);
 
     const now = this.now();
     const plan = this.plan(vk, now);
@@ -228,10 +219,48 @@ export class GovernancePlugin implements Plugin, Hooks {
     if (id !== undefined) this.uploads.remember(id, GOVERNED.get(ctx)?.name, this.now());
   }
 
+  /** A model named after admission (a Gemini Live session's setup message): checked as onRequest checks one. */
+  onModel(ctx: RequestContext): GatewayError | undefined {
+    const vk = GOVERNED.get(ctx);
+    return vk && this.modelRefusal(vk, ctx.model);
+  }
+
+  private modelRefusal(vk: VirtualKey, model: string | undefined): GatewayError | undefined {
+    const modelAllowed = model === undefined ? vk.models.length > 0 : allows(vk.models, model);
+    if (!modelAllowed) {
+      return new GatewayError(
+        403,
+        'model_not_allowed',
+        `virtual key "${vk.name}" may not use model "${model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`,
+      );
+    }
+    if (vk.budget?.maxCostNano !== undefined && model !== undefined && !this.prices.lookup(model)) {
+      return new GatewayError(
+        403,
+        'model_not_priced',
+        `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${model}"`,
+      );
+    }
+    return undefined;
+  }
+
+  /** A session's usage, charged as each report arrives (its completion then charges nothing more). */
+  onUsage(ctx: RequestContext, usage: Readonly<Usage>): void {
+    const vk = GOVERNED.get(ctx);
+    if (!vk?.countsUsage) return;
+    CHARGED.set(ctx, true);
+    this.charge(vk, usage, ctx.model);
+  }
+
   onComplete(record: Readonly<RequestRecord>, ctx: RequestContext | undefined): void {
     const vk = ctx && GOVERNED.get(ctx);
-    if (!vk?.countsUsage) return;
-    const tokens = tokensOf(record.usage);
+    if (!vk?.countsUsage || CHARGED.get(ctx!)) return;
+    this.charge(vk, record.usage, record.model);
+  }
+
+  /** Add tokens (and their cost) to the key's token-per-minute window and budget period. */
+  private charge(vk: VirtualKey, usage: Readonly<Usage> | undefined, model: string | undefined): void {
+    const tokens = tokensOf(usage);
     if (tokens <= 0) return;
     const now = this.now();
     const increments: Increment[] = [];
@@ -245,16 +274,16 @@ export class GovernancePlugin implements Plugin, Hooks {
       if (budget.maxTokens !== undefined)
         increments.push({ key: this.key(vk, `tok:${budget.period}`, w), by: tokens, ttlSec: ttl(w, now) });
       if (budget.maxCostNano !== undefined) {
-        const price = this.prices.lookup(record.model);
+        const price = this.prices.lookup(model);
         if (price) {
           increments.push({
             key: this.key(vk, `usd:${budget.period}`, w),
-            by: costNanoUsd(record.usage, price),
+            by: costNanoUsd(usage, price),
             ttlSec: ttl(w, now),
           });
         } else {
           this.priceWarnings.warn(
-            { virtual_key: vk.name, model: record.model ?? null, tokens },
+            { virtual_key: vk.name, model: model ?? null, tokens },
             'no price for the model of a completed request; its cost was not counted against the budget',
           );
         }

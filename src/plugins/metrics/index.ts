@@ -19,9 +19,16 @@ import { collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client
 import type { RuntimeConfig } from '../../config/runtime.ts';
 import { type ErrorType, jsonError } from '../../core/errors.ts';
 import type { Hooks, Plugin, PluginRoute, RuntimeView } from '../../core/plugin.ts';
-import { type Outcome, OUTCOMES as RECORD_OUTCOMES, type RequestRecord } from '../../core/request.ts';
+import {
+  type Outcome,
+  OUTCOMES as RECORD_OUTCOMES,
+  type RequestContext,
+  type RequestRecord,
+  Slot,
+} from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
 import { VERSION } from '../../lib/version.ts';
+import type { Usage } from '../../usage/types.ts';
 import { BearerToken } from '../shared/admin-auth.ts';
 import { CellCounter, CellHistogram, type CounterCell, type HistogramCell, ReadCounter } from './cells.ts';
 
@@ -87,6 +94,9 @@ interface ProviderSeries {
 
 /** Raw model strings remembered per provider before folding is recomputed per request. */
 const MODEL_CACHE_MAX = 1000;
+
+/** A WebSocket session whose tokens were counted as reported (onUsage), not at completion. */
+const COUNTED = new Slot<true>();
 
 function statusClass(status: number): number {
   const c = Math.floor(status / 100);
@@ -157,6 +167,14 @@ export class MetricsPlugin implements Plugin, Hooks {
       registers: [this.registry],
       collect() {
         this.set(runtime().openStreams);
+      },
+    });
+    new Gauge({
+      name: 'skybridge_websocket_sessions',
+      help: 'WebSocket sessions (OpenAI Realtime, Gemini Live) open right now (also in skybridge_inflight_requests).',
+      registers: [this.registry],
+      collect() {
+        this.set(runtime().sessions.size);
       },
     });
     new Gauge({
@@ -233,14 +251,15 @@ export class MetricsPlugin implements Plugin, Hooks {
     return new Response(text, { headers: { 'content-type': this.registry.contentType, 'cache-control': 'no-store' } });
   }
 
-  onComplete(record: Readonly<RequestRecord>): void {
+  /** A session's tokens, counted as each report arrives. */
+  onUsage(ctx: RequestContext, usage: Readonly<Usage>): void {
+    COUNTED.set(ctx, true);
+    this.countTokens(this.providerSeries(ctx.provider), ctx.provider, ctx.model, usage);
+  }
+
+  onComplete(record: Readonly<RequestRecord>, ctx?: RequestContext): void {
     const provider = record.provider;
-    let ps = this.series.get(provider);
-    if (!ps)
-      this.series.set(
-        provider,
-        (ps = { endpoints: new Map(), models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() }),
-      );
+    const ps = this.providerSeries(provider);
     const endpoint = record.endpoint;
     let es = ps.endpoints.get(endpoint);
     if (!es) ps.endpoints.set(endpoint, (es = { requests: [], duration: [], ttfb: [] }));
@@ -257,14 +276,7 @@ export class MetricsPlugin implements Plugin, Hooks {
     if (record.ttfb_ms !== undefined)
       (es.ttfb[si] ??= this.ttfb.cell(provider, endpoint, si ? 'true' : 'false')).observe(record.ttfb_ms / 1000);
 
-    const usage = record.usage;
-    if (usage) {
-      const cells = this.tokenCells(ps, record.model);
-      for (const [direction, field] of TOKEN_DIRECTIONS) {
-        const n = usage[field];
-        if (n) (cells[direction] ??= this.tokens.cell(provider, cells.model, direction)).value += n;
-      }
-    }
+    if (record.usage && !(ctx && COUNTED.get(ctx))) this.countTokens(ps, provider, record.model, record.usage);
 
     for (const retry of record.retries) {
       const reason = RETRY_REASONS.has(retry.reason) ? retry.reason : 'other';
@@ -278,6 +290,24 @@ export class MetricsPlugin implements Plugin, Hooks {
       let cell = ps.errors.get(type);
       if (!cell) ps.errors.set(type, (cell = this.upstreamErrors.cell(provider, type)));
       cell.value++;
+    }
+  }
+
+  private providerSeries(provider: string): ProviderSeries {
+    let ps = this.series.get(provider);
+    if (!ps)
+      this.series.set(
+        provider,
+        (ps = { endpoints: new Map(), models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() }),
+      );
+    return ps;
+  }
+
+  private countTokens(ps: ProviderSeries, provider: string, model: string | undefined, usage: Readonly<Usage>): void {
+    const cells = this.tokenCells(ps, model);
+    for (const [direction, field] of TOKEN_DIRECTIONS) {
+      const n = usage[field];
+      if (n) (cells[direction] ??= this.tokens.cell(provider, cells.model, direction)).value += n;
     }
   }
 
