@@ -5,6 +5,7 @@
  * one and swaps the reference, so in-flight requests keep the one they started with.
  */
 import type { KeyPool, PoolKey } from '../keys/pool.ts';
+import type { ModelPrices } from '../usage/prices.ts';
 import type { Config, PluginId } from './schema.ts';
 
 /** Header name/value pairs to set on an upstream request. */
@@ -61,6 +62,8 @@ export interface CompiledProvider {
   tls: { ca?: string; rejectUnauthorized?: boolean } | undefined;
   /** Forward the client's own credential when the provider has no keys. */
   directKeys: boolean;
+  /** Its models' prices (governance.prices, then the catalog), memoised per model. */
+  prices: ModelPrices;
 }
 
 export interface RuntimeConfig {

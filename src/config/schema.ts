@@ -152,6 +152,8 @@ export const ServerSchema = v.strictObject({
    * (lifted per request once the body is in). At most 255 (Bun's limit).
    */
   idle_timeout_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255)), 30),
+  /** `server-timing: gw;dur=.., upstream;dur=..` on every relayed answer. */
+  server_timing: v.optional(v.boolean(), true),
 });
 
 export const LogsSchema = v.strictObject({
@@ -160,6 +162,15 @@ export const LogsSchema = v.strictObject({
   content: v.optional(v.boolean(), false),
   content_max_bytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 8192),
   level: v.optional(v.picklist(['trace', 'debug', 'info', 'warn', 'error', 'fatal']), 'info'),
+});
+
+export const UsageSchema = v.strictObject({
+  /**
+   * Add `stream_options.include_usage: true` to OpenAI chat stream requests that do not
+   * set it, so their usage can be read: changes the request bytes, and one more chunk
+   * (with empty `choices`) reaches the client.
+   */
+  add_stream_usage: v.optional(v.boolean(), false),
 });
 
 export const MetricsSchema = v.strictObject({
@@ -205,6 +216,12 @@ const VirtualKeySchema = v.strictObject({
 const PriceSchema = v.strictObject({
   input_per_million: positive,
   output_per_million: positive,
+  /** Cached input read; default: the input rate. */
+  cache_read_per_million: v.optional(positive),
+  /** Input written to the prompt cache (Anthropic); default: the input rate. */
+  cache_write_per_million: v.optional(positive),
+  /** Reasoning (thinking) output tokens; default: the output rate. */
+  reasoning_per_million: v.optional(positive),
 });
 
 const unique =
@@ -235,7 +252,10 @@ export const GovernanceSchema = v.strictObject({
   redis_key_prefix: v.optional(v.string(), 'skybridge:gov:'),
   /** What to do when Redis cannot be reached: let requests through or refuse them. */
   on_store_error: v.optional(v.picklist(['fail_open', 'fail_closed']), 'fail_open'),
-  /** USD per million tokens by model ("prefix*" patterns allowed), for max_cost_usd budgets. */
+  /**
+   * USD per million tokens by model ("prefix*" patterns allowed): the price of every
+   * request's cost_usd and of max_cost_usd budgets, before the genai-prices catalog.
+   */
   prices: v.optional(v.record(v.string(), PriceSchema), {}),
 });
 
@@ -257,6 +277,7 @@ export const ConfigSchema = v.strictObject({
   $schema: ignored,
   server: v.optional(ServerSchema, {}),
   logs: v.optional(LogsSchema, {}),
+  usage: v.optional(UsageSchema, {}),
   providers: v.optional(
     v.record(
       v.pipe(v.string(), v.regex(PROVIDER_NAME, 'a provider name is lower-case letters, digits and dashes')),

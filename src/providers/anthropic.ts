@@ -19,5 +19,6 @@ export const anthropic: Provider = {
   prepareHeaders: (headers) => defaultAnthropicVersion(headers),
   url: (path, query, _key, settings) => joinUrl(settings.baseUrl ?? 'https://api.anthropic.com', path, query),
   authorize: keyHeaders,
+  priceCatalog: 'anthropic',
   usageFormat: () => 'anthropic',
 };

@@ -17,6 +17,7 @@ export const gemini: Provider = {
   streams: googleStreams,
   url: (path, query, _key, settings) => joinUrl(settings.baseUrl ?? DEFAULT_BASE, path, query),
   authorize: keyHeaders,
+  priceCatalog: 'google',
   // The Gemini API's OpenAI-compatible endpoints (`/v1beta/openai/chat/completions`) answer in OpenAI's shape.
   usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
 };

@@ -66,6 +66,7 @@ export const vertex: Provider = {
     return joinUrl(settings.baseUrl ?? vertexHost(region), path, query);
   },
   authorize: keyHeaders,
+  priceCatalog: 'google',
   usageFormat: vertexUsageFormat,
   async compileKey(input, key, report): Promise<CompiledKey> {
     const vc = input.vertex_key_config;

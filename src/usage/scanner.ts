@@ -3,10 +3,15 @@
  * synchronous and keeps only what parsing needs: for SSE the current unfinished line,
  * for JSON the body up to a cap. It never holds a chunk back. Compressed bodies
  * (gzip, deflate, br) are inflated on a side path; the client still gets the original bytes.
+ *
+ * On an SSE stream it also notes, without parsing any event for it, whether the stream
+ * carried its API's terminator or an error event, and counts the bytes of generated
+ * text in content deltas: the output estimate of a stream cut short (ESTIMATE_BYTES_PER_TOKEN).
  */
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { type Coding, contentCoding } from '../lib/content-coding.ts';
+import type { ApiStyle } from './api.ts';
 import { applyUsage, finishUsage } from './extract.ts';
 import { memberKey, rootMemberObject } from './tail.ts';
 import type { Usage, UsageFormat } from './types.ts';
@@ -15,17 +20,30 @@ import type { Usage, UsageFormat } from './types.ts';
 const MAX_JSON_BYTES = 8 * 1024 * 1024;
 /** An SSE line longer than this is skipped rather than held. */
 const MAX_SSE_LINE = 1024 * 1024;
+/**
+ * The output estimate of a stream cut short: one token per this many bytes of generated
+ * text (UTF-8) relayed, the usual rule of thumb for English with GPT, Claude and Gemini
+ * tokenizers. Rounded up.
+ */
+export const ESTIMATE_BYTES_PER_TOKEN = 4;
 
 interface Sink {
   write(chunk: Uint8Array): void;
   end(): void;
 }
 
+/** What an SSE stream said about its own end: its API's terminator, or an error event. */
+export type StreamSignal = 'terminator' | 'error' | undefined;
+
 export class UsageScanner {
   private readonly usage: Usage = {};
   private readonly sink: Sink;
+  private readonly sse: SseParser | undefined;
   private readonly inflater: Transform | undefined;
   private readonly inflated: Promise<void> | undefined;
+  private ended: Promise<void> | undefined;
+  /** The output tokens in the result are the estimate (a stream cut short). */
+  outputEstimated = false;
   /**
    * Whether pushed chunks may still be referenced after `push` returns (a JSON body is
    * collected until its end; an inflater works on them asynchronously). SSE parsing
@@ -35,11 +53,12 @@ export class UsageScanner {
 
   private constructor(
     private readonly format: UsageFormat,
+    style: ApiStyle,
     sse: boolean,
     coding: Coding | null,
   ) {
     const parser = sse
-      ? new SseParser((event) => applyUsage(format, this.usage, event))
+      ? (this.sse = new SseParser(format, style, this.usage))
       : new JsonCollector((doc) => applyUsage(format, this.usage, doc));
     this.inflater = makeInflater(coding);
     this.keepsChunks = !sse || this.inflater !== undefined;
@@ -63,6 +82,7 @@ export class UsageScanner {
   /** A scanner for this response, or undefined when its content type carries no usage. */
   static for(
     format: UsageFormat,
+    style: ApiStyle,
     contentType: string | null,
     contentEncoding: string | null,
   ): UsageScanner | undefined {
@@ -71,19 +91,56 @@ export class UsageScanner {
     if (!sse && !ct.includes('json')) return undefined;
     const coding = contentCoding(contentEncoding);
     if (coding === 'unsupported') return undefined;
-    return new UsageScanner(format, sse, coding);
+    return new UsageScanner(format, style, sse, coding);
+  }
+
+  /** An SSE stream of an API with a terminator (a missing one means the stream was cut). */
+  get expectsTerminator(): boolean {
+    return this.sse !== undefined && this.sse.style !== 'other' && this.sse.style !== 'embeddings';
+  }
+
+  /** What the stream said about its end (final after `end()`). */
+  get signal(): StreamSignal {
+    return this.sse?.signal;
   }
 
   push(chunk: Uint8Array): void {
     this.sink.write(chunk);
   }
 
-  /** Usage seen so far; call once, after the last chunk (or when the client went away). */
-  async finish(): Promise<Usage | undefined> {
-    this.sink.end();
-    if (this.inflated) await this.inflated;
+  /** No more chunks: resolves when every byte was read (compressed bodies inflate on a side path). */
+  end(): Promise<void> {
+    if (!this.ended) {
+      this.sink.end();
+      this.ended = this.inflated ?? Promise.resolve();
+    }
+    return this.ended;
+  }
+
+  /**
+   * Usage seen, after `end()`. `partial`: the stream was cut short, so output tokens are at
+   * least the estimate from the generated text relayed (`outputEstimated` says when it was used).
+   */
+  result(partial: boolean): Usage | undefined {
+    if (partial && this.sse) this.outputEstimated = raiseToEstimate(this.usage, this.sse.textBytes);
     return finishUsage(this.format, this.usage);
   }
+
+  /** Usage seen, once the body is over. */
+  async finish(): Promise<Usage | undefined> {
+    await this.end();
+    return this.result(false);
+  }
+}
+
+/** Output tokens at least the estimate from `textBytes`; the provider's total follows. True when raised. */
+function raiseToEstimate(usage: Usage, textBytes: number): boolean {
+  const estimate = Math.ceil(textBytes / ESTIMATE_BYTES_PER_TOKEN);
+  const reported = usage.output_tokens ?? 0;
+  if (estimate <= reported) return false;
+  usage.output_tokens = estimate;
+  if (usage.total_tokens !== undefined) usage.total_tokens += estimate - reported;
+  return true;
 }
 
 const jsonDecoder = new TextDecoder();
@@ -102,7 +159,7 @@ export function usageOfBody(
   const ct = contentType?.toLowerCase() ?? '';
   if (contentCoding(contentEncoding) === null && !ct.startsWith('text/event-stream'))
     return ct.includes('json') ? usageOfJson(format, bytes) : undefined;
-  const scanner = UsageScanner.for(format, contentType, contentEncoding);
+  const scanner = UsageScanner.for(format, 'other', contentType, contentEncoding);
   if (!scanner) return undefined;
   scanner.push(bytes);
   return scanner.finish();
@@ -152,13 +209,52 @@ function makeInflater(coding: Coding | null): Transform | undefined {
   }
 }
 
-/** Server-sent events: parse only `data:` lines that mention usage. */
+/**
+ * The keys whose string values are generated text in each API's stream events (compact
+ * JSON from OpenAI and Anthropic, `"key": "..."` from Google): chat deltas (content, tool
+ * call arguments, refusals, the reasoning some compatible servers stream), Responses
+ * `*.delta` events, Anthropic text, tool input and thinking deltas, Gemini parts.
+ * Inside a JSON string every `"` is escaped, so `"text":` cannot match inside one.
+ */
+const TEXT_KEYS: Readonly<Record<ApiStyle, readonly string[]>> = {
+  chat: ['"content":', '"arguments":', '"refusal":', '"reasoning_content":'],
+  responses: ['"delta":'],
+  messages: ['"text":', '"partial_json":', '"thinking":'],
+  generate: ['"text":'],
+  embeddings: [],
+  other: [],
+};
+
+/** Event names that end a stream (`event:` lines): the terminator when its data line follows. */
+const TERMINAL_EVENTS: Readonly<Partial<Record<ApiStyle, ReadonlySet<string>>>> = {
+  responses: new Set(['response.completed', 'response.incomplete', 'response.failed']),
+  messages: new Set(['message_stop']),
+};
+
+/**
+ * Server-sent events: parse only `data:` lines that mention usage; note the terminator,
+ * error events and the generated text's bytes from the lines' text alone.
+ */
 class SseParser implements Sink {
   private readonly decoder = new TextDecoder();
   private carry = '';
   private skippingLongLine = false;
+  private readonly textKeys: readonly string[];
+  private readonly terminalEvents: ReadonlySet<string> | undefined;
+  /** The last `event:` line named a terminal event (or an error): its data line decides. */
+  private pending: StreamSignal;
+  signal: StreamSignal;
+  /** UTF-8 bytes of generated text seen. */
+  textBytes = 0;
 
-  constructor(private readonly onEvent: (event: unknown) => void) {}
+  constructor(
+    private readonly format: UsageFormat,
+    readonly style: ApiStyle,
+    private readonly usage: Usage,
+  ) {
+    this.textKeys = TEXT_KEYS[style];
+    this.terminalEvents = TERMINAL_EVENTS[style];
+  }
 
   write(chunk: Uint8Array): void {
     let text = this.decoder.decode(chunk, { stream: true });
@@ -197,16 +293,77 @@ class SseParser implements Sink {
   }
 
   private line(text: string, start: number, end: number): void {
+    if (text.charCodeAt(end - 1) === 13) end--; // CRLF
+    if (text.startsWith('event:', start)) {
+      if (this.terminalEvents) this.event(text, start + 6, end);
+      return;
+    }
     if (!text.startsWith('data:', start)) return;
-    const data = text.slice(start + 5, end);
+    const data = text.slice(text.charCodeAt(start + 5) === 32 ? start + 6 : start + 5, end);
+    if (this.pending) {
+      this.signal ??= this.pending;
+      this.pending = undefined;
+    }
+    for (const key of this.textKeys) this.textBytes += stringValueBytes(data, key);
+    if (data.startsWith('{"error"') || data.startsWith('{"type":"error"')) this.signal ??= 'error';
+    else if (this.style === 'chat') {
+      if (data.length <= 8 && data === '[DONE]') this.signal ??= 'terminator';
+    } else if (this.style === 'generate') {
+      if (data.includes('"finishReason"')) this.signal ??= 'terminator';
+    } else if (this.style === 'messages' && data.length < 64 && data.includes('"message_stop"'))
+      this.signal ??= 'terminator';
     if (!data.includes('usage')) return;
+    let event: unknown;
     try {
-      this.onEvent(JSON.parse(data));
+      event = JSON.parse(data);
     } catch {
-      // Not JSON ([DONE], a provider's own framing): nothing to read.
+      return; // Not JSON ([DONE], a provider's own framing): nothing to read.
+    }
+    applyUsage(this.format, this.usage, event);
+    if (this.style === 'responses') {
+      const type = (event as { type?: unknown } | null)?.type;
+      if (typeof type === 'string' && this.terminalEvents!.has(type)) this.signal ??= 'terminator';
     }
   }
+
+  /** An `event:` line: a terminal event (or an error) takes effect with its data line. */
+  private event(text: string, from: number, end: number): void {
+    if (text.charCodeAt(from) === 32) from++;
+    const name = text.slice(from, end);
+    if (this.terminalEvents!.has(name)) this.pending = 'terminator';
+    else if (name === 'error') this.pending = 'error';
+  }
 }
+
+/**
+ * UTF-8 bytes of the JSON string values of `key` (`"text":`) in `data`, decoded as far as
+ * counting needs: an escape is one byte, `\uXXXX` the bytes of its code unit.
+ */
+function stringValueBytes(data: string, key: string): number {
+  let total = 0;
+  let i = data.indexOf(key);
+  while (i >= 0) {
+    let j = i + key.length;
+    while (data.charCodeAt(j) === 32) j++;
+    if (data.charCodeAt(j) === 34) {
+      for (j++; j < data.length; j++) {
+        const c = data.charCodeAt(j);
+        if (c === 34) break;
+        if (c === 92) {
+          if (data.charCodeAt(++j) === 117) {
+            total += utf8Bytes(Number.parseInt(data.slice(j + 1, j + 5), 16));
+            j += 4;
+          } else total += 1;
+        } else total += utf8Bytes(c);
+      }
+    }
+    i = data.indexOf(key, j);
+  }
+  return total;
+}
+
+/** Bytes of one UTF-16 code unit in UTF-8 (a surrogate is half of a 4-byte pair). */
+const utf8Bytes = (c: number): number => (c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c < 0xe000) ? 2 : 3);
 
 /** A whole JSON answer, or Gemini's streamed JSON array; parsed once at the end. */
 class JsonCollector implements Sink {

@@ -10,6 +10,7 @@ import { type Config, PROVIDER_IDS, type ProviderInput } from '../../config/sche
 import { KeyPool } from '../../keys/pool.ts';
 import { apiKey } from '../../providers/auth/index.ts';
 import { type KeyReport, PROVIDERS, type Provider } from '../../providers/index.ts';
+import { ConfigPrices, catalogProviderId, ModelPrices } from '../../usage/prices.ts';
 
 const MiB = 1024 * 1024;
 /** Below this, Bun's ~4 s socket-timer tick is too coarse for the header timeout. */
@@ -22,10 +23,11 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
   const warnings: string[] = [];
   const report: Report = { origin, problems, warnings };
   const providers: Record<string, CompiledProvider> = {};
+  const prices = new ConfigPrices(config.governance?.prices ?? {});
   for (const name of new Set([...PROVIDER_IDS, ...Object.keys(config.providers)])) {
     const input = config.providers[name];
     const provider = implementationOf(name, input, report);
-    if (provider) providers[name] = await compileProvider(name, provider, input, config.direct_keys, report);
+    if (provider) providers[name] = await compileProvider(name, provider, input, config.direct_keys, report, prices);
   }
   for (const [i, vk] of (config.governance?.virtual_keys ?? []).entries()) {
     for (const [j, name] of (vk.providers ?? []).entries()) {
@@ -123,6 +125,7 @@ async function compileProvider(
   input: ProviderInput | undefined,
   directKeysDefault: boolean,
   report: Report,
+  prices: ConfigPrices,
 ): Promise<CompiledProvider> {
   const net = input?.network_config;
   const auth = input?.auth ?? provider.apiKey;
@@ -177,6 +180,11 @@ async function compileProvider(
     keys: new KeyPool(keys),
     tls: upstreamTls(name, net, report.warnings),
     directKeys: input?.direct_keys ?? directKeysDefault,
+    prices: new ModelPrices(
+      prices,
+      catalogProviderId(name) ?? (provider.priceCatalog && catalogProviderId(provider.priceCatalog)),
+      provider.modelAliases?.(keys),
+    ),
   };
 }
 

@@ -5,8 +5,9 @@
  * onRequest: find and consume the virtual key, check what it may use, then admit the
  * request against its counters in one atomic store operation (the request counter is
  * only incremented when every limit passes). onComplete: add the tokens and cost the
- * request actually used (streams included) to the token-per-minute window and the
- * budget period. Token limits are therefore enforced on admission against what was
+ * request actually used (streams included, a stream cut short at its partial usage) to
+ * the token-per-minute window and the budget period: the record's own `usage` and
+ * `cost_usd`, so a budget and a log line never disagree on a request. Token limits are therefore enforced on admission against what was
  * already spent: a request in flight may take a key past its limit, the next ones are
  * refused.
  */
@@ -16,19 +17,10 @@ import type { Hooks, Plugin, RequestVerdict } from '../../core/plugin.ts';
 import { type RequestContext, type RequestRecord, Slot } from '../../core/request.ts';
 import { allows } from '../../keys/pool.ts';
 import { appLog } from '../../lib/app-log.ts';
+import { NANO_PER_USD, tokensOf } from '../../usage/cost.ts';
 import { WarnLimiter } from '../shared/warn-limiter.ts';
 import { presentedKey, type VirtualKey, VirtualKeyTable } from './keys.ts';
-import {
-  costNanoUsd,
-  formatUsd,
-  minuteWindow,
-  type Period,
-  PriceTable,
-  periodWindow,
-  secondsUntil,
-  tokensOf,
-  type Window,
-} from './limits.ts';
+import { formatUsd, minuteWindow, type Period, periodWindow, secondsUntil, type Window } from './limits.ts';
 import {
   type AdmitResult,
   type Check,
@@ -66,7 +58,6 @@ export class GovernancePlugin implements Plugin, Hooks {
   private failOpen = true;
   private prefix = 'skybridge:gov:';
   private keys = new VirtualKeyTable([], []);
-  private prices = new PriceTable({});
   private readonly pending = new Set<Promise<void>>();
   private readonly storeWarnings = new WarnLimiter(10_000);
   private readonly priceWarnings = new WarnLimiter(60_000);
@@ -82,7 +73,6 @@ export class GovernancePlugin implements Plugin, Hooks {
     this.failOpen = (g?.on_store_error ?? 'fail_open') === 'fail_open';
     this.prefix = g?.redis_key_prefix ?? 'skybridge:gov:';
     this.keys = new VirtualKeyTable(g.virtual_keys, Object.keys(config.providers));
-    this.prices = new PriceTable(g?.prices ?? {});
 
     const url = g?.redis_url || undefined;
     const timeoutMs = g?.redis_timeout_ms ?? 250;
@@ -108,11 +98,15 @@ export class GovernancePlugin implements Plugin, Hooks {
 
     for (const k of g?.virtual_keys ?? []) {
       if (k.budget?.max_cost_usd === undefined) continue;
-      const unpriced = k.models.filter((m) => !this.prices.lookup(m.endsWith('*') ? m.slice(0, -1) : m));
+      const providers = (k.providers ?? Object.keys(config.providers)).map((p) => config.providers[p]);
+      const unpriced = k.models.filter((m) => {
+        const model = m.endsWith('*') ? m.slice(0, -1) : m;
+        return !providers.some((p) => p?.prices.lookup(model));
+      });
       if (unpriced.length > 0) {
         appLog.warn(
           { virtual_key: k.name, models: unpriced },
-          'virtual key has a cost budget but governance.prices has no price for some of its models; requests for unpriced models are refused',
+          'virtual key has a cost budget but neither governance.prices nor the price catalog prices some of its models; requests for unpriced models are refused',
         );
       }
     }
@@ -170,11 +164,15 @@ export class GovernancePlugin implements Plugin, Hooks {
         `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`,
       );
     }
-    if (vk.budget?.maxCostNano !== undefined && ctx.model !== undefined && !this.prices.lookup(ctx.model)) {
+    if (
+      vk.budget?.maxCostNano !== undefined &&
+      ctx.model !== undefined &&
+      !ctx.config.providers[ctx.provider]?.prices.lookup(ctx.model)
+    ) {
       return refuseFor(
         403,
         'model_not_priced',
-        `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${ctx.model}"`,
+        `virtual key "${vk.name}" has a cost budget, but neither governance.prices nor the price catalog has a price for model "${ctx.model}" on ${ctx.provider}`,
       );
     }
 
@@ -223,11 +221,10 @@ export class GovernancePlugin implements Plugin, Hooks {
       if (budget.maxTokens !== undefined)
         increments.push({ key: this.key(vk, `tok:${budget.period}`, w), by: tokens, ttlSec: ttl(w, now) });
       if (budget.maxCostNano !== undefined) {
-        const price = this.prices.lookup(record.model);
-        if (price) {
+        if (record.cost_usd !== undefined) {
           increments.push({
             key: this.key(vk, `usd:${budget.period}`, w),
-            by: costNanoUsd(record.usage, price),
+            by: Math.round(record.cost_usd * NANO_PER_USD),
             ttlSec: ttl(w, now),
           });
         } else {

@@ -11,7 +11,7 @@
  * scrape output is prom-client's own format.
  *
  * Labels are bounded: provider, endpoint, status class, outcome, stream, direction,
- * retry reason and error type come from fixed sets (anything unexpected is `other`);
+ * retry reason, error type and stream end reason come from fixed sets (anything unexpected is `other`);
  * models are folded (configured models, then the first MAX_DYNAMIC_MODELS others seen,
  * then `other`), and a model string that contains a configured secret is never a label.
  */
@@ -19,7 +19,7 @@ import { collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client
 import type { RuntimeConfig } from '../../config/runtime.ts';
 import { type ErrorType, jsonError } from '../../core/errors.ts';
 import type { Hooks, Plugin, PluginRoute, RuntimeView } from '../../core/plugin.ts';
-import { type Outcome, OUTCOMES as RECORD_OUTCOMES, type RequestRecord } from '../../core/request.ts';
+import { type EndReason, type Outcome, OUTCOMES as RECORD_OUTCOMES, type RequestRecord } from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
 import { VERSION } from '../../lib/version.ts';
 import { BearerToken } from '../shared/admin-auth.ts';
@@ -71,9 +71,14 @@ interface EndpointSeries {
   duration: Array<HistogramCell | undefined>;
   /** [stream] */
   ttfb: Array<HistogramCell | undefined>;
+  /** 2xx answers whose usage was not found. */
+  absent?: CounterCell;
 }
 
-type TokenCells = Partial<Record<(typeof TOKEN_DIRECTIONS)[number][0], CounterCell>> & { readonly model: string };
+/** A folded model's token counters by direction, and its cost. */
+type TokenCells = Partial<Record<(typeof TOKEN_DIRECTIONS)[number][0] | 'cost', CounterCell>> & {
+  readonly model: string;
+};
 
 interface ProviderSeries {
   endpoints: Map<string, EndpointSeries>;
@@ -83,6 +88,7 @@ interface ProviderSeries {
   labels: Map<string, TokenCells>;
   retries: Map<string, CounterCell>;
   errors: Map<ErrorType, CounterCell>;
+  streamEnds: Map<EndReason, CounterCell>;
 }
 
 /** Raw model strings remembered per provider before folding is recomputed per request. */
@@ -138,9 +144,34 @@ export class MetricsPlugin implements Plugin, Hooks {
     'Requests that ended in an upstream failure (unreachable, timeout, broken or idle stream), by provider and error type.',
     ['provider', 'type'],
   );
+  private readonly cost = new CellCounter(
+    'skybridge_cost_usd_total',
+    'USD spent, by provider and model (folded): each request priced from governance.prices or the genai-prices catalog; unpriced requests add nothing.',
+    ['provider', 'model'],
+  );
+  private readonly usageAbsent = new CellCounter(
+    'skybridge_usage_absent_total',
+    'Successful answers from endpoints that report usage whose usage could not be read (the request log says why), by provider and endpoint.',
+    ['provider', 'endpoint'],
+  );
+  private readonly streamEnds = new CellCounter(
+    'skybridge_stream_end_total',
+    'Streamed answers by how they ended: complete, upstream_eof_no_terminator, upstream_error, client_abort, idle_timeout, shutdown.',
+    ['provider', 'reason'],
+  );
   /** The running gateway's counters, read at scrape time. */
   constructor(runtime: () => RuntimeView) {
-    for (const m of [this.requests, this.duration, this.ttfb, this.tokens, this.retries, this.upstreamErrors]) {
+    for (const m of [
+      this.requests,
+      this.duration,
+      this.ttfb,
+      this.tokens,
+      this.cost,
+      this.usageAbsent,
+      this.streamEnds,
+      this.retries,
+      this.upstreamErrors,
+    ]) {
       this.registry.registerMetric(m as unknown as Metric);
     }
     new Gauge({
@@ -239,7 +270,14 @@ export class MetricsPlugin implements Plugin, Hooks {
     if (!ps)
       this.series.set(
         provider,
-        (ps = { endpoints: new Map(), models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() }),
+        (ps = {
+          endpoints: new Map(),
+          models: new Map(),
+          labels: new Map(),
+          retries: new Map(),
+          errors: new Map(),
+          streamEnds: new Map(),
+        }),
       );
     const endpoint = record.endpoint;
     let es = ps.endpoints.get(endpoint);
@@ -264,6 +302,15 @@ export class MetricsPlugin implements Plugin, Hooks {
         const n = usage[field];
         if (n) (cells[direction] ??= this.tokens.cell(provider, cells.model, direction)).value += n;
       }
+      if (record.cost_usd !== undefined)
+        (cells.cost ??= this.cost.cell(provider, cells.model)).value += record.cost_usd;
+    } else if (record.usage_status === 'absent') (es.absent ??= this.usageAbsent.cell(provider, endpoint)).value++;
+
+    const reason = record.end_reason;
+    if (reason !== undefined) {
+      let cell = ps.streamEnds.get(reason);
+      if (!cell) ps.streamEnds.set(reason, (cell = this.streamEnds.cell(provider, reason)));
+      cell.value++;
     }
 
     for (const retry of record.retries) {

@@ -1,0 +1,40 @@
+/**
+ * Which API a request speaks, within its usage format, from its path: what its answer's
+ * usage, stream terminator and generated text look like. Only the endpoints that bill
+ * tokens are named; on any other (`GET /v1/models`, files, token counting) no usage is
+ * expected.
+ */
+import type { UsageFormat } from './types.ts';
+
+export type ApiStyle =
+  /** OpenAI Chat Completions (and legacy Completions): stream ends with `data: [DONE]`. */
+  | 'chat'
+  /** OpenAI Responses: stream ends with `response.completed`, `.incomplete` or `.failed`. */
+  | 'responses'
+  /** Anthropic Messages (also on Azure and Vertex): stream ends with `message_stop`. */
+  | 'messages'
+  /** Gemini / Vertex generateContent: no terminator event; the last chunk carries `finishReason`. */
+  | 'generate'
+  /** OpenAI embeddings: usage, never a stream. */
+  | 'embeddings'
+  | 'other';
+
+export function apiStyleOf(format: UsageFormat, method: string, path: string): ApiStyle {
+  if (method !== 'POST') return 'other';
+  switch (format) {
+    case 'openai':
+      if (path.endsWith('/chat/completions') || path.endsWith('/completions')) return 'chat';
+      if (path.endsWith('/responses')) return 'responses';
+      if (path.endsWith('/embeddings')) return 'embeddings';
+      return 'other';
+    case 'anthropic':
+      return path.endsWith('/messages') || path.endsWith(':rawPredict') || path.endsWith(':streamRawPredict')
+        ? 'messages'
+        : 'other';
+    case 'gemini':
+      return path.endsWith(':generateContent') || path.endsWith(':streamGenerateContent') ? 'generate' : 'other';
+  }
+}
+
+/** Whether a successful answer on this API reports token usage. */
+export const reportsUsage = (style: ApiStyle): boolean => style !== 'other';
