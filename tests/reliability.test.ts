@@ -132,6 +132,7 @@ describe('upstream failures', () => {
     const line = await lineFor(res);
     expect(line.outcome).toBe('client_aborted');
     expect(line.stream).toBe(true);
+    expect(line.end_reason).toBe('client_abort');
   });
 
   test('a stream that goes idle longer than the limit is ended', async () => {
@@ -151,6 +152,8 @@ describe('upstream failures', () => {
     const line = await lineFor(res);
     expect(line.outcome).toBe('stream_idle_timeout');
     expect(line.error.type).toBe('stream_idle_timeout');
+    expect(line.end_reason).toBe('idle_timeout');
+    expect(line.usage_status).toBe('partial');
   });
 });
 
