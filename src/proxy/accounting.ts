@@ -31,7 +31,7 @@ export function noteUsage(ctx: Context, end: BodyEnd): void {
   if (end.partial && (expected || end.usage) && end.status < 300) {
     r.usage_status = 'partial';
     if (end.estimated) r.output_tokens_estimated = true;
-    if (!end.usage) r.usage_note = 'the stream ended before any usage or generated text was relayed';
+    if (!end.usage) r.usage_note = 'the stream ended before any usage was read';
   } else if (end.usage) r.usage_status = 'complete';
   else if (expected && end.status >= 200 && end.status < 300) {
     r.usage_status = 'absent';

@@ -214,16 +214,21 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
       chunk = await this.reader.read();
     } catch (err) {
       if (this.closed) return;
-      controller.error();
       // Bun's socket timer (CompiledProvider.socketTimeoutMs) may beat the idle sweep.
-      if (isTimeout(err)) return this.end('idle_timeout', idleError(this.ctx));
+      if (isTimeout(err)) {
+        controller.error();
+        return this.end('idle_timeout', idleError(this.ctx));
+      }
       const broken = new GatewayError(
         502,
         'upstream_broken',
         `${this.ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}`,
       );
-      const left = this.ctx.request.signal.aborted;
-      return this.end(left ? 'client_abort' : 'upstream_error', broken, left ? 'client_aborted' : 'upstream_error');
+      if (this.ctx.request.signal.aborted) {
+        controller.error();
+        return this.end('client_abort', broken, 'client_aborted');
+      }
+      return this.abortClient(controller, 'upstream_error', broken);
     }
     if (chunk.done) return this.upstreamEnded(controller);
     const value = chunk.value;
@@ -263,17 +268,27 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
       const signal = scanner.signal;
       if (signal !== 'terminator') {
         const which = signal === 'error' ? 'sent an error event' : 'ended without its terminator';
-        const ended = this.end(
+        return this.abortClient(
+          controller,
           signal === 'error' ? 'upstream_error' : 'upstream_eof_no_terminator',
           new GatewayError(502, 'upstream_broken', `${this.ctx.provider} stream ${which}`),
         );
-        await Bun.sleep(FLUSH_BEFORE_ABORT_MS); // no pull comes while this one waits
-        controller.error();
-        return ended;
       }
     }
     controller.close();
     return this.end('complete');
+  }
+
+  /** The upstream failed mid-stream: the record is completed now, the client's connection aborted once the last chunks went out. */
+  private async abortClient(
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    reason: EndReason,
+    error: GatewayError,
+  ): Promise<void> {
+    const ended = this.end(reason, error);
+    await Bun.sleep(FLUSH_BEFORE_ABORT_MS); // no pull comes while this one waits
+    controller.error();
+    return ended;
   }
 
   /** Completes the record once: `complete` without an error, the whole answer was relayed. */
