@@ -246,7 +246,7 @@ describe('query API', () => {
       ['from=yesterday', /from/],
       ['to=2026-13-45T99:00:00Z', /to/],
       [`from=${new Date().toISOString()}&to=2020-01-01T00:00:00Z`, /after/],
-      ['provider=bedrock', /provider/],
+      ['provider=nonesuch', /provider/],
       ['status=6xx', /status/],
       ['status=20', /status/],
       ['outcome=great', /outcome/],
@@ -694,7 +694,7 @@ describe('index file: rebuild, top-up, retention', () => {
       `${JSON.stringify({ log: 'request', ...before })}\n${JSON.stringify({ log: 'request', ...priced })}\n`,
     );
     const old = new Database(`${logFile}.index.sqlite`, { create: true });
-    old.exec('CREATE TABLE requests (seq INTEGER PRIMARY KEY, request_id TEXT, ts INTEGER); PRAGMA user_version = 1');
+    old.exec('CREATE TABLE requests (seq INTEGER PRIMARY KEY, request_id TEXT, ts INTEGER); PRAGMA user_version = 2');
     old.close();
     const t = await startGateway({ logs: { file: logFile } });
     try {

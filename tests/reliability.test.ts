@@ -4,6 +4,9 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import OpenAI from 'openai';
+import type { Pipeline } from '../src/core/pipeline.ts';
+import type { RequestRecord } from '../src/core/request.ts';
+import { Completion } from '../src/proxy/completion.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { chunkedStream } from './support/raw-http.ts';
@@ -131,6 +134,10 @@ describe('upstream failures', () => {
     expect(mock.abortedStreams).toBe(abortedBefore + 1);
     const line = await lineFor(res);
     expect(line.outcome).toBe('client_aborted');
+    expect(line.status).toBe(499);
+    // The client's signal aborts the upstream read before the stream's cancel() runs:
+    // still the client leaving, not the upstream breaking.
+    expect(line.error).toEqual({ type: 'client_aborted', message: 'client closed the connection mid-stream' });
     expect(line.stream).toBe(true);
     expect(line.end_reason).toBe('client_abort');
   });
@@ -154,6 +161,72 @@ describe('upstream failures', () => {
     expect(line.error.type).toBe('stream_idle_timeout');
     expect(line.end_reason).toBe('idle_timeout');
     expect(line.usage_status).toBe('partial');
+  });
+});
+
+describe('many clients leaving at once', () => {
+  test('every upstream call is abandoned, every request logged once as client_aborted (499), none left in flight', async () => {
+    const N = 120;
+    const tag = `leave-${Date.now()}`; // the model name: tells these requests' log lines apart
+    const aborted = { stream: 0, waiting: 0 };
+    mock.respondWith((req, rec) => {
+      if (rec.json?.model !== tag) return undefined;
+      const kind = rec.json.stream ? 'stream' : 'waiting';
+      req.signal.addEventListener('abort', () => aborted[kind]++);
+      if (kind === 'stream')
+        return mock.sse(
+          req,
+          Array.from({ length: 100 }, () => [undefined, { choices: [] }] as [undefined, unknown]),
+          50,
+        );
+      return Bun.sleep(10_000).then(() => Response.json({ late: true }));
+    });
+    const port = Number(new URL(gw.url).port);
+    const sockets = await Promise.all(
+      Array.from({ length: N }, (_, i) => {
+        const body = JSON.stringify({ model: tag, stream: i % 2 === 1 });
+        const head = `POST /openai_passthrough/v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`;
+        let got = 0;
+        return Bun.connect({
+          hostname: '127.0.0.1',
+          port,
+          socket: { open: (s) => void s.write(head + body), data: (_s, d) => void (got += d.byteLength), close() {} },
+        }).then((s) => ({ s, stream: i % 2 === 1, got: () => got }));
+      }),
+    );
+    // Every request upstream, every stream under way at the client.
+    for (let i = 0; i < 200 && !(mock.requests.length >= N && sockets.every((c) => !c.stream || c.got() > 0)); i++)
+      await Bun.sleep(25);
+    expect(mock.requests.length).toBe(N);
+    for (const c of sockets) c.s.end();
+    for (let i = 0; i < 200 && aborted.stream + aborted.waiting < N; i++) await Bun.sleep(25);
+    expect(aborted).toEqual({ stream: N / 2, waiting: N / 2 });
+    for (let i = 0; i < 200 && gw.gw.state.inflight > 0; i++) await Bun.sleep(10);
+    expect(gw.gw.state.inflight).toBe(0);
+    const mine = await gw.waitForLines(0).then((lines) => lines.filter((l) => l.model === tag));
+    expect(mine).toHaveLength(N);
+    for (const l of mine)
+      expect([l.outcome, l.status, l.error.type]).toEqual(['client_aborted', 499, 'client_aborted']);
+    expect(new Set(mine.map((l) => l.request_id)).size).toBe(N);
+  });
+
+  test('a client leaving is told apart from a shutdown cut by the state when it left, not when the record is completed', () => {
+    const completed: RequestRecord[] = [];
+    const pipeline = { onComplete: (r: RequestRecord) => void completed.push(r) } as unknown as Pipeline;
+    const record = () => ({ request_id: 'r', status: 0, outcome: 'ok', retries: [] }) as unknown as RequestRecord;
+    const state = { cutting: false, inflight: 0, openStreams: 0 };
+    const left = new Completion(record(), pipeline, state);
+    left.clientLeft();
+    state.cutting = true; // the shutdown cut starts before the deferred bookkeeping runs
+    left.finish(200, 'client_aborted', { type: 'client_aborted', message: 'gone' });
+    const cut = new Completion(record(), pipeline, state);
+    cut.clientLeft();
+    cut.finish(200, 'client_aborted', { type: 'client_aborted', message: 'gone' });
+    expect(completed.map((r) => [r.outcome, r.status, r.error?.type])).toEqual([
+      ['client_aborted', 499, 'client_aborted'],
+      ['gateway_error', 200, 'shutdown'],
+    ]);
+    expect(state.inflight).toBe(0);
   });
 });
 

@@ -245,6 +245,31 @@ describe('cost on every request, each API style, stream and not', () => {
     expect(streamed.cost_usd).toBeCloseTo(expectedUsd(r, { uncached: U.input, output: U.output }), 9);
   });
 
+  test('which catalog provider prices a provider: its name, else its implementation vendor', async () => {
+    const g = await startGateway({
+      providers: {
+        bedrock: { keys: [{ value: fakeKey('AKIA'), bedrock_key_config: { region: 'us-east-1' } }] },
+        'azure-eu': { api: 'azure' },
+        groq: { api: 'openai', network_config: { base_url: mock.url } },
+        'my-vllm': { api: 'openai', network_config: { base_url: mock.url } },
+      },
+    });
+    try {
+      const p = g.gw.config.providers;
+      const source = (provider: string, model: string) => p[provider]!.prices.lookup(model)?.source;
+      expect(source('bedrock', 'anthropic.claude-3-5-sonnet-20241022-v2:0')).toBe('catalog');
+      expect(source('azure-eu', 'gpt-4o-mini')).toBe('catalog'); // api: azure prices as Azure
+      expect(source('groq', 'llama-3.3-70b-versatile')).toBe('catalog'); // Groq is in the catalog by name
+      // An OpenAI-compatible host of your own is not priced at OpenAI's rates.
+      expect(source('my-vllm', 'gpt-4o-mini')).toBeUndefined();
+      expect(p.openai!.prices.lookup('gpt-4o-mini')?.ratesAt(Date.now())).toMatchObject({
+        input: catalogRates('openai', 'gpt-4o-mini').input_mtok,
+      });
+    } finally {
+      await g.stop();
+    }
+  });
+
   test('config prices win over the catalog; an unpriced model has no cost at all (never 0)', async () => {
     mock.respondWith((_req, rec) =>
       rec.json?.model?.startsWith('house-model') || rec.json?.model === 'nobody-prices-this'

@@ -4,11 +4,12 @@
  * Each proxy is pinned to core 0; the mock, wrk and the bench clients to core 1, so the
  * figures are per core. Started by scripts/bench/run, which pins this script to core 1.
  *
- *   bun scripts/bench/main.ts [--quick] [--binary] [--only=latency,throughput,curve,ttfb,streams,bodies,observability]
+ *   bun scripts/bench/main.ts [--quick] [--binary] [--only=latency,throughput,curve,ttfb,streams,bodies,observability,aborts]
  *                             [--skybridge-root=DIR]   (another source tree, to compare changes)
  */
 import {
   closeSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -135,13 +136,20 @@ async function startMock(): Promise<Proc> {
   return startProc('mock', LOAD_CORE, ['bun', 'scripts/bench/mock.ts', String(port)], {}, port, '/health');
 }
 
-async function startBare(): Promise<Proc> {
+/** `bun --preload` of the event-loop lag probe (scripts/bench/loop-lag.ts), writing to `file`. */
+const lagProbe = (file: string | undefined): { args: string[]; env: Record<string, string> } =>
+  file
+    ? { args: ['--preload', join(ROOT, 'scripts/bench/loop-lag.ts')], env: { LOOP_LAG_FILE: file } }
+    : { args: [], env: {} };
+
+async function startBare(lagFile?: string, upstream = mock.url): Promise<Proc> {
   const port = freePort();
+  const lag = lagProbe(lagFile);
   return startProc(
-    'bare',
+    lagFile ? 'bare-lag' : 'bare',
     PROXY_CORE,
-    ['bun', 'scripts/bench/bare-proxy.ts', String(port)],
-    { UPSTREAM: mock.url, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS },
+    ['bun', ...lag.args, 'scripts/bench/bare-proxy.ts', String(port)],
+    { UPSTREAM: upstream, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, ...lag.env },
     port,
     '/health',
   );
@@ -173,18 +181,26 @@ async function startElysiaWhole(): Promise<Proc> {
 }
 
 /**
- * Skybridge with the production plugin set (logging + metrics), or another set for the
- * observability workload (common.ts skybridgeConfig: `tracing`, `tracing/protobuf`).
+ * Skybridge with the shipping plugin list, or another set for the observability workload
+ * (common.ts skybridgeConfig: `tracing`, `tracing/protobuf`).
  */
-async function startSkybridge(name = 'skybridge', plugins = ['logging', 'metrics']): Promise<Proc> {
+/** `default`: the shipping plugin list (logging, explorer, metrics on; governance and tracing off without their sections). */
+async function startSkybridge(
+  name = 'skybridge',
+  plugins = ['default'],
+  lagFile?: string,
+  upstream = mock.url,
+): Promise<Proc> {
   const port = freePort();
   const config = join(work, `${name}.yaml`);
-  writeFileSync(config, skybridgeConfig(port, mock.url, join(work, 'logs', name, 'requests.ndjson'), plugins));
+  writeFileSync(config, skybridgeConfig(port, upstream, join(work, 'logs', name, 'requests.ndjson'), plugins));
+  const lag = lagProbe(lagFile);
+  const cmd = skybridgeCmd(config, port);
   return startProc(
     name,
     PROXY_CORE,
-    skybridgeCmd(config, port),
-    { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn' },
+    lagFile ? [cmd[0]!, ...lag.args, ...cmd.slice(1)] : cmd,
+    { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn', ...lag.env },
     port,
     '/health',
     SKY_ROOT,
@@ -239,6 +255,19 @@ function rssSampler(pid: number) {
       return Math.max(peak, rssMB(pid));
     },
   };
+}
+
+/** Time the process's threads spent runnable but waiting for a CPU, ms (schedstat). */
+function runQueueWaitMs(pid: number): number {
+  let ns = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+      } catch {}
+    }
+  } catch {}
+  return ns / 1e6;
 }
 
 function loadavg(): string {
@@ -334,8 +363,9 @@ async function wrk(url: string, conns: number, seconds: number, bodyBytes: numbe
 }
 
 async function client(mode: string, ...rest: (string | number)[]): Promise<any> {
+  const script = mode === 'abort' ? ['abort-latency.ts'] : ['client.ts', mode];
   const proc = Bun.spawn(
-    ['taskset', '-c', LOAD_CORE, 'bun', join(import.meta.dir, 'client.ts'), mode, ...rest.map(String)],
+    ['taskset', '-c', LOAD_CORE, 'bun', join(import.meta.dir, script[0]!), ...script.slice(1), ...rest.map(String)],
     {
       stdout: 'pipe',
       stderr: 'pipe',
@@ -362,6 +392,12 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 const r2 = (x: number) => Math.round(x * 100) / 100;
+/** Nearest-rank percentiles. */
+function quantiles(xs: number[]): { n: number; p50: number; p95: number; p99: number; max: number } {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  const q = (p: number) => (s.length ? r2(s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]!) : NaN);
+  return { n: s.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: q(1) };
+}
 const CHAT = '/openai_passthrough/v1/chat/completions';
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -410,7 +446,7 @@ try {
   }
   const metricsRes = await fetch(`${sky.url}/metrics`);
   const metricsText = await metricsRes.text();
-  results.skybridge_plugins = { logging: true, metrics: metricsRes.status === 200 && metricsText.includes('# TYPE') };
+  results.skybridge_plugins = { default: true, metrics: metricsRes.status === 200 && metricsText.includes('# TYPE') };
   log(
     `mock ${mock.url}, bare ${bare.url}, skybridge ${sky.url} (${results.skybridge}; metrics ${results.skybridge_plugins.metrics ? 'on' : 'NOT AVAILABLE'}); work dir ${work}`,
   );
@@ -677,6 +713,126 @@ try {
       throughput_cost_iqr_pct: Object.fromEntries(others.map((w) => [w, spread(w)])),
     };
   }
+
+  // 8. Client aborts: how soon the upstream sees a request abandoned once its client has
+  //    closed the connection (scripts/bench/abort-latency.ts: 1,000 raw-socket clients,
+  //    half waiting for a slow non-streaming answer, half reading SSE streams, against
+  //    scripts/bench/abort-mock.ts, which notes when each upstream connection closes).
+  //    Two patterns: closes spread at random over 1.5 s after each request (opened over
+  //    1 s), and all 1,000 closing in one go. Direct to the mock is the measurement's own
+  //    floor. Proxies fresh, pointed at that mock; every target gets the same close times.
+  if (want('aborts')) {
+    log('client aborts: when the upstream sees the request abandoned');
+    const rounds = QUICK ? 2 : 6;
+    const modes = [
+      { name: 'spread', args: ['--ramp=1000', '--window=1500'] },
+      { name: 'together', args: ['--ramp=1000', '--together=1500'] },
+    ];
+    const mockPort = freePort();
+    const abortMock = await startProc(
+      'abort-mock',
+      LOAD_CORE,
+      ['bun', 'scripts/bench/abort-mock.ts', String(mockPort)],
+      {},
+      mockPort,
+      '/health',
+    );
+    const proxies = {
+      bare: await startBare(undefined, abortMock.url),
+      skybridge: await startSkybridge('skybridge-aborts', undefined, undefined, abortMock.url),
+    };
+    type AbortTarget = { name: string; url: string; path?: string; pid?: number };
+    const targets: AbortTarget[] = [
+      { name: 'direct', url: abortMock.url, path: '/v1/chat/completions' },
+      { name: 'bare', url: proxies.bare.url, pid: proxies.bare.pid },
+      { name: 'skybridge', url: proxies.skybridge.url, pid: proxies.skybridge.pid },
+    ];
+    const abortRun = async (t: AbortTarget, args: string[], seed: number) => {
+      const wait0 = t.pid ? runQueueWaitMs(t.pid) : 0;
+      const res = await client(
+        'abort',
+        t.url,
+        abortMock.url,
+        ...(t.path ? [`--path=${t.path}`] : []),
+        ...args,
+        `--seed=${seed}`,
+      );
+      if (t.pid) res.proxy_runqueue_wait_ms = Math.round(runQueueWaitMs(t.pid) - wait0);
+      return res;
+    };
+    for (const t of targets) await abortRun(t, modes[0]!.args, 1000); // warm-up, not counted
+    const runs: Record<string, Record<string, any[]>> = {};
+    for (let i = 0; i < rounds; i++) {
+      for (const m of modes) {
+        const byName = (runs[m.name] ??= {});
+        for (const t of [...targets.slice(i % targets.length), ...targets.slice(0, i % targets.length)])
+          (byName[t.name] ??= []).push(await abortRun(t, m.args, i + 1));
+        log(
+          `  round ${i + 1} ${m.name}: ${targets.map((t) => `${t.name} p99 ${byName[t.name]!.at(-1).latency_ms.all.p99} ms`).join(', ')}`,
+        );
+      }
+    }
+    await stopProc(proxies.bare);
+    await stopProc(proxies.skybridge);
+    // One more spread run for each proxy, fresh, with the event-loop lag probe preloaded
+    // (its 1 ms timer wakes the loop, so these latencies are reported apart).
+    const lag: Record<string, any> = {};
+    if (!BINARY) {
+      for (const name of ['bare', 'skybridge'] as const) {
+        const file = join(work, `lag-${name}.json`);
+        const p =
+          name === 'bare'
+            ? await startBare(file, abortMock.url)
+            : await startSkybridge('skybridge-lag', undefined, file, abortMock.url);
+        const dump = async () => {
+          rmSync(file, { force: true });
+          p.proc.kill('SIGUSR2');
+          for (let k = 0; k < 100 && !existsSync(file); k++) await Bun.sleep(20);
+          return JSON.parse(readFileSync(file, 'utf8')) as Array<[number, number]>;
+        };
+        await abortRun({ name, url: p.url }, modes[0]!.args, 1000);
+        await dump();
+        const res = await abortRun({ name, url: p.url, pid: p.pid }, modes[0]!.args, 1);
+        const during = (await dump()).filter(([t]) => t >= res.span.start && t <= res.span.end + 500).map(([, l]) => l);
+        lag[name] = {
+          lag_ms: quantiles(during),
+          stalls_over_5ms: during.filter((l) => l > 5).length,
+          latency_ms: res.latency_ms.all,
+        };
+        await stopProc(p);
+      }
+    }
+    await stopProc(abortMock);
+    const summary: Record<string, any> = {};
+    for (const m of modes) {
+      summary[m.name] = {};
+      for (const [name, rs] of Object.entries(runs[m.name]!)) {
+        const pooled = (phase: string) =>
+          quantiles(
+            rs.flatMap((r) =>
+              phase === 'all'
+                ? Object.values(r.samples as Record<string, number[]>).flat()
+                : (r.samples[phase] as number[]),
+            ),
+          );
+        summary[m.name][name] = {
+          all: pooled('all'),
+          before_upstream: pooled('before_upstream'),
+          before_headers: pooled('before_headers'),
+          mid_stream: pooled('mid_stream'),
+          p99_median_of_rounds: median(rs.map((r) => r.latency_ms.all.p99)),
+          p99_rounds: rs.map((r) => r.latency_ms.all.p99),
+          not_aborted: rs.reduce((n, r) => n + r.not_aborted, 0),
+          never_sent: rs.reduce((n, r) => n + r.never_sent, 0),
+          errors: rs.reduce((n, r) => n + r.errors, 0),
+          runqueue_wait_ms_median:
+            rs[0]?.proxy_runqueue_wait_ms === undefined ? undefined : median(rs.map((r) => r.proxy_runqueue_wait_ms)),
+        };
+      }
+    }
+    for (const rs of Object.values(runs)) for (const list of Object.values(rs)) for (const r of list) delete r.samples;
+    results.aborts = { rounds, summary, lag, runs };
+  }
 } finally {
   results.loadavg_end = loadavg();
   results.finished_at = new Date().toISOString();
@@ -712,7 +868,7 @@ const fmt = (x: unknown) =>
 const row = (cells: unknown[]) => lines.push(`| ${cells.map(fmt).join(' | ')} |`);
 
 lines.push(
-  `Skybridge bench (${results.mode}, ${results.skybridge}; plugins logging${results.skybridge_plugins?.metrics ? ' + metrics' : ' (metrics not available)'}), ${results.started_at}`,
+  `Skybridge bench (${results.mode}, ${results.skybridge}; the default plugins: logging, explorer${results.skybridge_plugins?.metrics ? ', metrics' : ' (metrics not available)'}), ${results.started_at}`,
 );
 lines.push(
   `machine: ${results.machine.cpu}, ${results.machine.cores} cores; ${results.env.pinning}; BUN_CONFIG_MAX_HTTP_REQUESTS=${MAX_HTTP_REQUESTS} for both proxies; loadavg ${results.loadavg_start} -> ${results.loadavg_end}`,
@@ -874,6 +1030,99 @@ if (O) {
   checks.push({
     target: 'metrics + tracing cost < 5% of throughput',
     value: `${O.throughput_cost_pct.metrics_tracing}%`,
+    met: ok,
+  });
+}
+const A = results.aborts;
+if (A) {
+  const ok =
+    A.summary.spread.skybridge.p99_median_of_rounds < 10 &&
+    A.summary.spread.skybridge.not_aborted === 0 &&
+    A.summary.together.skybridge.not_aborted === 0;
+  const q = (x: any) => `${fmt(x.p50)} / ${fmt(x.p95)} / ${fmt(x.p99)} / ${fmt(x.max)}`;
+  lines.push('');
+  lines.push(
+    `Client aborts (1,000 clients per run, ${A.rounds} rounds): ms from the client closing its socket to the upstream seeing the request abandoned; direct to the mock is the floor`,
+  );
+  row(['', 'direct', 'bare Bun proxy', 'Skybridge', 'target', 'met']);
+  lines.push('|---|---|---|---|---|---|');
+  const AS = A.summary;
+  row([
+    'closes spread over 1.5 s: p99, median of rounds',
+    AS.spread.direct.p99_median_of_rounds,
+    AS.spread.bare.p99_median_of_rounds,
+    AS.spread.skybridge.p99_median_of_rounds,
+    '< 10 ms',
+    ok ? 'yes' : 'NO',
+  ]);
+  row([
+    '  all rounds pooled: p50 / p95 / p99 / max',
+    q(AS.spread.direct.all),
+    q(AS.spread.bare.all),
+    q(AS.spread.skybridge.all),
+    '',
+    '',
+  ]);
+  row([
+    '  while the upstream thinks (before headers)',
+    q(AS.spread.direct.before_headers),
+    q(AS.spread.bare.before_headers),
+    q(AS.spread.skybridge.before_headers),
+    '',
+    '',
+  ]);
+  row([
+    '  mid-stream',
+    q(AS.spread.direct.mid_stream),
+    q(AS.spread.bare.mid_stream),
+    q(AS.spread.skybridge.mid_stream),
+    '',
+    '',
+  ]);
+  row([
+    '  before the request reached the upstream (n)',
+    `${q(AS.spread.direct.before_upstream)} (${AS.spread.direct.before_upstream.n})`,
+    `${q(AS.spread.bare.before_upstream)} (${AS.spread.bare.before_upstream.n})`,
+    `${q(AS.spread.skybridge.before_upstream)} (${AS.spread.skybridge.before_upstream.n})`,
+    '',
+    '',
+  ]);
+  row([
+    '1,000 closes at once: p50 / p95 / p99 / max',
+    q(AS.together.direct.all),
+    q(AS.together.bare.all),
+    q(AS.together.skybridge.all),
+    '',
+    '',
+  ]);
+  row([
+    'upstream calls never abandoned (spread, at once)',
+    `${AS.spread.direct.not_aborted}, ${AS.together.direct.not_aborted}`,
+    `${AS.spread.bare.not_aborted}, ${AS.together.bare.not_aborted}`,
+    `${AS.spread.skybridge.not_aborted}, ${AS.together.skybridge.not_aborted}`,
+    '0',
+    '',
+  ]);
+  row([
+    'proxy threads waiting for the CPU per run (ms, median, spread)',
+    '',
+    AS.spread.bare.runqueue_wait_ms_median,
+    AS.spread.skybridge.runqueue_wait_ms_median,
+    '',
+    '',
+  ]);
+  if (A.lag.bare)
+    row([
+      'event-loop lag during a spread run (1 ms timer): p50 / p95 / p99 / max',
+      '',
+      q(A.lag.bare.lag_ms),
+      q(A.lag.skybridge.lag_ms),
+      '',
+      '',
+    ]);
+  checks.push({
+    target: 'client abort reaches the upstream: p99 < 10 ms',
+    value: `${AS.spread.skybridge.p99_median_of_rounds} ms (bare ${AS.spread.bare.p99_median_of_rounds} ms)`,
     met: ok,
   });
 }

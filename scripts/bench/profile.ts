@@ -34,13 +34,14 @@ const existing = opt('file', '');
 const file = existing || (await run());
 
 async function run(): Promise<string> {
-  const port = (() => {
+  const freePort = () => {
     const s = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
     const p = s.port;
     s.stop(true);
     return p;
-  })();
-  const mockPort = port + 1;
+  };
+  const port = freePort();
+  const mockPort = freePort();
   const mock = Bun.spawn(['taskset', '-c', '1', 'bun', 'scripts/bench/mock.ts', String(mockPort)], {
     cwd: ROOT,
     stdout: 'ignore',

@@ -7,7 +7,7 @@ import type { RuntimeConfig } from '../config/runtime.ts';
 import { Pipeline } from '../core/pipeline.ts';
 import type { StaticPlugin } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
-import { createApp } from '../http/app.ts';
+import { createApp, PassthroughRoutes } from '../http/app.ts';
 import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
 import { PluginSet, type ShutdownReport } from '../plugins/index.ts';
 import { ConfigError, type Env } from './config/load.ts';
@@ -37,6 +37,7 @@ export class Gateway {
     readonly state: GatewayState,
     readonly plugins: PluginSet,
     readonly server: Server<unknown>,
+    private readonly routes: PassthroughRoutes,
     private readonly options: GatewayOptions,
   ) {}
 
@@ -56,7 +57,8 @@ export class Gateway {
     };
     const plugins = new PluginSet(() => state, options.plugins);
     state.pipeline = await plugins.pipelineFor(config);
-    const app = createApp(state, plugins.routes(config));
+    const routes = new PassthroughRoutes(state);
+    const app = createApp(state, plugins.routes(config), routes);
     const host = options.host ?? config.source.server.host;
     const port = options.port ?? config.source.server.port;
     app.listen({
@@ -72,8 +74,9 @@ export class Gateway {
     });
     const server = app.server;
     if (!server) throw new Error(`could not listen on ${host}:${port}`);
+    routes.attach(server);
     appLog.info({ host, port: server.port, config: config.origin }, 'skybridge listening');
-    const gateway = new Gateway(state, plugins, server, options);
+    const gateway = new Gateway(state, plugins, server, routes, options);
     gateway.listenAt = { host, port, idle_timeout_seconds: config.source.server.idle_timeout_seconds };
     if (options.configPath && options.watch !== false) {
       gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), {
@@ -127,6 +130,7 @@ export class Gateway {
     }
     this.state.config = config;
     this.state.pipeline = pipeline;
+    this.routeNewProviders(config);
     appLog.info({ reason, config: config.origin }, 'config reloaded');
     this.state.reloads.success++;
     this.state.reloads.lastSuccessful = true;
@@ -138,6 +142,19 @@ export class Gateway {
     this.state.reloads.failure++;
     this.state.reloads.lastSuccessful = false;
     return false;
+  }
+
+  /** `/<name>_passthrough` of a provider this reload added; `/passthrough/<name>` serves it already. */
+  private routeNewProviders(config: RuntimeConfig): void {
+    const { added, live } = this.routes.add(config.customRoutes);
+    if (added.length === 0) return;
+    const prefixes = added.map((name) => `/${name}_passthrough`);
+    if (live) appLog.info({ prefixes }, `routes added: ${prefixes.join(', ')}`);
+    else
+      appLog.warn(
+        { prefixes },
+        `${prefixes.join(', ')} need a restart to be routed; /passthrough/<name>/... serves these providers now`,
+      );
   }
 
   /** server.host / server.port are bound at start: say so instead of ignoring a change. */

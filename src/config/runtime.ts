@@ -56,12 +56,19 @@ export interface CompiledProvider {
    */
   socketTimeoutMs: number;
   nativeHeaderTimeout: boolean;
+  /** The socket timer is the idle limit (the defaults): a body read whole needs no idle watch of its own. */
+  nativeIdleTimeout: boolean;
   retry: RetryPolicy;
   keys: KeyPool<CompiledKey>;
   /** TLS options for the upstream fetch, or undefined for the defaults. */
   tls: { ca?: string; rejectUnauthorized?: boolean } | undefined;
   /** Forward the client's own credential when the provider has no keys. */
   directKeys: boolean;
+  /**
+   * Without keys and without direct keys, send requests with no credential rather than
+   * refuse them (401 no_provider_key): providers of your own and local servers (Ollama).
+   */
+  keyOptional: boolean;
   /** Its models' prices (governance.prices, then the catalog), memoised per model. */
   prices: ModelPrices;
 }
@@ -78,4 +85,6 @@ export interface RuntimeConfig {
   warnings: string[];
   /** Configured secrets (provider keys, client secrets, virtual keys): never logged, never a label. */
   secrets: readonly string[];
+  /** Providers also served at `/<name>_passthrough` (every configured name that is not built in). */
+  customRoutes: readonly string[];
 }

@@ -6,7 +6,7 @@
 import * as v from 'valibot';
 
 /** The providers built in: each has a route of its own and is there even when the config leaves it out. */
-export const PROVIDER_IDS = ['openai', 'anthropic', 'azure', 'gemini', 'vertex'] as const;
+export const PROVIDER_IDS = ['openai', 'anthropic', 'azure', 'gemini', 'vertex', 'bedrock'] as const;
 export type ProviderId = (typeof PROVIDER_IDS)[number];
 
 /** A provider's name under `providers:`: it is a path segment (`/passthrough/<name>/`) and a metrics label. */
@@ -68,6 +68,24 @@ const VertexKeyConfig = v.strictObject({
   auth_credentials: v.optional(v.union([v.string(), v.record(v.string(), v.unknown())])),
 });
 
+/**
+ * Amazon Bedrock, Bifrost's fields. access_key + secret_key (+ session_token): requests
+ * are signed (SigV4) with them; none of the three and no `value`: with the AWS
+ * environment, shared config, web identity, ECS or instance role (the default chain);
+ * a `value` instead is a Bedrock API key, sent as `Authorization: Bearer`.
+ */
+const BedrockKeyConfig = v.strictObject({
+  access_key: v.optional(nonEmpty),
+  secret_key: v.optional(nonEmpty),
+  session_token: v.optional(nonEmpty),
+  /** Default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1. */
+  region: v.optional(v.pipe(nonEmpty, v.regex(/^[a-z0-9-]+$/, 'must be an AWS region such as us-east-1'))),
+  /** An ARN prefix the model id is appended to (`<arn>/<model>`), e.g. an inference profile's. */
+  arn: v.optional(nonEmpty),
+  /** Model in the path -> the model id (or inference profile) sent upstream. */
+  deployments: v.optional(v.record(v.string(), nonEmpty)),
+});
+
 export const KeySchema = v.strictObject({
   name: v.optional(nonEmpty),
   id: ignored,
@@ -76,7 +94,7 @@ export const KeySchema = v.strictObject({
   weight: v.optional(v.pipe(v.number(), v.minValue(0, 'must be >= 0')), 1),
   azure_key_config: v.optional(AzureKeyConfig),
   vertex_key_config: v.optional(VertexKeyConfig),
-  bedrock_key_config: ignored,
+  bedrock_key_config: v.optional(BedrockKeyConfig),
   openai_key_config: ignored,
   huggingface_key_config: ignored,
   use_for_batch_api: ignored,

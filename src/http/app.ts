@@ -7,7 +7,7 @@ import { jsonError } from '../core/errors.ts';
 import type { PluginRoute } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
 import { VERSION } from '../lib/version.ts';
-import { GENERIC_PREFIX, genericRoute, ROUTES, type Route } from '../providers/routes.ts';
+import { customPrefix, customRoute, GENERIC_PREFIX, genericRoute, ROUTES, type Route } from '../providers/routes.ts';
 import { handle } from '../proxy/handle.ts';
 import { MAX_SEGMENTS } from '../proxy/path.ts';
 import type { RawTarget } from '../proxy/target.ts';
@@ -58,7 +58,7 @@ function rawTargetRoutes(
 function servedBy(
   route: Route | undefined,
   request: Request,
-  server: Bun.Server<unknown>,
+  server: Bun.Server<unknown> | null,
   raw: RawTarget,
   serve: Passthrough,
 ): Response | Promise<Response> {
@@ -72,21 +72,99 @@ function configuredRoute(state: GatewayState, name: string | undefined): Route |
   return name !== undefined && Object.hasOwn(state.config.providers, name) ? genericRoute(name) : undefined;
 }
 
-export function createApp(state: GatewayState, pluginRoutes: readonly OwnedRoute[] = []): Elysia {
-  const passthrough: Passthrough = (route, request, server, raw) =>
-    state.draining
-      ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' })
-      : handle(route, request, server, state, raw);
-  const routes = Object.assign(
-    {},
-    ...ROUTES.map((r) => rawTargetRoutes(r.prefix, () => r, passthrough)),
-    // `/passthrough/:provider/...`: the provider's name is the first raw segment.
-    rawTargetRoutes(
-      `${GENERIC_PREFIX}/:provider`,
-      (request) => configuredRoute(state, (request as Request & { params: Record<string, string> }).params.provider),
-      passthrough,
-    ),
-  ) as Record<string, BunRoute>;
+/** The custom route of `/<name>_passthrough` while the config in force has that provider. */
+function customRouteOf(state: GatewayState, name: string): Route | undefined {
+  return Object.hasOwn(state.config.providers, name) ? customRoute(name) : undefined;
+}
+
+type ServeOptions = Parameters<Bun.Server<unknown>['reload']>[0];
+
+/**
+ * The passthrough routes Bun serves. Most are fixed; `/<name>_passthrough` of a provider
+ * that is not built in comes from the config, while Bun's routes are handed over when
+ * the server starts (Elysia's serve.routes). A reload that adds such a provider routes
+ * its prefix with `server.reload()`, which replaces Bun's whole table: Elysia's adapter
+ * builds that table inside `listen()` (its own routes compiled for Bun's router, then
+ * serve.routes, then it reloads once when its modules are loaded) and exposes it
+ * nowhere, so the options it last passed to `server.reload` are kept (`attach`) and
+ * passed again with the routes added. A prefix whose provider a reload removed stays
+ * routed and answers 404, as an unknown `/passthrough/<name>` does.
+ */
+export class PassthroughRoutes {
+  /** What serve.routes holds. */
+  readonly table: Record<string, BunRoute>;
+  private readonly routed = new Set<string>();
+  private server: Bun.Server<unknown> | undefined;
+  private served: ServeOptions | undefined;
+  private readonly passthrough: Passthrough;
+
+  constructor(private readonly state: GatewayState) {
+    this.passthrough = (route, request, server, raw) =>
+      state.draining
+        ? jsonError(503, 'shutting_down', 'the gateway is shutting down', { connection: 'close' })
+        : handle(route, request, server, state, raw);
+    this.table = Object.assign(
+      {},
+      ...ROUTES.map((r) => rawTargetRoutes(r.prefix, () => r, this.passthrough)),
+      // `/passthrough/:provider/...`: the provider's name is the first raw segment.
+      rawTargetRoutes(
+        `${GENERIC_PREFIX}/:provider`,
+        (request) => configuredRoute(state, (request as Request & { params: Record<string, string> }).params.provider),
+        this.passthrough,
+      ),
+      this.customRoutes(state.config.customRoutes),
+    );
+  }
+
+  /** Served for the requests Bun's router did not take (the `moved` refusals). */
+  serve(route: Route | undefined, request: Request, server: Bun.Server<unknown> | null): Response | Promise<Response> {
+    return servedBy(route, request, server, 'moved', this.passthrough);
+  }
+
+  /** The running server, whose `reload` calls (Elysia's) are watched from now on. */
+  attach(server: Bun.Server<unknown>): void {
+    this.server = server;
+    const reload = server.reload.bind(server);
+    server.reload = (options: ServeOptions) => {
+      this.served = options;
+      return reload(options);
+    };
+  }
+
+  /**
+   * Routes the prefixes of `names` not routed yet. Returns those added, and whether the
+   * running server serves them (false: Elysia never handed over its routes; a restart does).
+   */
+  add(names: readonly string[]): { added: string[]; live: boolean } {
+    const added = names.filter((name) => !this.routed.has(name));
+    if (added.length === 0) return { added, live: true };
+    const routes = this.customRoutes(added);
+    Object.assign(this.table, routes);
+    if (!this.server || !this.served) return { added, live: false };
+    const served = this.served;
+    this.server.reload({ ...served, routes: { ...(served.routes as object), ...routes } } as ServeOptions);
+    return { added, live: true };
+  }
+
+  private customRoutes(names: readonly string[]): Record<string, BunRoute> {
+    const routes: Record<string, BunRoute> = {};
+    for (const name of names) {
+      this.routed.add(name);
+      Object.assign(
+        routes,
+        rawTargetRoutes(customPrefix(name), () => customRouteOf(this.state, name), this.passthrough),
+      );
+    }
+    return routes;
+  }
+}
+
+export function createApp(
+  state: GatewayState,
+  pluginRoutes: readonly OwnedRoute[] = [],
+  passthroughRoutes = new PassthroughRoutes(state),
+): Elysia {
+  const routes = passthroughRoutes.table;
   // standardHostname: false. Elysia otherwise looks for the path from the 12th character
   // of the URL, assuming a host of 4+ characters: behind a Host of `llm` or `ai:80` (a
   // service name) every request was routed as the wrong path.
@@ -106,15 +184,15 @@ export function createApp(state: GatewayState, pluginRoutes: readonly OwnedRoute
 
   for (const route of ROUTES) {
     // Reached only when the raw target missed the routes above while its rewrite by the
-    // URL parser lies under the prefix (`/x/../openai_passthrough/...`): refused.
-    app.all(`${route.prefix}/*`, ({ request, server }) => passthrough(route, request, server, 'moved'), {
+    // URL parser lies under the prefix (`/x/../openai_passthrough/...`): refused. (Such a
+    // rewrite into a custom prefix finds no route here: a 404, refused all the same.)
+    app.all(`${route.prefix}/*`, ({ request, server }) => passthroughRoutes.serve(route, request, server), {
       parse: 'none',
     });
   }
   app.all(
     `${GENERIC_PREFIX}/:provider/*`,
-    ({ request, server, params }) =>
-      servedBy(configuredRoute(state, params.provider), request, server!, 'moved', passthrough),
+    ({ request, server, params }) => passthroughRoutes.serve(configuredRoute(state, params.provider), request, server),
     { parse: 'none' },
   );
 

@@ -5,12 +5,13 @@
  */
 import { anthropic } from './anthropic.ts';
 import { azure } from './azure.ts';
+import { bedrock } from './bedrock.ts';
 import { gemini } from './gemini.ts';
 import { openai } from './openai.ts';
 import type { Provider } from './provider.ts';
 import { vertex } from './vertex.ts';
 
-export const PROVIDERS: Readonly<Record<string, Provider>> = { openai, anthropic, azure, gemini, vertex };
+export const PROVIDERS: Readonly<Record<string, Provider>> = { openai, anthropic, azure, gemini, vertex, bedrock };
 
 /** Make an implementation available to configs (`providers.<name>.api: <id>`). */
 export function registerProvider(provider: Provider): void {

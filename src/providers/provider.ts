@@ -45,6 +45,11 @@ export interface Provider {
   url(path: string, query: string, key: CompiledKey | undefined, settings: CompiledProvider): string;
   /** The auth headers for one attempt with `key`; a promise only when a token must be minted. */
   authorize(key: CompiledKey, path: string): HeaderEntries | Promise<HeaderEntries>;
+  /**
+   * Sign one attempt over the request as it will be sent (AWS SigV4), after `authorize`
+   * and `url`: only a provider whose auth covers the URL, headers and body has it.
+   */
+  sign?(request: OutgoingRequest, key: CompiledKey): void | Promise<void>;
   /** The usage format of the answer to a request on this path. */
   usageFormat(path: string): UsageFormat;
   /**
@@ -63,6 +68,16 @@ export interface Provider {
     key: CompiledKey,
     report: KeyReport,
   ): CompiledKey | undefined | Promise<CompiledKey | undefined>;
+}
+
+/** One upstream attempt as it will be sent: what a signature covers. */
+export interface OutgoingRequest {
+  readonly method: string;
+  readonly url: string;
+  /** Edited in place: a signature's headers are set here. */
+  readonly headers: Headers;
+  /** The body held whole, a stream (too large to hold), or none. */
+  readonly body: Uint8Array | ReadableStream<Uint8Array> | null;
 }
 
 /** Where compileKey reports what is wrong with one key. */

@@ -22,12 +22,16 @@ const SHUTDOWN_CUT: RequestError = {
   type: 'shutdown',
   message: 'cut by the gateway when the shutdown grace period ended',
 };
+const CLIENT_GONE: RequestError = { type: 'client_aborted', message: 'client closed the connection' };
+const finishGone = (c: Completion) => c.finish(CLIENT_CLOSED_STATUS, 'client_aborted', CLIENT_GONE);
 
 export class Completion {
   readonly startedAt = performance.now();
   private finished = false;
   private streamed = false;
   private ctx: Context | undefined;
+  /** Whether the gateway cut the connection (shutdown), as it stood when the client was seen gone. */
+  private cut: boolean | undefined;
 
   constructor(
     readonly record: RequestRecord,
@@ -87,13 +91,24 @@ export class Completion {
     return this.stamp(new GatewayError(500, 'gateway_error', 'internal gateway error').toResponse());
   }
 
-  /** The client went away before any answer. */
+  /**
+   * The client went away before any answer (its upstream call is aborted already). The
+   * record is completed on the next turn, as `clientLeft` explains.
+   */
   clientGone(): Response {
-    this.finish(CLIENT_CLOSED_STATUS, 'client_aborted', {
-      type: 'client_aborted',
-      message: 'client closed the connection',
-    });
+    this.clientLeft();
+    setImmediate(finishGone, this);
     return new Response(null, { status: CLIENT_CLOSED_STATUS });
+  }
+
+  /**
+   * The client is gone now; `finish` follows a turn later, so that the completion hooks
+   * (log line, metrics, governance) never run before the upstreams of the other clients
+   * leaving in the same turn are cancelled. A shutdown cut is told apart from a client
+   * leaving by the state at this moment.
+   */
+  clientLeft(): void {
+    this.cut ??= this.state.cutting;
   }
 
   /** A streamed answer started: counted in `openStreams` until the request finishes. */
@@ -113,7 +128,7 @@ export class Completion {
     this.finished = true;
     const r = this.record;
     if (outcome === 'client_aborted') {
-      if (this.state.cutting) {
+      if (this.cut ?? this.state.cutting) {
         outcome = 'gateway_error';
         error = SHUTDOWN_CUT;
         if (status === CLIENT_CLOSED_STATUS) status = 503;

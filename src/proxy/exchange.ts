@@ -45,6 +45,9 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
     record.attempts = n;
     if (key) auth = setAuth(upstream.headers, auth, await call.provider.authorize(key, ctx.path));
     const url = call.provider.url(ctx.path, upstream.query, key, settings);
+    // A signature (SigV4) covers this attempt's URL, headers and body bytes.
+    if (key && call.provider.sign)
+      await call.provider.sign({ method: ctx.request.method, url, headers: upstream.headers, body: payload }, key);
     const result = await attempt(ctx, url, payload, pipeline, n, key);
     if (body.kind === 'streamed' && body.overLimit()) return TOO_LARGE;
     if (result === CLIENT_LEFT) return ABORTED;

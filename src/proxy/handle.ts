@@ -33,19 +33,7 @@ export async function handle(
   server?.timeout(request, 0);
 
   // prepare.ts, asking providers/: provider, model, stream, key mode, upstream headers and query.
-  const ctx = done.begin(
-    prepare({
-      id: record.request_id,
-      startedAt: done.startedAt,
-      route,
-      request,
-      path: target.path,
-      query: target.query,
-      body,
-      config,
-      record,
-    }),
-  );
+  const ctx = done.begin(prepare({ route, request, target, body, config, record, startedAt: done.startedAt }));
   try {
     if (pipeline.hasRequestHooks) {
       const refused = done.admit(await pipeline.onRequest(ctx)); // governance: a virtual key, or a refusal

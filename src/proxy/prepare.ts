@@ -31,32 +31,34 @@ export interface Call {
 }
 
 export interface PrepareOptions {
-  id: string;
-  startedAt: number;
   route: Route;
   request: Request;
-  path: string;
-  query: string;
+  /** The provider-native path and the client's query. */
+  target: { readonly path: string; readonly query: string };
   body: RequestBody;
   config: RuntimeConfig;
   record: RequestRecord;
+  /** performance.now() at arrival. */
+  startedAt: number;
 }
 
 const decoder = new TextDecoder();
 
 export function prepare(o: PrepareOptions): Context {
-  const { route, request, path, body, config, record } = o;
+  const { route, request, body, config, record } = o;
+  const { path, query: clientQuery } = o.target;
   const members = body.kind === 'held' ? body.members : undefined;
   const name = route.detect?.(path, members, request.headers) ?? route.provider;
   const settings = config.providers[name]!;
   const provider = PROVIDERS[settings.api]!;
   const keyed = settings.keys.size > 0;
   // With the gateway's keys every client credential goes (and always for a provider
-  // that cannot take one); without, the client's own passes ("direct key").
-  const dropCredentials = keyed || provider.keyRequired !== undefined;
+  // that cannot take one); without, the client's own passes ("direct key") unless direct
+  // keys are off (then the request is refused, or sent bare where no key is needed).
+  const dropCredentials = keyed || provider.keyRequired !== undefined || !settings.directKeys;
   const headers = forwardRequestHeaders(request.headers, dropCredentials);
   provider.prepareHeaders?.(headers, path, keyed);
-  const query = dropCredentials ? withoutParams(o.query, CREDENTIAL_PARAMS) : o.query;
+  const query = dropCredentials ? withoutParams(clientQuery, CREDENTIAL_PARAMS) : clientQuery;
   const usageFormat = provider.usageFormat(path);
   const call: Call = {
     provider,
@@ -83,7 +85,7 @@ export function prepare(o: PrepareOptions): Context {
 
 function noKeyRefusal(name: string, provider: Provider, settings: CompiledProvider): GatewayError | undefined {
   if (provider.keyRequired) return new GatewayError(500, 'provider_not_configured', provider.keyRequired);
-  if (!settings.directKeys)
+  if (!settings.directKeys && !settings.keyOptional)
     return new GatewayError(
       401,
       'no_provider_key',
@@ -118,12 +120,12 @@ export class Context implements RequestContext {
     readonly upstream: UpstreamRequest,
     readonly call: Call,
   ) {
-    this.id = o.id;
+    this.id = o.record.request_id;
     this.request = o.request;
     this.config = o.config;
     this.endpoint = o.route.id;
-    this.path = o.path;
-    this.query = o.query;
+    this.path = o.target.path;
+    this.query = o.target.query;
     this.startedAt = o.startedAt;
     this.record = o.record;
     this.bodyUnread = body.kind === 'streamed' || (body.kind === 'held' && body.readable === undefined);

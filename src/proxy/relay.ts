@@ -35,6 +35,7 @@ const WHOLE_BODY_MAX = 1024 * 1024;
  */
 const FLUSH_BEFORE_ABORT_MS = 20;
 const decoder = new TextDecoder();
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export async function relay(ctx: Context, upstream: Response, done: Completion): Promise<Response> {
   const record = ctx.record;
@@ -111,6 +112,8 @@ function finishWhole(
   if (usage instanceof Promise) void usage.then(complete);
   else complete(usage);
 }
+
+const CLIENT_LEFT_MID_STREAM = new GatewayError(499, 'client_aborted', 'client closed the connection mid-stream');
 
 function idleError(ctx: Context): GatewayError {
   return new GatewayError(
@@ -214,6 +217,11 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
       chunk = await this.reader.read();
     } catch (err) {
       if (this.closed) return;
+      // The client left: its signal, given to fetch, aborted the read before cancel() ran.
+      if (this.ctx.request.signal.aborted) {
+        controller.error();
+        return this.end('client_abort', CLIENT_LEFT_MID_STREAM);
+      }
       // Bun's socket timer (CompiledProvider.socketTimeoutMs) may beat the idle sweep.
       if (isTimeout(err)) {
         controller.error();
@@ -224,10 +232,6 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
         'upstream_broken',
         `${this.ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}`,
       );
-      if (this.ctx.request.signal.aborted) {
-        controller.error();
-        return this.end('client_abort', broken, 'client_aborted');
-      }
       return this.abortClient(controller, 'upstream_error', broken);
     }
     if (chunk.done) return this.upstreamEnded(controller);
@@ -243,10 +247,10 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
     this.gatewayMs += performance.now() - now;
   }
 
-  /** The client went away: stop the upstream generating at once. */
-  async cancel(reason: unknown): Promise<void> {
-    await this.reader.cancel(reason).catch(() => {});
-    await this.end('client_abort', new GatewayError(499, 'client_aborted', 'client closed the connection mid-stream'));
+  /** The client went away: stop the upstream generating at once, nothing before it. */
+  cancel(reason: unknown): Promise<void> {
+    this.reader.cancel(reason).catch(() => {});
+    return this.end('client_abort', CLIENT_LEFT_MID_STREAM);
   }
 
   onIdle(): void {
@@ -300,6 +304,13 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
     if (this.closed) return;
     this.closed = true;
     unwatchIdle(this);
+    if (outcome === 'client_aborted') {
+      // The upstream is cancelled already (fetch has the client's signal; cancel() cancels
+      // the reader first). The bookkeeping waits a turn: clients leaving in this one get
+      // their upstreams cancelled before any of it runs.
+      this.done.clientLeft();
+      await nextTurn();
+    }
     const record = this.ctx.record;
     record.end_reason = reason;
     record.gw_us = Math.round(this.gatewayMs * 1000);

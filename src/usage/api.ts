@@ -17,6 +17,11 @@ export type ApiStyle =
   | 'generate'
   /** OpenAI embeddings: usage, never a stream. */
   | 'embeddings'
+  /**
+   * Bedrock InvokeModel and Converse (and their streams, AWS event streams): usage, but
+   * their stream terminator and generated text are not watched (not SSE).
+   */
+  | 'bedrock'
   | 'other';
 
 export function apiStyleOf(format: UsageFormat, method: string, path: string): ApiStyle {
@@ -33,8 +38,14 @@ export function apiStyleOf(format: UsageFormat, method: string, path: string): A
         : 'other';
     case 'gemini':
       return path.endsWith(':generateContent') || path.endsWith(':streamGenerateContent') ? 'generate' : 'other';
+    case 'bedrock':
+      return /\/(?:invoke|invoke-with-response-stream|converse|converse-stream)$/.test(path) ? 'bedrock' : 'other';
   }
 }
 
 /** Whether a successful answer on this API reports token usage. */
 export const reportsUsage = (style: ApiStyle): boolean => style !== 'other';
+
+/** Whether a stream of this API ends with a terminator of its own (usage/scanner.ts watches for it). */
+export const hasTerminator = (style: ApiStyle): boolean =>
+  style === 'chat' || style === 'responses' || style === 'messages' || style === 'generate';

@@ -54,7 +54,33 @@ function gemini(u: Usage, event: Obj): void {
   set(u, 'cache_read_input_tokens', num(usage.cachedContentTokenCount));
 }
 
-const EXTRACTORS: Record<UsageFormat, (u: Usage, event: Obj) => void> = { openai, anthropic, gemini };
+function bedrock(u: Usage, event: Obj): void {
+  // The last event of an invoked model's stream: Bedrock's own count, final.
+  const metrics = obj(event['amazon-bedrock-invocationMetrics']);
+  if (metrics) {
+    set(u, 'input_tokens', num(metrics.inputTokenCount));
+    set(u, 'output_tokens', num(metrics.outputTokenCount));
+    set(u, 'cache_read_input_tokens', num(metrics.cacheReadInputTokenCount));
+    set(u, 'cache_creation_input_tokens', num(metrics.cacheWriteInputTokenCount));
+    return;
+  }
+  const usage = obj(event.usage);
+  if (usage && (usage.inputTokens !== undefined || usage.outputTokens !== undefined)) {
+    // Converse, and ConverseStream's metadata event.
+    set(u, 'input_tokens', num(usage.inputTokens));
+    set(u, 'output_tokens', num(usage.outputTokens));
+    set(u, 'total_tokens', num(usage.totalTokens));
+    set(u, 'cache_read_input_tokens', num(usage.cacheReadInputTokens));
+    set(u, 'cache_creation_input_tokens', num(usage.cacheWriteInputTokens));
+    return;
+  }
+  // Invoked models answer in their own shape: Anthropic's (whole or streamed), Llama's counts.
+  anthropic(u, event);
+  set(u, 'input_tokens', num(event.prompt_token_count));
+  set(u, 'output_tokens', num(event.generation_token_count));
+}
+
+const EXTRACTORS: Record<UsageFormat, (u: Usage, event: Obj) => void> = { openai, anthropic, gemini, bedrock };
 
 export function applyUsage(format: UsageFormat, u: Usage, event: unknown): void {
   if (Array.isArray(event)) {
@@ -66,13 +92,17 @@ export function applyUsage(format: UsageFormat, u: Usage, event: unknown): void 
 }
 
 /**
- * Fill total_tokens when the provider did not (Anthropic never does). Anthropic's
- * input_tokens excludes cached input, so its cache reads and writes are added.
+ * Fill total_tokens when the provider did not (Anthropic never does). Anthropic's (and
+ * Bedrock's) input_tokens excludes cached input, so its cache reads and writes are added.
  */
 export function finishUsage(format: UsageFormat, u: Usage): Usage | undefined {
   if (u.input_tokens === undefined && u.output_tokens === undefined && u.total_tokens === undefined) return undefined;
   if (u.total_tokens === undefined) {
-    const cached = format === 'anthropic' ? (u.cache_read_input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0) : 0;
+    // Anthropic's and Bedrock's input counts leave cached input out.
+    const cached =
+      format === 'anthropic' || format === 'bedrock'
+        ? (u.cache_read_input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0)
+        : 0;
     u.total_tokens = (u.input_tokens ?? 0) + (u.output_tokens ?? 0) + cached;
   }
   return u;

@@ -11,7 +11,8 @@
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { type Coding, contentCoding } from '../lib/content-coding.ts';
-import type { ApiStyle } from './api.ts';
+import { type ApiStyle, hasTerminator } from './api.ts';
+import { EventStreamParser } from './eventstream.ts';
 import { applyUsage, finishUsage } from './extract.ts';
 import { memberKey, rootMemberObject } from './tail.ts';
 import type { Usage, UsageFormat } from './types.ts';
@@ -54,14 +55,18 @@ export class UsageScanner {
   private constructor(
     private readonly format: UsageFormat,
     style: ApiStyle,
-    sse: boolean,
+    framing: Framing,
     coding: Coding | null,
   ) {
-    const parser = sse
-      ? (this.sse = new SseParser(format, style, this.usage))
-      : new JsonCollector((doc) => applyUsage(format, this.usage, doc));
+    const apply = (event: unknown) => applyUsage(format, this.usage, event);
+    const parser =
+      framing === 'sse'
+        ? (this.sse = new SseParser(format, style, this.usage))
+        : framing === 'eventstream'
+          ? new EventStreamParser(apply)
+          : new JsonCollector(apply);
     this.inflater = makeInflater(coding);
-    this.keepsChunks = !sse || this.inflater !== undefined;
+    this.keepsChunks = framing === 'json' || this.inflater !== undefined;
     if (this.inflater) {
       const inflater = this.inflater;
       inflater.on('data', (chunk: Buffer) => parser.write(chunk));
@@ -86,17 +91,16 @@ export class UsageScanner {
     contentType: string | null,
     contentEncoding: string | null,
   ): UsageScanner | undefined {
-    const ct = contentType?.toLowerCase() ?? '';
-    const sse = ct.startsWith('text/event-stream');
-    if (!sse && !ct.includes('json')) return undefined;
+    const framing = framingOf(contentType?.toLowerCase() ?? '');
+    if (!framing) return undefined;
     const coding = contentCoding(contentEncoding);
     if (coding === 'unsupported') return undefined;
-    return new UsageScanner(format, style, sse, coding);
+    return new UsageScanner(format, style, framing, coding);
   }
 
   /** An SSE stream of an API with a terminator (a missing one means the stream was cut). */
   get expectsTerminator(): boolean {
-    return this.sse !== undefined && this.sse.style !== 'other' && this.sse.style !== 'embeddings';
+    return this.sse !== undefined && hasTerminator(this.sse.style);
   }
 
   /** What the stream said about its end (final after `end()`). */
@@ -148,7 +152,7 @@ const jsonDecoder = new TextDecoder();
 /**
  * Usage in a body read whole. An uncompressed JSON answer (the common case) is parsed
  * directly, synchronously: no scanner, no parser objects, no promise. A compressed or
- * SSE body goes through a scanner.
+ * SSE or event-stream body goes through a scanner.
  */
 export function usageOfBody(
   format: UsageFormat,
@@ -156,13 +160,22 @@ export function usageOfBody(
   contentEncoding: string | null,
   bytes: Uint8Array,
 ): Usage | undefined | Promise<Usage | undefined> {
-  const ct = contentType?.toLowerCase() ?? '';
-  if (contentCoding(contentEncoding) === null && !ct.startsWith('text/event-stream'))
-    return ct.includes('json') ? usageOfJson(format, bytes) : undefined;
+  const framing = framingOf(contentType?.toLowerCase() ?? '');
+  if (contentCoding(contentEncoding) === null && framing !== 'sse' && framing !== 'eventstream')
+    return framing === 'json' ? usageOfJson(format, bytes) : undefined;
   const scanner = UsageScanner.for(format, 'other', contentType, contentEncoding);
   if (!scanner) return undefined;
   scanner.push(bytes);
   return scanner.finish();
+}
+
+/** How an answer's usage is framed: SSE events, AWS event-stream messages (Bedrock), or one JSON document. */
+type Framing = 'sse' | 'eventstream' | 'json';
+
+function framingOf(ct: string): Framing | undefined {
+  if (ct.startsWith('text/event-stream')) return 'sse';
+  if (ct.startsWith('application/vnd.amazon.eventstream')) return 'eventstream';
+  return ct.includes('json') ? 'json' : undefined;
 }
 
 /** Where each format keeps its usage in a whole answer: a member of the root object. */
@@ -170,6 +183,7 @@ const USAGE_MEMBER: Record<UsageFormat, { name: string; key: Uint8Array }> = {
   openai: { name: 'usage', key: memberKey('usage') },
   anthropic: { name: 'usage', key: memberKey('usage') },
   gemini: { name: 'usageMetadata', key: memberKey('usageMetadata') },
+  bedrock: { name: 'usage', key: memberKey('usage') },
 };
 
 /**
@@ -232,6 +246,7 @@ const TEXT_RULES: Readonly<Record<ApiStyle, TextRule | undefined>> = {
   messages: { anchor: '"delta":', keys: ['"text":', '"partial_json":', '"thinking":'], first: true },
   generate: { keys: ['"text":'], first: false },
   embeddings: undefined,
+  bedrock: undefined,
   other: undefined,
 };
 

@@ -14,6 +14,8 @@ export interface Usage {
 /**
  * How a provider reports usage: `openai` covers Chat Completions (`usage`, last stream
  * chunk) and the Responses API (`response.completed`); `anthropic` covers
- * `message_start` + `message_delta`; `gemini` covers Gemini and Vertex `usageMetadata`.
+ * `message_start` + `message_delta`; `gemini` covers Gemini and Vertex `usageMetadata`;
+ * `bedrock` covers Converse `usage`, the `metadata` event of ConverseStream, and what
+ * invoked models answer (Anthropic's usage, `amazon-bedrock-invocationMetrics`, Llama's counts).
  */
-export type UsageFormat = 'openai' | 'anthropic' | 'gemini';
+export type UsageFormat = 'openai' | 'anthropic' | 'gemini' | 'bedrock';

@@ -10,6 +10,8 @@ import { type Config, PROVIDER_IDS, type ProviderInput } from '../../config/sche
 import { KeyPool } from '../../keys/pool.ts';
 import { apiKey } from '../../providers/auth/index.ts';
 import { type KeyReport, PROVIDERS, type Provider } from '../../providers/index.ts';
+import { PRESETS } from '../../providers/presets.ts';
+import { customPrefix, ROUTES } from '../../providers/routes.ts';
 import { ConfigPrices, catalogProviderId, ModelPrices } from '../../usage/prices.ts';
 
 const MiB = 1024 * 1024;
@@ -29,6 +31,8 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
     const provider = implementationOf(name, input, report);
     if (provider) providers[name] = await compileProvider(name, provider, input, config.direct_keys, report, prices);
   }
+  const customRoutes = Object.keys(config.providers).filter((name) => !isBuiltIn(name));
+  for (const name of customRoutes) checkPrefix(name, config, report);
   for (const [i, vk] of (config.governance?.virtual_keys ?? []).entries()) {
     for (const [j, name] of (vk.providers ?? []).entries()) {
       if (!providers[name])
@@ -73,7 +77,23 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
     plugins: [...new Set(config.plugins)],
     warnings,
     secrets: configuredSecrets(config, providers),
+    customRoutes,
   };
+}
+
+const isBuiltIn = (name: string) => (PROVIDER_IDS as readonly string[]).includes(name);
+
+/** `/<name>_passthrough` must not be a route that is already served (GenAI's is `genai`'s). */
+function checkPrefix(name: string, config: Config, report: Report): void {
+  const prefix = customPrefix(name);
+  const taken = ROUTES.find((r) => r.prefix === prefix);
+  const metricsPath = config.metrics.path;
+  if (taken || metricsPath === prefix || metricsPath.startsWith(`${prefix}/`))
+    report.problems.push({
+      file: report.origin,
+      path: `providers.${shownName(name)}`,
+      message: `${prefix} is already ${taken ? `the route of ${taken.provider}` : 'metrics.path'}: name this provider otherwise`,
+    });
 }
 
 /**
@@ -82,17 +102,18 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
  */
 function implementationOf(name: string, input: ProviderInput | undefined, report: Report): Provider | undefined {
   const api = input?.api ?? input?.custom_provider_config?.base_provider_type;
-  const builtIn = (PROVIDER_IDS as readonly string[]).includes(name);
   const field = input?.api !== undefined ? 'api' : 'custom_provider_config.base_provider_type';
   const shown = shownName(name);
-  if (builtIn) {
-    if (api !== undefined && api !== name)
+  const preset = Object.hasOwn(PRESETS, name) ? PRESETS[name] : undefined;
+  if (isBuiltIn(name) || preset) {
+    const own = preset?.api ?? name;
+    if (api !== undefined && api !== own)
       report.problems.push({
         file: report.origin,
         path: `providers.${name}.${field}`,
-        message: `${name} is built in: its api cannot be ${shownName(api)}`,
+        message: `${name} is ${preset ? `a preset speaking ${own}` : 'built in'}: its api cannot be ${shownName(api)} (name a provider of your own otherwise)`,
       });
-    return PROVIDERS[name];
+    return PROVIDERS[own];
   }
   const known = Object.keys(PROVIDERS).join(', ');
   if (api === undefined) {
@@ -129,6 +150,14 @@ async function compileProvider(
 ): Promise<CompiledProvider> {
   const net = input?.network_config;
   const auth = input?.auth ?? provider.apiKey;
+  const preset = Object.hasOwn(PRESETS, name) ? PRESETS[name] : undefined;
+  const baseUrl = net?.base_url?.replace(/\/+$/, '') ?? preset?.baseUrl;
+  if (preset && baseUrl === undefined)
+    report.problems.push({
+      file: report.origin,
+      path: `providers.${name}.network_config.base_url`,
+      message: `${name} has no default address: set its server's base URL (e.g. ${preset.example})`,
+    });
   const keys: CompiledKey[] = [];
   for (const [index, k] of (input?.keys ?? []).entries()) {
     if (!k.enabled) continue;
@@ -160,17 +189,19 @@ async function compileProvider(
   const headerTimeoutMs = (net?.default_request_timeout_in_seconds ?? 300) * 1000;
   const idleTimeoutMs = (net?.stream_idle_timeout_in_seconds ?? 300) * 1000;
   const nativeHeaderTimeout = headerTimeoutMs >= NATIVE_TIMEOUT_MIN_MS && headerTimeoutMs >= idleTimeoutMs;
+  const socketTimeoutMs = nativeHeaderTimeout
+    ? headerTimeoutMs
+    : Math.max(headerTimeoutMs, idleTimeoutMs) + SOCKET_BACKSTOP_SLACK_MS;
   return {
     name,
     api: provider.id,
-    baseUrl: net?.base_url?.replace(/\/+$/, ''),
+    baseUrl,
     extraHeaders: Object.entries(net?.extra_headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
     headerTimeoutMs,
     idleTimeoutMs,
-    socketTimeoutMs: nativeHeaderTimeout
-      ? headerTimeoutMs
-      : Math.max(headerTimeoutMs, idleTimeoutMs) + SOCKET_BACKSTOP_SLACK_MS,
+    socketTimeoutMs,
     nativeHeaderTimeout,
+    nativeIdleTimeout: socketTimeoutMs === idleTimeoutMs,
     retry: {
       maxRetries: net?.max_retries ?? 0,
       initialMs: net?.retry_backoff_initial ?? 500,
@@ -180,6 +211,8 @@ async function compileProvider(
     keys: new KeyPool(keys),
     tls: upstreamTls(name, net, report.warnings),
     directKeys: input?.direct_keys ?? directKeysDefault,
+    // Providers of your own and local servers may need no key at all.
+    keyOptional: preset ? preset.keyOptional === true : !isBuiltIn(name),
     prices: new ModelPrices(
       prices,
       catalogProviderId(name) ?? (provider.priceCatalog && catalogProviderId(provider.priceCatalog)),
@@ -209,8 +242,11 @@ function configuredSecrets(config: Config, providers: Record<string, CompiledPro
   const secrets: string[] = [];
   for (const p of Object.values(providers)) for (const k of p.keys.keys) if (k.value) secrets.push(k.value);
   for (const input of Object.values(config.providers))
-    for (const k of input?.keys ?? [])
+    for (const k of input?.keys ?? []) {
       if (k.azure_key_config?.client_secret) secrets.push(k.azure_key_config.client_secret);
+      if (k.bedrock_key_config?.secret_key) secrets.push(k.bedrock_key_config.secret_key);
+      if (k.bedrock_key_config?.session_token) secrets.push(k.bedrock_key_config.session_token);
+    }
   for (const vk of config.governance?.virtual_keys ?? []) secrets.push(vk.value);
   return secrets.filter((s) => s.length >= 4);
 }

@@ -4,6 +4,7 @@
  * (the client's own credential is forwarded).
  */
 import type { ConfigInput } from '../../config/schema.ts';
+import { PRESETS } from '../../providers/presets.ts';
 import type { Env } from './load.ts';
 
 export function defaultConfigInput(env: Env): ConfigInput {
@@ -38,6 +39,30 @@ export function defaultConfigInput(env: Env): ConfigInput {
       ],
     };
   }
+  const awsRegion = env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+  const awsRegionField = awsRegion ? { region: awsRegion } : {};
+  if (env.AWS_BEARER_TOKEN_BEDROCK) {
+    providers.bedrock = {
+      keys: [{ name: 'env', value: 'env.AWS_BEARER_TOKEN_BEDROCK', bedrock_key_config: awsRegionField }],
+    };
+  } else if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
+    const token = env.AWS_SESSION_TOKEN ? { session_token: 'env.AWS_SESSION_TOKEN' } : {};
+    providers.bedrock = {
+      keys: [
+        {
+          name: 'env',
+          bedrock_key_config: {
+            access_key: 'env.AWS_ACCESS_KEY_ID',
+            secret_key: 'env.AWS_SECRET_ACCESS_KEY',
+            ...token,
+            ...awsRegionField,
+          },
+        },
+      ],
+    };
+  }
+  for (const [name, preset] of Object.entries(PRESETS))
+    if (preset.env && env[preset.env]) providers[name] = { keys: [{ name: 'env', value: `env.${preset.env}` }] };
   return {
     server: {
       ...(env.SKYBRIDGE_HOST ? { host: env.SKYBRIDGE_HOST } : {}),

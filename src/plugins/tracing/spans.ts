@@ -6,7 +6,7 @@
  * wire encoding, at module load.
  */
 import type { AttemptInfo, Outcome, RequestRecord } from '../../core/request.ts';
-import { ROUTES } from '../../providers/routes.ts';
+import { customPrefix, GENERIC_PREFIX, ROUTES } from '../../providers/routes.ts';
 import type { ByteWriter } from './byte-writer.ts';
 import { type OtlpEncoding, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET } from './encoding.ts';
 import { newSpanId } from './trace-context.ts';
@@ -64,7 +64,9 @@ function schemaFor(enc: OtlpEncoding) {
     let f = fixedByPair.get(pair);
     if (!f) {
       const names = { 'gen_ai.system': genai.system, 'gen_ai.provider.name': genai.provider };
-      const route = `${PREFIXES[endpoint] ?? `/${endpoint}`}/*`;
+      // A route not built in is the generic router's or a provider's own (`/<name>_passthrough`).
+      const prefix = PREFIXES[endpoint] ?? (endpoint === 'passthrough' ? GENERIC_PREFIX : customPrefix(endpoint));
+      const route = `${prefix}/*`;
       f = {
         route,
         names: Object.fromEntries(METHODS.map((m) => [m, enc.fixedName(`${m} ${route}`)])),
