@@ -176,7 +176,10 @@ await new Promise<void>((allClosed) => {
       }
     });
   };
-  clients.forEach((c, i) => (RAMP > 0 ? setTimeout(connect, (i * RAMP) / COUNT, c) : connect(c)));
+  for (const [i, c] of clients.entries()) {
+    if (RAMP > 0) setTimeout(connect, (i * RAMP) / COUNT, c);
+    else connect(c);
+  }
   if (TOGETHER > 0) {
     setTimeout(() => {
       closingNow = true;

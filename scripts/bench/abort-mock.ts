@@ -130,7 +130,10 @@ function answerRequest(s: Socket<Conn>, _method: string, target: string): void {
   const q = target.indexOf('?');
   const path = q < 0 ? target : target.slice(0, q);
   const params = new URLSearchParams(q < 0 ? '' : target.slice(q + 1));
-  if (path === '/clock') return json(s, { now: clock() });
+  if (path === '/clock') {
+    json(s, { now: clock() });
+    return;
+  }
   if (path === '/probe-log') {
     const run = params.get('run') ?? '';
     const forget = params.get('forget') === '1';
@@ -140,10 +143,14 @@ function answerRequest(s: Socket<Conn>, _method: string, target: string): void {
       out.push(rec);
       if (forget || rec.abortedAt !== undefined || rec.completed !== undefined) probes.delete(id);
     }
-    return json(s, out);
+    json(s, out);
+    return;
   }
   const id = params.get('probe');
-  if (id === null) return json(s, { ok: true });
+  if (id === null) {
+    json(s, { ok: true });
+    return;
+  }
   const stream = params.get('stream') === '1';
   const rec: ProbeRecord = { id, stream, arrived: clock() };
   probes.set(id, rec);
