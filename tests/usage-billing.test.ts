@@ -8,6 +8,7 @@
  * Server-Timing.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
+import { existsSync } from 'node:fs';
 import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import { calcPrice } from '@pydantic/genai-prices';
@@ -521,6 +522,59 @@ describe('truthful stream endings', () => {
     expect(line.outcome).toBe('upstream_error');
   });
 
+  test('the official Python SDKs raise too (openai, anthropic, google-genai)', async () => {
+    const python = '.venv-seed/bin/python';
+    if (!existsSync(python)) throw new Error(`${python} is missing: run scripts/setup-test-deps`);
+    mock.respondWith((req, rec) =>
+      rec.path.endsWith('/chat/completions')
+        ? mock.sse(req, chatStream('gpt-4o-mini').slice(0, 2))
+        : rec.path.endsWith('/messages')
+          ? mock.sse(req, anthropicStream().slice(0, 3))
+          : rec.path.includes(':stream')
+            ? mock.sse(req, geminiStream().slice(0, 1))
+            : undefined,
+    );
+    const script = `
+import sys, openai, anthropic
+from google import genai
+from google.genai import types
+base = sys.argv[1]
+def run(name, f):
+    try:
+        f()
+        print(name, "completed")
+    except Exception as e:
+        print(name, "raised", type(e).__name__)
+def o():
+    c = openai.OpenAI(base_url=base + "/openai_passthrough/v1", api_key="dummy", max_retries=0)
+    for _ in c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True): pass
+def a():
+    c = anthropic.Anthropic(base_url=base + "/anthropic_passthrough", api_key="dummy", max_retries=0)
+    for _ in c.messages.create(model="claude-sonnet-4-20250514", max_tokens=5, messages=[{"role": "user", "content": "hi"}], stream=True): pass
+def g():
+    c = genai.Client(api_key="dummy", http_options=types.HttpOptions(base_url=base + "/genai_passthrough"))
+    for _ in c.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"): pass
+run("openai", o)
+run("anthropic", a)
+run("google-genai", g)
+`;
+    const proc = Bun.spawn([python, '-c', script, gw.url], { stdout: 'pipe', stderr: 'pipe' });
+    const out = await new Response(proc.stdout).text();
+    await proc.exited;
+    const lines = out.trim().split('\n');
+    expect(lines.map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual([
+      'openai raised',
+      'anthropic raised',
+      'google-genai raised',
+    ]);
+    const logged = [await nextLine(), await nextLine(), await nextLine()];
+    expect(logged.map((l) => l.end_reason)).toEqual([
+      'upstream_eof_no_terminator',
+      'upstream_eof_no_terminator',
+      'upstream_eof_no_terminator',
+    ]);
+  }, 60_000);
+
   test('stream endings are counted by reason', async () => {
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
     const count = (provider: string, reason: string) =>
@@ -529,7 +583,7 @@ describe('truthful stream endings', () => {
           metrics,
         )?.[1] ?? 0,
       );
-    expect(count('openai', 'upstream_eof_no_terminator')).toBe(2);
+    expect(count('openai', 'upstream_eof_no_terminator')).toBe(3); // the openai SDK, Responses, Python
     expect(count('anthropic', 'upstream_error')).toBe(1);
     expect(count('anthropic', 'client_abort')).toBe(1);
     expect(count('openai', 'complete')).toBeGreaterThanOrEqual(3);
