@@ -18,8 +18,9 @@ export type ApiStyle =
   /** OpenAI embeddings: usage, never a stream. */
   | 'embeddings'
   /**
-   * Bedrock InvokeModel and Converse (and their streams, AWS event streams): usage, but
-   * their stream terminator and generated text are not watched (not SSE).
+   * Bedrock InvokeModel and Converse, and their AWS event streams: ConverseStream ends with
+   * its `metadata` event, InvokeModelWithResponseStream with a chunk carrying
+   * `amazon-bedrock-invocationMetrics`.
    */
   | 'bedrock'
   | 'other';
@@ -48,4 +49,4 @@ export const reportsUsage = (style: ApiStyle): boolean => style !== 'other';
 
 /** Whether a stream of this API ends with a terminator of its own (usage/scanner.ts watches for it). */
 export const hasTerminator = (style: ApiStyle): boolean =>
-  style === 'chat' || style === 'responses' || style === 'messages' || style === 'generate';
+  style === 'chat' || style === 'responses' || style === 'messages' || style === 'generate' || style === 'bedrock';

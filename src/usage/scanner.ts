@@ -15,7 +15,10 @@ import { type ApiStyle, hasTerminator } from './api.ts';
 import { EventStreamParser } from './eventstream.ts';
 import { applyUsage, finishUsage } from './extract.ts';
 import { memberKey, rootMemberObject } from './tail.ts';
-import type { Usage, UsageFormat } from './types.ts';
+import { TEXT_RULES, type TextRule, textBytes } from './text.ts';
+import type { StreamSignal, StreamWatch, Usage, UsageFormat } from './types.ts';
+
+export type { StreamSignal } from './types.ts';
 
 /** A JSON body larger than this is not parsed for usage (LLM answers are far smaller). */
 const MAX_JSON_BYTES = 8 * 1024 * 1024;
@@ -33,13 +36,11 @@ interface Sink {
   end(): void;
 }
 
-/** What an SSE stream said about its own end: its API's terminator, or an error event. */
-export type StreamSignal = 'terminator' | 'error' | undefined;
-
 export class UsageScanner {
   private readonly usage: Usage = {};
   private readonly sink: Sink;
-  private readonly sse: SseParser | undefined;
+  /** The parser watching the stream's end and text, for APIs with a terminator. */
+  private readonly watch: StreamWatch | undefined;
   private readonly inflater: Transform | undefined;
   private readonly inflated: Promise<void> | undefined;
   private ended: Promise<void> | undefined;
@@ -61,10 +62,13 @@ export class UsageScanner {
     const apply = (event: unknown) => applyUsage(format, this.usage, event);
     const parser =
       framing === 'sse'
-        ? (this.sse = new SseParser(format, style, this.usage))
+        ? new SseParser(format, style, this.usage)
         : framing === 'eventstream'
           ? new EventStreamParser(apply)
           : new JsonCollector(apply);
+    // Streams that end with a terminator of their own: SSE ones, and Bedrock's event streams.
+    if (hasTerminator(style) && framing !== 'json' && (framing === 'eventstream') === (style === 'bedrock'))
+      this.watch = parser as SseParser | EventStreamParser;
     this.inflater = makeInflater(coding);
     this.keepsChunks = framing === 'json' || this.inflater !== undefined;
     if (this.inflater) {
@@ -98,14 +102,14 @@ export class UsageScanner {
     return new UsageScanner(format, style, framing, coding);
   }
 
-  /** An SSE stream of an API with a terminator (a missing one means the stream was cut). */
+  /** A stream of an API with a terminator (a missing one means the stream was cut). */
   get expectsTerminator(): boolean {
-    return this.sse !== undefined && hasTerminator(this.sse.style);
+    return this.watch !== undefined;
   }
 
   /** What the stream said about its end (final after `end()`). */
   get signal(): StreamSignal {
-    return this.sse?.signal;
+    return this.watch?.signal;
   }
 
   push(chunk: Uint8Array): void {
@@ -126,7 +130,7 @@ export class UsageScanner {
    * least the estimate from the generated text relayed (`outputEstimated` says when it was used).
    */
   result(partial: boolean): Usage | undefined {
-    if (partial && this.sse) this.outputEstimated = raiseToEstimate(this.usage, this.sse.textBytes);
+    if (partial && this.watch) this.outputEstimated = raiseToEstimate(this.usage, this.watch.textBytes);
     return finishUsage(this.format, this.usage);
   }
 
@@ -223,33 +227,6 @@ function makeInflater(coding: Coding | null): Transform | undefined {
   }
 }
 
-/**
- * Where each API's stream events carry generated text (compact JSON from OpenAI and
- * Anthropic, `"key": "..."` from Google): after `anchor` (the delta object), the string
- * values of `keys`, the first key found only when `first` (a chat delta carries one of
- * content, tool call arguments, a refusal, or the reasoning some compatible servers
- * stream; an Anthropic delta one of text, tool input, thinking), else every occurrence
- * (Responses `*.delta` events, the parts of a Gemini chunk). Inside a JSON string every
- * `"` is escaped, so `"text":` cannot match inside one. An anchor and a first-found key
- * keep the search to one or two native `indexOf` calls per event (~60 ns measured
- * against ~140 for every key over the whole line).
- */
-interface TextRule {
-  readonly anchor?: string;
-  readonly keys: readonly string[];
-  readonly first: boolean;
-}
-
-const TEXT_RULES: Readonly<Record<ApiStyle, TextRule | undefined>> = {
-  chat: { anchor: '"delta":', keys: ['"content":', '"arguments":', '"refusal":', '"reasoning_content":'], first: true },
-  responses: { keys: ['"delta":'], first: false },
-  messages: { anchor: '"delta":', keys: ['"text":', '"partial_json":', '"thinking":'], first: true },
-  generate: { keys: ['"text":'], first: false },
-  embeddings: undefined,
-  bedrock: undefined,
-  other: undefined,
-};
-
 /** Event names that end a stream (`event:` lines): the terminator when its data line follows. */
 const TERMINAL_EVENTS: Readonly<Partial<Record<ApiStyle, readonly string[]>>> = {
   responses: ['response.completed', 'response.incomplete', 'response.failed'],
@@ -260,7 +237,7 @@ const TERMINAL_EVENTS: Readonly<Partial<Record<ApiStyle, readonly string[]>>> = 
  * Server-sent events: parse only `data:` lines that mention usage; note the terminator,
  * error events and the generated text's bytes from the lines' text alone.
  */
-class SseParser implements Sink {
+class SseParser implements Sink, StreamWatch {
   private readonly decoder = new TextDecoder();
   private carry = '';
   private skippingLongLine = false;
@@ -364,57 +341,6 @@ class SseParser implements Sink {
     if (length === 5 && text.startsWith('error', from)) this.pending = 'error';
   }
 }
-
-/** UTF-8 bytes of generated text in one event's data, by its API's rule. */
-function textBytes(data: string, rule: TextRule): number {
-  let from = 0;
-  if (rule.anchor !== undefined) {
-    from = data.indexOf(rule.anchor);
-    if (from < 0) return 0;
-  }
-  let total = 0;
-  for (const key of rule.keys) {
-    const n = stringValueBytes(data, key, from, rule.first);
-    if (n >= 0) {
-      total += n;
-      if (rule.first) break;
-    }
-  }
-  return total;
-}
-
-/**
- * UTF-8 bytes of the JSON string values of `key` (`"text":`) in `data` from `from`,
- * decoded as far as counting needs (an escape is one byte, `\uXXXX` the bytes of its
- * code unit); only the first when `first`. -1 when no such string value is there.
- */
-function stringValueBytes(data: string, key: string, from: number, first: boolean): number {
-  let total = -1;
-  let i = data.indexOf(key, from);
-  while (i >= 0) {
-    let j = i + key.length;
-    while (data.charCodeAt(j) === 32) j++;
-    if (data.charCodeAt(j) === 34) {
-      if (total < 0) total = 0;
-      for (j++; j < data.length; j++) {
-        const c = data.charCodeAt(j);
-        if (c === 34) break;
-        if (c === 92) {
-          if (data.charCodeAt(++j) === 117) {
-            total += utf8Bytes(Number.parseInt(data.slice(j + 1, j + 5), 16));
-            j += 4;
-          } else total += 1;
-        } else total += utf8Bytes(c);
-      }
-      if (first) return total;
-    }
-    i = data.indexOf(key, j);
-  }
-  return total;
-}
-
-/** Bytes of one UTF-16 code unit in UTF-8 (a surrogate is half of a 4-byte pair). */
-const utf8Bytes = (c: number): number => (c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c < 0xe000) ? 2 : 3);
 
 /** A whole JSON answer, or Gemini's streamed JSON array; parsed once at the end. */
 class JsonCollector implements Sink {
