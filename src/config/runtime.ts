@@ -5,6 +5,7 @@
  * one and swaps the reference, so in-flight requests keep the one they started with.
  */
 import type { KeyPool, PoolKey } from '../keys/pool.ts';
+import type { IpRanges } from '../lib/ip-ranges.ts';
 import type { ModelPrices } from '../usage/prices.ts';
 import type { Config, PluginId } from './schema.ts';
 
@@ -80,6 +81,10 @@ export interface RuntimeConfig {
   providers: Readonly<Record<string, CompiledProvider>>;
   maxBodyBytes: number;
   bufferBodyBytes: number;
+  /** server.public_url without a trailing slash (`https://llm.example.com/gw`), or undefined. */
+  publicUrl: string | undefined;
+  /** server.trusted_proxies: the peers whose X-Forwarded-* headers count; undefined when none. */
+  trustedProxies: IpRanges | undefined;
   plugins: readonly PluginId[];
   /** Problems that do not stop the config from loading (e.g. an Azure key without endpoint). */
   warnings: string[];

@@ -4,6 +4,7 @@
  * accepted and ignored (listed in IGNORED_BIFROST_FIELDS) so a Bifrost config loads.
  */
 import * as v from 'valibot';
+import { isIpOrCidr } from '../lib/ip-ranges.ts';
 
 /** The providers built in: each has a route of its own and is there even when the config leaves it out. */
 export const PROVIDER_IDS = ['openai', 'anthropic', 'azure', 'gemini', 'vertex', 'bedrock'] as const;
@@ -172,6 +173,28 @@ export const ServerSchema = v.strictObject({
   idle_timeout_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255)), 30),
   /** `server-timing: gw;dur=.., upstream;dur=..` on every relayed answer. */
   server_timing: v.optional(v.boolean(), true),
+  /**
+   * The gateway's address as clients reach it (behind a reverse proxy or TLS terminator),
+   * `scheme://host[:port][/path]`: provider URLs rewritten to the gateway start with it.
+   * Unset: the request's own scheme and Host.
+   */
+  public_url: v.optional(
+    v.pipe(
+      httpUrl,
+      v.check((u) => {
+        const url = new URL(u);
+        return !url.search && !url.hash && !url.username && !url.password && !u.includes('?') && !u.includes('#');
+      }, 'must be scheme://host[:port][/path], without credentials, query or fragment'),
+    ),
+  ),
+  /**
+   * Addresses (or CIDR ranges) of reverse proxies whose X-Forwarded-Proto / -Host / -Port
+   * headers are believed when public_url is unset; from anyone else they are ignored.
+   */
+  trusted_proxies: v.optional(
+    v.array(v.pipe(v.string(), v.check(isIpOrCidr, 'must be an IP address or a CIDR range like 10.0.0.0/8'))),
+    [],
+  ),
 });
 
 export const LogsSchema = v.strictObject({

@@ -122,6 +122,13 @@ export interface RequestContext {
   readonly bodyUnread: boolean;
   /** The JSON body held whole, parsed on first use (undefined when it is not a JSON object). */
   readonly json: Record<string, unknown> | undefined;
+  /**
+   * The resumable upload session this request continues, by the id its URL names
+   * (Gemini's `upload_id`): its body is file bytes, and it may carry no credential.
+   */
+  readonly uploadId: string | undefined;
+  /** The upload session an answer to this request starts (its session URL's id), if any. */
+  startedUpload(answer: Response): string | undefined;
   /** performance.now() at arrival. */
   readonly startedAt: number;
   /** The record so far (read-only to plugins; proxy/completion.ts closes it). */

@@ -1,9 +1,11 @@
 /**
  * Walking JSON text as UTF-8 bytes without parsing it (RFC 8259): the structural bytes,
  * whitespace, and where a string or container ends. Strings are skipped with a native
- * search for their closing quote. Shared by the request-body member scan and the usage
- * tail reader; neither validates JSON.
+ * search for their closing quote. Shared by the request-body member scan, the usage
+ * tail reader and the answer URL rewrite; none validates JSON.
  */
+
+const decoder = new TextDecoder();
 
 export const QUOTE = 0x22;
 export const BACKSLASH = 0x5c;
@@ -61,4 +63,38 @@ export function enclosingClose(bytes: Uint8Array, from: number, limit = bytes.le
 export function containerEnd(bytes: Uint8Array, start: number, limit = bytes.length): number {
   const close = enclosingClose(bytes, start + 1, limit);
   return close < 0 ? -1 : close + 1;
+}
+
+/** Index just past the value starting at `i`, or -1 when it does not end. */
+export function skipValue(bytes: Uint8Array, i: number): number {
+  const b = bytes[i];
+  if (b === QUOTE) {
+    const end = stringEnd(bytes, i);
+    return end < 0 ? -1 : end + 1;
+  }
+  if (b === OPEN || b === OPEN_ARRAY) return containerEnd(bytes, i);
+  // A number or literal: up to the next delimiter.
+  let j = i;
+  while (j < bytes.length) {
+    const c = bytes[j]!;
+    if (c === COMMA || c === CLOSE || c === CLOSE_ARRAY || isSpace(c)) break;
+    j++;
+  }
+  return j === i ? -1 : j;
+}
+
+/** A byte loop, not indexOf: these ranges are short, and indexOf would search past them to the body's end. */
+export function hasBackslash(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (bytes[i] === BACKSLASH) return true;
+  return false;
+}
+
+/** The string literal in [start, end) (quotes included): decoded directly, or by JSON.parse when it has escapes. */
+export function stringValue(bytes: Uint8Array, start: number, end: number): string | undefined {
+  if (!hasBackslash(bytes, start + 1, end - 1)) return decoder.decode(bytes.subarray(start + 1, end - 1));
+  try {
+    return JSON.parse(decoder.decode(bytes.subarray(start, end))) as string;
+  } catch {
+    return undefined;
+  }
 }

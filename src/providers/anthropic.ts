@@ -9,6 +9,9 @@ export function defaultAnthropicVersion(headers: Headers): void {
   if (!headers.has('anthropic-version')) headers.set('anthropic-version', DEFAULT_ANTHROPIC_VERSION);
 }
 
+/** The Message Batches routes whose answers are batch objects (create, list, retrieve, cancel), plain and beta (`?beta=true`). */
+const BATCH_OBJECTS = /^\/v1\/messages\/batches(?:\/[^/]+(?:\/cancel)?)?\/?$/;
+
 export const anthropic: Provider = {
   id: 'anthropic',
   defaultBaseUrl: 'https://api.anthropic.com',
@@ -21,4 +24,12 @@ export const anthropic: Provider = {
   authorize: keyHeaders,
   priceCatalog: 'anthropic',
   usageFormat: () => 'anthropic',
+  // A batch's `results_url` is absolute on Anthropic's origin; the SDKs GET it as given.
+  responseUrls: {
+    headers: [],
+    jsonFields: {
+      paths: ['results_url', 'data[].results_url'],
+      on: (method, path) => method !== 'DELETE' && path.startsWith('/v1/messages/batches') && BATCH_OBJECTS.test(path),
+    },
+  },
 };

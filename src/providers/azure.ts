@@ -116,6 +116,8 @@ export const azure: Provider = {
     return azurePathKind(path) === 'anthropic' ? ak.anthropicAuth : ak.openaiAuth;
   },
   usageFormat: (path) => (azurePathKind(path) === 'anthropic' ? 'anthropic' : 'openai'),
+  // Long-running operations (image generation on older api-versions) are polled at Operation-Location.
+  responseUrls: { headers: ['operation-location'] },
   priceCatalog: 'azure',
   modelAliases(keys) {
     // A deployment is priced as the model the key's `deployments` maps to it.

@@ -1,6 +1,13 @@
 /**
  * Gemini API (GenAI default): https://generativelanguage.googleapis.com + path, the
  * client's API version (/v1beta, /v1) kept; `x-goog-api-key: <key>`.
+ *
+ * Files: an upload starts with `POST /upload/v1beta/files` (X-Goog-Upload-Command: start);
+ * the answer's `x-goog-upload-url` names the session (`?upload_id=`), to which the SDKs
+ * send the bytes; a download (`GET /v1beta/files/{id}:download?alt=media`) answers with a
+ * redirect to `/download/v1beta/...`. Those URLs are on Google's origin: rewritten to the
+ * gateway (responseUrls), and the `/upload/` and `/download/` paths they carry are sent
+ * to the base URL's origin, not below its path, as Google serves them at its root.
  */
 import { percentDecoded } from '../lib/query.ts';
 import { bodyModel, joinUrl, keyHeaders, type Provider } from './provider.ts';
@@ -15,12 +22,59 @@ export const gemini: Provider = {
   genai: { system: 'gcp.gemini', provider: 'gcp.gemini' },
   modelOf: (path, members) => modelFromGooglePath(path) ?? lastSegmentModel(bodyModel(members)),
   streams: googleStreams,
-  url: (path, query, _key, settings) => joinUrl(settings.baseUrl ?? DEFAULT_BASE, path, query),
+  url(path, query, _key, settings) {
+    const base = settings.baseUrl ?? DEFAULT_BASE;
+    return joinUrl(path.startsWith('/upload/') || path.startsWith('/download/') ? originOf(base) : base, path, query);
+  },
   authorize: keyHeaders,
   priceCatalog: 'google',
   // The Gemini API's OpenAI-compatible endpoints (`/v1beta/openai/chat/completions`) answer in OpenAI's shape.
   usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
+  responseUrls: { headers: ['x-goog-upload-url', 'x-goog-upload-control-url', 'location'] },
+  uploadSessions: { header: 'x-goog-upload-url', param: 'upload_id' },
+  retryDelayInBody: googleRetryDelay,
 };
+
+/** `scheme://host[:port]` of a base URL (no trailing slash, as compiled). */
+function originOf(base: string): string {
+  const end = base.indexOf('/', base.indexOf('//') + 2);
+  return end < 0 ? base : base.slice(0, end);
+}
+
+const RETRY_INFO = 'google.rpc.RetryInfo';
+const DURATION = /^(\d+(?:\.\d+)?)s$/;
+
+/**
+ * `error.details[]`'s google.rpc.RetryInfo `retryDelay` (a protobuf Duration: `"12s"`,
+ * `"0.5s"` in JSON) of a Google API error answer, in ms.
+ */
+export function googleRetryDelay(body: Uint8Array): number | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    return undefined;
+  }
+  // Some Google endpoints wrap the error in a one-element array.
+  const root = (Array.isArray(parsed) ? parsed[0] : parsed) as { error?: { details?: unknown } } | null;
+  const details = root?.error?.details;
+  if (!Array.isArray(details)) return undefined;
+  for (const d of details as Array<Record<string, unknown> | null>) {
+    const type = d?.['@type'];
+    if (typeof type !== 'string' || !type.endsWith(RETRY_INFO)) continue;
+    const delay = d!.retryDelay;
+    if (typeof delay === 'string') {
+      const m = DURATION.exec(delay.trim());
+      if (m) return Number(m[1]) * 1000;
+    } else if (delay && typeof delay === 'object') {
+      // The proto form, { seconds, nanos }, as some clients log it.
+      const { seconds, nanos } = delay as { seconds?: unknown; nanos?: unknown };
+      const ms = Number(seconds ?? 0) * 1000 + Number(nanos ?? 0) / 1e6;
+      if (Number.isFinite(ms) && ms >= 0) return ms;
+    }
+  }
+  return undefined;
+}
 
 /** Google's streaming methods are their own paths (`:streamGenerateContent`); OpenAI-shaped bodies say `stream`. */
 export function googleStreams(path: string, members: { readonly stream: boolean } | undefined): boolean {

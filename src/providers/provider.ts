@@ -68,6 +68,39 @@ export interface Provider {
     key: CompiledKey,
     report: KeyReport,
   ): CompiledKey | undefined | Promise<CompiledKey | undefined>;
+  /**
+   * Where this provider's answers hand out URLs on its own origin that SDKs then call by
+   * themselves (an upload session, a redirect, a batch's results). proxy/rewrite.ts points
+   * them at the gateway, so the follow-up comes back through it. Without it, every answer
+   * passes untouched.
+   */
+  readonly responseUrls?: ResponseUrls;
+  /**
+   * Resumable uploads: the start answer's `header` holds the session URL, which names the
+   * session in its `param` query parameter. A request carrying `param` continues a session:
+   * its body is file bytes (streamed through, never held or read for a model), and some
+   * SDKs send it without any credential (the session id is one); governance admits those
+   * only for sessions it saw start.
+   */
+  readonly uploadSessions?: { readonly header: string; readonly param: string };
+  /**
+   * The wait a 429 answer's body asks for, in ms, for a provider that says it there rather
+   * than in Retry-After (Google's google.rpc.RetryInfo). Read only for a 429 without a
+   * Retry-After; `body` is inflated. Undefined when the body does not say.
+   */
+  retryDelayInBody?(body: Uint8Array): number | undefined;
+}
+
+/** What ResponseUrls' rewrite applies to (see Provider.responseUrls). */
+export interface ResponseUrls {
+  /** Response headers (lower-case) holding such a URL; `location` counts on 3xx answers only. */
+  readonly headers: readonly string[];
+  /**
+   * String members of JSON answers holding such a URL, by their path from the root
+   * (`results_url`; `data[].results_url` is that member of each element of the root's
+   * `data` array), in the answers to the requests `on` accepts.
+   */
+  readonly jsonFields?: { readonly paths: readonly string[]; on(method: string, path: string): boolean };
 }
 
 /** One upstream attempt as it will be sent: what a signature covers. */

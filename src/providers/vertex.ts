@@ -17,7 +17,7 @@
 import type { CompiledKey } from '../config/runtime.ts';
 import type { RootMembers } from '../core/request.ts';
 import { credentialFor } from './auth/index.ts';
-import { googleStreams, lastSegmentModel, modelFromGooglePath } from './gemini.ts';
+import { googleRetryDelay, googleStreams, lastSegmentModel, modelFromGooglePath } from './gemini.ts';
 import { bodyModel, joinUrl, keyHeaders, type Provider } from './provider.ts';
 
 const PROJECT_PATH = /\/projects\/([^/]+)\/locations\/([^/]+)\//;
@@ -68,6 +68,8 @@ export const vertex: Provider = {
   authorize: keyHeaders,
   priceCatalog: 'google',
   usageFormat: vertexUsageFormat,
+  // Vertex states a 429's wait like the Gemini API: google.rpc.RetryInfo in the error body.
+  retryDelayInBody: googleRetryDelay,
   async compileKey(input, key, report): Promise<CompiledKey> {
     const vc = input.vertex_key_config;
     const settings: VertexKey = { projectId: vc?.project_id, region: vc?.region };

@@ -26,24 +26,47 @@ export type RequestBody =
       readonly readable: Uint8Array | undefined;
       readonly members: RootMembers | undefined;
     }
-  /** Streamed once (no retries); `overLimit()` turns true when a counted body passed the maximum mid-way. */
-  | { readonly kind: 'streamed'; readonly stream: ReadableStream<Uint8Array>; overLimit(): boolean }
+  /**
+   * Streamed once (no retries); `length` is the declared one (sent upstream as it is), and
+   * `overLimit()` turns true when a counted body passed the maximum mid-way.
+   */
+  | {
+      readonly kind: 'streamed';
+      readonly stream: ReadableStream<Uint8Array>;
+      readonly length: number | undefined;
+      overLimit(): boolean;
+    }
   | { readonly kind: 'refused'; readonly refusal: GatewayError };
+
+/**
+ * `hold`: small bodies are read whole, large ones stream (the default). `stream`: the body
+ * streams through whatever its size, never read: the file bytes of an upload session.
+ */
+export type BodyPolicy = 'hold' | 'stream';
 
 const NONE: RequestBody = { kind: 'none' };
 const BODYLESS = new Set(['GET', 'HEAD']);
 const never = () => false;
 
-export async function readBody(request: Request, config: RuntimeConfig, record: RequestRecord): Promise<RequestBody> {
+export async function readBody(
+  request: Request,
+  config: RuntimeConfig,
+  record: RequestRecord,
+  policy: BodyPolicy = 'hold',
+): Promise<RequestBody> {
   const lengthHeader = request.headers.get('content-length');
   const length = lengthHeader === null ? undefined : Number(lengthHeader);
   // A declared length > 0 means a body: `request.body` is not touched then, as creating
   // that stream makes the whole-body read that follows slower.
   if (BODYLESS.has(request.method) || ((length ?? 0) <= 0 && request.body === null)) return NONE;
   if (length !== undefined && length > config.maxBodyBytes) return tooLarge(config, length);
-  if (length !== undefined && length > config.bufferBodyBytes) {
+  if (length !== undefined && (length > config.bufferBodyBytes || policy === 'stream')) {
     record.bytes_in = length;
-    return { kind: 'streamed', stream: request.body!, overLimit: never };
+    return { kind: 'streamed', stream: request.body!, length, overLimit: never };
+  }
+  if (policy === 'stream') {
+    const counted = new CountedBody(request.body!.getReader(), [], config.maxBodyBytes, record);
+    return { kind: 'streamed', stream: counted.stream, length: undefined, overLimit: () => counted.exceeded };
   }
   let bytes: Uint8Array<ArrayBuffer>;
   try {
@@ -103,7 +126,7 @@ async function readChunked(
     if (size > config.bufferBodyBytes) {
       record.bytes_in = size;
       const counted = new CountedBody(reader, held, config.maxBodyBytes, record);
-      return { kind: 'streamed', stream: counted.stream, overLimit: () => counted.exceeded };
+      return { kind: 'streamed', stream: counted.stream, length: undefined, overLimit: () => counted.exceeded };
     }
   }
   return new Uint8Array(Bun.concatArrayBuffers(held));

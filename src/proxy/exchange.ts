@@ -9,11 +9,19 @@ import type { Pipeline } from '../core/pipeline.ts';
 import { roundMs } from '../lib/time.ts';
 import type { RequestBody } from './body.ts';
 import type { Context } from './prepare.ts';
-import { RETRYABLE_STATUS, retryAfterMs, retryDelay, sleep } from './retry.ts';
+import { RETRYABLE_STATUS, retryAfterMs, retryDelay, sleep, waitInBody } from './retry.ts';
 
-/** How the exchange ended: an answer to relay, or one of the ways it did not. */
+/**
+ * How the exchange ended: an answer to relay (with the URL and key of the attempt that
+ * got it), or one of the ways it did not.
+ */
 export type Answer =
-  | { readonly kind: 'response'; readonly response: Response }
+  | {
+      readonly kind: 'response';
+      readonly response: Response;
+      readonly url: string;
+      readonly key: CompiledKey | undefined;
+    }
   | { readonly kind: 'failed'; readonly error: GatewayError }
   | { readonly kind: 'aborted' }
   | { readonly kind: 'too_large' };
@@ -33,6 +41,9 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
   const { call, record, upstream } = ctx;
   const settings = call.settings;
   for (const [name, value] of settings.extraHeaders) upstream.headers.set(name, value);
+  // A body streamed through keeps the length its client declared (fetch would send it chunked).
+  if (body.kind === 'streamed' && body.length !== undefined)
+    upstream.headers.set('content-length', String(body.length));
   const payload: Payload = body.kind === 'held' ? body.bytes : body.kind === 'streamed' ? body.stream : null;
   const maxAttempts = body.kind === 'streamed' ? 1 : 1 + settings.retry.maxRetries;
   // Keys already tried, for retries to move on to another: only when retries are possible.
@@ -51,14 +62,23 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
     const result = await attempt(ctx, url, payload, pipeline, n, key);
     if (body.kind === 'streamed' && body.overLimit()) return TOO_LARGE;
     if (result === CLIENT_LEFT) return ABORTED;
+    let response: Response | undefined;
+    let asked: number | undefined; // the wait the upstream asked for
     if (result instanceof Response) {
-      noteKeyHealth(ctx, key, result);
-      if (!RETRYABLE_STATUS.has(result.status) || n >= maxAttempts) return { kind: 'response', response: result };
+      response = result;
+      if (RETRYABLE_STATUS.has(response.status)) {
+        asked = retryAfterMs(response.headers);
+        // A 429 that states its wait only in its body: read when the wait matters (a retry, or a key to rest).
+        const matters = n < maxAttempts || (key !== undefined && settings.keys.size > 1);
+        if (asked === undefined && response.status === 429 && call.provider.retryDelayInBody && matters)
+          ({ response, ms: asked } = await waitInBody(response, call.provider, settings.idleTimeoutMs));
+      }
+      noteKeyHealth(ctx, key, response, asked);
+      if (!RETRYABLE_STATUS.has(response.status) || n >= maxAttempts) return { kind: 'response', response, url, key };
     } else if (n >= maxAttempts) return { kind: 'failed', error: result };
 
-    const response = result instanceof Response ? result : undefined;
-    const delay = retryDelay(settings.retry, n, response);
-    if (delay === undefined) return { kind: 'response', response: response! };
+    const delay = retryDelay(settings.retry, n, asked);
+    if (delay === undefined) return { kind: 'response', response: response!, url, key };
     record.retries.push({
       attempt: n,
       key: key?.name,
@@ -95,11 +115,16 @@ function setAuth(headers: Headers, previous: HeaderEntries, next: HeaderEntries)
   return next;
 }
 
-/** 401: the key's cached token is dropped; 429 with a stated wait: the key rests for this model. */
-function noteKeyHealth(ctx: Context, key: CompiledKey | undefined, response: Response): void {
+/** 401: the key's cached token is dropped; 429 with a stated wait (`asked`): the key rests for this model. */
+function noteKeyHealth(
+  ctx: Context,
+  key: CompiledKey | undefined,
+  response: Response,
+  asked: number | undefined,
+): void {
   if (!key) return;
   if (response.status === 401) key.credential.invalidate();
-  else if (response.status === 429) ctx.call.settings.keys.rest(key, ctx.model, retryAfterMs(response.headers) ?? 0);
+  else if (response.status === 429) ctx.call.settings.keys.rest(key, ctx.model, asked ?? 0);
 }
 
 /**

@@ -7,9 +7,10 @@ import type { Route } from '../providers/routes.ts';
 import { readBody } from './body.ts';
 import { Completion } from './completion.ts';
 import { exchange } from './exchange.ts';
-import { prepare } from './prepare.ts';
+import { continuedUpload, prepare } from './prepare.ts';
 import { startRecord } from './record.ts';
 import { relay } from './relay.ts';
+import { rewriteAnswer } from './rewrite.ts';
 import { type RawTarget, readTarget } from './target.ts';
 
 export async function handle(
@@ -27,13 +28,17 @@ export async function handle(
   if (!target.ok) return done.refused(target.refusal);
   record.path = target.path;
 
-  const body = await readBody(request, config, record); // body.ts: none | held | streamed | refused
+  // A resumable upload's chunk (providers/: Gemini's upload_id): its file bytes stream through, never held.
+  const uploadId = continuedUpload(route, target.query, config);
+  const body = await readBody(request, config, record, uploadId ? 'stream' : 'hold'); // body.ts: none | held | streamed | refused
   if (body.kind === 'refused') return done.refused(body.refusal);
   // The body is in: lift the connection's idle timeout, or a silent generation the client waits for is cut.
   server?.timeout(request, 0);
 
   // prepare.ts, asking providers/: provider, model, stream, key mode, upstream headers and query.
-  const ctx = done.begin(prepare({ route, request, target, body, config, record, startedAt: done.startedAt }));
+  const ctx = done.begin(
+    prepare({ route, request, target, body, config, record, startedAt: done.startedAt, uploadId }),
+  );
   try {
     if (pipeline.hasRequestHooks) {
       const refused = done.admit(await pipeline.onRequest(ctx)); // governance: a virtual key, or a refusal
@@ -43,7 +48,8 @@ export async function handle(
     const answer = await exchange(ctx, ctx.body, pipeline); // exchange.ts: keys, auth, attempts, retries
     if (answer.kind !== 'response') return done.settle(answer); // failed | aborted | body over the limit
     pipeline.onResponse(ctx, answer.response);
-    return relay(ctx, answer.response, done); // relay.ts: whole or piped, usage, idle limit
+    const rewritten = rewriteAnswer(ctx, answer); // rewrite.ts: provider URLs pointed at the gateway (rarely any)
+    return relay(ctx, rewritten ? await rewritten : answer.response, done); // relay.ts: whole or piped, usage, idle limit
   } catch (err) {
     return done.fault(err); // a GatewayError answers as itself; anything else is a 500
   }

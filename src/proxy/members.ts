@@ -13,24 +13,21 @@
  */
 import type { RootMembers } from '../core/request.ts';
 import {
-  BACKSLASH,
   CLOSE,
-  CLOSE_ARRAY,
   COLON,
   COMMA,
-  containerEnd,
-  isSpace,
+  hasBackslash,
   OPEN,
-  OPEN_ARRAY,
   QUOTE,
   skipSpace,
+  skipValue,
   stringEnd,
+  stringValue,
 } from '../lib/json-bytes.ts';
 
 const MODEL = new TextEncoder().encode('model');
 const STREAM = new TextEncoder().encode('stream');
 const TRUE = new TextEncoder().encode('true');
-const decoder = new TextDecoder();
 
 export function rootMembers(bytes: Uint8Array): RootMembers | undefined {
   const n = bytes.length;
@@ -83,40 +80,6 @@ function memberName(bytes: Uint8Array, open: number, close: number): 'model' | '
 function startsWith(bytes: Uint8Array, at: number, word: Uint8Array): boolean {
   for (let k = 0; k < word.length; k++) if (bytes[at + k] !== word[k]) return false;
   return true;
-}
-
-/** A byte loop, not indexOf: these ranges are short, and indexOf would search past them to the body's end. */
-function hasBackslash(bytes: Uint8Array, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (bytes[i] === BACKSLASH) return true;
-  return false;
-}
-
-/** The string literal in [start, end): decoded directly, or by JSON.parse when it has escapes. */
-function stringValue(bytes: Uint8Array, start: number, end: number): string | undefined {
-  if (!hasBackslash(bytes, start + 1, end - 1)) return decoder.decode(bytes.subarray(start + 1, end - 1));
-  try {
-    return JSON.parse(decoder.decode(bytes.subarray(start, end))) as string;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Index just past the value starting at `i`, or -1 when it does not end. */
-function skipValue(bytes: Uint8Array, i: number): number {
-  const b = bytes[i];
-  if (b === QUOTE) {
-    const end = stringEnd(bytes, i);
-    return end < 0 ? -1 : end + 1;
-  }
-  if (b === OPEN || b === OPEN_ARRAY) return containerEnd(bytes, i);
-  // A number or literal: up to the next delimiter.
-  let j = i;
-  while (j < bytes.length) {
-    const c = bytes[j]!;
-    if (c === COMMA || c === CLOSE || c === CLOSE_ARRAY || isSpace(c)) break;
-    j++;
-  }
-  return j === i ? -1 : j;
 }
 
 /**

@@ -7,7 +7,7 @@
 import type { CompiledProvider, RuntimeConfig } from '../config/runtime.ts';
 import { GatewayError } from '../core/errors.ts';
 import type { RequestContext, RequestRecord, RootMembers, UpstreamRequest } from '../core/request.ts';
-import { withoutParams } from '../lib/query.ts';
+import { paramValues, withoutParams } from '../lib/query.ts';
 import { CREDENTIAL_PARAMS } from '../providers/credentials.ts';
 import { PROVIDERS, type Provider } from '../providers/index.ts';
 import type { Route } from '../providers/routes.ts';
@@ -28,6 +28,8 @@ export interface Call {
   readonly usageFormat: UsageFormat;
   /** The API within that format (chat, responses, messages, generate...): its usage and stream terminator. */
   readonly apiStyle: ApiStyle;
+  /** The route it came in on: its prefix starts the gateway URLs that replace provider ones (rewrite.ts). */
+  readonly route: Route;
 }
 
 export interface PrepareOptions {
@@ -40,9 +42,22 @@ export interface PrepareOptions {
   record: RequestRecord;
   /** performance.now() at arrival. */
   startedAt: number;
+  /** The upload session the request continues (continuedUpload), read before its body. */
+  uploadId: string | undefined;
 }
 
 const decoder = new TextDecoder();
+
+/**
+ * The upload session a request continues, when the route's provider has them and the
+ * query names one (Gemini's `upload_id`). Asked before the body is read, as such a body
+ * (file bytes) streams through; the route's own provider, as detection needs the body.
+ */
+export function continuedUpload(route: Route, query: string, config: RuntimeConfig): string | undefined {
+  if (query === '') return undefined;
+  const sessions = PROVIDERS[config.providers[route.provider]!.api]!.uploadSessions;
+  return (sessions && paramValues(query, sessions.param)[0]) || undefined;
+}
 
 export function prepare(o: PrepareOptions): Context {
   const { route, request, body, config, record } = o;
@@ -67,6 +82,7 @@ export function prepare(o: PrepareOptions): Context {
     noKey: keyed ? undefined : noKeyRefusal(name, provider, settings),
     usageFormat,
     apiStyle: apiStyleOf(usageFormat, request.method, path),
+    route,
   };
 
   const model = provider.modelOf(path, members);
@@ -105,6 +121,7 @@ export class Context implements RequestContext {
   readonly startedAt: number;
   readonly record: RequestRecord;
   readonly bodyUnread: boolean;
+  readonly uploadId: string | undefined;
   readonly slots: unknown[] = [];
   /** Time spent waiting on the upstream (attempts until headers, retry pauses, bodies read whole), ms. */
   upstreamMs = 0;
@@ -128,7 +145,18 @@ export class Context implements RequestContext {
     this.query = o.target.query;
     this.startedAt = o.startedAt;
     this.record = o.record;
-    this.bodyUnread = body.kind === 'streamed' || (body.kind === 'held' && body.readable === undefined);
+    this.uploadId = o.uploadId;
+    // An upload session's file bytes are not read, and name no model: not "unread".
+    this.bodyUnread =
+      o.uploadId === undefined && (body.kind === 'streamed' || (body.kind === 'held' && body.readable === undefined));
+  }
+
+  startedUpload(answer: Response): string | undefined {
+    const sessions = this.call.provider.uploadSessions;
+    const url = sessions && answer.headers.get(sessions.header);
+    if (!url) return undefined;
+    const q = url.indexOf('?');
+    return (q >= 0 && paramValues(url.slice(q + 1).split('#')[0]!, sessions.param)[0]) || undefined;
   }
 
   /** The JSON body held whole, parsed on first use (the proxy itself only needs `members`). */

@@ -3,10 +3,13 @@
  * timeouts and 429/500/502/503/504 are retried with exponential backoff and full jitter
  * (AWS architecture blog, "Exponential Backoff and Jitter"), bounded below by
  * retry_backoff_initial and above by retry_backoff_max, or for as long as the upstream
- * asked (Retry-After, RFC 9110 §10.2.3, and the `retry-after-ms` variant OpenAI and
- * Azure send).
+ * asked (Retry-After, RFC 9110 §10.2.3, the `retry-after-ms` variant OpenAI and
+ * Azure send, or a 429 body for a provider that says it there: Google's RetryInfo).
  */
 import type { RetryPolicy } from '../config/runtime.ts';
+import type { Provider } from '../providers/index.ts';
+import { decodedBody } from './body.ts';
+import { heldHeaders, holdBody } from './hold.ts';
 
 export const RETRYABLE_STATUS: ReadonlySet<number> = new Set([429, 500, 502, 503, 504]);
 
@@ -30,13 +33,36 @@ export function retryAfterMs(headers: Headers, now = Date.now()): number | undef
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/** A 429 body longer than this is not read for its wait (Google's are ~1 KB). */
+const WAIT_BODY_MAX = 64 * 1024;
+
 /**
- * Delay before retry number `retryNumber` (1-based) after `res` (undefined for a
- * connection error), or undefined when the upstream asked for longer than we wait.
+ * The wait a 429 answer's body asks for (Provider.retryDelayInBody), and the answer to
+ * relay in its place (rebuilt around the bytes read: the body can be read only once).
  */
-export function retryDelay(policy: RetryPolicy, retryNumber: number, res: Response | undefined): number | undefined {
+export async function waitInBody(
+  response: Response,
+  provider: Provider,
+  idleTimeoutMs: number,
+): Promise<{ response: Response; ms: number | undefined }> {
+  const declared = Number(response.headers.get('content-length') ?? 0);
+  if (!response.body || !provider.retryDelayInBody || declared > WAIT_BODY_MAX) return { response, ms: undefined };
+  const held = await holdBody(response.body, WAIT_BODY_MAX, idleTimeoutMs);
+  const init = { status: response.status, headers: response.headers };
+  if (held.bytes === undefined) return { response: new Response(held.stream, init), ms: undefined };
+  const readable = decodedBody(held.bytes, response.headers.get('content-encoding'), WAIT_BODY_MAX * 16);
+  const ms = readable ? provider.retryDelayInBody(readable) : undefined;
+  const headers = heldHeaders(response.headers, held.bytes.byteLength);
+  return { response: new Response(held.bytes, { status: response.status, headers }), ms };
+}
+
+/**
+ * Delay before retry number `retryNumber` (1-based), given the wait the upstream `asked`
+ * for (undefined when it did not say, or for a connection error), or undefined when it
+ * asked for longer than we wait.
+ */
+export function retryDelay(policy: RetryPolicy, retryNumber: number, asked: number | undefined): number | undefined {
   const backoff = backoffMs(policy, retryNumber);
-  const asked = res ? retryAfterMs(res.headers) : undefined;
   if (asked === undefined) return backoff;
   if (asked > policy.maxRetryAfterMs) return undefined;
   return Math.max(asked, policy.initialMs);

@@ -8,6 +8,7 @@ import { ConfigError, type ConfigProblem, shownName } from '../../config/problem
 import type { CompiledKey, CompiledProvider, RuntimeConfig } from '../../config/runtime.ts';
 import { type Config, PROVIDER_IDS, type ProviderInput } from '../../config/schema.ts';
 import { KeyPool } from '../../keys/pool.ts';
+import { IpRanges } from '../../lib/ip-ranges.ts';
 import { apiKey } from '../../providers/auth/index.ts';
 import { type KeyReport, PROVIDERS, type Provider } from '../../providers/index.ts';
 import { PRESETS } from '../../providers/presets.ts';
@@ -74,6 +75,8 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
     providers,
     maxBodyBytes: Math.floor(config.server.max_request_body_mb * MiB),
     bufferBodyBytes: Math.floor(Math.min(config.server.buffer_body_limit_mb, config.server.max_request_body_mb) * MiB),
+    publicUrl: publicUrl(config.server.public_url),
+    trustedProxies: config.server.trusted_proxies.length > 0 ? new IpRanges(config.server.trusted_proxies) : undefined,
     plugins: [...new Set(config.plugins)],
     warnings,
     secrets: configuredSecrets(config, providers),
@@ -94,6 +97,13 @@ function checkPrefix(name: string, config: Config, report: Report): void {
       path: `providers.${shownName(name)}`,
       message: `${prefix} is already ${taken ? `the route of ${taken.provider}` : 'metrics.path'}: name this provider otherwise`,
     });
+}
+
+/** `scheme://host[:port][/path]` as the URL parser spells it (lower-case host, default port left out), no trailing slash. */
+function publicUrl(configured: string | undefined): string | undefined {
+  if (configured === undefined) return undefined;
+  const url = new URL(configured);
+  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
 }
 
 /**

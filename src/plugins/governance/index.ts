@@ -30,6 +30,7 @@ import {
   RedisStore,
   redactRedisUrl,
 } from './store.ts';
+import { UploadSessions } from './uploads.ts';
 
 /** The virtual key a request is governed by, for its completion. */
 const GOVERNED = new Slot<VirtualKey>();
@@ -38,6 +39,8 @@ const TTL_SLACK_SEC = 60;
 const ADJECTIVE: Record<Period, string> = { hour: 'hourly', day: 'daily', week: 'weekly', month: 'monthly' };
 const HOW_TO_SEND =
   'send it as the x-bf-vk header or as the API key of your SDK (Authorization: Bearer, x-api-key, api-key, x-goog-api-key)';
+const UNKNOWN_UPLOAD =
+  'this upload session was not started through this gateway instance, or has expired: send its requests with a virtual key, or start the upload again';
 
 interface PlannedCheck {
   check: Check;
@@ -61,6 +64,8 @@ export class GovernancePlugin implements Plugin, Hooks {
   private readonly pending = new Set<Promise<void>>();
   private readonly storeWarnings = new WarnLimiter(10_000);
   private readonly priceWarnings = new WarnLimiter(60_000);
+  /** Upload sessions started through this gateway, and by which virtual key (kept across reloads). */
+  readonly uploads = new UploadSessions();
 
   /** Off without a governance section that requires or names a virtual key: no request hook runs then. */
   configure(config: RuntimeConfig): this | undefined {
@@ -117,7 +122,17 @@ export class GovernancePlugin implements Plugin, Hooks {
     const found = presentedKey(this.keys, ctx.request.headers, ctx.query, ctx.upstream);
     if (found.badControlHeader)
       return refuse(401, 'unauthorized', 'the x-bf-vk header does not hold a valid virtual key');
-    const vk = found.key;
+    let vk = found.key;
+    if (ctx.uploadId !== undefined) {
+      const session = this.uploads.recall(ctx.uploadId, this.now());
+      if (!vk && !found.anyCredential) {
+        // No credential at all (Python's chunks): the session id stands for the key that started it.
+        if (!session || (session.key !== undefined && !(vk = this.keys.named(session.key))))
+          return refuse(401, 'unauthorized', UNKNOWN_UPLOAD);
+      } else if (vk && session?.key !== undefined && session.key !== vk.name) {
+        return refuse(403, 'forbidden', `this upload session was started by another virtual key than "${vk.name}"`);
+      }
+    }
     if (!vk) {
       if (!this.required) return undefined;
       return refuse(
@@ -202,6 +217,13 @@ export class GovernancePlugin implements Plugin, Hooks {
     return verdict(
       new GatewayError(429, hit.type, hit.message(result.value, retryAfter), { 'retry-after': String(retryAfter) }),
     );
+  }
+
+  /** An answer that starts an upload session: remember who started it (onRequest admits its chunks). */
+  onResponse(ctx: RequestContext, upstream: Response): void {
+    if (upstream.status < 200 || upstream.status > 299) return;
+    const id = ctx.startedUpload(upstream);
+    if (id !== undefined) this.uploads.remember(id, GOVERNED.get(ctx)?.name, this.now());
   }
 
   onComplete(record: Readonly<RequestRecord>, ctx: RequestContext | undefined): void {

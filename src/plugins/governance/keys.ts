@@ -52,6 +52,11 @@ export class VirtualKeyTable {
     return this.digests.length;
   }
 
+  /** The virtual key of this name (names are not secret: no constant-time comparison). */
+  named(name: string): VirtualKey | undefined {
+    return this.digests.find((entry) => entry.key.name === name)?.key;
+  }
+
   /** The virtual key whose value equals `candidate`, compared in constant time. */
   match(candidate: string): VirtualKey | undefined {
     if (this.digests.length === 0 || candidate === '') return undefined;
