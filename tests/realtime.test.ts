@@ -798,6 +798,50 @@ describe('governance at the handshake, usage charged as it arrives', () => {
   });
 });
 
+describe('a session is priced report by report', () => {
+  test('cost_usd on the session line is the sum of its responses; the budget and the cost metric add the same', async () => {
+    const VK = fakeKey('vk-cost');
+    const gw = await startGateway({
+      providers: { openai: { keys: [{ value: fakeKey() }], network_config: { base_url: mock.url } } },
+      governance: {
+        virtual_keys: [{ name: 'cost', value: VK, budget: { max_cost_usd: 5, period: 'day' } }],
+        // USD per million tokens: input 4, output 16, cached input 0.4.
+        prices: { 'gpt-realtime': { input_per_million: 4, output_per_million: 16, cache_read_per_million: 0.4 } },
+      },
+    });
+    gw.gw.plugins.governance.now = () => Date.UTC(2026, 11, 4, 10, 0, 5);
+    try {
+      const s = await mustOpen(`${wsBase(gw)}/openai_passthrough/v1/realtime?model=gpt-realtime`, [
+        'realtime',
+        `openai-insecure-api-key.${VK}`,
+      ]);
+      await s.waitFor(1);
+      s.ws.send(JSON.stringify({ type: 'response.create' }));
+      await s.waitFor(4);
+      s.ws.send(JSON.stringify({ type: 'response.create' }));
+      await s.waitFor(7);
+      s.ws.close();
+      const line = await gw.waitForLine((l) => l.virtual_key === 'cost' && l.end_reason);
+      // One response.done: input 120 (64 of them cached), output 50.
+      const cached = u.input_token_details.cached_tokens;
+      const oneNano = ((u.input_tokens - cached) * 4 + u.output_tokens * 16 + cached * 0.4) * 1000;
+      expect(line.usage.total_tokens).toBe(2 * u.total_tokens);
+      expect(line.cost_usd).toBe((2 * oneNano) / 1e9);
+      expect(line.price_source).toBe('config');
+      await gw.gw.plugins.governance.settled();
+      const day = Math.floor(Date.UTC(2026, 11, 4) / 1000);
+      expect(gw.gw.plugins.governance.memory.peek(`skybridge:gov:{cost}:usd:day:${day}`)).toBe(2 * oneNano);
+      const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+      const costLine = metrics
+        .split('\n')
+        .find((l) => l.startsWith('skybridge_cost_usd_total{provider="openai",model="gpt-realtime"}'));
+      expect(Number(costLine?.split(' ').at(-1))).toBeCloseTo((2 * oneNano) / 1e9, 12);
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
 describe('metrics, traces, shutdown and reload', () => {
   test('skybridge_websocket_sessions while open; requests and tokens counted; one server span per session and one for its handshake', async () => {
     const spans: any[] = [];

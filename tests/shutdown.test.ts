@@ -150,6 +150,7 @@ describe('SIGTERM', () => {
       outcome: 'gateway_error',
       error: { type: 'shutdown' },
       model: 'slow-1000',
+      end_reason: 'shutdown',
     });
   });
 

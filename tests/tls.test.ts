@@ -94,11 +94,18 @@ describe('server.tls', () => {
       const wsUrl = `${gw.url.replace(/^https/, 'wss')}/openai_passthrough/v1/realtime?model=gpt-realtime`;
       const session = await mustOpen(wsUrl, [], {}, { ca: both });
       await session.waitFor(1);
-      // A slow stream in flight across the change.
+      // A slow stream in flight across the change (ending with its terminator: one without
+      // is cut so the client notices, docs/observability.md).
       mock.respondWith((req) =>
         mock.sse(
           req,
-          Array.from({ length: 10 }, (_, i) => ['content_block_delta', { type: 'content_block_delta', index: i }]),
+          [
+            ...Array.from({ length: 10 }, (_, i): [string, unknown] => [
+              'content_block_delta',
+              { type: 'content_block_delta', index: i },
+            ]),
+            ['message_stop', { type: 'message_stop' }],
+          ],
           80,
         ),
       );

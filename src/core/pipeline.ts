@@ -94,10 +94,10 @@ export class Pipeline {
     return undefined;
   }
 
-  onUsage(ctx: RequestContext, usage: Readonly<Usage>): void {
+  onUsage(ctx: RequestContext, usage: Readonly<Usage>, costUsd: number | undefined): void {
     for (const s of this.usageHooks) {
       try {
-        s.hooks.onUsage!(ctx, usage);
+        s.hooks.onUsage!(ctx, usage, costUsd);
       } catch (err) {
         failed(s, 'onUsage', ctx.id, err);
       }

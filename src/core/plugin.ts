@@ -34,8 +34,10 @@ export interface Hooks {
    * Usage reported while the request is still open (a WebSocket session reports it per
    * response or turn), as each report arrives. `record.usage` at completion is their sum:
    * a plugin that counts usage here must not count that sum again in onComplete.
+   * `costUsd`: the report's cost at the model's price (undefined: unpriced); the
+   * record's `cost_usd` is their sum.
    */
-  onUsage?(ctx: RequestContext, usage: Readonly<Usage>): void;
+  onUsage?(ctx: RequestContext, usage: Readonly<Usage>, costUsd: number | undefined): void;
   /**
    * Once per request, after the last byte reached the client or the client went away.
    * `ctx` is undefined for requests refused before they had one (bad path, body too large).

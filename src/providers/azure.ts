@@ -132,6 +132,17 @@ export const azure: Provider = {
   // Long-running operations (image generation on older api-versions) are polled at Operation-Location.
   responseUrls: { headers: ['operation-location'] },
   realtime: azureRealtime,
+  priceCatalog: 'azure',
+  modelAliases(keys) {
+    // A deployment is priced as the model the key's `deployments` maps to it.
+    const aliases = new Map<string, string>();
+    for (const key of keys) {
+      const deployments = (key.settings as AzureKey | undefined)?.deployments ?? {};
+      for (const [model, deployment] of Object.entries(deployments))
+        if (deployment !== model && !aliases.has(deployment)) aliases.set(deployment, model);
+    }
+    return aliases;
+  },
   compileKey(input, key, report): CompiledKey | undefined {
     const ac = input.azure_key_config;
     const deployments = ac?.deployments ?? {};

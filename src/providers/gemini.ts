@@ -43,6 +43,7 @@ export const gemini: Provider = {
     return joinUrl(path.startsWith('/upload/') || path.startsWith('/download/') ? originOf(base) : base, path, query);
   },
   authorize: keyHeaders,
+  priceCatalog: 'google',
   // The Gemini API's OpenAI-compatible endpoints (`/v1beta/openai/chat/completions`) answer in OpenAI's shape.
   usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
   realtime: geminiLive,

@@ -26,6 +26,12 @@ export interface Provider {
    * the provider cannot take one: then this is why, and such a request is refused.
    */
   readonly keyRequired?: string;
+  /**
+   * The genai-prices catalog provider that prices its models when the provider's own
+   * name is not one the catalog knows (`azure-eu` with `api: azure`). Unset for wire
+   * formats many hosts share (OpenAI's): their models are priced by name or config only.
+   */
+  readonly priceCatalog?: string;
 
   /** The model the request is for (body `model`, or path segments), for key choice, limits and logs. */
   modelOf(path: string, members: RootMembers | undefined): string | undefined;
@@ -47,6 +53,11 @@ export interface Provider {
   sign?(request: OutgoingRequest, key: CompiledKey): void | Promise<void>;
   /** The usage format of the answer to a request on this path. */
   usageFormat(path: string): UsageFormat;
+  /**
+   * Names a request may use for a model other than the model's own (Azure deployments),
+   * from its compiled keys: name -> model, for pricing. Called once per config load.
+   */
+  modelAliases?(keys: readonly CompiledKey[]): ReadonlyMap<string, string>;
   /**
    * Compile this provider's own key settings (azure_key_config, vertex_key_config) into
    * `key.settings`, and its credential when the key is not a plain API key. Report

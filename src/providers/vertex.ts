@@ -79,6 +79,7 @@ export const vertex: Provider = {
     return joinUrl(settings.baseUrl ?? vertexHost(region), path, query);
   },
   authorize: keyHeaders,
+  priceCatalog: 'google',
   usageFormat: vertexUsageFormat,
   // Vertex states a 429's wait like the Gemini API: google.rpc.RetryInfo in the error body.
   retryDelayInBody: googleRetryDelay,

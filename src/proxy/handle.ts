@@ -51,7 +51,7 @@ export async function handle(
       if (refused) return refused;
     }
     if (ctx.call.noKey) return done.refused(ctx.call.noKey); // after the hooks, so a virtual key is checked first
-    const answer = await exchange(ctx, body, pipeline); // exchange.ts: keys, auth, attempts, retries
+    const answer = await exchange(ctx, ctx.body, pipeline); // exchange.ts: keys, auth, attempts, retries
     if (answer.kind !== 'response') return done.settle(answer); // failed | aborted | body over the limit
     pipeline.onResponse(ctx, answer.response);
     const rewritten = rewriteAnswer(ctx, answer); // rewrite.ts: provider URLs pointed at the gateway (rarely any)

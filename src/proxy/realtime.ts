@@ -42,7 +42,7 @@ import type { ServerWebSocket, WebSocketHandler } from 'bun';
 import WebSocket from 'ws';
 import type { CompiledKey, RuntimeConfig } from '../config/runtime.ts';
 import { GatewayError } from '../core/errors.ts';
-import { outcomeOf } from '../core/outcome.ts';
+import { outcomeOf, type SessionEnd } from '../core/outcome.ts';
 import type { Pipeline } from '../core/pipeline.ts';
 import type { Outcome } from '../core/request.ts';
 import type { GatewayState, OpenSession } from '../core/runtime.ts';
@@ -51,6 +51,7 @@ import { subprotocolCredential, subprotocols } from '../providers/credentials.ts
 import type { RealtimeApi } from '../providers/provider.ts';
 import type { Route } from '../providers/routes.ts';
 import { addUsage, mayCarryUsage, type RealtimeUsageFormat, realtimeUsage } from '../usage/realtime.ts';
+import { priceReport } from './accounting.ts';
 import type { RequestBody } from './body.ts';
 import type { Completion } from './completion.ts';
 import { pickKey } from './exchange.ts';
@@ -82,21 +83,6 @@ const HANDSHAKE_HEADERS = [
 const LOST = new Set([1005, 1006, 1015]);
 /** What Bun's server reports for a client message over maxPayloadLength (it sends the client 1009). */
 const CLIENT_TOO_BIG = 'Received too big message';
-
-/**
- * How a session ended (`end_reason` in its log line): a close frame from the client or
- * the upstream, a connection lost without one, a message or buffer over its limit, a
- * model refused by governance in the first message, or the gateway's shutdown.
- */
-export type SessionEnd =
-  | 'client_close'
-  | 'upstream_close'
-  | 'client_abort'
-  | 'upstream_error'
-  | 'message_too_large'
-  | 'backpressure'
-  | 'refused'
-  | 'shutdown';
 
 export interface SessionRequest {
   route: Route;
@@ -547,7 +533,7 @@ export class RealtimeSession implements OpenSession, IdleWatch {
       const usage = realtimeUsage(this.usageFormat, message);
       if (usage) {
         addUsage((record.usage ??= {}), usage);
-        this.pipeline.onUsage(this.ctx, usage);
+        this.pipeline.onUsage(this.ctx, usage, priceReport(this.ctx, usage));
       }
     }
     if (this.clientState !== 'open') return; // too late to deliver; its usage still counts

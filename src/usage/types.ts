@@ -24,3 +24,13 @@ export interface Usage {
  * invoked models answer (Anthropic's usage, `amazon-bedrock-invocationMetrics`, Llama's counts).
  */
 export type UsageFormat = 'openai' | 'anthropic' | 'gemini' | 'bedrock';
+
+/** What a stream said about its own end: its API's terminator, or an error event. */
+export type StreamSignal = 'terminator' | 'error' | undefined;
+
+/** A stream parser that watches for its API's end and counts the generated text it sees. */
+export interface StreamWatch {
+  readonly signal: StreamSignal;
+  /** UTF-8 bytes of generated text seen. */
+  readonly textBytes: number;
+}

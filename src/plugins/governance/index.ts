@@ -5,9 +5,12 @@
  * onRequest: find and consume the virtual key, check what it may use, then admit the
  * request against its counters in one atomic store operation (the request counter is
  * only incremented when every limit passes). onComplete: add the tokens and cost the
- * request actually used (streams included) to the token-per-minute window and the
- * budget period; a WebSocket session's usage is added as each report arrives (onUsage),
- * and the model its first message names is checked then (onModel). Token limits are therefore enforced on admission against what was
+ * request actually used (streams included, a stream cut short at its partial usage) to
+ * the token-per-minute window and the budget period: the record's own `usage` and
+ * `cost_usd`, so a budget and a log line never disagree on a request. A WebSocket
+ * session's usage is added as each report arrives (onUsage, priced the same way), and
+ * the model its first message names is checked then (onModel). Token limits are
+ * therefore enforced on admission against what was
  * already spent: a request in flight may take a key past its limit, the next ones are
  * refused.
  */
@@ -17,20 +20,11 @@ import type { Hooks, Plugin, RequestVerdict } from '../../core/plugin.ts';
 import { type RequestContext, type RequestRecord, Slot } from '../../core/request.ts';
 import { allows } from '../../keys/pool.ts';
 import { appLog } from '../../lib/app-log.ts';
+import { NANO_PER_USD, tokensOf } from '../../usage/cost.ts';
 import type { Usage } from '../../usage/types.ts';
 import { WarnLimiter } from '../shared/warn-limiter.ts';
 import { presentedKey, type VirtualKey, VirtualKeyTable } from './keys.ts';
-import {
-  costNanoUsd,
-  formatUsd,
-  minuteWindow,
-  type Period,
-  PriceTable,
-  periodWindow,
-  secondsUntil,
-  tokensOf,
-  type Window,
-} from './limits.ts';
+import { formatUsd, minuteWindow, type Period, periodWindow, secondsUntil, type Window } from './limits.ts';
 import {
   type AdmitResult,
   type Check,
@@ -73,7 +67,6 @@ export class GovernancePlugin implements Plugin, Hooks {
   private failOpen = true;
   private prefix = 'skybridge:gov:';
   private keys = new VirtualKeyTable([], []);
-  private prices = new PriceTable({});
   private readonly pending = new Set<Promise<void>>();
   private readonly storeWarnings = new WarnLimiter(10_000);
   private readonly priceWarnings = new WarnLimiter(60_000);
@@ -91,7 +84,6 @@ export class GovernancePlugin implements Plugin, Hooks {
     this.failOpen = (g?.on_store_error ?? 'fail_open') === 'fail_open';
     this.prefix = g?.redis_key_prefix ?? 'skybridge:gov:';
     this.keys = new VirtualKeyTable(g.virtual_keys, Object.keys(config.providers));
-    this.prices = new PriceTable(g?.prices ?? {});
 
     const url = g?.redis_url || undefined;
     const timeoutMs = g?.redis_timeout_ms ?? 250;
@@ -117,11 +109,15 @@ export class GovernancePlugin implements Plugin, Hooks {
 
     for (const k of g?.virtual_keys ?? []) {
       if (k.budget?.max_cost_usd === undefined) continue;
-      const unpriced = k.models.filter((m) => !this.prices.lookup(m.endsWith('*') ? m.slice(0, -1) : m));
+      const providers = (k.providers ?? Object.keys(config.providers)).map((p) => config.providers[p]);
+      const unpriced = k.models.filter((m) => {
+        const model = m.endsWith('*') ? m.slice(0, -1) : m;
+        return !providers.some((p) => p?.prices.lookup(model));
+      });
       if (unpriced.length > 0) {
         appLog.warn(
           { virtual_key: k.name, models: unpriced },
-          'virtual key has a cost budget but governance.prices has no price for some of its models; requests for unpriced models are refused',
+          'virtual key has a cost budget but neither governance.prices nor the price catalog prices some of its models; requests for unpriced models are refused',
         );
       }
     }
@@ -181,7 +177,7 @@ export class GovernancePlugin implements Plugin, Hooks {
         `virtual key "${vk.name}" is limited to some models or by cost, and this request body cannot be checked for its model (over server.buffer_body_limit_mb, ${limit} MB, once inflated, or compressed with a coding other than gzip, deflate, br)`,
       );
     }
-    const modelRefusal = this.modelRefusal(vk, ctx.model);
+    const modelRefusal = this.modelRefusal(vk, ctx);
     if (modelRefusal) return verdict(modelRefusal);
 
     const now = this.now();
@@ -222,10 +218,11 @@ export class GovernancePlugin implements Plugin, Hooks {
   /** A model named after admission (a Gemini Live session's setup message): checked as onRequest checks one. */
   onModel(ctx: RequestContext): GatewayError | undefined {
     const vk = GOVERNED.get(ctx);
-    return vk && this.modelRefusal(vk, ctx.model);
+    return vk && this.modelRefusal(vk, ctx);
   }
 
-  private modelRefusal(vk: VirtualKey, model: string | undefined): GatewayError | undefined {
+  private modelRefusal(vk: VirtualKey, ctx: RequestContext): GatewayError | undefined {
+    const model = ctx.model;
     const modelAllowed = model === undefined ? vk.models.length > 0 : allows(vk.models, model);
     if (!modelAllowed) {
       return new GatewayError(
@@ -234,32 +231,41 @@ export class GovernancePlugin implements Plugin, Hooks {
         `virtual key "${vk.name}" may not use model "${model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`,
       );
     }
-    if (vk.budget?.maxCostNano !== undefined && model !== undefined && !this.prices.lookup(model)) {
+    if (
+      vk.budget?.maxCostNano !== undefined &&
+      model !== undefined &&
+      !ctx.config.providers[ctx.provider]?.prices.lookup(model)
+    ) {
       return new GatewayError(
         403,
         'model_not_priced',
-        `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${model}"`,
+        `virtual key "${vk.name}" has a cost budget, but neither governance.prices nor the price catalog has a price for model "${model}" on ${ctx.provider}`,
       );
     }
     return undefined;
   }
 
   /** A session's usage, charged as each report arrives (its completion then charges nothing more). */
-  onUsage(ctx: RequestContext, usage: Readonly<Usage>): void {
+  onUsage(ctx: RequestContext, usage: Readonly<Usage>, costUsd: number | undefined): void {
     const vk = GOVERNED.get(ctx);
     if (!vk?.countsUsage) return;
     CHARGED.set(ctx, true);
-    this.charge(vk, usage, ctx.model);
+    this.charge(vk, usage, costUsd, ctx.model);
   }
 
   onComplete(record: Readonly<RequestRecord>, ctx: RequestContext | undefined): void {
     const vk = ctx && GOVERNED.get(ctx);
     if (!vk?.countsUsage || CHARGED.get(ctx!)) return;
-    this.charge(vk, record.usage, record.model);
+    this.charge(vk, record.usage, record.cost_usd, record.model);
   }
 
-  /** Add tokens (and their cost) to the key's token-per-minute window and budget period. */
-  private charge(vk: VirtualKey, usage: Readonly<Usage> | undefined, model: string | undefined): void {
+  /** Add tokens (and their cost in USD, undefined when unpriced) to the key's token-per-minute window and budget period. */
+  private charge(
+    vk: VirtualKey,
+    usage: Readonly<Usage> | undefined,
+    costUsd: number | undefined,
+    model: string | undefined,
+  ): void {
     const tokens = tokensOf(usage);
     if (tokens <= 0) return;
     const now = this.now();
@@ -274,11 +280,10 @@ export class GovernancePlugin implements Plugin, Hooks {
       if (budget.maxTokens !== undefined)
         increments.push({ key: this.key(vk, `tok:${budget.period}`, w), by: tokens, ttlSec: ttl(w, now) });
       if (budget.maxCostNano !== undefined) {
-        const price = this.prices.lookup(model);
-        if (price) {
+        if (costUsd !== undefined) {
           increments.push({
             key: this.key(vk, `usd:${budget.period}`, w),
-            by: costNanoUsd(usage, price),
+            by: Math.round(costUsd * NANO_PER_USD),
             ttlSec: ttl(w, now),
           });
         } else {

@@ -11,7 +11,7 @@
  * scrape output is prom-client's own format.
  *
  * Labels are bounded: provider, endpoint, status class, outcome, stream, direction,
- * retry reason and error type come from fixed sets (anything unexpected is `other`);
+ * retry reason, error type and stream end reason come from fixed sets (anything unexpected is `other`);
  * models are folded (configured models, then the first MAX_DYNAMIC_MODELS others seen,
  * then `other`), and a model string that contains a configured secret is never a label.
  */
@@ -20,6 +20,7 @@ import type { RuntimeConfig } from '../../config/runtime.ts';
 import { type ErrorType, jsonError } from '../../core/errors.ts';
 import type { Hooks, Plugin, PluginRoute, RuntimeView } from '../../core/plugin.ts';
 import {
+  type EndReason,
   type Outcome,
   OUTCOMES as RECORD_OUTCOMES,
   type RequestContext,
@@ -78,9 +79,14 @@ interface EndpointSeries {
   duration: Array<HistogramCell | undefined>;
   /** [stream] */
   ttfb: Array<HistogramCell | undefined>;
+  /** 2xx answers whose usage was not found. */
+  absent?: CounterCell;
 }
 
-type TokenCells = Partial<Record<(typeof TOKEN_DIRECTIONS)[number][0], CounterCell>> & { readonly model: string };
+/** A folded model's token counters by direction, and its cost. */
+type TokenCells = Partial<Record<(typeof TOKEN_DIRECTIONS)[number][0] | 'cost', CounterCell>> & {
+  readonly model: string;
+};
 
 interface ProviderSeries {
   endpoints: Map<string, EndpointSeries>;
@@ -90,6 +96,7 @@ interface ProviderSeries {
   labels: Map<string, TokenCells>;
   retries: Map<string, CounterCell>;
   errors: Map<ErrorType, CounterCell>;
+  streamEnds: Map<EndReason, CounterCell>;
 }
 
 /** Raw model strings remembered per provider before folding is recomputed per request. */
@@ -148,9 +155,34 @@ export class MetricsPlugin implements Plugin, Hooks {
     'Requests that ended in an upstream failure (unreachable, timeout, broken or idle stream), by provider and error type.',
     ['provider', 'type'],
   );
+  private readonly cost = new CellCounter(
+    'skybridge_cost_usd_total',
+    'USD spent, by provider and model (folded): each request priced from governance.prices or the genai-prices catalog; unpriced requests add nothing.',
+    ['provider', 'model'],
+  );
+  private readonly usageAbsent = new CellCounter(
+    'skybridge_usage_absent_total',
+    'Successful answers from endpoints that report usage whose usage could not be read (the request log says why), by provider and endpoint.',
+    ['provider', 'endpoint'],
+  );
+  private readonly streamEnds = new CellCounter(
+    'skybridge_stream_end_total',
+    'Streamed answers by how they ended: complete, upstream_eof_no_terminator, upstream_error, client_abort, idle_timeout, shutdown.',
+    ['provider', 'reason'],
+  );
   /** The running gateway's counters, read at scrape time. */
   constructor(runtime: () => RuntimeView) {
-    for (const m of [this.requests, this.duration, this.ttfb, this.tokens, this.retries, this.upstreamErrors]) {
+    for (const m of [
+      this.requests,
+      this.duration,
+      this.ttfb,
+      this.tokens,
+      this.cost,
+      this.usageAbsent,
+      this.streamEnds,
+      this.retries,
+      this.upstreamErrors,
+    ]) {
       this.registry.registerMetric(m as unknown as Metric);
     }
     new Gauge({
@@ -252,9 +284,9 @@ export class MetricsPlugin implements Plugin, Hooks {
   }
 
   /** A session's tokens, counted as each report arrives. */
-  onUsage(ctx: RequestContext, usage: Readonly<Usage>): void {
+  onUsage(ctx: RequestContext, usage: Readonly<Usage>, costUsd: number | undefined): void {
     COUNTED.set(ctx, true);
-    this.countTokens(this.providerSeries(ctx.provider), ctx.provider, ctx.model, usage);
+    this.countTokens(this.providerSeries(ctx.provider), ctx.provider, ctx.model, usage, costUsd);
   }
 
   onComplete(record: Readonly<RequestRecord>, ctx?: RequestContext): void {
@@ -276,7 +308,17 @@ export class MetricsPlugin implements Plugin, Hooks {
     if (record.ttfb_ms !== undefined)
       (es.ttfb[si] ??= this.ttfb.cell(provider, endpoint, si ? 'true' : 'false')).observe(record.ttfb_ms / 1000);
 
-    if (record.usage && !(ctx && COUNTED.get(ctx))) this.countTokens(ps, provider, record.model, record.usage);
+    const usage = record.usage;
+    if (usage) {
+      if (!(ctx && COUNTED.get(ctx))) this.countTokens(ps, provider, record.model, usage, record.cost_usd);
+    } else if (record.usage_status === 'absent') (es.absent ??= this.usageAbsent.cell(provider, endpoint)).value++;
+
+    const reason = record.end_reason;
+    if (reason !== undefined) {
+      let cell = ps.streamEnds.get(reason);
+      if (!cell) ps.streamEnds.set(reason, (cell = this.streamEnds.cell(provider, reason)));
+      cell.value++;
+    }
 
     for (const retry of record.retries) {
       const reason = RETRY_REASONS.has(retry.reason) ? retry.reason : 'other';
@@ -298,17 +340,31 @@ export class MetricsPlugin implements Plugin, Hooks {
     if (!ps)
       this.series.set(
         provider,
-        (ps = { endpoints: new Map(), models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() }),
+        (ps = {
+          endpoints: new Map(),
+          models: new Map(),
+          labels: new Map(),
+          retries: new Map(),
+          errors: new Map(),
+          streamEnds: new Map(),
+        }),
       );
     return ps;
   }
 
-  private countTokens(ps: ProviderSeries, provider: string, model: string | undefined, usage: Readonly<Usage>): void {
+  private countTokens(
+    ps: ProviderSeries,
+    provider: string,
+    model: string | undefined,
+    usage: Readonly<Usage>,
+    costUsd: number | undefined,
+  ): void {
     const cells = this.tokenCells(ps, model);
     for (const [direction, field] of TOKEN_DIRECTIONS) {
       const n = usage[field];
       if (n) (cells[direction] ??= this.tokens.cell(provider, cells.model, direction)).value += n;
     }
+    if (costUsd !== undefined) (cells.cost ??= this.cost.cell(provider, cells.model)).value += costUsd;
   }
 
   private tokenCells(ps: ProviderSeries, model: string | undefined): TokenCells {
