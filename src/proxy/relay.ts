@@ -22,7 +22,7 @@ import { noteUsage } from './accounting.ts';
 import type { Completion } from './completion.ts';
 import { isTimeout } from './exchange.ts';
 import { clientResponseHeaders } from './headers.ts';
-import { type IdleWatch, unwatchIdle, watchIdle } from './idle.ts';
+import { type IdleWatch, ReaderWatch, unwatchIdle, watchIdle } from './idle.ts';
 import type { Context } from './prepare.ts';
 
 /** Non-streaming answers up to this size are read whole before sending. */
@@ -123,29 +123,13 @@ function idleError(ctx: Context): GatewayError {
   );
 }
 
-/** Ends a whole-body read that went silent for longer than the idle limit. */
-class WholeBodyWatch implements IdleWatch {
-  lastActivity = performance.now();
-  fired = false;
-
-  constructor(
-    readonly timeoutMs: number,
-    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
-  ) {}
-
-  onIdle(): void {
-    this.fired = true;
-    this.reader.cancel().catch(() => {});
-  }
-}
-
 /** A small answer read whole, under the idle limit: its bytes, or why not. */
 async function readWhole(
   body: ReadableStream<Uint8Array>,
   idleTimeoutMs: number,
 ): Promise<Uint8Array<ArrayBuffer> | 'idle' | 'broken'> {
   const reader = body.getReader();
-  const watch = new WholeBodyWatch(idleTimeoutMs, reader);
+  const watch = new ReaderWatch(idleTimeoutMs, reader);
   watchIdle(watch);
   const chunks: Uint8Array[] = [];
   try {
