@@ -262,6 +262,12 @@ try {
       !readFileSync(logFile, 'utf8').includes(gatewayKey),
     'every chat log line: status 200, outcome ok, key name (never its value)',
   );
+  // The price catalog is bundled into the binary: the non-streamed chat (5 in, 3 out) is priced from it.
+  const priced = chats.find((l) => !l.stream);
+  check(
+    priced?.price_source === 'catalog' && typeof priced.cost_usd === 'number' && priced.cost_usd > 0,
+    `the bundled price catalog prices gpt-4o-mini (cost_usd ${priced?.cost_usd}, ${priced?.price_source})`,
+  );
   const sessions = lines.filter((l) => l.path === '/v1/realtime').map((l) => [l.status, l.end_reason ?? null]);
   check(
     JSON.stringify(sessions.sort()) ===
