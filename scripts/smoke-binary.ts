@@ -4,7 +4,8 @@
  * The binary is copied alone into an empty temporary directory and run from there (no
  * node_modules, package.json, bunfig.toml or .env next to it), on a free port, with a
  * config that points openai at a mock upstream served by this script. Checks: /health,
- * one proxied request (the gateway's key reaches the upstream, the client's does not),
+ * one proxied request (the gateway's key reaches the upstream, the client's does not), a
+ * realtime WebSocket session and a refused one (the `ws` client API Bun builds in),
  * 300 concurrent 2 s streams finishing in about 2 s (BUN_CONFIG_MAX_HTTP_REQUESTS raised
  * past Bun's 256), SIGTERM during a stream (the stream completes, exit 0), and the
  * request log lines on disk. The config leaves `server.workers` at its default (`auto`):
@@ -36,15 +37,28 @@ function check(cond: unknown, what: string): asserts cond {
   console.log(`  ok  ${what}`);
 }
 
-// --- mock upstream (OpenAI chat completions) --------------------------------------------
+// --- mock upstream (OpenAI chat completions, and an echoing Realtime WebSocket) ---------
 const seenAuth: string[] = [];
+const realtimeAuth: string[] = [];
 const enc = new TextEncoder();
 const upstream = Bun.serve({
   hostname: '127.0.0.1',
   port: 0,
   idleTimeout: 0,
-  async fetch(req) {
+  websocket: {
+    message(ws, message) {
+      ws.send(message);
+    },
+  },
+  async fetch(req, server) {
     const url = new URL(req.url);
+    if (url.pathname === '/v1/realtime') {
+      realtimeAuth.push(req.headers.get('authorization') ?? '');
+      if (url.searchParams.get('model') === 'refuse')
+        return Response.json({ error: { message: 'refused by the smoke upstream' } }, { status: 401 });
+      if (server.upgrade(req)) return undefined;
+      return new Response('expected a WebSocket handshake', { status: 426 });
+    }
     seenAuth.push(req.headers.get('authorization') ?? '');
     const body = (await req.json().catch(() => ({}))) as { stream?: boolean; model?: string };
     if (url.pathname !== '/v1/chat/completions')
@@ -180,6 +194,31 @@ try {
     "the gateway's key (from env.SMOKE_OPENAI_KEY) reached the upstream, not the client's",
   );
 
+  // A realtime session through the binary: the `ws` client API must resolve to Bun's own there.
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/openai_passthrough/v1/realtime?model=gpt-realtime`, [
+    'realtime',
+    'openai-insecure-api-key.client-own-key',
+  ]);
+  const echoed = await new Promise<string>((resolveEcho, reject) => {
+    ws.onopen = () => ws.send('{"type":"smoke.ping"}');
+    ws.onmessage = (e) => resolveEcho(String(e.data));
+    ws.onerror = () => reject(new Error('the realtime session failed'));
+  });
+  ws.close(1000);
+  check(
+    echoed === '{"type":"smoke.ping"}' && realtimeAuth.at(-1) === `Bearer ${gatewayKey}`,
+    "a realtime WebSocket session relayed a message both ways, the gateway's key upstream",
+  );
+  const refused = await rawRequest(port, 'GET', '/openai_passthrough/v1/realtime?model=refuse', {
+    upgrade: 'websocket',
+    'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    'sec-websocket-version': '13',
+  });
+  check(
+    refused.status === 401 && refused.body.includes('refused by the smoke upstream'),
+    "a refused upstream handshake reached the client as the upstream's 401 and body",
+  );
+
   const streamBody = JSON.stringify({
     model: 'gpt-4o-mini',
     stream: true,
@@ -223,12 +262,29 @@ try {
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l));
-  const expected = 1 + STREAMS + 1;
+  const expected = 1 + 2 + STREAMS + 1;
   check(lines.length === expected, `request log has ${expected} lines (got ${lines.length})`);
+  const chats = lines.filter((l) => l.path === '/v1/chat/completions');
   check(
-    lines.every((l) => l.status === 200 && l.key === 'smoke' && l.outcome === 'ok') &&
+    chats.length === 1 + STREAMS + 1 &&
+      chats.every((l) => l.status === 200 && l.key === 'smoke' && l.outcome === 'ok') &&
       !readFileSync(logFile, 'utf8').includes(gatewayKey),
-    'every log line: status 200, outcome ok, key name (never its value)',
+    'every chat log line: status 200, outcome ok, key name (never its value)',
+  );
+  // The price catalog is bundled into the binary: the non-streamed chat (5 in, 3 out) is priced from it.
+  const priced = chats.find((l) => !l.stream);
+  check(
+    priced?.price_source === 'catalog' && typeof priced.cost_usd === 'number' && priced.cost_usd > 0,
+    `the bundled price catalog prices gpt-4o-mini (cost_usd ${priced?.cost_usd}, ${priced?.price_source})`,
+  );
+  const sessions = lines.filter((l) => l.path === '/v1/realtime').map((l) => [l.status, l.end_reason ?? null]);
+  check(
+    JSON.stringify(sessions.sort()) ===
+      JSON.stringify([
+        [101, 'client_close'],
+        [401, null],
+      ]),
+    'the realtime session and the refused handshake are logged (101 client_close, 401)',
   );
   await stderrDone;
   check(/"msg":"stopped"/.test(stderr), 'the app log (stderr) says stopped');

@@ -519,11 +519,72 @@ describe('retries and the usage reader', () => {
     }
   });
 
+  test('event stream endings: metadata (Converse) or invocation metrics (Invoke) end it; a cut one gets the estimate', async () => {
+    const scan = async (frames: Uint8Array[], partial: boolean) => {
+      const scanner = UsageScanner.for('bedrock', 'bedrock', 'application/vnd.amazon.eventstream', null)!;
+      const bytes = new Uint8Array(Buffer.concat(frames));
+      for (let at = 0; at < bytes.length; at += 5) scanner.push(bytes.slice(at, at + 5));
+      await scanner.end();
+      return { signal: scanner.signal, usage: scanner.result(partial), estimated: scanner.outputEstimated };
+    };
+    expect((await scan(converseStreamFrames(), false)).signal).toBe('terminator');
+    expect((await scan(invokeStreamFrames(), false)).signal).toBe('terminator');
+    // Cut before metadata: no terminator; output from "hello " + "from mock ✓" (19 bytes: 5 tokens by the rule).
+    const converse = await scan(converseStreamFrames().slice(0, -1), true);
+    expect(converse).toEqual({ signal: undefined, usage: { output_tokens: 5, total_tokens: 5 }, estimated: true });
+    // Cut before the last chunk: Anthropic's message_start and message_delta said 3 in, 5 out;
+    // "hello from mock" is 15 bytes (4 by the rule): the reported count stands.
+    const invoke = await scan(invokeStreamFrames().slice(0, -1), true);
+    expect(invoke.signal).toBeUndefined();
+    expect(invoke.usage).toMatchObject({ input_tokens: 3, output_tokens: 5 });
+    expect(invoke.estimated).toBe(false);
+    const exception = codec.encode({
+      headers: {
+        ':exception-type': { type: 'string', value: 'throttlingException' },
+        ':content-type': { type: 'string', value: 'application/json' },
+        ':message-type': { type: 'string', value: 'exception' },
+      },
+      body: fromUtf8(JSON.stringify({ message: 'slow down' })),
+    });
+    expect((await scan([...converseStreamFrames().slice(0, 2), exception], true)).signal).toBe('error');
+  });
+
+  test('a ConverseStream the upstream cuts before its metadata: the AWS SDK raises, logged upstream_eof_no_terminator', async () => {
+    mock.reset();
+    mock.respondWith((_req, rec) =>
+      rec.path.endsWith('/converse-stream') ? eventStream(converseStreamFrames().slice(0, 3)).response : undefined,
+    );
+    const out = await client().send(
+      new ConverseStreamCommand({
+        modelId: 'anthropic.claude-3-haiku-20240307-v1:0',
+        messages: [{ role: 'user', content: [{ text: 'cut me' }] }],
+      }),
+    );
+    let text = '';
+    let raised: unknown;
+    try {
+      for await (const event of out.stream!) text += event.contentBlockDelta?.delta?.text ?? '';
+    } catch (err) {
+      raised = err;
+    }
+    expect(raised).toBeDefined();
+    expect(text).toBe('hello from mock ✓'); // what was relayed arrived before the abort
+    const line = await gw.waitForLine((l) => l.path?.endsWith('/converse-stream') && l.end_reason !== 'complete');
+    expect(line).toMatchObject({
+      status: 200,
+      outcome: 'upstream_error',
+      end_reason: 'upstream_eof_no_terminator',
+      usage_status: 'partial',
+      output_tokens_estimated: true,
+      usage: { output_tokens: 5 },
+    });
+  });
+
   test('event stream: a frame with a bad CRC is skipped, the framing holds; a cut stream costs nothing', async () => {
     const frames = converseStreamFrames();
     const bad = frames[1]!.slice();
     bad[bad.length - 1]! ^= 0xff;
-    const scanner = UsageScanner.for('bedrock', 'application/vnd.amazon.eventstream', null)!;
+    const scanner = UsageScanner.for('bedrock', 'bedrock', 'application/vnd.amazon.eventstream', null)!;
     expect(scanner.keepsChunks).toBe(false);
     const bytes = new Uint8Array(Buffer.concat([frames[0]!, bad, ...frames.slice(2)]));
     for (let at = 0; at < bytes.length; at += 5) scanner.push(bytes.slice(at, at + 5));
@@ -532,11 +593,11 @@ describe('retries and the usage reader', () => {
       output_tokens: U.output,
       total_tokens: U.input + U.output,
     });
-    const cut = UsageScanner.for('bedrock', 'application/vnd.amazon.eventstream', null)!;
+    const cut = UsageScanner.for('bedrock', 'bedrock', 'application/vnd.amazon.eventstream', null)!;
     cut.push(bytes.subarray(0, bytes.length - 10));
     expect(await cut.finish()).toBeUndefined();
     // A length no message has: the rest is not read (no huge buffer), nothing throws.
-    const lost = UsageScanner.for('bedrock', 'application/vnd.amazon.eventstream', null)!;
+    const lost = UsageScanner.for('bedrock', 'bedrock', 'application/vnd.amazon.eventstream', null)!;
     lost.push(new Uint8Array([0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
     lost.push(frames.at(-1)!);
     expect(await lost.finish()).toBeUndefined();

@@ -4,6 +4,7 @@
  * one record, stats), the live stream, the auth rules, and the page in headless
  * Chromium seeing requests arrive live.
  */
+import { Database } from 'bun:sqlite';
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,6 +41,13 @@ function record(over: Partial<RequestRecord> & { ago?: number } = {}): RequestRe
     bytes_in: 10,
     bytes_out: 20,
     usage: { input_tokens: 10, output_tokens: 5, total_tokens: 15 },
+    usage_status: 'complete',
+    usage_note: undefined,
+    output_tokens_estimated: undefined,
+    cost_usd: undefined,
+    price_source: undefined,
+    end_reason: undefined,
+    gw_us: undefined,
     error: undefined,
     virtual_key: undefined,
     client_ip: '127.0.0.1',
@@ -122,7 +130,7 @@ describe('query API', () => {
   beforeAll(async () => {
     t = await startGateway({});
     const r = {
-      a: record({ ago: 10 * MIN, virtual_key: 'team-a', latency_ms: 100 }),
+      a: record({ ago: 10 * MIN, virtual_key: 'team-a', latency_ms: 100, cost_usd: 0.0012, price_source: 'catalog' }),
       b: record({
         ago: 20 * MIN,
         provider: 'anthropic',
@@ -140,6 +148,8 @@ describe('query API', () => {
         outcome: 'upstream_error',
         latency_ms: 300,
         usage: { input_tokens: 100, output_tokens: 50 },
+        cost_usd: 0.5,
+        price_source: 'config',
       }),
       d: record({
         ago: 40 * MIN,
@@ -269,6 +279,7 @@ describe('query API', () => {
       errors: 2,
       input_tokens: 130,
       output_tokens: 65,
+      cost_usd: 0.5012,
       p50_ms: 200,
       p95_ms: 400,
     });
@@ -279,13 +290,16 @@ describe('query API', () => {
       errors: 1,
       input_tokens: 110,
       output_tokens: 55,
+      cost_usd: 0.5012,
       p50_ms: 100,
       p95_ms: 300,
     });
+    // Unpriced requests sum to no cost, not to $0.
     expectStats(
       body.by_model.find((m: any) => m.model === 'claude-sonnet-4'),
-      { provider: 'anthropic', requests: 1, errors: 1, p50_ms: 200 },
+      { provider: 'anthropic', requests: 1, errors: 1, cost_usd: null, p50_ms: 200 },
     );
+    expect(body.series.reduce((n: number, s: any) => n + (s.cost_usd ?? 0), 0)).toBeCloseTo(0.5012, 9);
     expect(body.bucket_seconds).toBe(60);
     expect(body.series.length).toBeGreaterThanOrEqual(60);
     expect(body.series.reduce((n: number, s: any) => n + s.requests, 0)).toBe(4);
@@ -665,6 +679,37 @@ describe('index file: rebuild, top-up, retention', () => {
     }
   });
 
+  test('an index of the schema before costs is rebuilt; log lines written before costs still load', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'skybridge-explorer-'));
+    const logFile = join(dir, 'requests.ndjson');
+    // A line as written before cost_usd existed, and one with a cost.
+    const before = { ...record({ ago: 20 * MIN, model: 'before-costs' }), retries: undefined } as Record<
+      string,
+      unknown
+    >;
+    for (const k of ['usage_status', 'cost_usd', 'price_source', 'end_reason', 'gw_us']) delete before[k];
+    const priced = record({ ago: 10 * MIN, model: 'priced', cost_usd: 0.25, price_source: 'catalog' });
+    writeFileSync(
+      logFile,
+      `${JSON.stringify({ log: 'request', ...before })}\n${JSON.stringify({ log: 'request', ...priced })}\n`,
+    );
+    const old = new Database(`${logFile}.index.sqlite`, { create: true });
+    old.exec('CREATE TABLE requests (seq INTEGER PRIMARY KEY, request_id TEXT, ts INTEGER); PRAGMA user_version = 2');
+    old.close();
+    const t = await startGateway({ logs: { file: logFile } });
+    try {
+      await t.gw.plugins.explorer.ready();
+      expect((await getJson(t, '/api/logs')).body.data.map((r: any) => r.model)).toEqual(['priced', 'before-costs']);
+      const stats = (await getJson(t, '/api/stats?window=1h')).body;
+      expect(stats.totals.requests).toBe(2);
+      expect(stats.totals.cost_usd).toBe(0.25);
+      expect(stats.by_model.find((m: any) => m.model === 'before-costs').cost_usd).toBeNull();
+    } finally {
+      await t.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('an existing index is topped up from the end of the log (lines it missed)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'skybridge-explorer-'));
     const logFile = join(dir, 'requests.ndjson');
@@ -832,6 +877,7 @@ describe('the page in headless Chromium', () => {
           latency_ms: Math.round(300 + 900 * wave + (i % 7) * 120),
           ttfb_ms: Math.round(120 + 200 * wave),
           usage: { input_tokens: 200 + ((i * 37) % 900), output_tokens: 80 + ((i * 53) % 400), total_tokens: 0 },
+          cost_usd: status === 200 ? ((200 + ((i * 37) % 900)) * 2.5 + (80 + ((i * 53) % 400)) * 10) / 1e6 : undefined,
           virtual_key: i % 4 === 0 ? 'team-research' : i % 4 === 1 ? 'team-support' : undefined,
         }),
       );
@@ -890,6 +936,8 @@ describe('the page in headless Chromium', () => {
       expect(top).toEqual([gem, claude, chat]);
       expect(await page.locator(`#rows tr[data-id="${gem}"] .badge`).textContent()).toBe('503');
       expect(await page.locator(`#rows tr[data-id="${chat}"]`).textContent()).toContain('11 / 7');
+      expect(await page.locator(`#rows tr[data-id="${chat}"] td:nth-child(8)`).textContent()).toMatch(/^\$0\.0000\d+$/);
+      expect(await page.locator('#k-cost').textContent()).toMatch(/^\$\d+\.\d\d$/);
 
       // Detail view: timings, usage, bodies (content logging is on).
       await page.locator(`#rows tr[data-id="${claude}"]`).click();
@@ -899,6 +947,8 @@ describe('the page in headless Chromium', () => {
       expect(detail).toContain('an-main');
       expect(detail).toContain('"max_tokens": 64');
       expect(detail).toContain('hello from mock');
+      expect(detail).toContain('(catalog price)');
+      expect(detail).toContain('complete');
       // Keyboard: arrows move between rows, Enter opens, Escape closes.
       await page.keyboard.press('ArrowDown');
       await page.keyboard.press('Enter');

@@ -12,15 +12,10 @@ import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI, { AzureOpenAI } from 'openai';
 import { VirtualKeyTable } from '../src/plugins/governance/keys.ts';
-import {
-  costNanoUsd,
-  minuteWindow,
-  PriceTable,
-  periodWindow,
-  secondsUntil,
-  tokensOf,
-} from '../src/plugins/governance/limits.ts';
+import { minuteWindow, periodWindow, secondsUntil } from '../src/plugins/governance/limits.ts';
 import { MemoryStore } from '../src/plugins/governance/store.ts';
+import { costNanoUsd, tokensOf } from '../src/usage/cost.ts';
+import { ConfigPrices } from '../src/usage/prices.ts';
 import { fakeKey, startGateway, type TestGateway } from './support/gateway.ts';
 import { anthropicStream, chatStream, MockUpstream, type Recorded } from './support/mock-upstream.ts';
 import { chunkedStream } from './support/raw-http.ts';
@@ -578,7 +573,7 @@ describe('budgets (calendar periods, UTC)', () => {
     expect(mock.requests).toHaveLength(3);
   });
 
-  test('max_cost_usd per month, priced from governance.prices; unpriced model refused', async () => {
+  test('max_cost_usd per month, priced from governance.prices; a model priced nowhere refused', async () => {
     const client = openai(VK.budgetUsd.value);
     await chat(client); // 11 * $1 + 7 * $2 = $25 (prices per million tokens, scaled up for the test)
     await chat(client); // $25 spent < $40: admitted, $50 after
@@ -588,7 +583,7 @@ describe('budgets (calendar periods, UTC)', () => {
     expect(errorOf(err).message).toContain('monthly cost budget');
     expect(errorOf(err).message).toContain('max_cost_usd $40.00, spent $50.00');
     expect(err.headers.get('retry-after')).toBe(String((Date.UTC(2031, 1, 1) - BASE) / 1000));
-    const unpriced = await expectStatus(chat(client, 'gpt-4.1'), 403);
+    const unpriced = await expectStatus(chat(client, 'in-house-finetune-7'), 403);
     expect(errorOf(unpriced).type).toBe('model_not_priced');
     clock = Date.UTC(2031, 1, 1);
     await chat(client);
@@ -731,25 +726,33 @@ describe('limits arithmetic', () => {
     expect(tokensOf(undefined)).toBe(0);
     expect(tokensOf({ input_tokens: 5, output_tokens: 3 })).toBe(8);
     expect(tokensOf({ input_tokens: 5, output_tokens: 3, total_tokens: 12 })).toBe(12);
-    const price = { input_per_million: 2.5, output_per_million: 10 };
+    const rates = { input: 2.5, output: 10 };
     // 1M input at $2.50 + 100k output at $10/M = $3.50 = 3.5e9 nano-USD
-    expect(costNanoUsd({ input_tokens: 1_000_000, output_tokens: 100_000, total_tokens: 1_100_000 }, price)).toBe(
+    expect(costNanoUsd({ input_tokens: 1_000_000, output_tokens: 100_000, total_tokens: 1_100_000 }, rates)).toBe(
       3_500_000_000,
     );
-    // Anthropic-style: cache tokens only in the total are billed as input.
+    // Anthropic-style: cache tokens only in the total; without a cache rate they are billed as input.
     expect(
-      costNanoUsd({ input_tokens: 10, output_tokens: 10, cache_read_input_tokens: 80, total_tokens: 100 }, price),
+      costNanoUsd({ input_tokens: 10, output_tokens: 10, cache_read_input_tokens: 80, total_tokens: 100 }, rates),
     ).toBe(90 * 2500 + 10 * 10_000);
-    const table = new PriceTable({
+    // With a cache read rate, the 80 cached tokens are billed at it.
+    expect(
+      costNanoUsd(
+        { input_tokens: 10, output_tokens: 10, cache_read_input_tokens: 80, total_tokens: 100 },
+        { ...rates, cacheRead: 0.25 },
+      ),
+    ).toBe(10 * 2500 + 80 * 250 + 10 * 10_000);
+    const price = { input_per_million: 2.5, output_per_million: 10 };
+    const table = new ConfigPrices({
       'gpt-4o*': price,
       'gpt-4o-mini*': { input_per_million: 0.15, output_per_million: 0.6 },
       o3: price,
     });
-    expect(table.lookup('gpt-4o-mini-2024-07-18')?.input_per_million).toBe(0.15);
-    expect(table.lookup('gpt-4o-2024-08-06')?.input_per_million).toBe(2.5);
-    expect(table.lookup('o3')).toBe(price);
+    const now = Date.now();
+    expect(table.lookup('gpt-4o-mini-2024-07-18')?.ratesAt(now)?.input).toBe(0.15);
+    expect(table.lookup('gpt-4o-2024-08-06')?.ratesAt(now)?.input).toBe(2.5);
+    expect(table.lookup('o3')?.ratesAt(now)).toEqual({ input: 2.5, output: 10 } as never);
     expect(table.lookup('o3-mini')).toBeUndefined();
-    expect(table.lookup(undefined)).toBeUndefined();
   });
 
   test('MemoryStore admit: all checks pass or nothing is counted', async () => {

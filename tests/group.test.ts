@@ -217,6 +217,13 @@ describe('metrics of several workers', () => {
     bytes_in: 10,
     bytes_out: 20,
     usage: { input_tokens: i, output_tokens: 2 * i, total_tokens: 3 * i },
+    usage_status: 'complete',
+    usage_note: undefined,
+    output_tokens_estimated: undefined,
+    cost_usd: i % 5 ? i * 1e-6 : undefined,
+    price_source: i % 5 ? 'catalog' : undefined,
+    end_reason: i % 2 === 0 ? (i % 7 ? 'complete' : 'upstream_error') : undefined,
+    gw_us: 100 + i,
     error: i % 7 ? undefined : { type: 'upstream_unreachable', message: 'x' },
     virtual_key: undefined,
     client_ip: undefined,
@@ -235,6 +242,7 @@ describe('metrics of several workers', () => {
       config: { providers: {} } as never,
       inflight: 0,
       openStreams: 0,
+      sessions: { size: 0 },
       reloads: { success: 2, failure: 1, lastSuccessful: true },
     });
     const [w1, w2, one] = [new MetricsPlugin(view), new MetricsPlugin(view), new MetricsPlugin(view)];

@@ -29,7 +29,12 @@ afterAll(async () => {
 test('an answer after 40 s of upstream silence reaches the client (GET, POST, stream)', async () => {
   mock.respondWith(async (req, rec) => {
     await Bun.sleep(40_000);
-    return rec.json?.stream ? mock.sse(req, [[undefined, { late: true }]]) : Response.json({ late: true });
+    return rec.json?.stream
+      ? mock.sse(req, [
+          [undefined, { late: true }],
+          [undefined, '[DONE]'],
+        ])
+      : Response.json({ late: true });
   });
   const [plain, streamed, got] = await Promise.all([
     fetch(`${gw.url}/openai_passthrough/v1/chat/completions`, {

@@ -124,15 +124,15 @@ describe('path safety', () => {
     expect((await rawRequest(gwPort(), 'GET', '/health', {}, '', '1.0')).status).toBe(200);
   });
 
-  test('a WebSocket handshake (OpenAI Realtime, Gemini Live) gets a JSON 501, nothing upstream; an h2c upgrade offer is served', async () => {
-    const ws = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/realtime?model=gpt-realtime', {
+  test('a WebSocket handshake on a path that is no WebSocket API gets a JSON 501, nothing upstream; an h2c upgrade offer is served', async () => {
+    const ws = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/models', {
       connection: 'Upgrade',
       upgrade: 'websocket',
       'sec-websocket-version': '13',
       'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
     });
     const message = await expectJsonError(ws, 501, 'websocket_not_supported');
-    expect(message).toContain('Realtime');
+    expect(message).toContain('/v1/realtime');
     expect(mock.requests.length).toBe(0);
     // curl --http2 on http:// offers h2c this way; the gateway answers in HTTP/1.1 as usual.
     const h2c = await rawRequest(gwPort(), 'GET', '/openai_passthrough/v1/models', {

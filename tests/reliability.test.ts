@@ -139,6 +139,7 @@ describe('upstream failures', () => {
     // still the client leaving, not the upstream breaking.
     expect(line.error).toEqual({ type: 'client_aborted', message: 'client closed the connection mid-stream' });
     expect(line.stream).toBe(true);
+    expect(line.end_reason).toBe('client_abort');
   });
 
   test('a stream that goes idle longer than the limit is ended', async () => {
@@ -158,6 +159,8 @@ describe('upstream failures', () => {
     const line = await lineFor(res);
     expect(line.outcome).toBe('stream_idle_timeout');
     expect(line.error.type).toBe('stream_idle_timeout');
+    expect(line.end_reason).toBe('idle_timeout');
+    expect(line.usage_status).toBe('partial');
   });
 });
 

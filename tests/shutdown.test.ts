@@ -167,6 +167,7 @@ for (const workers of WORKERS) {
           outcome: 'gateway_error',
           error: { type: 'shutdown' },
           model: 'slow-1000',
+          end_reason: 'shutdown',
         });
       });
 

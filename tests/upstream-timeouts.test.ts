@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { chatStream, MockUpstream } from './support/mock-upstream.ts';
+import { anthropicStream, chatStream, MockUpstream } from './support/mock-upstream.ts';
 import {
   childEnv,
   type GatewayProcess,
@@ -26,10 +26,11 @@ let mock: MockUpstream;
 let gp: GatewayProcess;
 let dir: string;
 
-/** An SSE body: one frame, `silenceMs` of nothing, then the rest. */
-function silentStream(silenceMs: number): Response {
-  const frames = chatStream('gpt-4o-mini').map(
-    ([, data]) => `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`,
+/** An SSE body of the path's API (with its terminator): one frame, `silenceMs` of nothing, then the rest. */
+function silentStream(path: string, silenceMs: number): Response {
+  const frames = (path.endsWith('/messages') ? anthropicStream() : chatStream('gpt-4o-mini')).map(
+    ([event, data]) =>
+      `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`,
   );
   return new Response(
     new ReadableStream({
@@ -48,7 +49,7 @@ beforeAll(async () => {
   mock = new MockUpstream();
   mock.respondWith(async (req, rec) => {
     const wait = Number(new URL(req.url).searchParams.get('silence') ?? 0);
-    if (rec.json?.stream) return silentStream(wait);
+    if (rec.json?.stream) return silentStream(rec.path, wait);
     if (wait) await Bun.sleep(wait);
     return Response.json({ id: 'late', usage: { input_tokens: 1, output_tokens: 2 } });
   });
@@ -130,7 +131,7 @@ test("every limit is the configured one: silences longer than Bun's default pass
   expect(jsHeader[1]).toBeGreaterThan(1900);
   expect(jsHeader[1]).toBeLessThan(4000);
 
-  expect(streamAfterSilence[0]).toContain('data: [DONE]');
+  expect(streamAfterSilence[0]).toContain('event: message_stop');
   expect(streamAfterSilence[1]).toBeGreaterThan(11_900);
 
   expect(wholeAfterSilence[0].status).toBe(200);

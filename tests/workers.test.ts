@@ -9,13 +9,14 @@
  * survives a worker's death and drains every worker on SIGTERM.
  */
 import { afterAll, describe, expect, test } from 'bun:test';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fakeKey } from './support/gateway.ts';
 import { GoogleFiles } from './support/google-files.ts';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { type GatewayProcess, startGatewayProcess, tempDir } from './support/process.ts';
 import { type RawResponse, rawRequest } from './support/raw-http.ts';
+import { fingerprintOf, makeCert, servedFingerprint } from './support/tls.ts';
 
 const mock = new MockUpstream();
 // model "slow-N": the 7-frame chat stream with N ms between frames.
@@ -302,6 +303,40 @@ describe('workers: 2', () => {
     const warned = gp.logs.slice(from).filter((l) => l.setting === 'server.workers');
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatchObject({ level: 'warn', in_force: 2, configured: 3 });
+    expect(await gp.stop()).toBe(0);
+  }, 30_000);
+
+  test('server.tls: every worker serves HTTPS; a renewed certificate reaches every worker', async () => {
+    const dir = tempDir('workers-tls');
+    const [a, b] = [makeCert(dir, 'a'), makeCert(dir, 'b')];
+    const certFile = join(dir, 'server.pem');
+    const keyFile = join(dir, 'server.key');
+    copyFileSync(a.certFile, certFile);
+    copyFileSync(a.keyFile, keyFile);
+    const tls = `, tls: { cert_file: ${JSON.stringify(certFile)}, key_file: ${JSON.stringify(keyFile)} }`;
+    const { gp, logFile } = await start(2, providers(), { server: tls });
+    expect(gp.logs.find((l) => l.msg === 'skybridge listening')).toMatchObject({ tls: true, workers: 2 });
+    // Each request on a fresh TLS connection (keepalive off): the kernel spreads them over both workers.
+    const https = () =>
+      fetch(`https://127.0.0.1:${gp.port}${CHAT}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', connection: 'close' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }),
+        keepalive: false,
+        tls: { ca: a.cert + b.cert },
+      } as RequestInit);
+    for (let i = 0; i < 30; i++) expect((await https()).status).toBe(200);
+    expect(new Set((await waitForLines(logFile, 30)).map((l) => l.worker)).size).toBe(2);
+
+    const from = gp.mark();
+    copyFileSync(b.keyFile, keyFile);
+    copyFileSync(b.certFile, certFile);
+    await gp.waitForLog((l) => l.msg === 'config reloaded' && l.reason === 'certificate file changed', 5000, from);
+    // 40 fresh connections, whichever worker takes each: all get the new certificate.
+    const served = new Set<string>();
+    for (let i = 0; i < 40; i++) served.add(await servedFingerprint(gp.port));
+    expect([...served]).toEqual([fingerprintOf(b.cert)]);
+    for (let i = 0; i < 10; i++) expect((await https()).status).toBe(200);
     expect(await gp.stop()).toBe(0);
   }, 30_000);
 

@@ -9,11 +9,12 @@ import { Pipeline } from '../core/pipeline.ts';
 import type { StaticPlugin } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
 import { createApp, PassthroughRoutes } from '../http/app.ts';
+import { Listener } from '../http/listener.ts';
 import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
 import { PluginSet, type ShutdownReport } from '../plugins/index.ts';
 import { ConfigError, type Env } from './config/load.ts';
 import { loadRuntimeConfig } from './config/source.ts';
-import { ConfigWatcher } from './config/watch.ts';
+import { ConfigWatcher, TlsFileWatch } from './config/watch.ts';
 
 export interface GatewayOptions {
   /** Config file path; undefined = built-in default. */
@@ -38,20 +39,25 @@ export interface GatewayOptions {
 /** What applying a config did: the routes it added, or why the plugins refused it. */
 export type ApplyResult = { ok: true; routes: { added: string[]; live: boolean } } | { ok: false; error: string };
 
-/** What was bound at start, which a reload cannot change. */
-export type ListenSettings = Record<string, string | number>;
+/** What was bound at start, which a reload cannot change, by setting (`server.<name>`). */
+export type BoundSettings = Record<string, string | number | boolean>;
+
+/** How long sessions closed at the end of the grace period get to finish their closing handshake. */
+const SESSION_CLOSE_WAIT_MS = 1000;
 
 export class Gateway {
   private watcher: ConfigWatcher | undefined;
+  /** server.tls's files, re-read when they change (a renewed certificate). */
+  private tlsFiles: TlsFileWatch | undefined;
   /** What the server was started with (CLI or config): changing these needs a restart. */
-  private listenAt: ListenSettings = { host: '', port: 0, idle_timeout_seconds: 0 };
+  private listenAt: BoundSettings = {};
   private reloadChain: Promise<unknown> = Promise.resolve();
   private cutRequested = false;
 
   private constructor(
     readonly state: GatewayState,
     readonly plugins: PluginSet,
-    readonly server: Server<unknown>,
+    private readonly listener: Listener,
     private readonly routes: PassthroughRoutes,
     private readonly options: GatewayOptions,
   ) {}
@@ -69,6 +75,7 @@ export class Gateway {
       pipeline: Pipeline.EMPTY,
       inflight: 0,
       openStreams: 0,
+      sessions: new Set(),
       draining: false,
       cutting: false,
       reloads: { success: 0, failure: 0, lastSuccessful: true },
@@ -76,40 +83,47 @@ export class Gateway {
     const plugins = new PluginSet(() => state, options.plugins, group);
     state.pipeline = await plugins.pipelineFor(config);
     const routes = new PassthroughRoutes(state);
-    const app = createApp(state, plugins.routes(config), routes);
+    const app = createApp(state, plugins.routes(config), {
+      secure: config.serverTls !== undefined,
+      passthroughRoutes: routes,
+    });
     const host = options.host ?? config.source.server.host;
     const port = options.port ?? config.source.server.port;
-    app.listen({
+    const ws = config.source.server.websocket;
+    const listener = Listener.start(app, {
       hostname: host,
       port,
-      // The flow enforces server.max_request_body_mb itself (a JSON 413, and live on
-      // reload); Bun's own cap would answer first with an empty 413, so it stays high.
-      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-      idleTimeout: config.source.server.idle_timeout_seconds,
-      // Elysia turns SO_REUSEPORT on by default: a second gateway on the same port would
-      // start "fine" and silently take half the connections. A taken port is an error,
-      // except between the workers of one primary, which share it on purpose.
-      reusePort: options.reusePort ?? false,
+      idleTimeoutSeconds: config.source.server.idle_timeout_seconds,
+      maxMessageMb: ws.max_message_mb,
+      tls: config.serverTls,
+      // Workers share the port on purpose (their primary checked it was free).
+      sharedPort: options.reusePort ?? false,
+      onServer: (server) => routes.attach(server),
     });
-    const server = app.server;
-    if (!server) throw new Error(`could not listen on ${host}:${port}`);
-    routes.attach(server);
+    const server = listener.server;
     appLog[worker ? 'debug' : 'info'](
-      { host, port: server.port, config: config.origin },
+      { host, port: server.port, tls: listener.secure, config: config.origin },
       worker ? 'worker listening' : 'skybridge listening',
     );
-    const gateway = new Gateway(state, plugins, server, routes, options);
-    gateway.listenAt = gateway.listenSettings(config);
+    const gateway = new Gateway(state, plugins, listener, routes, options);
+    gateway.listenAt = boundSettings(config, options);
     if (options.configPath && options.watch !== false) {
       gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), {
         initialText: text,
       });
+      gateway.tlsFiles = new TlsFileWatch(() => gateway.reload('certificate file changed'));
+      gateway.tlsFiles.follow(config);
     }
     return gateway;
   }
 
+  /** The server accepting new connections (a new certificate brings a new one). */
+  get server(): Server<unknown> {
+    return this.listener.server;
+  }
+
   get url(): string {
-    return `http://${this.server.hostname}:${this.server.port}`;
+    return this.listener.url;
   }
 
   get config(): RuntimeConfig {
@@ -140,12 +154,13 @@ export class Gateway {
       return this.rejectReload({ reason, problems, error: (err as Error).message });
     }
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
-    warnRestartNeeded(this.listenAt, this.listenSettings(config), `${this.listenAt.host}:${this.server.port}`);
+    warnRestartNeeded(this.listenAt, boundSettings(config, this.options), `${this.listenAt.host}:${this.server.port}`);
     const applied = await this.applyConfig(config);
     // A plugin could not take the new config (a log file that cannot be opened): the
     // previous pipeline and config stay in force.
     if (!applied.ok) return this.rejectReload({ reason, error: applied.error });
     logRoutesAdded(applied.routes);
+    this.tlsFiles?.follow(config);
     appLog.info({ reason, config: config.origin }, 'config reloaded');
     this.state.reloads.success++;
     this.state.reloads.lastSuccessful = true;
@@ -165,8 +180,10 @@ export class Gateway {
     } catch (err) {
       return { ok: false, error: (err as Error).message };
     }
+    const previous = this.state.config;
     this.state.config = config;
     this.state.pipeline = pipeline;
+    this.applyTls(config, previous);
     return { ok: true, routes: this.routes.add(config.customRoutes) };
   }
 
@@ -177,14 +194,17 @@ export class Gateway {
     return false;
   }
 
-  /** What this config would bind: compared with what is bound (a change needs a restart). */
-  private listenSettings(config: RuntimeConfig): ListenSettings {
-    return {
-      host: this.options.host ?? config.source.server.host,
-      port: this.options.port ?? config.source.server.port,
-      idle_timeout_seconds: config.source.server.idle_timeout_seconds,
-      workers: this.options.workersSetting ?? config.source.server.workers,
-    };
+  /**
+   * A new certificate or key (the files changed, SIGHUP, another path): served to new
+   * connections from now on, open ones untouched (http/listener.ts).
+   */
+  private applyTls(config: RuntimeConfig, previous: RuntimeConfig): void {
+    const tls = config.serverTls;
+    const current = previous.serverTls;
+    if (tls && this.listener.secure && (tls.cert !== current?.cert || tls.key !== current?.key)) {
+      this.listener.replaceTls(tls);
+      appLog.info({ cert_file: tls.certFile, key_file: tls.keyFile }, 'server certificate reloaded');
+    }
   }
 
   /** A second SIGTERM/SIGINT: end the grace period now. */
@@ -199,12 +219,14 @@ export class Gateway {
    */
   async shutdown(graceMs = this.state.config.source.server.shutdown_grace_seconds * 1000): Promise<ShutdownReport> {
     this.watcher?.close();
+    this.tlsFiles?.close();
     this.state.draining = true;
     // Live streams (explorer) never end on their own: end them, or draining waits out the grace period.
     this.plugins.drain();
-    // Resolves once every request the server holds has been answered to the last byte.
+    // Resolves once every request the server holds has been answered to the last byte
+    // (WebSocket sessions included: they are waited for too, up to the grace period).
     let drained = false;
-    void this.server.stop(false).then(() => (drained = true));
+    void this.listener.stop(false).then(() => (drained = true));
     const deadline = performance.now() + graceMs;
     while ((!drained || this.state.inflight > 0) && !this.cutRequested && performance.now() < deadline)
       await Bun.sleep(20);
@@ -217,7 +239,13 @@ export class Gateway {
       );
     }
     this.state.cutting = true;
-    await this.server.stop(true);
+    if (this.state.sessions.size > 0) {
+      // Sessions still open get a close frame (1001 going away) on both sides before the sockets go.
+      for (const session of [...this.state.sessions]) session.close(1001, 'gateway shutting down');
+      const closeDeadline = performance.now() + SESSION_CLOSE_WAIT_MS;
+      while (this.state.sessions.size > 0 && performance.now() < closeDeadline) await Bun.sleep(10);
+    }
+    await this.listener.stop(true);
     // Cut streams complete (and write their log line) on the next ticks: wait for them.
     const cutDeadline = performance.now() + 2000;
     while (this.state.inflight > 0 && performance.now() < cutDeadline) await Bun.sleep(10);
@@ -237,8 +265,24 @@ export function logRoutesAdded({ added, live }: { added: string[]; live: boolean
     );
 }
 
+/** What this config would bind (the command line's host, port and workers win): a change needs a restart. */
+export function boundSettings(
+  config: RuntimeConfig,
+  cli: { host?: string; port?: number; workersSetting?: 'auto' | number },
+): BoundSettings {
+  const server = config.source.server;
+  return {
+    host: cli.host ?? server.host,
+    port: cli.port ?? server.port,
+    idle_timeout_seconds: server.idle_timeout_seconds,
+    tls: config.serverTls !== undefined,
+    'websocket.max_message_mb': server.websocket.max_message_mb,
+    workers: cli.workersSetting ?? server.workers,
+  };
+}
+
 /** server.host / server.port (and the like) are bound at start: say so instead of ignoring a change. */
-export function warnRestartNeeded(inForce: ListenSettings, wanted: ListenSettings, listening: string): void {
+export function warnRestartNeeded(inForce: BoundSettings, wanted: BoundSettings, listening: string): void {
   for (const field of Object.keys(inForce)) {
     if (wanted[field] === inForce[field]) continue;
     appLog.warn(

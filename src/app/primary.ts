@@ -20,8 +20,8 @@ import { PluginSet } from '../plugins/index.ts';
 import { shareTokens } from '../providers/auth/index.ts';
 import { ConfigError, type Env } from './config/load.ts';
 import { loadRuntimeConfig } from './config/source.ts';
-import { ConfigWatcher } from './config/watch.ts';
-import { type ListenSettings, logRoutesAdded, warnRestartNeeded } from './gateway.ts';
+import { ConfigWatcher, TlsFileWatch } from './config/watch.ts';
+import { type BoundSettings, boundSettings, logRoutesAdded, warnRestartNeeded } from './gateway.ts';
 import { APPLY, CUT, INIT, LISTENING, PrimaryGroup, RELOADS, REOPEN, SHUTDOWN, type WorkerInit } from './group.ts';
 import { SHUTDOWN_MARGIN_MS, type StopReport, type Supervised } from './signals.ts';
 
@@ -51,6 +51,8 @@ interface Slot {
   exited: Promise<number> | undefined;
 }
 
+/** The primary holds no WebSocket session (its workers do). */
+const NO_SESSIONS = { size: 0 };
 /** A worker that lived this long had no trouble starting: its restart is not delayed further. */
 const STABLE_MS = 10_000;
 const RESTART_MIN_MS = 100;
@@ -71,8 +73,10 @@ export class Primary implements Supervised {
   private host: string;
   /** The port every worker binds (a configured 0 resolved once, by the primary). */
   private port = 0;
-  private listenAt: ListenSettings;
+  private listenAt: BoundSettings;
   private watcher: ConfigWatcher | undefined;
+  /** server.tls's files: a renewal reloads the group (each worker serves the new certificate). */
+  private tlsFiles: TlsFileWatch | undefined;
   private reloadChain: Promise<unknown> = Promise.resolve();
   private stopping = false;
   readonly marginMs = SHUTDOWN_MARGIN_MS + WORKER_STOP_SLACK_MS;
@@ -81,9 +85,15 @@ export class Primary implements Supervised {
     this.config = options.loaded.config;
     this.text = options.loaded.text;
     this.host = options.host ?? this.config.source.server.host;
-    this.listenAt = this.listenSettings(this.config);
+    this.listenAt = boundSettings(this.config, options);
     // What the primary's metrics registry reads: it serves no request; the reloads are the group's.
-    const view = (): RuntimeView => ({ config: this.config, inflight: 0, openStreams: 0, reloads: this.reloads });
+    const view = (): RuntimeView => ({
+      config: this.config,
+      inflight: 0,
+      openStreams: 0,
+      sessions: NO_SESSIONS,
+      reloads: this.reloads,
+    });
     this.plugins = new PluginSet(view, [], this.group);
     this.slots = Array.from({ length: options.workers }, (_, i) => ({
       index: i + 1,
@@ -126,6 +136,8 @@ export class Primary implements Supervised {
       this.watcher = new ConfigWatcher(this.options.configPath, () => this.reload('file changed'), {
         initialText: this.text,
       });
+      this.tlsFiles = new TlsFileWatch(() => this.reload('certificate file changed'));
+      this.tlsFiles.follow(config);
     }
     // Tokens this process mints for its workers; the plugins hold the group's state.
     shareTokens(this.group);
@@ -136,12 +148,19 @@ export class Primary implements Supervised {
     } catch (err) {
       this.stopping = true;
       this.watcher?.close();
+      this.tlsFiles?.close();
       for (const slot of this.slots) slot.proc?.kill('SIGKILL');
       await this.plugins.close();
       throw err;
     }
     appLog.info(
-      { host: this.host, port: this.port, config: config.origin, workers: this.slots.length },
+      {
+        host: this.host,
+        port: this.port,
+        tls: config.serverTls !== undefined,
+        config: config.origin,
+        workers: this.slots.length,
+      },
       'skybridge listening',
     );
   }
@@ -293,7 +312,7 @@ export class Primary implements Supervised {
     }
     const { config, text } = loaded;
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
-    warnRestartNeeded(this.listenAt, this.listenSettings(config), `${this.host}:${this.port}`);
+    warnRestartNeeded(this.listenAt, boundSettings(config, this.options), `${this.host}:${this.port}`);
     applyConfiguredLevel(config.source.logs.level);
     try {
       // The primary's plugins first: a new explorer index is open before the workers look for it.
@@ -313,6 +332,7 @@ export class Primary implements Supervised {
         error: `${failed.length} of ${answers.length} workers could not apply the config; they keep the one they had`,
       });
     }
+    this.tlsFiles?.follow(config);
     const first = answers[0]?.value;
     if (first?.added) logRoutesAdded({ added: first.added, live: first.live ?? false });
     appLog.info({ reason, config: config.origin, workers: answers.length }, 'config reloaded');
@@ -328,15 +348,6 @@ export class Primary implements Supervised {
     this.reloads.lastSuccessful = false;
     this.group.broadcast(RELOADS, { ...this.reloads });
     return false;
-  }
-
-  private listenSettings(config: RuntimeConfig): ListenSettings {
-    return {
-      host: this.options.host ?? config.source.server.host,
-      port: this.options.port ?? config.source.server.port,
-      idle_timeout_seconds: config.source.server.idle_timeout_seconds,
-      workers: this.options.workersSetting ?? config.source.server.workers,
-    };
   }
 
   // --- signals ----------------------------------------------------------------------
@@ -359,6 +370,7 @@ export class Primary implements Supervised {
   async shutdown(): Promise<StopReport> {
     this.stopping = true;
     this.watcher?.close();
+    this.tlsFiles?.close();
     this.plugins.drain();
     for (const slot of this.slots) {
       clearTimeout(slot.restart);

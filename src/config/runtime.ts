@@ -6,6 +6,7 @@
  */
 import type { KeyPool, PoolKey } from '../keys/pool.ts';
 import type { IpRanges } from '../lib/ip-ranges.ts';
+import type { ModelPrices } from '../usage/prices.ts';
 import type { Config, PluginId } from './schema.ts';
 
 /** Header name/value pairs to set on an upstream request. */
@@ -69,6 +70,16 @@ export interface CompiledProvider {
    * refuse them (401 no_provider_key): providers of your own and local servers (Ollama).
    */
   keyOptional: boolean;
+  /** Its models' prices (governance.prices, then the catalog), memoised per model. */
+  prices: ModelPrices;
+}
+
+/** `server.tls`, read and checked (app/config/tls.ts): absolute paths and the PEM texts. */
+export interface ServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: string;
+  readonly key: string;
 }
 
 export interface RuntimeConfig {
@@ -89,4 +100,6 @@ export interface RuntimeConfig {
   secrets: readonly string[];
   /** Providers also served at `/<name>_passthrough` (every configured name that is not built in). */
   customRoutes: readonly string[];
+  /** The gateway's own certificate (HTTPS, WSS), or undefined for plain HTTP. */
+  serverTls: ServerTls | undefined;
 }

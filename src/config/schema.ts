@@ -172,6 +172,8 @@ export const ServerSchema = v.strictObject({
    * (lifted per request once the body is in). At most 255 (Bun's limit).
    */
   idle_timeout_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255)), 30),
+  /** `server-timing: gw;dur=.., upstream;dur=..` on every relayed answer. */
+  server_timing: v.optional(v.boolean(), true),
   /**
    * The gateway's address as clients reach it (behind a reverse proxy or TLS terminator),
    * `scheme://host[:port][/path]`: provider URLs rewritten to the gateway start with it.
@@ -202,6 +204,25 @@ export const ServerSchema = v.strictObject({
     v.union([v.literal('auto'), v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_WORKERS))]),
     'auto',
   ),
+  /** Serve HTTPS and WSS with this certificate (PEM files); unset: plain HTTP. */
+  tls: v.optional(
+    v.strictObject({
+      /** The certificate, and the chain up to the CA after it. */
+      cert_file: nonEmpty,
+      /** Its private key (unencrypted). */
+      key_file: nonEmpty,
+    }),
+  ),
+  /** WebSocket sessions (realtime APIs). */
+  websocket: v.optional(
+    v.strictObject({
+      /** A larger message, either way, closes the session with 1009. */
+      max_message_mb: v.optional(v.pipe(v.number(), v.minValue(0.001), v.maxValue(1024)), 16),
+      /** Bytes held for a peer that reads too slowly, per direction; past it the session is closed with 1013. */
+      buffer_limit_mb: v.optional(v.pipe(v.number(), v.minValue(0.001), v.maxValue(1024)), 16),
+    }),
+    {},
+  ),
 });
 
 export const LogsSchema = v.strictObject({
@@ -210,6 +231,15 @@ export const LogsSchema = v.strictObject({
   content: v.optional(v.boolean(), false),
   content_max_bytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 8192),
   level: v.optional(v.picklist(['trace', 'debug', 'info', 'warn', 'error', 'fatal']), 'info'),
+});
+
+export const UsageSchema = v.strictObject({
+  /**
+   * Add `stream_options.include_usage: true` to OpenAI chat stream requests that do not
+   * set it, so their usage can be read: changes the request bytes, and one more chunk
+   * (with empty `choices`) reaches the client.
+   */
+  add_stream_usage: v.optional(v.boolean(), false),
 });
 
 export const MetricsSchema = v.strictObject({
@@ -255,6 +285,12 @@ const VirtualKeySchema = v.strictObject({
 const PriceSchema = v.strictObject({
   input_per_million: positive,
   output_per_million: positive,
+  /** Cached input read; default: the input rate. */
+  cache_read_per_million: v.optional(positive),
+  /** Input written to the prompt cache (Anthropic); default: the input rate. */
+  cache_write_per_million: v.optional(positive),
+  /** Reasoning (thinking) output tokens; default: the output rate. */
+  reasoning_per_million: v.optional(positive),
 });
 
 const unique =
@@ -285,7 +321,10 @@ export const GovernanceSchema = v.strictObject({
   redis_key_prefix: v.optional(v.string(), 'skybridge:gov:'),
   /** What to do when Redis cannot be reached: let requests through or refuse them. */
   on_store_error: v.optional(v.picklist(['fail_open', 'fail_closed']), 'fail_open'),
-  /** USD per million tokens by model ("prefix*" patterns allowed), for max_cost_usd budgets. */
+  /**
+   * USD per million tokens by model ("prefix*" patterns allowed): the price of every
+   * request's cost_usd and of max_cost_usd budgets, before the genai-prices catalog.
+   */
   prices: v.optional(v.record(v.string(), PriceSchema), {}),
 });
 
@@ -307,6 +346,7 @@ export const ConfigSchema = v.strictObject({
   $schema: ignored,
   server: v.optional(ServerSchema, {}),
   logs: v.optional(LogsSchema, {}),
+  usage: v.optional(UsageSchema, {}),
   providers: v.optional(
     v.record(
       v.pipe(v.string(), v.regex(PROVIDER_NAME, 'a provider name is lower-case letters, digits and dashes')),

@@ -31,6 +31,7 @@ export type ErrorType =
   | 'invalid_body'
   | 'payload_too_large'
   | 'websocket_not_supported'
+  | 'backpressure_limit'
   | 'shutting_down'
   | 'no_key_for_model'
   | 'no_provider_key'
@@ -56,6 +57,52 @@ export type ErrorType =
   | 'client_aborted'
   | 'shutdown'
   | 'gateway_error';
+
+/**
+ * How far the usage on a request's record can be billed on: `complete` (the provider's
+ * final usage was read), `partial` (a stream ended early: what was read so far, output at
+ * least the estimate from the content relayed), `absent` (a 2xx answer from an endpoint
+ * that reports usage, but none was found: `usage_note` says why), `not_applicable`
+ * (errors, refusals, endpoints that report no usage).
+ */
+export const USAGE_STATUSES = ['complete', 'partial', 'absent', 'not_applicable'] as const;
+export type UsageStatus = (typeof USAGE_STATUSES)[number];
+
+/**
+ * How a streamed answer ended: `complete` (the protocol's terminator, or a clean end of a
+ * stream that has none), `upstream_eof_no_terminator` (the upstream closed without it),
+ * `upstream_error` (a read error or an error event mid-stream), `client_abort`,
+ * `idle_timeout`, `shutdown` (cut when the shutdown grace period ended).
+ */
+export const STREAM_END_REASONS = [
+  'complete',
+  'upstream_eof_no_terminator',
+  'upstream_error',
+  'client_abort',
+  'idle_timeout',
+  'shutdown',
+] as const;
+
+/**
+ * How a WebSocket session ended: a close frame from the client or the upstream, a
+ * connection lost without one (`client_abort`, `upstream_error`), a message or buffer
+ * over its limit, a model refused by governance in the first message, or the gateway's
+ * shutdown.
+ */
+export const SESSION_END_REASONS = [
+  'client_close',
+  'upstream_close',
+  'client_abort',
+  'upstream_error',
+  'message_too_large',
+  'backpressure',
+  'refused',
+  'shutdown',
+] as const;
+export type SessionEnd = (typeof SESSION_END_REASONS)[number];
+
+/** `end_reason` of a log line: how a stream or a WebSocket session ended. */
+export type EndReason = (typeof STREAM_END_REASONS)[number] | SessionEnd;
 
 /** How a request that ended with this error is logged and counted. */
 export function outcomeOf(type: ErrorType): Outcome {

@@ -5,6 +5,7 @@
  * with a 500, since a broken check (auth, limits) must not wave traffic through.
  */
 import { appLog } from '../lib/app-log.ts';
+import type { Usage } from '../usage/types.ts';
 import { GatewayError } from './errors.ts';
 import type { Hooks, RequestVerdict } from './plugin.ts';
 import type { AttemptInfo, RequestContext, RequestRecord } from './request.ts';
@@ -25,6 +26,8 @@ export class Pipeline {
   private readonly completeHooks: Stage[];
   private readonly attemptStartHooks: Stage[];
   private readonly attemptEndHooks: Stage[];
+  private readonly modelHooks: Stage[];
+  private readonly usageHooks: Stage[];
 
   constructor(readonly stages: readonly Stage[]) {
     this.requestHooks = stages.filter((s) => s.hooks.onRequest);
@@ -32,6 +35,8 @@ export class Pipeline {
     this.completeHooks = stages.filter((s) => s.hooks.onComplete);
     this.attemptStartHooks = stages.filter((s) => s.hooks.onAttemptStart);
     this.attemptEndHooks = stages.filter((s) => s.hooks.onAttemptEnd);
+    this.modelHooks = stages.filter((s) => s.hooks.onModel);
+    this.usageHooks = stages.filter((s) => s.hooks.onUsage);
   }
 
   /** The names of the plugins in this pipeline, in order. */
@@ -73,6 +78,30 @@ export class Pipeline {
       if (verdict.refusal) return { virtualKey, refusal: verdict.refusal };
     }
     return virtualKey === undefined ? undefined : { virtualKey };
+  }
+
+  /** The first refusal of a model learnt after admission; a hook that throws refuses, as in onRequest. */
+  onModel(ctx: RequestContext): GatewayError | undefined {
+    for (const s of this.modelHooks) {
+      try {
+        const refusal = s.hooks.onModel!(ctx);
+        if (refusal) return refusal;
+      } catch (err) {
+        failed(s, 'onModel', ctx.id, err);
+        return new GatewayError(500, 'gateway_error', `plugin ${s.name} failed; request not forwarded`);
+      }
+    }
+    return undefined;
+  }
+
+  onUsage(ctx: RequestContext, usage: Readonly<Usage>, costUsd: number | undefined): void {
+    for (const s of this.usageHooks) {
+      try {
+        s.hooks.onUsage!(ctx, usage, costUsd);
+      } catch (err) {
+        failed(s, 'onUsage', ctx.id, err);
+      }
+    }
   }
 
   // The hooks below run for every request, so each loop calls its hook inline

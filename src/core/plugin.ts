@@ -6,6 +6,7 @@
  * it to release what it holds. Plugins see a request only through these hooks.
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
+import type { Usage } from '../usage/types.ts';
 import type { GatewayError } from './errors.ts';
 import type { AttemptInfo, RequestContext, RequestRecord } from './request.ts';
 
@@ -24,6 +25,19 @@ export interface Hooks {
   onAttemptEnd?(ctx: RequestContext, info: AttemptInfo): void;
   /** When the upstream's response headers arrived (after retries), before the body flows. */
   onResponse?(ctx: RequestContext, upstream: Response): void;
+  /**
+   * The model became known after onRequest admitted the request (a Gemini Live session
+   * names it in its first message; `ctx.model` is set): may refuse it, as onRequest would.
+   */
+  onModel?(ctx: RequestContext): GatewayError | undefined;
+  /**
+   * Usage reported while the request is still open (a WebSocket session reports it per
+   * response or turn), as each report arrives. `record.usage` at completion is their sum:
+   * a plugin that counts usage here must not count that sum again in onComplete.
+   * `costUsd`: the report's cost at the model's price (undefined: unpriced); the
+   * record's `cost_usd` is their sum.
+   */
+  onUsage?(ctx: RequestContext, usage: Readonly<Usage>, costUsd: number | undefined): void;
   /**
    * Once per request, after the last byte reached the client or the client went away.
    * `ctx` is undefined for requests refused before they had one (bad path, body too large).
@@ -54,6 +68,8 @@ export interface RuntimeView {
   readonly inflight: number;
   /** Streamed answers being relayed right now. */
   readonly openStreams: number;
+  /** WebSocket sessions open right now (they count in `inflight` too). */
+  readonly sessions: { readonly size: number };
   readonly reloads: Readonly<ReloadCounts>;
 }
 

@@ -5,9 +5,9 @@
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
 import type { Usage } from '../usage/types.ts';
-import type { ErrorType, Outcome } from './outcome.ts';
+import type { EndReason, ErrorType, Outcome, UsageStatus } from './outcome.ts';
 
-export { OUTCOMES, type Outcome } from './outcome.ts';
+export { type EndReason, OUTCOMES, type Outcome, type UsageStatus } from './outcome.ts';
 
 export interface RequestError {
   type: ErrorType;
@@ -43,6 +43,20 @@ export interface RequestRecord {
   bytes_in: number;
   bytes_out: number;
   usage: Usage | undefined;
+  /** Whether `usage` can be billed on (core/outcome.ts USAGE_STATUSES). */
+  usage_status: UsageStatus;
+  /** Why usage is absent (or what a partial one holds), for people. */
+  usage_note: string | undefined;
+  /** `usage.output_tokens` is the estimate from the content relayed (a stream cut short). */
+  output_tokens_estimated: true | undefined;
+  /** USD for `usage` at the model's price; undefined (never 0) when the model has no price. */
+  cost_usd: number | undefined;
+  /** Where the price came from: `governance.prices` or the genai-prices catalog. */
+  price_source: 'config' | 'catalog' | undefined;
+  /** How a streamed answer or a WebSocket session ended (undefined for answers read whole, refusals, failures). */
+  end_reason: EndReason | undefined;
+  /** Gateway time in microseconds: the request's time less its waits on the upstream (and retry pauses). */
+  gw_us: number | undefined;
   error: RequestError | undefined;
   virtual_key: string | undefined;
   client_ip: string | undefined;
@@ -52,6 +66,12 @@ export interface RequestRecord {
   retries: RetryEvent[];
   request_body?: string;
   response_body?: string;
+  /** A WebSocket session: the close code it ended with, as relayed to the side that did not close it. */
+  close_code?: number;
+  /** A WebSocket session: messages relayed client -> upstream (`bytes_in` counts their bytes). */
+  messages_in?: number;
+  /** A WebSocket session: messages relayed upstream -> client (`bytes_out` counts their bytes). */
+  messages_out?: number;
 }
 
 export interface RetryEvent {

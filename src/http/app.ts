@@ -18,13 +18,10 @@ export interface OwnedRoute {
   readonly route: PluginRoute;
 }
 
-type Passthrough = (
-  route: Route,
-  request: Request,
-  server: Bun.Server<unknown> | null,
-  raw: RawTarget,
-) => Response | Promise<Response>;
-type BunRoute = (request: Request, server: Bun.Server<unknown>) => Response | Promise<Response>;
+/** A passthrough answer; undefined once a WebSocket handshake was upgraded (proxy/realtime.ts). */
+type Answer = Response | undefined | Promise<Response | undefined>;
+type Passthrough = (route: Route, request: Request, server: Bun.Server<unknown> | null, raw: RawTarget) => Answer;
+type BunRoute = (request: Request, server: Bun.Server<unknown>) => Answer;
 
 /**
  * The passthrough prefixes as Bun routes, which match the raw request target (Elysia's
@@ -61,7 +58,7 @@ function servedBy(
   server: Bun.Server<unknown> | null,
   raw: RawTarget,
   serve: Passthrough,
-): Response | Promise<Response> {
+): Answer {
   return route
     ? serve(route, request, server, raw)
     : jsonError(404, 'not_found', 'no provider of that name is configured (providers:)');
@@ -117,11 +114,14 @@ export class PassthroughRoutes {
   }
 
   /** Served for the requests Bun's router did not take (the `moved` refusals). */
-  serve(route: Route | undefined, request: Request, server: Bun.Server<unknown> | null): Response | Promise<Response> {
+  serve(route: Route | undefined, request: Request, server: Bun.Server<unknown> | null): Answer {
     return servedBy(route, request, server, 'moved', this.passthrough);
   }
 
-  /** The running server, whose `reload` calls (Elysia's) are watched from now on. */
+  /**
+   * The server accepting connections (another one after a certificate renewal:
+   * http/listener.ts), whose `reload` calls (Elysia's) are watched from now on.
+   */
   attach(server: Bun.Server<unknown>): void {
     this.server = server;
     const reload = server.reload.bind(server);
@@ -159,16 +159,31 @@ export class PassthroughRoutes {
   }
 }
 
+export interface AppOptions {
+  /** Served over TLS (Elysia's fallback parser then reads the path at another offset). */
+  secure?: boolean;
+  /** The passthrough routes (the gateway keeps them, to route providers a reload adds). */
+  passthroughRoutes?: PassthroughRoutes;
+}
+
 export function createApp(
   state: GatewayState,
   pluginRoutes: readonly OwnedRoute[] = [],
-  passthroughRoutes = new PassthroughRoutes(state),
+  options: AppOptions = {},
 ): Elysia {
+  const passthroughRoutes = options.passthroughRoutes ?? new PassthroughRoutes(state);
   const routes = passthroughRoutes.table;
   // standardHostname: false. Elysia otherwise looks for the path from the 12th character
   // of the URL, assuming a host of 4+ characters: behind a Host of `llm` or `ai:80` (a
-  // service name) every request was routed as the wrong path.
-  const app = new Elysia({ name: 'skybridge', handler: { standardHostname: false }, serve: { routes } as object });
+  // service name) every request was routed as the wrong path. Its other choice, the 8th
+  // character, is inside `https://`: a TLS gateway (`secure`) takes the 12th, right for
+  // hosts of 3+ characters. Only requests Bun's router did not match reach that parse
+  // (its table has every route, Elysia's included): HEAD on a GET route, unknown paths.
+  const app = new Elysia({
+    name: 'skybridge',
+    handler: { standardHostname: options.secure === true },
+    serve: { routes } as object,
+  });
 
   app.get(
     '/health',

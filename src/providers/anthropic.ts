@@ -22,6 +22,7 @@ export const anthropic: Provider = {
   prepareHeaders: (headers) => defaultAnthropicVersion(headers),
   url: (path, query, _key, settings) => joinUrl(settings.baseUrl ?? 'https://api.anthropic.com', path, query),
   authorize: keyHeaders,
+  priceCatalog: 'anthropic',
   usageFormat: () => 'anthropic',
   // A batch's `results_url` is absolute on Anthropic's origin; the SDKs GET it as given.
   responseUrls: {

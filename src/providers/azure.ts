@@ -16,6 +16,11 @@
  * API refuses them; a non-dated key value (`preview`) applies, and the client's passes.
  * The rest of the query is forwarded byte for byte.
  *
+ * Realtime: `/openai/realtime?api-version=...&deployment=...` (api-version as on any
+ * deployment path) and `/openai/v1/realtime?model=<deployment>` (as on any v1 path) are
+ * WebSocket APIs, authorized like HTTP requests (`api-key`, or an Entra ID token). The
+ * deployment named in their query is used as it is.
+ *
  * Deployments: when the key maps models to deployments (`deployments: {gpt-4o: my-dep}`)
  * and the path names a mapped model (`/deployments/gpt-4o/`), the key's deployment is
  * substituted, so keys in several regions with different deployment names serve one
@@ -26,7 +31,8 @@ import { GatewayError } from '../core/errors.ts';
 import { paramValues, percentDecoded, withoutParams } from '../lib/query.ts';
 import { defaultAnthropicVersion } from './anthropic.ts';
 import { credentialFor, DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES } from './auth/index.ts';
-import { bodyModel, joinUrl, type Provider } from './provider.ts';
+import { openaiRealtime } from './openai.ts';
+import { bodyModel, joinUrl, type Provider, type RealtimeApi } from './provider.ts';
 
 /** Used only on paths that need an api-version when neither key nor client gave one. */
 export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
@@ -73,6 +79,13 @@ interface AzureKey {
   anthropicAuth: HeaderEntries;
 }
 
+const azureRealtime: RealtimeApi = {
+  accepts: (path) => path === '/openai/realtime' || path === '/openai/v1/realtime',
+  modelOf: (path, query) =>
+    (path === '/openai/realtime' ? paramValues(query, 'deployment')[0] : paramValues(query, 'model')[0]) || undefined,
+  usage: openaiRealtime.usage,
+};
+
 const NO_ENDPOINT = 'Azure passthrough needs a key with azure_key_config.endpoint under providers.azure.keys';
 
 export const azure: Provider = {
@@ -118,6 +131,18 @@ export const azure: Provider = {
   usageFormat: (path) => (azurePathKind(path) === 'anthropic' ? 'anthropic' : 'openai'),
   // Long-running operations (image generation on older api-versions) are polled at Operation-Location.
   responseUrls: { headers: ['operation-location'] },
+  realtime: azureRealtime,
+  priceCatalog: 'azure',
+  modelAliases(keys) {
+    // A deployment is priced as the model the key's `deployments` maps to it.
+    const aliases = new Map<string, string>();
+    for (const key of keys) {
+      const deployments = (key.settings as AzureKey | undefined)?.deployments ?? {};
+      for (const [model, deployment] of Object.entries(deployments))
+        if (deployment !== model && !aliases.has(deployment)) aliases.set(deployment, model);
+    }
+    return aliases;
+  },
   compileKey(input, key, report): CompiledKey | undefined {
     const ac = input.azure_key_config;
     const deployments = ac?.deployments ?? {};

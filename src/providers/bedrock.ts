@@ -89,6 +89,7 @@ export const bedrock: Provider = {
     return signer.sign({ method: request.method, url: request.url, headers: request.headers, body: request.body });
   },
   usageFormat: () => 'bedrock',
+  priceCatalog: 'aws',
   compileKey(input, key, report): CompiledKey {
     const bc = input.bedrock_key_config;
     const region = bc?.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';

@@ -8,12 +8,28 @@
  * redirect to `/download/v1beta/...`. Those URLs are on Google's origin: rewritten to the
  * gateway (responseUrls), and the `/upload/` and `/download/` paths they carry are sent
  * to the base URL's origin, not below its path, as Google serves them at its root.
+ *
+ * Gemini Live is a WebSocket at
+ * `/ws/google.ai.generativelanguage.<version>.GenerativeService.BidiGenerateContent`
+ * (every version: @google/genai 3.3 uses v1, others v1beta and v1alpha). The SDKs put
+ * the key in the `key` query parameter; the gateway sends its own as `x-goog-api-key`,
+ * as on HTTP (Google takes the header on the handshake too), so the key is never part of
+ * a URL. The model is named by the client's first message (`setup.model`).
  */
 import { percentDecoded } from '../lib/query.ts';
-import { bodyModel, joinUrl, keyHeaders, type Provider } from './provider.ts';
+import { bodyModel, joinUrl, keyHeaders, type Provider, type RealtimeApi } from './provider.ts';
 
 const DEFAULT_BASE = 'https://generativelanguage.googleapis.com';
 const PATH_MODEL = /\/models\/([^/:?]+)/;
+const LIVE_PATH =
+  /^\/ws\/google\.ai\.generativelanguage\.v1[a-z0-9]*\.GenerativeService\.BidiGenerateContent(?:Constrained)?$/;
+
+const geminiLive: RealtimeApi = {
+  accepts: (path) => LIVE_PATH.test(path),
+  modelOf: () => undefined,
+  firstMessage: (message) => ({ model: lastSegmentModel(liveSetupModel(message)), message }),
+  usage: 'gemini-live',
+};
 
 export const gemini: Provider = {
   id: 'gemini',
@@ -27,8 +43,10 @@ export const gemini: Provider = {
     return joinUrl(path.startsWith('/upload/') || path.startsWith('/download/') ? originOf(base) : base, path, query);
   },
   authorize: keyHeaders,
+  priceCatalog: 'google',
   // The Gemini API's OpenAI-compatible endpoints (`/v1beta/openai/chat/completions`) answer in OpenAI's shape.
   usageFormat: (path) => (path.includes('/openai/') ? 'openai' : 'gemini'),
+  realtime: geminiLive,
   responseUrls: { headers: ['x-goog-upload-url', 'x-goog-upload-control-url', 'location'] },
   uploadSessions: { header: 'x-goog-upload-url', param: 'upload_id' },
   retryDelayInBody: googleRetryDelay,
@@ -73,6 +91,16 @@ export function googleRetryDelay(body: Uint8Array): number | undefined {
     }
   }
   return undefined;
+}
+
+/** `setup.model` of a Live session's first client message (`models/gemini-...`, or a Vertex resource path). */
+export function liveSetupModel(message: string): string | undefined {
+  try {
+    const model = (JSON.parse(message) as { setup?: { model?: unknown } } | null)?.setup?.model;
+    return typeof model === 'string' && model ? model : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Google's streaming methods are their own paths (`:streamGenerateContent`); OpenAI-shaped bodies say `stream`. */

@@ -1,5 +1,16 @@
-/** OpenAI: https://api.openai.com + path, `Authorization: Bearer <key>`. */
-import { bodyModel, joinUrl, keyHeaders, type Provider } from './provider.ts';
+/**
+ * OpenAI: https://api.openai.com + path, `Authorization: Bearer <key>`. Realtime is a
+ * WebSocket at `/v1/realtime?model=...`; each `response.done` reports its usage.
+ */
+import { paramValues } from '../lib/query.ts';
+import { bodyModel, joinUrl, keyHeaders, type Provider, type RealtimeApi } from './provider.ts';
+
+/** `/v1/realtime` (and `/realtime` under a base URL that already ends in /v1). */
+export const openaiRealtime: RealtimeApi = {
+  accepts: (path) => path.endsWith('/realtime'),
+  modelOf: (_path, query) => paramValues(query, 'model')[0] || undefined,
+  usage: 'openai-realtime',
+};
 
 export const openai: Provider = {
   id: 'openai',
@@ -11,4 +22,5 @@ export const openai: Provider = {
   url: (path, query, _key, settings) => joinUrl(settings.baseUrl ?? 'https://api.openai.com', path, query),
   authorize: keyHeaders,
   usageFormat: () => 'openai',
+  realtime: openaiRealtime,
 };

@@ -9,6 +9,7 @@
 import type { CompiledKey, CompiledProvider, HeaderEntries } from '../config/runtime.ts';
 import type { KeyInput } from '../config/schema.ts';
 import type { RootMembers } from '../core/request.ts';
+import type { RealtimeUsageFormat } from '../usage/realtime.ts';
 import type { UsageFormat } from '../usage/types.ts';
 
 export interface Provider {
@@ -25,6 +26,12 @@ export interface Provider {
    * the provider cannot take one: then this is why, and such a request is refused.
    */
   readonly keyRequired?: string;
+  /**
+   * The genai-prices catalog provider that prices its models when the provider's own
+   * name is not one the catalog knows (`azure-eu` with `api: azure`). Unset for wire
+   * formats many hosts share (OpenAI's): their models are priced by name or config only.
+   */
+  readonly priceCatalog?: string;
 
   /** The model the request is for (body `model`, or path segments), for key choice, limits and logs. */
   modelOf(path: string, members: RootMembers | undefined): string | undefined;
@@ -47,6 +54,11 @@ export interface Provider {
   /** The usage format of the answer to a request on this path. */
   usageFormat(path: string): UsageFormat;
   /**
+   * Names a request may use for a model other than the model's own (Azure deployments),
+   * from its compiled keys: name -> model, for pricing. Called once per config load.
+   */
+  modelAliases?(keys: readonly CompiledKey[]): ReadonlyMap<string, string>;
+  /**
    * Compile this provider's own key settings (azure_key_config, vertex_key_config) into
    * `key.settings`, and its credential when the key is not a plain API key. Report
    * problems through `report`; return undefined to leave a key out (with a warning).
@@ -57,6 +69,8 @@ export interface Provider {
     key: CompiledKey,
     report: KeyReport,
   ): CompiledKey | undefined | Promise<CompiledKey | undefined>;
+  /** Its WebSocket APIs (OpenAI Realtime, Gemini Live), when it has any: proxy/realtime.ts relays them. */
+  readonly realtime?: RealtimeApi;
   /**
    * Where this provider's answers hand out URLs on its own origin that SDKs then call by
    * themselves (an upload session, a redirect, a batch's results). proxy/rewrite.ts points
@@ -100,6 +114,26 @@ export interface OutgoingRequest {
   readonly headers: Headers;
   /** The body held whole, a stream (too large to hold), or none. */
   readonly body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/**
+ * A provider's WebSocket APIs. The upstream address, the credential and the query rules
+ * of a session's handshake are the provider's own `url()` and `authorize()`, as for an
+ * HTTP request (the scheme becomes ws: or wss:).
+ */
+export interface RealtimeApi {
+  /** Whether a WebSocket handshake on this provider-native path is for one of these APIs. */
+  accepts(path: string): boolean;
+  /** The model the handshake names (query `model`, Azure's `deployment`); undefined when the first message names it. */
+  modelOf(path: string, query: string): string | undefined;
+  /**
+   * For APIs whose client names the model in its first message (Gemini Live's `setup`):
+   * that model, and the message to send upstream in its place (the same text, unless the
+   * key must change it: Vertex puts the key's project and region in the model's path).
+   */
+  firstMessage?(message: string, key: CompiledKey | undefined): { model: string | undefined; message: string };
+  /** How the server's messages report usage (usage/realtime.ts). */
+  readonly usage: RealtimeUsageFormat;
 }
 
 /** Where compileKey reports what is wrong with one key. */

@@ -8,10 +8,12 @@ import { GatewayError } from '../core/errors.ts';
 import { outcomeOf } from '../core/outcome.ts';
 import type { Pipeline } from '../core/pipeline.ts';
 import type { RequestVerdict } from '../core/plugin.ts';
-import type { Outcome, RequestContext, RequestError, RequestRecord } from '../core/request.ts';
+import type { Outcome, RequestError, RequestRecord } from '../core/request.ts';
 import type { GatewayState } from '../core/runtime.ts';
 import { roundMs } from '../lib/time.ts';
+import { priceUsage } from './accounting.ts';
 import type { Answer } from './exchange.ts';
+import type { Context } from './prepare.ts';
 
 /** nginx's convention for "client closed the request" in logs; never sent to anyone. */
 export const CLIENT_CLOSED_STATUS = 499;
@@ -27,7 +29,7 @@ export class Completion {
   readonly startedAt = performance.now();
   private finished = false;
   private streamed = false;
-  private ctx: RequestContext | undefined;
+  private ctx: Context | undefined;
   /** Whether the gateway cut the connection (shutdown), as it stood when the client was seen gone. */
   private cut: boolean | undefined;
 
@@ -40,7 +42,7 @@ export class Completion {
   }
 
   /** The request has a context from here on: completion hooks get it. */
-  begin<C extends RequestContext>(ctx: C): C {
+  begin(ctx: Context): Context {
     this.ctx = ctx;
     return ctx;
   }
@@ -124,19 +126,24 @@ export class Completion {
   finish(status: number, outcome: Outcome, error?: RequestError): void {
     if (this.finished) return;
     this.finished = true;
+    const r = this.record;
     if (outcome === 'client_aborted') {
       if (this.cut ?? this.state.cutting) {
         outcome = 'gateway_error';
         error = SHUTDOWN_CUT;
         if (status === CLIENT_CLOSED_STATUS) status = 503;
+        if (r.end_reason === 'client_abort') r.end_reason = 'shutdown';
       } else status = CLIENT_CLOSED_STATUS;
     }
-    const r = this.record;
     r.status = status;
     r.outcome = outcome;
     // A GatewayError's message is not an own property: the record keeps plain fields.
     if (error) r.error = { type: error.type, message: error.message };
-    r.latency_ms = roundMs(performance.now() - this.startedAt);
+    const elapsed = performance.now() - this.startedAt;
+    r.latency_ms = roundMs(elapsed);
+    // Answers relayed set it when their headers (or their last chunk) went out.
+    r.gw_us ??= Math.round((elapsed - (this.ctx?.upstreamMs ?? 0)) * 1000);
+    if (this.ctx) priceUsage(r, this.ctx);
     this.state.inflight--;
     if (this.streamed) this.state.openStreams--;
     this.pipeline.onComplete(r, this.ctx);

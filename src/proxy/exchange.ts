@@ -86,12 +86,14 @@ export async function exchange(ctx: Context, body: RequestBody, pipeline: Pipeli
       delay_ms: Math.round(delay),
     });
     await response?.body?.cancel().catch(() => {});
+    const pausedAt = performance.now();
     await sleep(delay, ctx.request.signal);
+    ctx.upstreamMs += performance.now() - pausedAt;
     if (ctx.request.signal.aborted) return ABORTED;
   }
 }
 
-function pickKey(ctx: Context, tried: Set<CompiledKey> | undefined): CompiledKey {
+export function pickKey(ctx: Context, tried: Set<CompiledKey> | undefined): CompiledKey {
   const key = ctx.call.settings.keys.pick(ctx.model, tried);
   if (!key) {
     throw new GatewayError(
@@ -161,9 +163,12 @@ async function attempt(
       timeout: settings.socketTimeoutMs,
       tls: settings.tls,
     });
-    ctx.record.ttfb_ms = roundMs(performance.now() - sentAt);
+    const waited = performance.now() - sentAt;
+    ctx.upstreamMs += waited;
+    ctx.record.ttfb_ms = roundMs(waited);
     result = validStatus(ctx, response);
   } catch (err) {
+    ctx.upstreamMs += performance.now() - sentAt;
     if (clientSignal.aborted) return CLIENT_LEFT;
     result =
       controller?.signal.reason === TIMEOUT || isTimeout(err)

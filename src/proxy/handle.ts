@@ -8,6 +8,7 @@ import { readBody } from './body.ts';
 import { Completion } from './completion.ts';
 import { exchange } from './exchange.ts';
 import { continuedUpload, prepare } from './prepare.ts';
+import { openSession } from './realtime.ts';
 import { startRecord } from './record.ts';
 import { relay } from './relay.ts';
 import { rewriteAnswer } from './rewrite.ts';
@@ -19,7 +20,7 @@ export async function handle(
   server: Bun.Server<unknown> | null,
   rt: GatewayState,
   raw: RawTarget,
-): Promise<Response> {
+): Promise<Response | undefined> {
   const { config, pipeline } = rt; // read once: a reload swaps both
   const done = new Completion(startRecord(route, request, server), pipeline, rt); // completion.ts: closes the record once
   const record = done.record;
@@ -27,6 +28,11 @@ export async function handle(
   const target = readTarget(route, request, raw); // target.ts: prefix, path safety, method
   if (!target.ok) return done.refused(target.refusal);
   record.path = target.path;
+  // realtime.ts: a WebSocket session (undefined once upgraded), or its refusal.
+  if (target.upgrade) {
+    const { path, query } = target;
+    return openSession({ route, request, server, rt, config, pipeline, path, query, done });
+  }
 
   // A resumable upload's chunk (providers/: Gemini's upload_id): its file bytes stream through, never held.
   const uploadId = continuedUpload(route, target.query, config);
@@ -45,7 +51,7 @@ export async function handle(
       if (refused) return refused;
     }
     if (ctx.call.noKey) return done.refused(ctx.call.noKey); // after the hooks, so a virtual key is checked first
-    const answer = await exchange(ctx, body, pipeline); // exchange.ts: keys, auth, attempts, retries
+    const answer = await exchange(ctx, ctx.body, pipeline); // exchange.ts: keys, auth, attempts, retries
     if (answer.kind !== 'response') return done.settle(answer); // failed | aborted | body over the limit
     pipeline.onResponse(ctx, answer.response);
     const rewritten = rewriteAnswer(ctx, answer); // rewrite.ts: provider URLs pointed at the gateway (rarely any)

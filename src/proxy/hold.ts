@@ -6,7 +6,7 @@
  * bytes already read followed by the rest (or by the same failure, which the relay then
  * reports as it would have).
  */
-import { type IdleWatch, unwatchIdle, watchIdle } from './idle.ts';
+import { ReaderWatch, unwatchIdle, watchIdle } from './idle.ts';
 
 export type Held =
   /** The whole body, as sent (still compressed when it was). */
@@ -16,7 +16,7 @@ export type Held =
 
 export async function holdBody(body: ReadableStream<Uint8Array>, max: number, idleTimeoutMs: number): Promise<Held> {
   const reader = body.getReader();
-  const watch = new HoldWatch(idleTimeoutMs, reader);
+  const watch = new ReaderWatch(idleTimeoutMs, reader);
   watchIdle(watch);
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -52,21 +52,6 @@ export function heldHeaders(upstream: Headers, length: number): Headers {
 
 /** What Bun's fetch throws when its socket timer fires: the relay reports it as an idle stream. */
 const idleError = () => new DOMException('the upstream body went silent', 'TimeoutError');
-
-class HoldWatch implements IdleWatch {
-  lastActivity = performance.now();
-  fired = false;
-
-  constructor(
-    readonly timeoutMs: number,
-    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
-  ) {}
-
-  onIdle(): void {
-    this.fired = true;
-    this.reader.cancel().catch(() => {});
-  }
-}
 
 /** The chunks read, then the rest of `reader` (or `error`). */
 function replay(

@@ -37,3 +37,19 @@ export function watchIdle(w: IdleWatch): void {
 export function unwatchIdle(w: IdleWatch): void {
   watched.delete(w);
 }
+
+/** Watches a body read through `reader`: once silent too long, the read is cancelled and `fired` says why. */
+export class ReaderWatch implements IdleWatch {
+  lastActivity = performance.now();
+  fired = false;
+
+  constructor(
+    readonly timeoutMs: number,
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+  ) {}
+
+  onIdle(): void {
+    this.fired = true;
+    this.reader.cancel().catch(() => {});
+  }
+}

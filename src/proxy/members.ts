@@ -81,3 +81,39 @@ function startsWith(bytes: Uint8Array, at: number, word: Uint8Array): boolean {
   for (let k = 0; k < word.length; k++) if (bytes[at + k] !== word[k]) return false;
   return true;
 }
+
+/**
+ * [start, end) of the value of member `name` of the object opening at `open` (the last
+ * one when repeated), undefined when it has none, null when its structure cannot be
+ * followed. Names are compared as written (an escaped name is another name here).
+ */
+export function memberRange(bytes: Uint8Array, open: number, name: Uint8Array): [number, number] | undefined | null {
+  if (bytes[open] !== OPEN) return null;
+  let i = skipSpace(bytes, open + 1);
+  if (bytes[i] === CLOSE) return undefined;
+  let found: [number, number] | undefined;
+  for (;;) {
+    if (bytes[i] !== QUOTE) return null;
+    const keyEnd = stringEnd(bytes, i);
+    if (keyEnd < 0) return null;
+    const isName = keyEnd - i - 1 === name.length && startsWith(bytes, i + 1, name);
+    i = skipSpace(bytes, keyEnd + 1);
+    if (bytes[i] !== COLON) return null;
+    const valueStart = skipSpace(bytes, i + 1);
+    const valueEnd = skipValue(bytes, valueStart);
+    if (valueEnd < 0) return null;
+    if (isName) found = [valueStart, valueEnd];
+    i = skipSpace(bytes, valueEnd);
+    if (bytes[i] === COMMA) {
+      i = skipSpace(bytes, i + 1);
+      continue;
+    }
+    return bytes[i] === CLOSE ? found : null;
+  }
+}
+
+/** Index of the root object's `{` (after a byte order mark and whitespace), or -1. */
+export function rootOpen(bytes: Uint8Array): number {
+  const i = skipSpace(bytes, bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0);
+  return bytes[i] === OPEN ? i : -1;
+}

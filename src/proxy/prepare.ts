@@ -11,9 +11,11 @@ import { paramValues, withoutParams } from '../lib/query.ts';
 import { CREDENTIAL_PARAMS } from '../providers/credentials.ts';
 import { PROVIDERS, type Provider } from '../providers/index.ts';
 import type { Route } from '../providers/routes.ts';
+import { type ApiStyle, apiStyleOf } from '../usage/api.ts';
 import type { UsageFormat } from '../usage/types.ts';
 import type { RequestBody } from './body.ts';
 import { forwardRequestHeaders } from './headers.ts';
+import { withStreamUsage } from './stream-usage.ts';
 
 /** What the proxy itself needs about the upstream call, beside the context plugins see. */
 export interface Call {
@@ -24,6 +26,8 @@ export interface Call {
   /** Why the request cannot be served without keys: refused after the request hooks. */
   readonly noKey: GatewayError | undefined;
   readonly usageFormat: UsageFormat;
+  /** The API within that format (chat, responses, messages, generate...): its usage and stream terminator. */
+  readonly apiStyle: ApiStyle;
   /** The route it came in on: its prefix starts the gateway URLs that replace provider ones (rewrite.ts). */
   readonly route: Route;
 }
@@ -70,12 +74,14 @@ export function prepare(o: PrepareOptions): Context {
   const headers = forwardRequestHeaders(request.headers, dropCredentials);
   provider.prepareHeaders?.(headers, path, keyed);
   const query = dropCredentials ? withoutParams(clientQuery, CREDENTIAL_PARAMS) : clientQuery;
+  const usageFormat = provider.usageFormat(path);
   const call: Call = {
     provider,
     settings,
     keyed,
     noKey: keyed ? undefined : noKeyRefusal(name, provider, settings),
-    usageFormat: provider.usageFormat(path),
+    usageFormat,
+    apiStyle: apiStyleOf(usageFormat, request.method, path),
     route,
   };
 
@@ -85,7 +91,12 @@ export function prepare(o: PrepareOptions): Context {
   record.stream = provider.streams(path, members);
   if (config.source.logs.content && body.kind === 'held')
     record.request_body = decoder.decode(body.readable ?? body.bytes);
-  return new Context(o, name, model, members, body, { headers, query }, call);
+  // usage.add_stream_usage: a chat stream is asked for its usage (stream-usage.ts).
+  const sent =
+    call.apiStyle === 'chat' && body.kind === 'held' && config.source.usage.add_stream_usage
+      ? withStreamUsage(body)
+      : body;
+  return new Context(o, name, model, members, sent, { headers, query }, call);
 }
 
 function noKeyRefusal(name: string, provider: Provider, settings: CompiledProvider): GatewayError | undefined {
@@ -112,14 +123,18 @@ export class Context implements RequestContext {
   readonly bodyUnread: boolean;
   readonly uploadId: string | undefined;
   readonly slots: unknown[] = [];
+  /** Time spent waiting on the upstream (attempts until headers, retry pauses, bodies read whole), ms. */
+  upstreamMs = 0;
   private parsed: Record<string, unknown> | undefined | null = null;
 
   constructor(
     o: PrepareOptions,
     readonly provider: string,
-    readonly model: string | undefined,
+    /** Not readonly: a WebSocket session learns its model from the handshake's query or its first message. */
+    public model: string | undefined,
     readonly members: RootMembers | undefined,
-    private readonly body: RequestBody,
+    /** The body as it goes upstream (usage.add_stream_usage may have edited it). */
+    readonly body: RequestBody,
     readonly upstream: UpstreamRequest,
     readonly call: Call,
   ) {

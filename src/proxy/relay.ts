@@ -5,20 +5,35 @@
  * (StreamRelay) with a usage scanner watching the bytes pass, an idle limit, and
  * completion on the last byte or on the client going away (which cancels the upstream at
  * once). Either way the idle limit (network_config.stream_idle_timeout_in_seconds) holds.
+ *
+ * A stream that ends without its API's terminator (`[DONE]`, `response.completed`,
+ * `message_stop`, a Gemini chunk with `finishReason`), or with an error event, is ended
+ * for the client with an error, never closed cleanly: the connection is aborted (no last
+ * chunk), so the official SDKs raise as they do when a provider's connection breaks, and
+ * a truncated answer never passes for a complete one. No terminator is ever made up.
  */
 import { GatewayError } from '../core/errors.ts';
 import { outcomeOf } from '../core/outcome.ts';
-import type { Outcome } from '../core/request.ts';
+import type { EndReason, Outcome } from '../core/request.ts';
+import { roundMs } from '../lib/time.ts';
 import { UsageScanner, usageOfBody } from '../usage/scanner.ts';
 import type { Usage } from '../usage/types.ts';
+import { noteUsage } from './accounting.ts';
 import type { Completion } from './completion.ts';
 import { isTimeout } from './exchange.ts';
 import { clientResponseHeaders } from './headers.ts';
-import { type IdleWatch, unwatchIdle, watchIdle } from './idle.ts';
+import { type IdleWatch, ReaderWatch, unwatchIdle, watchIdle } from './idle.ts';
 import type { Context } from './prepare.ts';
 
 /** Non-streaming answers up to this size are read whole before sending. */
 const WHOLE_BODY_MAX = 1024 * 1024;
+/**
+ * How long a stream cut upstream waits before its client's connection is aborted: Bun
+ * aborts with a reset, which makes the client's system drop bytes it has received but
+ * not read yet, so the chunks relayed last get this long to be written and read first
+ * (an abort right after them lost everything, headers included, in a loopback test).
+ */
+const FLUSH_BEFORE_ABORT_MS = 20;
 const decoder = new TextDecoder();
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -35,6 +50,7 @@ export async function relay(ctx: Context, upstream: Response, done: Completion):
   const init = { status, headers };
 
   if (!upstream.body || ctx.request.method === 'HEAD' || status === 204 || status === 304) {
+    serverTiming(ctx, headers);
     done.finish(status, 'ok');
     return new Response(null, init);
   }
@@ -42,7 +58,9 @@ export async function relay(ctx: Context, upstream: Response, done: Completion):
   const encoding = upstream.headers.get('content-encoding');
   const lengthHeader = upstream.headers.get('content-length');
   if (!sse && lengthHeader !== null && Number(lengthHeader) <= WHOLE_BODY_MAX) {
+    const readAt = performance.now();
     const bytes = await readWhole(upstream.body, ctx.call.settings.idleTimeoutMs);
+    ctx.upstreamMs += performance.now() - readAt;
     if (!(bytes instanceof Uint8Array)) {
       if (ctx.request.signal.aborted) return done.clientGone();
       return done.failed(
@@ -52,6 +70,7 @@ export async function relay(ctx: Context, upstream: Response, done: Completion):
       );
     }
     record.bytes_out = bytes.byteLength;
+    record.gw_us = Math.round(serverTiming(ctx, headers) * 1000);
     // Usage, the log line and metrics come after the answer was written (the next turn of
     // the event loop): off the client's critical path, and the record is completed after
     // the last byte was handed to the client, as the completion hook promises.
@@ -59,11 +78,21 @@ export async function relay(ctx: Context, upstream: Response, done: Completion):
     return new Response(bytes, init);
   }
 
-  const scanner = UsageScanner.for(ctx.call.usageFormat, contentType, encoding);
-  return new Response(
-    new ReadableStream(new StreamRelay(ctx, upstream.body.getReader(), scanner, done, status), { highWaterMark: 0 }),
-    init,
-  );
+  const scanner = UsageScanner.for(ctx.call.usageFormat, ctx.call.apiStyle, contentType, encoding);
+  const relayed = new StreamRelay(ctx, upstream, scanner, done, serverTiming(ctx, headers));
+  return new Response(new ReadableStream(relayed, { highWaterMark: 0 }), init);
+}
+
+/**
+ * The gateway's time so far (ms): since arrival, less the waits on the upstream. Also
+ * sent as `server-timing: gw;dur=.., upstream;dur=<ttfb>` unless server.server_timing is
+ * false; appended to an upstream's own Server-Timing, which stays.
+ */
+function serverTiming(ctx: Context, headers: Headers): number {
+  const gw = performance.now() - ctx.startedAt - ctx.upstreamMs;
+  if (ctx.config.source.server.server_timing)
+    headers.append('server-timing', `gw;dur=${roundMs(gw)}, upstream;dur=${ctx.record.ttfb_ms ?? 0}`);
+  return gw;
 }
 
 function finishWhole(
@@ -75,7 +104,7 @@ function finishWhole(
   status: number,
 ): void {
   const complete = (usage: Usage | undefined) => {
-    ctx.record.usage = usage;
+    noteUsage(ctx, { status, usage, partial: false, estimated: false, contentType, contentEncoding: encoding });
     if (ctx.config.source.logs.content) ctx.record.response_body = decoder.decode(bytes);
     done.finish(status, 'ok');
   };
@@ -94,29 +123,13 @@ function idleError(ctx: Context): GatewayError {
   );
 }
 
-/** Ends a whole-body read that went silent for longer than the idle limit. */
-class WholeBodyWatch implements IdleWatch {
-  lastActivity = performance.now();
-  fired = false;
-
-  constructor(
-    readonly timeoutMs: number,
-    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
-  ) {}
-
-  onIdle(): void {
-    this.fired = true;
-    this.reader.cancel().catch(() => {});
-  }
-}
-
 /** A small answer read whole, under the idle limit: its bytes, or why not. */
 async function readWhole(
   body: ReadableStream<Uint8Array>,
   idleTimeoutMs: number,
 ): Promise<Uint8Array<ArrayBuffer> | 'idle' | 'broken'> {
   const reader = body.getReader();
-  const watch = new WholeBodyWatch(idleTimeoutMs, reader);
+  const watch = new ReaderWatch(idleTimeoutMs, reader);
   watchIdle(watch);
   const chunks: Uint8Array[] = [];
   try {
@@ -140,6 +153,9 @@ async function readWhole(
  * is the ReadableStream's underlying source (start, pull, cancel) and the idle watch of
  * the stream, so a stream costs one object, no closures. The upstream is read only when
  * the client side asks (highWaterMark 0): a slow client slows the upstream, nothing queues.
+ *
+ * The client's stream is ended with `controller.error()` and no reason: Bun then aborts
+ * the chunked response (the SDKs raise) and, given no reason, prints nothing on stderr.
  */
 class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
   lastActivity = performance.now();
@@ -151,14 +167,19 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
   private readonly freeChunks: boolean;
   private readonly keepContent: boolean;
   private content = '';
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly status: number;
 
   constructor(
     private readonly ctx: Context,
-    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+    private readonly upstream: Response,
     private readonly scanner: UsageScanner | undefined,
     private readonly done: Completion,
-    private readonly status: number,
+    /** The gateway's own time (ms): until the headers, then each chunk's handling added. */
+    private gatewayMs: number,
   ) {
+    this.reader = upstream.body!.getReader();
+    this.status = upstream.status;
     this.timeoutMs = ctx.call.settings.idleTimeoutMs;
     this.freeChunks = scanner === undefined || !scanner.keepsChunks;
     this.keepContent = ctx.config.source.logs.content;
@@ -180,51 +201,93 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
       chunk = await this.reader.read();
     } catch (err) {
       if (this.closed) return;
-      controller.error(err);
       // The client left: its signal, given to fetch, aborted the read before cancel() ran.
-      if (this.ctx.request.signal.aborted) return this.end(CLIENT_LEFT_MID_STREAM);
+      if (this.ctx.request.signal.aborted) {
+        controller.error();
+        return this.end('client_abort', CLIENT_LEFT_MID_STREAM);
+      }
       // Bun's socket timer (CompiledProvider.socketTimeoutMs) may beat the idle sweep.
-      if (isTimeout(err)) return this.end(idleError(this.ctx));
+      if (isTimeout(err)) {
+        controller.error();
+        return this.end('idle_timeout', idleError(this.ctx));
+      }
       const broken = new GatewayError(
         502,
         'upstream_broken',
         `${this.ctx.provider} stream broke: ${(err as Error).message ?? 'read error'}`,
       );
-      return this.end(broken);
+      return this.abortClient(controller, 'upstream_error', broken);
     }
-    if (chunk.done) {
-      controller.close();
-      return this.end();
-    }
+    if (chunk.done) return this.upstreamEnded(controller);
     const value = chunk.value;
-    this.lastActivity = performance.now();
+    const now = performance.now();
+    this.lastActivity = now;
     this.ctx.record.bytes_out += value.byteLength;
     this.scanner?.push(value);
     if (this.keepContent && this.content.length < this.ctx.config.source.logs.content_max_bytes)
       this.content += decoder.decode(value, { stream: true });
     controller.enqueue(value);
     if (this.freeChunks) this.handedOver = value;
+    this.gatewayMs += performance.now() - now;
   }
 
   /** The client went away: stop the upstream generating at once, nothing before it. */
   cancel(reason: unknown): Promise<void> {
     this.reader.cancel(reason).catch(() => {});
-    return this.end(CLIENT_LEFT_MID_STREAM);
+    return this.end('client_abort', CLIENT_LEFT_MID_STREAM);
   }
 
   onIdle(): void {
     const error = idleError(this.ctx);
     this.reader.cancel(error.message).catch(() => {});
-    this.controller?.error(new Error(error.message));
-    void this.end(error);
+    this.controller?.error();
+    void this.end('idle_timeout', error);
   }
 
-  /** Completes the record once: without an error, the whole answer was relayed. */
-  private async end(error?: GatewayError): Promise<void> {
+  /**
+   * The upstream's body ended cleanly: closed for the client when the stream carried its
+   * terminator (or its API has none), else aborted (a cut or failed upstream stream).
+   */
+  private async upstreamEnded(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    const scanner = this.scanner;
+    if (scanner?.expectsTerminator && this.status < 300) {
+      await scanner.end(); // a compressed stream's last bytes are inflated on a side path
+      if (this.closed) return;
+      const signal = scanner.signal;
+      if (signal !== 'terminator') {
+        const which = signal === 'error' ? 'sent an error event' : 'ended without its terminator';
+        return this.abortClient(
+          controller,
+          signal === 'error' ? 'upstream_error' : 'upstream_eof_no_terminator',
+          new GatewayError(502, 'upstream_broken', `${this.ctx.provider} stream ${which}`),
+        );
+      }
+    }
+    controller.close();
+    return this.end('complete');
+  }
+
+  /** The upstream failed mid-stream: the record is completed now, the client's connection aborted once the last chunks went out. */
+  private async abortClient(
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    reason: EndReason,
+    error: GatewayError,
+  ): Promise<void> {
+    const ended = this.end(reason, error);
+    await Bun.sleep(FLUSH_BEFORE_ABORT_MS); // no pull comes while this one waits
+    controller.error();
+    return ended;
+  }
+
+  /** Completes the record once: `complete` without an error, the whole answer was relayed. */
+  private async end(
+    reason: EndReason,
+    error?: GatewayError,
+    outcome: Outcome = error ? outcomeOf(error.type) : 'ok',
+  ): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     unwatchIdle(this);
-    const outcome: Outcome = error ? outcomeOf(error.type) : 'ok';
     if (outcome === 'client_aborted') {
       // The upstream is cancelled already (fetch has the client's signal; cancel() cancels
       // the reader first). The bookkeeping waits a turn: clients leaving in this one get
@@ -232,12 +295,28 @@ class StreamRelay implements IdleWatch, UnderlyingDefaultSource<Uint8Array> {
       this.done.clientLeft();
       await nextTurn();
     }
+    const record = this.ctx.record;
+    record.end_reason = reason;
+    record.gw_us = Math.round(this.gatewayMs * 1000);
+    const partial = reason !== 'complete';
+    let usage: Usage | undefined;
     try {
-      if (this.scanner) this.ctx.record.usage = await this.scanner.finish();
+      if (this.scanner) {
+        await this.scanner.end();
+        usage = this.scanner.result(partial);
+      }
     } catch {
       // Usage is lost; the request is still completed (logged, counted, no longer in flight).
     }
-    if (this.keepContent) this.ctx.record.response_body = this.content;
+    noteUsage(this.ctx, {
+      status: this.status,
+      usage,
+      partial,
+      estimated: this.scanner?.outputEstimated ?? false,
+      contentType: this.upstream.headers.get('content-type'),
+      contentEncoding: this.upstream.headers.get('content-encoding'),
+    });
+    if (this.keepContent) record.response_body = this.content;
     this.done.finish(this.status, outcome, error);
   }
 }

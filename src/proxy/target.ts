@@ -1,7 +1,8 @@
 /**
  * The request target: the provider-native path after the route's prefix, the query, and
- * whether the gateway may forward them (path.ts has the rules). Also the requests no
- * provider API serves: TRACE, and WebSocket handshakes.
+ * whether the gateway may forward them (path.ts has the rules), and whether it is a
+ * WebSocket handshake (realtime.ts serves those). Also the requests no provider API
+ * serves: TRACE.
  */
 import { GatewayError } from '../core/errors.ts';
 import type { Route } from '../providers/routes.ts';
@@ -15,7 +16,7 @@ import { checkPassthroughPath, describeRawMismatch, type RawRoute, sameSegments,
 export type RawTarget = RawRoute | 'moved';
 
 export type Target =
-  | { readonly ok: true; readonly path: string; readonly query: string }
+  | { readonly ok: true; readonly path: string; readonly query: string; readonly upgrade: boolean }
   | { readonly ok: false; readonly refusal: GatewayError };
 
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
@@ -35,19 +36,11 @@ export function readTarget(route: Route, request: Request, raw: RawTarget): Targ
       refusal: new GatewayError(405, 'method_not_allowed', 'TRACE is not forwarded', { allow: ALLOWED_METHODS }),
     };
   }
-  // A WebSocket handshake (always a GET, RFC 6455 §4.1) would reach the provider as a
-  // plain GET once the hop-by-hop `upgrade` is dropped, and come back as a puzzling 4xx.
-  if (request.method === 'GET' && request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
-    return {
-      ok: false,
-      refusal: new GatewayError(
-        501,
-        'websocket_not_supported',
-        'WebSocket APIs (OpenAI Realtime, Gemini Live) are not passed through; connect to the provider directly',
-      ),
-    };
-  }
-  return { ok: true, path: split.path, query: split.query };
+  // A WebSocket handshake is always a GET (RFC 6455 §4.1). Forwarded as a plain GET, with
+  // the hop-by-hop `upgrade` dropped, it would come back as a puzzling 4xx: realtime.ts
+  // serves it, or refuses it on a path that is no WebSocket API.
+  const upgrade = request.method === 'GET' && request.headers.get('upgrade')?.toLowerCase() === 'websocket';
+  return { ok: true, path: split.path, query: split.query, upgrade };
 }
 
 const invalid = (reason: string): Target => ({

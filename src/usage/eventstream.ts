@@ -9,10 +9,13 @@
  * Events that may carry usage: `metadata` (ConverseStream: `usage`), and `chunk`
  * (InvokeModelWithResponseStream: the model's own event, base64 in `bytes`; Anthropic's
  * `message_start`/`message_delta`, and the last one's `amazon-bedrock-invocationMetrics`).
- * Others (text deltas, most chunks) are skipped without parsing JSON.
+ * Others (text deltas, most chunks) are not parsed: their generated text is counted from
+ * the JSON text (usage/text.ts), the output estimate of a stream cut short.
  */
 import { EventStreamCodec } from '@smithy/core/event-streams';
 import { fromUtf8, toUtf8 } from '@smithy/core/serde';
+import { BEDROCK_TEXT, textBytes } from './text.ts';
+import type { StreamSignal, StreamWatch } from './types.ts';
 
 /** The format's limit: a longer prelude means the framing was lost. */
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -21,12 +24,19 @@ const codec = new EventStreamCodec(toUtf8, fromUtf8);
 const decoder = new TextDecoder();
 const BYTES_MEMBER = '"bytes":"';
 
-export class EventStreamParser {
+export class EventStreamParser implements StreamWatch {
   /** Bytes of a message not yet complete (copies), and how many. */
   private parts: Uint8Array[] = [];
   private held = 0;
   /** The framing was lost (a length no message has): nothing more is read. */
   private lost = false;
+  /**
+   * The stream's end: ConverseStream's last event is `metadata`; InvokeModelWithResponseStream's
+   * last chunk carries `amazon-bedrock-invocationMetrics`; an `exception` message is an error.
+   */
+  signal: StreamSignal;
+  /** UTF-8 bytes of generated text seen (text deltas, the model's own events). */
+  textBytes = 0;
 
   constructor(private readonly onEvent: (event: unknown) => void) {}
 
@@ -76,14 +86,22 @@ export class EventStreamParser {
     } catch {
       return; // a bad CRC: this message is skipped, the framing still holds
     }
-    if (headers[':message-type']?.value !== 'event') return;
+    const kind = headers[':message-type']?.value;
+    if (kind === 'exception') this.signal ??= 'error';
+    if (kind !== 'event') return;
     const type = headers[':event-type']?.value;
     try {
-      if (type === 'metadata') this.onEvent(JSON.parse(decoder.decode(body)));
-      else if (type === 'chunk') {
+      if (type === 'contentBlockDelta') this.textBytes += textBytes(decoder.decode(body), BEDROCK_TEXT.converse);
+      else if (type === 'metadata') {
+        this.signal ??= 'terminator';
+        this.onEvent(JSON.parse(decoder.decode(body)));
+      } else if (type === 'chunk') {
         const inner = chunkPayload(decoder.decode(body));
-        if (inner !== undefined && (inner.includes('usage') || inner.includes('invocationMetrics')))
-          this.onEvent(JSON.parse(inner));
+        if (inner === undefined) return;
+        this.textBytes += textBytes(inner, BEDROCK_TEXT.invoke);
+        const last = inner.includes('invocationMetrics');
+        if (last) this.signal ??= 'terminator';
+        if (last || inner.includes('usage')) this.onEvent(JSON.parse(inner));
       }
     } catch {
       // Not JSON after all: nothing to read.

@@ -13,6 +13,8 @@ import { apiKey } from '../../providers/auth/index.ts';
 import { type KeyReport, PROVIDERS, type Provider } from '../../providers/index.ts';
 import { PRESETS } from '../../providers/presets.ts';
 import { customPrefix, ROUTES } from '../../providers/routes.ts';
+import { ConfigPrices, catalogProviderId, ModelPrices } from '../../usage/prices.ts';
+import { readServerTls } from './tls.ts';
 
 const MiB = 1024 * 1024;
 /** Below this, Bun's ~4 s socket-timer tick is too coarse for the header timeout. */
@@ -25,10 +27,11 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
   const warnings: string[] = [];
   const report: Report = { origin, problems, warnings };
   const providers: Record<string, CompiledProvider> = {};
+  const prices = new ConfigPrices(config.governance?.prices ?? {});
   for (const name of new Set([...PROVIDER_IDS, ...Object.keys(config.providers)])) {
     const input = config.providers[name];
     const provider = implementationOf(name, input, report);
-    if (provider) providers[name] = await compileProvider(name, provider, input, config.direct_keys, report);
+    if (provider) providers[name] = await compileProvider(name, provider, input, config.direct_keys, report, prices);
   }
   const customRoutes = Object.keys(config.providers).filter((name) => !isBuiltIn(name));
   for (const name of customRoutes) checkPrefix(name, config, report);
@@ -66,6 +69,7 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
         'a governance section is configured but "governance" is not in plugins: virtual keys and limits are not enforced',
       );
   }
+  const serverTls = readServerTls(config.server.tls, origin, problems, warnings);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     source: config,
@@ -79,6 +83,7 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
     warnings,
     secrets: configuredSecrets(config, providers),
     customRoutes,
+    serverTls,
   };
 }
 
@@ -154,6 +159,7 @@ async function compileProvider(
   input: ProviderInput | undefined,
   directKeysDefault: boolean,
   report: Report,
+  prices: ConfigPrices,
 ): Promise<CompiledProvider> {
   const net = input?.network_config;
   const auth = input?.auth ?? provider.apiKey;
@@ -220,6 +226,11 @@ async function compileProvider(
     directKeys: input?.direct_keys ?? directKeysDefault,
     // Providers of your own and local servers may need no key at all.
     keyOptional: preset ? preset.keyOptional === true : !isBuiltIn(name),
+    prices: new ModelPrices(
+      prices,
+      catalogProviderId(name) ?? (provider.priceCatalog && catalogProviderId(provider.priceCatalog)),
+      provider.modelAliases?.(keys),
+    ),
   };
 }
 

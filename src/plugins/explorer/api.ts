@@ -269,14 +269,17 @@ class Group {
   errors = 0;
   input_tokens = 0;
   output_tokens = 0;
+  /** USD of the priced requests; null while none was priced (unpriced is not $0). */
+  cost_usd: number | null = null;
   /** lat_bin -> requests */
   readonly hist = new Map<number, number>();
 
-  add(bin: number | null, requests: number, errors: number, tin: number, tout: number): void {
+  add(bin: number | null, requests: number, errors: number, tin: number, tout: number, cost: number | null): void {
     this.requests += requests;
     this.errors += errors;
     this.input_tokens += tin;
     this.output_tokens += tout;
+    if (cost !== null) this.cost_usd = (this.cost_usd ?? 0) + cost;
     if (bin !== null) this.hist.set(bin, (this.hist.get(bin) ?? 0) + requests);
   }
 
@@ -300,6 +303,8 @@ class Group {
       errors: this.errors,
       input_tokens: this.input_tokens,
       output_tokens: this.output_tokens,
+      // Rounded to the nano-dollar costs are counted in (sums of floats drift below that).
+      cost_usd: this.cost_usd === null ? null : Math.round(this.cost_usd * 1e9) / 1e9,
       p50_ms: pct(0.5),
       p95_ms: pct(0.95),
     };
@@ -308,7 +313,8 @@ class Group {
 
 /**
  * Totals, per provider, per model and per time bucket over [from, to]. Aggregated in
- * SQL; latency percentiles come from 1%-wide histogram bins. A request counts as an
+ * SQL; latency percentiles come from 1%-wide histogram bins. `cost_usd` sums the priced
+ * requests (null when none was). A request counts as an
  * error when its status is 4xx/5xx or its outcome is not `ok`.
  */
 export async function computeStats(store: LogStore, filter: LogFilter, from: number, to: number) {
@@ -321,14 +327,14 @@ export async function computeStats(store: LogStore, filter: LogFilter, from: num
   const providers = new Map<string, Group>();
   const models = new Map<string, { provider: string; model: string | null; g: Group }>();
   const addGroups = (groups: GroupRow[]): void => {
-    for (const [provider, model, bin, n, errors, tin, tout] of groups) {
+    for (const [provider, model, bin, n, errors, tin, tout, cost] of groups) {
       const p = provider ?? 'unknown';
       let pg = providers.get(p);
       if (!pg) providers.set(p, (pg = new Group()));
       const mk = `${p}\u0000${model ?? ''}`;
       let mg = models.get(mk);
       if (!mg) models.set(mk, (mg = { provider: p, model, g: new Group() }));
-      for (const g of [total, pg, mg.g]) g.add(bin, n, errors, tin, tout);
+      for (const g of [total, pg, mg.g]) g.add(bin, n, errors, tin, tout, cost);
     }
   };
   const series = Array.from({ length: count }, () => new Group());
@@ -345,8 +351,8 @@ export async function computeStats(store: LogStore, filter: LogFilter, from: num
     if (!store.isOpen) break;
     const { groups, buckets } = store.statsGroups(part, first, bucketMs);
     addGroups(groups);
-    for (const [b, bin, n, errors, tin, tout] of buckets)
-      series[Math.min(count - 1, Math.max(0, b))]!.add(bin, n, errors, tin, tout);
+    for (const [b, bin, n, errors, tin, tout, cost] of buckets)
+      series[Math.min(count - 1, Math.max(0, b))]!.add(bin, n, errors, tin, tout, cost);
   }
   const byRequests = (a: { requests: number }, b: { requests: number }) => b.requests - a.requests;
   return {

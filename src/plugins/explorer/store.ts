@@ -16,7 +16,7 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import type { RequestRecord } from '../../core/request.ts';
 
 /** Bump when the table layout changes: an index with another version is rebuilt. */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /** One request as the index stores it. */
 export interface IndexRow {
@@ -35,6 +35,8 @@ export interface IndexRow {
   lat_bin: number | null;
   input_tokens: number | null;
   output_tokens: number | null;
+  /** USD; null when unpriced (and for log lines written before costs were). */
+  cost_usd: number | null;
   /** JSON of the log line without `log`, `request_body`, `response_body`. */
   record: string;
   request_body: string | null;
@@ -83,12 +85,15 @@ export const latencyBin = (ms: number): number => Math.floor(Math.log(Math.max(m
 /** The middle of a bin, in ms. */
 export const binValue = (bin: number): number => Math.round(Math.exp((bin + 0.5) * LOG_STEP) * 100) / 100;
 
-/** Aggregates per group and latency bin: [group..., lat_bin, requests, errors, input tokens, output tokens]. */
-export type GroupRow = [string | null, string | null, number | null, number, number, number, number];
-export type BucketRow = [number, number | null, number, number, number, number];
+/**
+ * Aggregates per group and latency bin: [group..., lat_bin, requests, errors, input tokens,
+ * output tokens, cost (null when no request of the group has one)].
+ */
+export type GroupRow = [string | null, string | null, number | null, number, number, number, number, number | null];
+export type BucketRow = [number, number | null, number, number, number, number, number | null];
 
 /** A request counts as an error when its status is 4xx/5xx or its outcome is not `ok`. */
-const AGG = `count(*), sum(status >= 400 OR coalesce(outcome, 'ok') <> 'ok'), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)`;
+const AGG = `count(*), sum(status >= 400 OR coalesce(outcome, 'ok') <> 'ok'), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), sum(cost_usd)`;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS requests (
@@ -107,6 +112,7 @@ CREATE TABLE IF NOT EXISTS requests (
   lat_bin INTEGER,
   input_tokens INTEGER,
   output_tokens INTEGER,
+  cost_usd REAL,
   record TEXT NOT NULL,
   request_body TEXT,
   response_body TEXT
@@ -134,6 +140,7 @@ const COLUMNS = [
   'lat_bin',
   'input_tokens',
   'output_tokens',
+  'cost_usd',
   'record',
   'request_body',
   'response_body',
@@ -411,6 +418,7 @@ export function rowFromLine(line: Record<string, unknown>, text?: string): Index
     lat_bin: num(rest.latency_ms) === null ? null : latencyBin(rest.latency_ms as number),
     input_tokens: num(usage.input_tokens),
     output_tokens: num(usage.output_tokens),
+    cost_usd: num(rest.cost_usd),
     record:
       text?.startsWith(LINE_PREFIX) && request_body === undefined && response_body === undefined
         ? `{${text.slice(LINE_PREFIX.length)}`
@@ -445,6 +453,7 @@ export function rowFromFields(record: Readonly<RequestRecord>, fields: string): 
     lat_bin: latencyBin(record.latency_ms),
     input_tokens: num(record.usage?.input_tokens),
     output_tokens: num(record.usage?.output_tokens),
+    cost_usd: record.cost_usd ?? null,
     record: `{${fields}}`,
     request_body: null,
     response_body: null,

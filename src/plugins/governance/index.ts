@@ -5,8 +5,12 @@
  * onRequest: find and consume the virtual key, check what it may use, then admit the
  * request against its counters in one atomic store operation (the request counter is
  * only incremented when every limit passes). onComplete: add the tokens and cost the
- * request actually used (streams included) to the token-per-minute window and the
- * budget period. Token limits are therefore enforced on admission against what was
+ * request actually used (streams included, a stream cut short at its partial usage) to
+ * the token-per-minute window and the budget period: the record's own `usage` and
+ * `cost_usd`, so a budget and a log line never disagree on a request. A WebSocket
+ * session's usage is added as each report arrives (onUsage, priced the same way), and
+ * the model its first message names is checked then (onModel). Token limits are
+ * therefore enforced on admission against what was
  * already spent: a request in flight may take a key past its limit, the next ones are
  * refused.
  *
@@ -21,19 +25,11 @@ import type { Hooks, Plugin, RequestVerdict } from '../../core/plugin.ts';
 import { type RequestContext, type RequestRecord, Slot } from '../../core/request.ts';
 import { allows } from '../../keys/pool.ts';
 import { appLog } from '../../lib/app-log.ts';
+import { NANO_PER_USD, tokensOf } from '../../usage/cost.ts';
+import type { Usage } from '../../usage/types.ts';
 import { WarnLimiter } from '../shared/warn-limiter.ts';
 import { presentedKey, type VirtualKey, VirtualKeyTable } from './keys.ts';
-import {
-  costNanoUsd,
-  formatUsd,
-  minuteWindow,
-  type Period,
-  PriceTable,
-  periodWindow,
-  secondsUntil,
-  tokensOf,
-  type Window,
-} from './limits.ts';
+import { formatUsd, minuteWindow, type Period, periodWindow, secondsUntil, type Window } from './limits.ts';
 import {
   type AdmitResult,
   type Check,
@@ -49,6 +45,8 @@ import { type UploadSession, UploadSessions } from './uploads.ts';
 
 /** The virtual key a request is governed by, for its completion. */
 const GOVERNED = new Slot<VirtualKey>();
+/** Its usage was charged as it was reported (onUsage: a WebSocket session), not at completion. */
+const CHARGED = new Slot<true>();
 /** Counter keys outlive their window by this much (clock skew between instances). */
 const TTL_SLACK_SEC = 60;
 const ADJECTIVE: Record<Period, string> = { hour: 'hourly', day: 'daily', week: 'weekly', month: 'monthly' };
@@ -84,7 +82,6 @@ export class GovernancePlugin implements Plugin, Hooks {
   private failOpen = true;
   private prefix = 'skybridge:gov:';
   private keys = new VirtualKeyTable([], []);
-  private prices = new PriceTable({});
   private readonly pending = new Set<Promise<void>>();
   private readonly storeWarnings = new WarnLimiter(10_000);
   private readonly priceWarnings = new WarnLimiter(60_000);
@@ -120,7 +117,6 @@ export class GovernancePlugin implements Plugin, Hooks {
     this.failOpen = (g?.on_store_error ?? 'fail_open') === 'fail_open';
     this.prefix = g?.redis_key_prefix ?? 'skybridge:gov:';
     this.keys = new VirtualKeyTable(g.virtual_keys, Object.keys(config.providers));
-    this.prices = new PriceTable(g?.prices ?? {});
 
     // The primary of a group serves no request: its workers use Redis themselves.
     const url = (this.group.role !== 'primary' && g?.redis_url) || undefined;
@@ -147,11 +143,15 @@ export class GovernancePlugin implements Plugin, Hooks {
 
     for (const k of g?.virtual_keys ?? []) {
       if (k.budget?.max_cost_usd === undefined) continue;
-      const unpriced = k.models.filter((m) => !this.prices.lookup(m.endsWith('*') ? m.slice(0, -1) : m));
+      const providers = (k.providers ?? Object.keys(config.providers)).map((p) => config.providers[p]);
+      const unpriced = k.models.filter((m) => {
+        const model = m.endsWith('*') ? m.slice(0, -1) : m;
+        return !providers.some((p) => p?.prices.lookup(model));
+      });
       if (unpriced.length > 0) {
         appLog.warn(
           { virtual_key: k.name, models: unpriced },
-          'virtual key has a cost budget but governance.prices has no price for some of its models; requests for unpriced models are refused',
+          'virtual key has a cost budget but neither governance.prices nor the price catalog prices some of its models; requests for unpriced models are refused',
         );
       }
     }
@@ -211,21 +211,8 @@ export class GovernancePlugin implements Plugin, Hooks {
         `virtual key "${vk.name}" is limited to some models or by cost, and this request body cannot be checked for its model (over server.buffer_body_limit_mb, ${limit} MB, once inflated, or compressed with a coding other than gzip, deflate, br)`,
       );
     }
-    const modelAllowed = ctx.model === undefined ? vk.models.length > 0 : allows(vk.models, ctx.model);
-    if (!modelAllowed) {
-      return refuseFor(
-        403,
-        'model_not_allowed',
-        `virtual key "${vk.name}" may not use model "${ctx.model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`,
-      );
-    }
-    if (vk.budget?.maxCostNano !== undefined && ctx.model !== undefined && !this.prices.lookup(ctx.model)) {
-      return refuseFor(
-        403,
-        'model_not_priced',
-        `virtual key "${vk.name}" has a cost budget, but governance.prices has no price for model "${ctx.model}"`,
-      );
-    }
+    const modelRefusal = this.modelRefusal(vk, ctx);
+    if (modelRefusal) return verdict(modelRefusal);
 
     const now = this.now();
     const plan = this.plan(vk, now);
@@ -274,10 +261,58 @@ export class GovernancePlugin implements Plugin, Hooks {
     return session;
   }
 
+  /** A model named after admission (a Gemini Live session's setup message): checked as onRequest checks one. */
+  onModel(ctx: RequestContext): GatewayError | undefined {
+    const vk = GOVERNED.get(ctx);
+    return vk && this.modelRefusal(vk, ctx);
+  }
+
+  private modelRefusal(vk: VirtualKey, ctx: RequestContext): GatewayError | undefined {
+    const model = ctx.model;
+    const modelAllowed = model === undefined ? vk.models.length > 0 : allows(vk.models, model);
+    if (!modelAllowed) {
+      return new GatewayError(
+        403,
+        'model_not_allowed',
+        `virtual key "${vk.name}" may not use model "${model ?? '(none)'}" (allowed: ${vk.models.join(', ') || 'none'})`,
+      );
+    }
+    if (
+      vk.budget?.maxCostNano !== undefined &&
+      model !== undefined &&
+      !ctx.config.providers[ctx.provider]?.prices.lookup(model)
+    ) {
+      return new GatewayError(
+        403,
+        'model_not_priced',
+        `virtual key "${vk.name}" has a cost budget, but neither governance.prices nor the price catalog has a price for model "${model}" on ${ctx.provider}`,
+      );
+    }
+    return undefined;
+  }
+
+  /** A session's usage, charged as each report arrives (its completion then charges nothing more). */
+  onUsage(ctx: RequestContext, usage: Readonly<Usage>, costUsd: number | undefined): void {
+    const vk = GOVERNED.get(ctx);
+    if (!vk?.countsUsage) return;
+    CHARGED.set(ctx, true);
+    this.charge(vk, usage, costUsd, ctx.model);
+  }
+
   onComplete(record: Readonly<RequestRecord>, ctx: RequestContext | undefined): void {
     const vk = ctx && GOVERNED.get(ctx);
-    if (!vk?.countsUsage) return;
-    const tokens = tokensOf(record.usage);
+    if (!vk?.countsUsage || CHARGED.get(ctx!)) return;
+    this.charge(vk, record.usage, record.cost_usd, record.model);
+  }
+
+  /** Add tokens (and their cost in USD, undefined when unpriced) to the key's token-per-minute window and budget period. */
+  private charge(
+    vk: VirtualKey,
+    usage: Readonly<Usage> | undefined,
+    costUsd: number | undefined,
+    model: string | undefined,
+  ): void {
+    const tokens = tokensOf(usage);
     if (tokens <= 0) return;
     const now = this.now();
     const increments: Increment[] = [];
@@ -291,16 +326,15 @@ export class GovernancePlugin implements Plugin, Hooks {
       if (budget.maxTokens !== undefined)
         increments.push({ key: this.key(vk, `tok:${budget.period}`, w), by: tokens, ttlSec: ttl(w, now) });
       if (budget.maxCostNano !== undefined) {
-        const price = this.prices.lookup(record.model);
-        if (price) {
+        if (costUsd !== undefined) {
           increments.push({
             key: this.key(vk, `usd:${budget.period}`, w),
-            by: costNanoUsd(record.usage, price),
+            by: Math.round(costUsd * NANO_PER_USD),
             ttlSec: ttl(w, now),
           });
         } else {
           this.priceWarnings.warn(
-            { virtual_key: vk.name, model: record.model ?? null, tokens },
+            { virtual_key: vk.name, model: model ?? null, tokens },
             'no price for the model of a completed request; its cost was not counted against the budget',
           );
         }

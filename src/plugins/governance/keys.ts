@@ -10,7 +10,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { UpstreamRequest } from '../../core/request.ts';
 import { paramValues, withoutParams } from '../../lib/query.ts';
 import { bearerToken, sha256 } from '../../lib/secrets.ts';
-import { CREDENTIAL_HEADERS } from '../../providers/credentials.ts';
+import { CREDENTIAL_HEADERS, subprotocolCredential, subprotocols } from '../../providers/credentials.ts';
 import type { Period } from './limits.ts';
 
 export interface VirtualKey {
@@ -103,7 +103,7 @@ export interface Presented {
 
 /**
  * Find the virtual key of a request and consume it: every header (and `key=` query
- * parameter) holding a virtual key is removed from what goes upstream, also in
+ * parameter, and WebSocket subprotocol) holding a virtual key is removed from what goes upstream, also in
  * direct-key mode, where the client's other credentials pass unchanged. Looks at the
  * client's own headers and query; edits the upstream ones.
  */
@@ -143,5 +143,27 @@ export function presentedKey(
   }
   if (values.length > 0)
     upstream.query = withoutParams(upstream.query, KEY_PARAM, (value) => table.match(value) !== undefined);
+  // A browser's WebSocket handshake carries its key as a subprotocol (`openai-insecure-api-key.<key>`).
+  const protocols = subprotocols(incoming.get(WEBSOCKET_PROTOCOL));
+  let consumed = false;
+  for (const protocol of protocols) {
+    const candidate = subprotocolCredential(protocol);
+    if (candidate === undefined) continue;
+    anyCredential = true;
+    const hit = table.match(candidate);
+    if (!hit) continue;
+    consumed = true;
+    key ??= hit;
+  }
+  if (consumed) {
+    const kept = subprotocols(upstream.headers.get(WEBSOCKET_PROTOCOL)).filter((p) => {
+      const candidate = subprotocolCredential(p);
+      return candidate === undefined || table.match(candidate) === undefined;
+    });
+    if (kept.length > 0) upstream.headers.set(WEBSOCKET_PROTOCOL, kept.join(', '));
+    else upstream.headers.delete(WEBSOCKET_PROTOCOL);
+  }
   return { key, badControlHeader, anyCredential };
 }
+
+const WEBSOCKET_PROTOCOL = 'sec-websocket-protocol';

@@ -11,7 +11,7 @@
  * scrape output is prom-client's own format.
  *
  * Labels are bounded: provider, endpoint, status class, outcome, stream, direction,
- * retry reason and error type come from fixed sets (anything unexpected is `other`);
+ * retry reason, error type and stream end reason come from fixed sets (anything unexpected is `other`);
  * models are folded (configured models, then the first MAX_DYNAMIC_MODELS others seen,
  * then `other`), and a model string that contains a configured secret is never a label.
  *
@@ -37,9 +37,17 @@ import type { RuntimeConfig } from '../../config/runtime.ts';
 import { type ErrorType, jsonError } from '../../core/errors.ts';
 import { type Group, LocalGroup, topic, WORKER_GONE } from '../../core/group.ts';
 import type { Hooks, Plugin, PluginRoute, RuntimeView } from '../../core/plugin.ts';
-import { type Outcome, OUTCOMES as RECORD_OUTCOMES, type RequestRecord } from '../../core/request.ts';
+import {
+  type EndReason,
+  type Outcome,
+  OUTCOMES as RECORD_OUTCOMES,
+  type RequestContext,
+  type RequestRecord,
+  Slot,
+} from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
 import { VERSION } from '../../lib/version.ts';
+import type { Usage } from '../../usage/types.ts';
 import { BearerToken } from '../shared/admin-auth.ts';
 import { CellCounter, CellHistogram, type CounterCell, type HistogramCell, ReadCounter } from './cells.ts';
 
@@ -89,9 +97,14 @@ interface EndpointSeries {
   duration: Array<HistogramCell | undefined>;
   /** [stream] */
   ttfb: Array<HistogramCell | undefined>;
+  /** 2xx answers whose usage was not found. */
+  absent?: CounterCell;
 }
 
-type TokenCells = Partial<Record<(typeof TOKEN_DIRECTIONS)[number][0], CounterCell>> & { readonly model: string };
+/** A folded model's token counters by direction, and its cost. */
+type TokenCells = Partial<Record<(typeof TOKEN_DIRECTIONS)[number][0] | 'cost', CounterCell>> & {
+  readonly model: string;
+};
 
 interface ProviderSeries {
   endpoints: Map<string, EndpointSeries>;
@@ -101,6 +114,7 @@ interface ProviderSeries {
   labels: Map<string, TokenCells>;
   retries: Map<string, CounterCell>;
   errors: Map<ErrorType, CounterCell>;
+  streamEnds: Map<EndReason, CounterCell>;
 }
 
 /** Raw model strings remembered per provider before folding is recomputed per request. */
@@ -113,6 +127,8 @@ const SCRAPE = topic<undefined, string>('metrics.scrape');
 const COLLECT = topic<undefined, MetricsJson>('metrics.collect');
 /** A worker slower than this to answer a scrape is counted with its last answer. */
 const COLLECT_TIMEOUT_MS = 3000;
+/** A WebSocket session whose tokens were counted as reported (onUsage), not at completion. */
+const COUNTED = new Slot<true>();
 
 function statusClass(status: number): number {
   const c = Math.floor(status / 100);
@@ -167,12 +183,37 @@ export class MetricsPlugin implements Plugin, Hooks {
     'Requests that ended in an upstream failure (unreachable, timeout, broken or idle stream), by provider and error type.',
     ['provider', 'type'],
   );
+  private readonly cost = new CellCounter(
+    'skybridge_cost_usd_total',
+    'USD spent, by provider and model (folded): each request priced from governance.prices or the genai-prices catalog; unpriced requests add nothing.',
+    ['provider', 'model'],
+  );
+  private readonly usageAbsent = new CellCounter(
+    'skybridge_usage_absent_total',
+    'Successful answers from endpoints that report usage whose usage could not be read (the request log says why), by provider and endpoint.',
+    ['provider', 'endpoint'],
+  );
+  private readonly streamEnds = new CellCounter(
+    'skybridge_stream_end_total',
+    'Streamed answers by how they ended: complete, upstream_eof_no_terminator, upstream_error, client_abort, idle_timeout, shutdown.',
+    ['provider', 'reason'],
+  );
   /** The running gateway's counters, read at scrape time. */
   constructor(
     runtime: () => RuntimeView,
     private readonly group: Group = new LocalGroup(),
   ) {
-    for (const m of [this.requests, this.duration, this.ttfb, this.tokens, this.retries, this.upstreamErrors]) {
+    for (const m of [
+      this.requests,
+      this.duration,
+      this.ttfb,
+      this.tokens,
+      this.cost,
+      this.usageAbsent,
+      this.streamEnds,
+      this.retries,
+      this.upstreamErrors,
+    ]) {
       this.registry.registerMetric(m as unknown as Metric);
     }
     new Gauge({
@@ -189,6 +230,14 @@ export class MetricsPlugin implements Plugin, Hooks {
       registers: [this.registry],
       collect() {
         this.set(runtime().openStreams);
+      },
+    });
+    new Gauge({
+      name: 'skybridge_websocket_sessions',
+      help: 'WebSocket sessions (OpenAI Realtime, Gemini Live) open right now (also in skybridge_inflight_requests).',
+      registers: [this.registry],
+      collect() {
+        this.set(runtime().sessions.size);
       },
     });
     new Gauge({
@@ -317,14 +366,15 @@ export class MetricsPlugin implements Plugin, Hooks {
     this.retired = await AggregatorRegistry.aggregate([this.retired, monotonic]).getMetricsAsJSON();
   }
 
-  onComplete(record: Readonly<RequestRecord>): void {
+  /** A session's tokens, counted as each report arrives. */
+  onUsage(ctx: RequestContext, usage: Readonly<Usage>, costUsd: number | undefined): void {
+    COUNTED.set(ctx, true);
+    this.countTokens(this.providerSeries(ctx.provider), ctx.provider, ctx.model, usage, costUsd);
+  }
+
+  onComplete(record: Readonly<RequestRecord>, ctx?: RequestContext): void {
     const provider = record.provider;
-    let ps = this.series.get(provider);
-    if (!ps)
-      this.series.set(
-        provider,
-        (ps = { endpoints: new Map(), models: new Map(), labels: new Map(), retries: new Map(), errors: new Map() }),
-      );
+    const ps = this.providerSeries(provider);
     const endpoint = record.endpoint;
     let es = ps.endpoints.get(endpoint);
     if (!es) ps.endpoints.set(endpoint, (es = { requests: [], duration: [], ttfb: [] }));
@@ -343,11 +393,14 @@ export class MetricsPlugin implements Plugin, Hooks {
 
     const usage = record.usage;
     if (usage) {
-      const cells = this.tokenCells(ps, record.model);
-      for (const [direction, field] of TOKEN_DIRECTIONS) {
-        const n = usage[field];
-        if (n) (cells[direction] ??= this.tokens.cell(provider, cells.model, direction)).value += n;
-      }
+      if (!(ctx && COUNTED.get(ctx))) this.countTokens(ps, provider, record.model, usage, record.cost_usd);
+    } else if (record.usage_status === 'absent') (es.absent ??= this.usageAbsent.cell(provider, endpoint)).value++;
+
+    const reason = record.end_reason;
+    if (reason !== undefined) {
+      let cell = ps.streamEnds.get(reason);
+      if (!cell) ps.streamEnds.set(reason, (cell = this.streamEnds.cell(provider, reason)));
+      cell.value++;
     }
 
     for (const retry of record.retries) {
@@ -363,6 +416,38 @@ export class MetricsPlugin implements Plugin, Hooks {
       if (!cell) ps.errors.set(type, (cell = this.upstreamErrors.cell(provider, type)));
       cell.value++;
     }
+  }
+
+  private providerSeries(provider: string): ProviderSeries {
+    let ps = this.series.get(provider);
+    if (!ps)
+      this.series.set(
+        provider,
+        (ps = {
+          endpoints: new Map(),
+          models: new Map(),
+          labels: new Map(),
+          retries: new Map(),
+          errors: new Map(),
+          streamEnds: new Map(),
+        }),
+      );
+    return ps;
+  }
+
+  private countTokens(
+    ps: ProviderSeries,
+    provider: string,
+    model: string | undefined,
+    usage: Readonly<Usage>,
+    costUsd: number | undefined,
+  ): void {
+    const cells = this.tokenCells(ps, model);
+    for (const [direction, field] of TOKEN_DIRECTIONS) {
+      const n = usage[field];
+      if (n) (cells[direction] ??= this.tokens.cell(provider, cells.model, direction)).value += n;
+    }
+    if (costUsd !== undefined) (cells.cost ??= this.cost.cell(provider, cells.model)).value += costUsd;
   }
 
   private tokenCells(ps: ProviderSeries, model: string | undefined): TokenCells {
