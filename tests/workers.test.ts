@@ -13,10 +13,12 @@ import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fakeKey } from './support/gateway.ts';
 import { GoogleFiles } from './support/google-files.ts';
+import { MockRealtime, RT_USAGE } from './support/mock-realtime.ts';
 import { chatStream, MockUpstream } from './support/mock-upstream.ts';
 import { type GatewayProcess, startGatewayProcess, tempDir } from './support/process.ts';
 import { type RawResponse, rawRequest } from './support/raw-http.ts';
 import { fingerprintOf, makeCert, servedFingerprint } from './support/tls.ts';
+import { mustOpen } from './support/ws-client.ts';
 
 const mock = new MockUpstream();
 // model "slow-N": the 7-frame chat stream with N ms between frames.
@@ -338,6 +340,36 @@ describe('workers: 2', () => {
     expect([...served]).toEqual([fingerprintOf(b.cert)]);
     for (let i = 0; i < 10; i++) expect((await https()).status).toBe(200);
     expect(await gp.stop()).toBe(0);
+  }, 30_000);
+
+  test('WebSocket sessions on every worker: the sessions gauge and the tokens are the group’s', async () => {
+    const rt = new MockRealtime();
+    try {
+      const { gp, logFile } = await start(
+        2,
+        `providers:\n  openai:\n    keys: [{ name: main, value: "${KEY}" }]\n    network_config: { base_url: "${rt.url}" }\n`,
+      );
+      const scrape = async () => (await rawRequest(gp.port, 'GET', '/metrics')).body;
+      const url = `ws://127.0.0.1:${gp.port}/openai_passthrough/v1/realtime?model=gpt-realtime`;
+      const sessions = [];
+      for (let i = 0; i < 8; i++) sessions.push(await mustOpen(url));
+      expect(metric(await scrape(), 'skybridge_websocket_sessions')).toBe(8);
+      for (const s of sessions) s.ws.send(JSON.stringify({ type: 'response.create' }));
+      for (const s of sessions) await s.waitFor(4);
+      // Tokens counted as reported, summed over the workers, before any session ends.
+      const input = 'skybridge_tokens_total{provider="openai",model="gpt-realtime",direction="input"}';
+      expect(metric(await scrape(), input)).toBe(8 * RT_USAGE.openai.input_tokens);
+      for (const s of sessions) s.ws.close();
+      const lines = await waitForLines(logFile, 8);
+      expect(lines.every((l) => l.end_reason === 'client_close')).toBe(true);
+      expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
+      const after = await scrape();
+      expect(metric(after, 'skybridge_websocket_sessions')).toBe(0);
+      expect(metric(after, input)).toBe(8 * RT_USAGE.openai.input_tokens);
+      expect(await gp.stop()).toBe(0);
+    } finally {
+      await rt.stop();
+    }
   }, 30_000);
 
   test('SIGHUP reopens the request log in every worker', async () => {
