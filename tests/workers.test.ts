@@ -308,7 +308,7 @@ describe('workers: 2', () => {
     expect(await gp.stop()).toBe(0);
   }, 30_000);
 
-  test('server.tls: every worker serves HTTPS; a renewed certificate reaches every worker', async () => {
+  test('server.tls: every worker serves HTTPS; a renewed certificate reaches every worker, a restarted one too', async () => {
     const dir = tempDir('workers-tls');
     const [a, b] = [makeCert(dir, 'a'), makeCert(dir, 'b')];
     const certFile = join(dir, 'server.pem');
@@ -339,6 +339,19 @@ describe('workers: 2', () => {
     for (let i = 0; i < 40; i++) served.add(await servedFingerprint(gp.port));
     expect([...served]).toEqual([fingerprintOf(b.cert)]);
     for (let i = 0; i < 10; i++) expect((await https()).status).toBe(200);
+
+    // A worker started later gets the certificate its primary read, not what is on disk
+    // now (here a half-written file: the reload it causes is rejected).
+    const broken = gp.mark();
+    writeFileSync(certFile, '-----BEGIN CERTIFICATE-----\nhalf');
+    await gp.waitForLog((l) => l.msg?.startsWith('config reload rejected'), 5000, broken);
+    const victim = (await waitForLines(logFile, 40)).at(-1).worker as number;
+    process.kill(victim, 'SIGKILL');
+    const restarted = await gp.waitForLog((l) => l.msg === 'worker restarted', 10_000, broken);
+    expect(restarted.worker).not.toBe(victim);
+    const after = new Set<string>();
+    for (let i = 0; i < 40; i++) after.add(await servedFingerprint(gp.port));
+    expect([...after]).toEqual([fingerprintOf(b.cert)]);
     expect(await gp.stop()).toBe(0);
   }, 30_000);
 

@@ -25,6 +25,8 @@ export interface WorkerInit {
   configPath: string | undefined;
   /** undefined: the built-in default config. */
   text: string | undefined;
+  /** The files it names that the primary read with it (source.ts filesRead). */
+  files: Record<string, string>;
   /** Which config this is (the primary counts them): a reload during the worker's start is sent again. */
   version: number;
   host: string;
@@ -38,7 +40,7 @@ export const INIT = topic<{ pid: number }, WorkerInit>('worker.init');
 export const LISTENING = topic<{ pid: number; port: number; version: number }>('worker.listening');
 /** The primary checked a config: each worker compiles and applies it (or says why not). */
 export const APPLY = topic<
-  { text: string | undefined; version: number },
+  { text: string | undefined; files: Record<string, string>; version: number },
   { ok: boolean; error?: string; added?: string[]; live?: boolean }
 >('worker.apply');
 /** The group's reload counts (the metrics of every worker show them). */

@@ -19,7 +19,7 @@ import { WORKER_ENV } from '../lib/workers.ts';
 import { PluginSet } from '../plugins/index.ts';
 import { shareTokens } from '../providers/auth/index.ts';
 import { ConfigError, type Env } from './config/load.ts';
-import { loadRuntimeConfig } from './config/source.ts';
+import { filesRead, loadRuntimeConfig } from './config/source.ts';
 import { ConfigWatcher, TlsFileWatch } from './config/watch.ts';
 import { type BoundSettings, boundSettings, logRoutesAdded, warnRestartNeeded } from './gateway.ts';
 import { APPLY, CUT, INIT, LISTENING, PrimaryGroup, RELOADS, REOPEN, SHUTDOWN, type WorkerInit } from './group.ts';
@@ -227,6 +227,7 @@ export class Primary implements Supervised {
     return {
       configPath: this.options.configPath,
       text: this.text,
+      files: filesRead(this.config),
       version: this.version,
       host: this.host,
       port: this.port,
@@ -246,7 +247,7 @@ export class Primary implements Supervised {
   }
 
   private async catchUp(pid: number): Promise<void> {
-    const payload = { text: this.text, version: this.version };
+    const payload = { text: this.text, files: filesRead(this.config), version: this.version };
     const answer = await this.group
       .ask(pid, APPLY, payload, { timeoutMs: START_TIMEOUT_MS })
       .catch((err) => ({ ok: false, error: String((err as Error).message) }));
@@ -323,7 +324,11 @@ export class Primary implements Supervised {
     this.config = config;
     this.text = text;
     this.version++;
-    const answers = await this.group.gather(APPLY, { text, version: this.version }, { timeoutMs: START_TIMEOUT_MS });
+    const answers = await this.group.gather(
+      APPLY,
+      { text, files: filesRead(config), version: this.version },
+      { timeoutMs: START_TIMEOUT_MS },
+    );
     const failed = answers.filter((a) => !a.value?.ok);
     if (failed.length > 0) {
       return this.rejectReload({

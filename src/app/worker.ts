@@ -29,7 +29,7 @@ export async function runWorker(): Promise<number> {
   try {
     const init = await group.request(INIT, { pid: process.pid }, { timeoutMs: 30_000 });
     version = init.version;
-    const config = await compileConfigText(init.configPath, init.text);
+    const config = await compileConfigText(init.configPath, init.text, { files: init.files });
     gateway = await Gateway.start({
       configPath: init.configPath,
       host: init.host,
@@ -46,10 +46,10 @@ export async function runWorker(): Promise<number> {
     return 1;
   }
 
-  group.on(APPLY, async ({ text, version: next }) => {
+  group.on(APPLY, async ({ text, files, version: next }) => {
     let config: RuntimeConfig;
     try {
-      config = await compileConfigText(gateway.state.config.origin, text);
+      config = await compileConfigText(gateway.state.config.origin, text, { files });
     } catch (err) {
       return { ok: false, error: (err as Error).message };
     }

@@ -43,8 +43,19 @@ export async function loadRuntimeConfig(
 export async function compileConfigText(
   path: string | undefined,
   text: string | undefined,
-  env: Env = process.env,
+  options: { env?: Env; files?: Readonly<Record<string, string>> } = {},
 ): Promise<RuntimeConfig> {
+  const env = options.env ?? process.env;
   if (!path || text === undefined) return (await loadRuntimeConfig(undefined, env)).config;
-  return compileConfig(parseConfigText(text, path, env), path);
+  return compileConfig(parseConfigText(text, path, env), path, options.files);
+}
+
+/**
+ * The files a compiled config read besides its own (server.tls's certificate and key),
+ * by path: sent to the workers with the text, so a certificate renewed while they compile
+ * cannot give them a different one (or a key that is not the certificate's).
+ */
+export function filesRead(config: RuntimeConfig): Record<string, string> {
+  const tls = config.serverTls;
+  return tls ? { [tls.certFile]: tls.cert, [tls.keyFile]: tls.key } : {};
 }
