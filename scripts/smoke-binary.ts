@@ -8,7 +8,9 @@
  * realtime WebSocket session and a refused one (the `ws` client API Bun builds in),
  * 300 concurrent 2 s streams finishing in about 2 s (BUN_CONFIG_MAX_HTTP_REQUESTS raised
  * past Bun's 256), SIGTERM during a stream (the stream completes, exit 0), and the
- * request log lines on disk.
+ * request log lines on disk. The config leaves `server.workers` at its default (`auto`):
+ * on a machine with 2 CPUs or more the binary starts itself again as its workers, whose
+ * pids the log lines carry, and which are gone after the stop.
  */
 
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -164,7 +166,14 @@ try {
     10_000,
   );
   const base = `http://127.0.0.1:${port}`;
-  console.log(`  gateway pid ${proc.pid} on ${base}`);
+  const ready = await waitFor(
+    'the ready line',
+    () => stderr.split('\n').find((l) => l.includes('"msg":"ready"')),
+    5000,
+  );
+  const workers = (JSON.parse(ready) as { workers: number }).workers;
+  console.log(`  gateway pid ${proc.pid} on ${base}, workers: ${workers} (auto)`);
+  check(workers >= 1, `server.workers: auto started ${workers} worker(s)`);
 
   const health = await fetch(`${base}/health`);
   const healthBody = (await health.json()) as { status: string; version: string };
@@ -279,6 +288,17 @@ try {
   );
   await stderrDone;
   check(/"msg":"stopped"/.test(stderr), 'the app log (stderr) says stopped');
+  if (workers > 1) {
+    const pids = [...new Set(lines.map((l) => l.worker as number))];
+    check(
+      pids.length === workers && pids.every((p) => typeof p === 'number' && p !== proc.pid),
+      `requests were served by ${workers} worker processes (pids ${pids.join(', ')})`,
+    );
+    check(
+      pids.every((p) => !existsSync(`/proc/${p}`) || readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z ')),
+      'every worker has exited with the primary',
+    );
+  }
   void stdoutDone;
   console.log(`smoke-binary: OK (${checks} checks)`);
 } catch (err) {

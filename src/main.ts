@@ -1,6 +1,8 @@
 #!/usr/bin/env bun
 /**
- * CLI entry: serve (default) | validate | --version | --help.
+ * CLI entry: serve (default) | validate | --version | --help; a dispatcher to the
+ * process's role: a single gateway (`server.workers: 1`), the primary of a group of
+ * workers (app/primary.ts), or one of its workers (app/worker.ts, when WORKER_ENV is set).
  *
  * Only light modules are imported statically: `serve` may re-exec the process first
  * (boot/fetch-limit.ts), and Bun loads every static import before running any code, so
@@ -11,9 +13,9 @@
 import './app/raise-fetch-limit.ts';
 import { type CliArgs, parseArgs, USAGE, UsageError } from './app/cli.ts';
 import { FETCH_LIMIT_VAR } from './app/fetch-limit.ts';
-import type { Gateway } from './app/gateway.ts';
-import type { AppLog } from './lib/app-log.ts';
+import type { Supervised } from './app/signals.ts';
 import { VERSION } from './lib/version.ts';
+import { WORKER_ENV } from './lib/workers.ts';
 
 async function main(argv: string[]): Promise<number> {
   let args: CliArgs;
@@ -32,6 +34,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`skybridge ${VERSION}: LLM API gateway\n\n${USAGE}\n`);
     return 0;
   }
+  // A worker of a group: everything it needs comes from its primary.
+  if (args.command === 'serve' && process.env[WORKER_ENV]) return (await import('./app/worker.ts')).runWorker();
   const { ConfigError } = await import('./app/config/load.ts');
   const { loadRuntimeConfig, locateConfig } = await import('./app/config/source.ts');
   const configPath = locateConfig(args.config, process.env);
@@ -52,11 +56,21 @@ async function main(argv: string[]): Promise<number> {
   // (a logrotate right at start-up), ignore it.
   const ignoreHup = () => {};
   process.on('SIGHUP', ignoreHup);
-  const { Gateway } = await import('./app/gateway.ts');
   const { appLog } = await import('./lib/app-log.ts');
-  let gateway: Gateway;
+  const { installSignals, supervised } = await import('./app/signals.ts');
+  let target: Supervised;
+  let workers: number;
   try {
-    gateway = await Gateway.start({ configPath, host: args.host, port: args.port });
+    const loaded = await loadRuntimeConfig(configPath);
+    workers = (await import('./app/cpus.ts')).resolveWorkers(args.workers ?? loaded.config.source.server.workers);
+    const common = { configPath, host: args.host, port: args.port, loaded };
+    if (workers > 1) {
+      const { Primary } = await import('./app/primary.ts');
+      target = await Primary.start({ ...common, workers, workersSetting: args.workers, argv });
+    } else {
+      const { Gateway } = await import('./app/gateway.ts');
+      target = supervised(await Gateway.start({ ...common, workersSetting: args.workers }));
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`skybridge: invalid config\n${err.message}\n`);
@@ -66,61 +80,17 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   process.off('SIGHUP', ignoreHup);
-  installSignals(gateway, appLog);
+  installSignals(target, appLog);
   appLog.info(
-    { pid: process.pid, version: VERSION, [FETCH_LIMIT_VAR]: process.env[FETCH_LIMIT_VAR] ?? '256 (Bun default)' },
+    {
+      pid: process.pid,
+      version: VERSION,
+      workers,
+      [FETCH_LIMIT_VAR]: process.env[FETCH_LIMIT_VAR] ?? '256 (Bun default)',
+    },
     'ready',
   );
   return new Promise<number>(() => {});
-}
-
-/** How long past `server.shutdown_grace_seconds` a shutdown may take (cutting streams, closing the log). */
-const SHUTDOWN_MARGIN_MS = 5000;
-
-function installSignals(gateway: Gateway, appLog: AppLog): void {
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      // A second signal ends the grace period; the log is still flushed.
-      gateway.cut();
-      return;
-    }
-    stopping = true;
-    const grace = gateway.state.config.source.server.shutdown_grace_seconds;
-    appLog.info({ signal, inflight: gateway.state.inflight, grace_seconds: grace }, 'shutting down');
-    // Whatever step hangs (a collector that never answers, a stuck disk), the process is
-    // gone before a supervisor's stop timeout would SIGKILL it without a word.
-    setTimeout(
-      () => {
-        appLog.error(
-          { grace_seconds: grace, margin_ms: SHUTDOWN_MARGIN_MS, exit_code: 1 },
-          'shutdown did not finish within the grace period and its margin; exiting',
-        );
-        process.exit(1);
-      },
-      grace * 1000 + SHUTDOWN_MARGIN_MS,
-    );
-    gateway.shutdown().then(
-      ({ requestLinesLost: lost }) => {
-        // Request lines that could not be written are data lost: a failed stop.
-        const code = lost > 0 ? 1 : 0;
-        appLog[code ? 'error' : 'info']({ exit_code: code, ...(lost > 0 && { request_lines_lost: lost }) }, 'stopped');
-        process.exit(code);
-      },
-      (err) => {
-        appLog.error({ err: String(err) }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
-    // logrotate: the request log is reopened at its path; then the config is read again.
-    gateway.plugins.reopen();
-    appLog.info('SIGHUP: request log reopened; reloading config');
-    void gateway.reload('SIGHUP');
-  });
 }
 
 main(process.argv.slice(2)).then(

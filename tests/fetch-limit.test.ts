@@ -6,6 +6,9 @@
  * 256 the last 44 wait for a free slot and end after ~4 s (the control: this test sees
  * the limit when it is there). scripts/smoke-binary checks the same on the compiled binary.
  *
+ * With workers, each worker inherits the primary's raised limit: 600 streams through two
+ * workers (more than 2 x 256) end after ~2 s as well.
+ *
  * The client side uses raw sockets: this test process's own fetch has the 256 limit too.
  */
 import { afterAll, expect, test } from 'bun:test';
@@ -35,10 +38,10 @@ function writeConfig(): string {
   );
 }
 
-async function streams(gp: GatewayProcess): Promise<{ complete: number; p50: number; max: number }> {
+async function streams(gp: GatewayProcess, n = STREAMS): Promise<{ complete: number; p50: number; max: number }> {
   const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
   const results = await Promise.all(
-    Array.from({ length: STREAMS }, () =>
+    Array.from({ length: n }, () =>
       rawRequest(
         gp.port,
         'POST',
@@ -51,7 +54,7 @@ async function streams(gp: GatewayProcess): Promise<{ complete: number; p50: num
   const times = results.map((r) => r.ms).sort((a, b) => a - b);
   return {
     complete: results.filter((r) => r.status === 200 && r.text.includes('data: [DONE]')).length,
-    p50: Math.round(times[STREAMS >> 1]!),
+    p50: Math.round(times[n >> 1]!),
     max: Math.round(times.at(-1)!),
   };
 }
@@ -82,5 +85,17 @@ test(`control: pinned to Bun's default of 256, the last ${STREAMS - 256} streams
   console.log(`Bun default: ${JSON.stringify(r)}`);
   expect(r.complete).toBe(STREAMS);
   expect(r.max).toBeGreaterThan(3600);
+  expect(await gp.stop()).toBe(0);
+}, 30_000);
+
+test(`workers: 2: each worker has the raised limit (${2 * STREAMS} concurrent 2 s streams end after ~2 s)`, async () => {
+  const gp = await startGatewayProcess(['--config', writeConfig()], { env: childEnv(), workers: 2 });
+  procs.push(gp);
+  const ready = await gp.waitForLog((l) => l.msg === 'ready');
+  expect(ready).toMatchObject({ workers: 2, BUN_CONFIG_MAX_HTTP_REQUESTS: '16384' });
+  const r = await streams(gp, 2 * STREAMS);
+  console.log(`two workers: ${JSON.stringify(r)}`);
+  expect(r.complete).toBe(2 * STREAMS);
+  expect(r.max).toBeLessThan(3200);
   expect(await gp.stop()).toBe(0);
 }, 30_000);

@@ -129,12 +129,26 @@ export function patternSha256(bytes: number): string {
  * `plugins:` line: the shipping default list (governance, logging, explorer, metrics,
  * tracing; governance and tracing then off, having no section).
  */
-export function skybridgeConfig(port: number, mockUrl: string, logFile: string, plugins: readonly string[]): string {
+export function skybridgeConfig(
+  port: number,
+  mockUrl: string,
+  logFile: string,
+  plugins: readonly string[],
+  /** `workers`: server.workers (unset: auto); `governed`: CLIENT_HEADERS' bearer is a virtual key with a rate limit. */
+  options: { workers?: number; governed?: boolean } = {},
+): string {
   const tracing = plugins.find((p) => p.startsWith('tracing'));
   const [tracingKind, ratio = '1'] = (tracing ?? '').split('@');
   const ids = plugins.map((p) => (p === tracing ? 'tracing' : p));
+  const workers = options.workers === undefined ? '' : `, workers: ${options.workers}`;
   return [
-    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128 }`,
+    `server: { host: 127.0.0.1, port: ${port}, max_request_body_mb: 128${workers} }`,
+    ...(options.governed
+      ? [
+          // A limit never reached: every request is admitted, after its counter is checked and counted.
+          `governance: { virtual_keys: [{ name: bench, value: ${CLIENT_HEADERS.authorization!.slice(7)}, rate_limit: { requests_per_minute: 1000000000 } }] }`,
+        ]
+      : []),
     `logs: { file: ${JSON.stringify(logFile)} }`,
     ...(ids.length === 1 && ids[0] === 'default' ? [] : [`plugins: [${ids.join(', ')}]`]),
     ...(tracing

@@ -4,7 +4,7 @@
  * Each proxy is pinned to core 0; the mock, wrk and the bench clients to core 1, so the
  * figures are per core. Started by scripts/bench/run, which pins this script to core 1.
  *
- *   bun scripts/bench/main.ts [--quick] [--binary] [--only=latency,throughput,curve,ttfb,streams,bodies,observability,aborts]
+ *   bun scripts/bench/main.ts [--quick] [--binary] [--only=latency,throughput,curve,ttfb,streams,bodies,observability,aborts,workers]
  *                             [--skybridge-root=DIR]   (another source tree, to compare changes)
  */
 import {
@@ -207,6 +207,29 @@ async function startSkybridge(
   );
 }
 
+/** Skybridge with `server.workers` set, its process group on `cores` (workers inherit the affinity). */
+async function startSkybridgeWorkers(
+  name: string,
+  workers: number,
+  cores: string,
+  upstream = mock.url,
+  governed = false,
+): Promise<Proc> {
+  const port = freePort();
+  const config = join(work, `${name}.yaml`);
+  const logFile = join(work, 'logs', name, 'requests.ndjson');
+  writeFileSync(config, skybridgeConfig(port, upstream, logFile, ['default'], { workers, governed }));
+  return startProc(
+    name,
+    cores,
+    skybridgeCmd(config, port),
+    { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS, SKYBRIDGE_LOG_LEVEL: 'warn' },
+    port,
+    '/health',
+    SKY_ROOT,
+  );
+}
+
 // ---------------------------------------------------------------------------------
 // /proc readings
 
@@ -232,6 +255,17 @@ function cpuSeconds(pid: number): number {
     } catch {}
   }
   return ticks / CLK_TCK;
+}
+
+/** CPU seconds (user + system) of one process, its children not counted. */
+function ownCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
 }
 
 /** Resident memory of a process tree, MB. */
@@ -288,6 +322,9 @@ interface WrkResult {
   mean_us: number;
   cpu_us_per_req?: number;
   cpu_util?: number;
+  /** Cores wrk itself used. */
+  wrk_cpu_util?: number;
+  duration_s?: number;
 }
 
 const luaScripts = new Map<number, string>();
@@ -319,16 +356,26 @@ end
   return path;
 }
 
-/** One wrk run; with `pid`, the CPU the proxy tree used per request. */
-async function wrk(url: string, conns: number, seconds: number, bodyBytes: number, pid?: number): Promise<WrkResult> {
+/**
+ * One wrk run; with `pid`, the CPU the proxy tree used per request. `cores` / `threads`:
+ * where wrk runs and with how many threads (default: the load core, one thread).
+ */
+async function wrk(
+  url: string,
+  conns: number,
+  seconds: number,
+  bodyBytes: number,
+  pid?: number,
+  load: { cores?: string; threads?: number } = {},
+): Promise<WrkResult> {
   const cpu0 = pid ? cpuSeconds(pid) : 0;
   const proc = Bun.spawn(
     [
       'taskset',
       '-c',
-      LOAD_CORE,
+      load.cores ?? LOAD_CORE,
       'wrk',
-      '-t1',
+      `-t${load.threads ?? 1}`,
       `-c${conns}`,
       `-d${seconds}s`,
       '--timeout',
@@ -359,6 +406,9 @@ async function wrk(url: string, conns: number, seconds: number, bodyBytes: numbe
     res.cpu_us_per_req = Math.round(((cpu1 - cpu0) * 1e6) / r.requests);
     res.cpu_util = Math.round(((cpu1 - cpu0) / (r.duration_us / 1e6)) * 100) / 100;
   }
+  const own = proc.resourceUsage()?.cpuTime.total;
+  if (own !== undefined) res.wrk_cpu_util = Math.round((Number(own) / r.duration_us) * 100) / 100;
+  res.duration_s = r.duration_us / 1e6;
   return res;
 }
 
@@ -833,6 +883,190 @@ try {
     for (const rs of Object.values(runs)) for (const list of Object.values(rs)) for (const r of list) delete r.samples;
     results.aborts = { rounds, summary, lag, runs };
   }
+
+  // 9. Several workers (server.workers), the default plugins, c=64, 1 KB chat.
+  //    (a) The cost of being several: workers: 2 and workers: 1, each whole process group
+  //        pinned to the proxy core, wrk on the load core: CPU us per request of the group
+  //        (primary included), rounds alternating which goes first. The control: two
+  //        unrelated workers: 1 gateways on that core, each under half the connections
+  //        (what any two processes sharing one core cost, with no group at all).
+  //    (b) Throughput when the proxy may use both cores: workers: 2 vs 1, the proxy, a
+  //        mock of its own and wrk (2 threads) all on both cores; where the CPU went.
+  //    (c) The primary's own CPU per request (the explorer rows it indexes), and with
+  //        governance, where every request is one IPC round trip to its counters.
+  if (want('workers')) {
+    log('workers: the cost of being several (both groups on one core)');
+    const rounds = QUICK ? 2 : 4;
+    const ONE_CORE = PROXY_CORE;
+    const BOTH = `${PROXY_CORE},${LOAD_CORE}`;
+    const groupRun = async (p: Proc, load?: { cores: string; threads: number }, peer?: Proc) => {
+      const primary0 = ownCpuSeconds(p.pid);
+      const peer0 = peer ? cpuSeconds(peer.pid) : 0;
+      const r = await wrk(p.url + CHAT, 64, S.throughputSec, 1024, p.pid, load);
+      const primaryUs = ((ownCpuSeconds(p.pid) - primary0) * 1e6) / Math.max(1, r.requests);
+      const peerUtil = peer ? (cpuSeconds(peer.pid) - peer0) / (r.duration_s ?? S.throughputSec) : undefined;
+      return { ...r, primary_cpu_us_per_req: r2(primaryUs), ...(peer && { mock_cpu_util: r2(peerUtil!) }) };
+    };
+    /** Two unrelated single-process gateways loaded at once, half the connections each. */
+    const pairRun = async (a: Proc, b: Proc) => {
+      const cpu0 = cpuSeconds(a.pid) + cpuSeconds(b.pid);
+      const [ra, rb] = await Promise.all([a, b].map((p) => wrk(p.url + CHAT, 32, S.throughputSec, 1024)));
+      const requests = ra!.requests + rb!.requests;
+      return {
+        rps: ra!.rps + rb!.rps,
+        cpu_us_per_req: Math.round(((cpuSeconds(a.pid) + cpuSeconds(b.pid) - cpu0) * 1e6) / Math.max(1, requests)),
+      };
+    };
+    const cost: Array<Record<string, any>> = [];
+    {
+      const w1 = await startSkybridgeWorkers('sky-w1', 1, ONE_CORE);
+      const w2 = await startSkybridgeWorkers('sky-w2', 2, ONE_CORE);
+      const pair = [
+        await startSkybridgeWorkers('sky-pair-a', 1, ONE_CORE),
+        await startSkybridgeWorkers('sky-pair-b', 1, ONE_CORE),
+      ];
+      for (const p of [w1, w2, ...pair]) await wrk(p.url + CHAT, 16, S.warmSec, 1024);
+      for (let i = 0; i < rounds; i++) {
+        const runs = [
+          ['w1', () => groupRun(w1)],
+          ['w2', () => groupRun(w2)],
+          ['pair', () => pairRun(pair[0]!, pair[1]!)],
+        ] as const;
+        const round: Record<string, any> = {};
+        for (const [name, run] of [...runs.slice(i % 3), ...runs.slice(0, i % 3)]) round[name] = await run();
+        round.cpu_ratio = r2(round.w2.cpu_us_per_req / round.w1.cpu_us_per_req);
+        round.pair_ratio = r2(round.pair.cpu_us_per_req / round.w1.cpu_us_per_req);
+        cost.push(round);
+        log(
+          `  round ${i + 1}: workers 1 ${round.w1.rps} req/s, ${round.w1.cpu_us_per_req} us/req; workers 2 ${round.w2.rps} req/s, ${round.w2.cpu_us_per_req} us/req (primary ${round.w2.primary_cpu_us_per_req}), ratio ${round.cpu_ratio}; two unrelated gateways ${round.pair.cpu_us_per_req} us/req, ratio ${round.pair_ratio}`,
+        );
+      }
+      for (const p of [w1, w2, ...pair]) await stopProc(p);
+    }
+
+    log('workers: throughput with the proxy, the mock and wrk on both cores');
+    const mockPort = freePort();
+    const mock2 = await startProc(
+      'mock-both',
+      BOTH,
+      ['bun', 'scripts/bench/mock.ts', String(mockPort)],
+      {},
+      mockPort,
+      '/health',
+    );
+    const both: Array<Record<string, any>> = [];
+    const load = { cores: BOTH, threads: 2 };
+    {
+      const w1 = await startSkybridgeWorkers('sky-both-w1', 1, BOTH, mock2.url);
+      const w2 = await startSkybridgeWorkers('sky-both-w2', 2, BOTH, mock2.url);
+      for (const p of [w1, w2]) await wrk(p.url + CHAT, 16, S.warmSec, 1024, undefined, load);
+      for (let i = 0; i < rounds; i++) {
+        const order =
+          i % 2
+            ? ([
+                ['w2', w2],
+                ['w1', w1],
+              ] as const)
+            : ([
+                ['w1', w1],
+                ['w2', w2],
+              ] as const);
+        const round: Record<string, any> = {};
+        for (const [name, p] of order) round[name] = await groupRun(p, load, mock2);
+        round.rps_ratio = r2(round.w2.rps / round.w1.rps);
+        both.push(round);
+        const split = (x: any) => `proxy ${x.cpu_util} / mock ${x.mock_cpu_util} / wrk ${x.wrk_cpu_util} cores`;
+        log(
+          `  round ${i + 1}: workers 1 ${round.w1.rps} req/s (${split(round.w1)}); workers 2 ${round.w2.rps} req/s (${split(round.w2)}); ratio ${round.rps_ratio}`,
+        );
+      }
+      await stopProc(w1);
+      await stopProc(w2);
+    }
+
+    log('workers: governance without Redis (every request asks the primary)');
+    const governed: Array<Record<string, any>> = [];
+    {
+      const g1 = await startSkybridgeWorkers('sky-gov-w1', 1, ONE_CORE, mock.url, true);
+      const g2 = await startSkybridgeWorkers('sky-gov-w2', 2, ONE_CORE, mock.url, true);
+      for (const p of [g1, g2]) await wrk(p.url + CHAT, 16, S.warmSec, 1024);
+      for (let i = 0; i < Math.max(1, rounds / 2); i++) {
+        const round: Record<string, any> = { w1: await groupRun(g1), w2: await groupRun(g2) };
+        round.cpu_ratio = r2(round.w2.cpu_us_per_req / round.w1.cpu_us_per_req);
+        governed.push(round);
+        log(
+          `  round ${i + 1}: governed, one core: workers 1 ${round.w1.cpu_us_per_req} us/req, workers 2 ${round.w2.cpu_us_per_req} us/req (primary ${round.w2.primary_cpu_us_per_req}); ratio ${round.cpu_ratio}`,
+        );
+      }
+      await stopProc(g1);
+      await stopProc(g2);
+    }
+    await stopProc(mock2);
+
+    const m = (rs: Array<Record<string, any>>, path: (r: any) => number) => r2(median(rs.map(path)));
+    const perCoreRps = m(cost, (r) => 1e6 / r.w1.cpu_us_per_req);
+    const w1Us = m(cost, (r) => r.w1.cpu_us_per_req);
+    const costRatio = m(cost, (r) => r.cpu_ratio);
+    const primaryUs = m(cost, (r) => r.w2.primary_cpu_us_per_req);
+    const governedPrimaryUs = m(governed, (r) => r.w2.primary_cpu_us_per_req);
+    results.workers = {
+      rounds,
+      cost_one_core: cost,
+      both_cores: both,
+      governed_one_core: governed,
+      summary: {
+        w1_cpu_us_per_req: m(cost, (r) => r.w1.cpu_us_per_req),
+        w2_cpu_us_per_req: m(cost, (r) => r.w2.cpu_us_per_req),
+        cpu_ratio: costRatio,
+        primary_cpu_us_per_req: primaryUs,
+        pair_cpu_us_per_req: m(cost, (r) => r.pair.cpu_us_per_req),
+        pair_ratio: m(cost, (r) => r.pair_ratio),
+        both_cores_rps: { w1: m(both, (r) => r.w1.rps), w2: m(both, (r) => r.w2.rps) },
+        both_cores_ratio: m(both, (r) => r.rps_ratio),
+        both_cores_cpu: {
+          w1: {
+            proxy: m(both, (r) => r.w1.cpu_util),
+            mock: m(both, (r) => r.w1.mock_cpu_util),
+            wrk: m(both, (r) => r.w1.wrk_cpu_util),
+          },
+          w2: {
+            proxy: m(both, (r) => r.w2.cpu_util),
+            mock: m(both, (r) => r.w2.mock_cpu_util),
+            wrk: m(both, (r) => r.w2.wrk_cpu_util),
+          },
+        },
+        governed_cpu_ratio: m(governed, (r) => r.cpu_ratio),
+        governed_primary_cpu_us_per_req: governedPrimaryUs,
+        // The model for N cores, one worker each (the load generated elsewhere):
+        // - each request costs what it costs a single process on a core of its own (w1),
+        //   plus the group's own machinery: what workers: 2 costs beyond two unrelated
+        //   gateways sharing the core alike (the primary's share and the IPC), so
+        //   N x 1e6 / (w1 + that); the pessimistic figure keeps the whole one-core ratio
+        //   (as if every worker shared its core with another);
+        // - the primary is one process: it indexes at most 1e6 / its us per request rows/s
+        //   (beyond that the explorer index skips ahead; requests are not slowed), and
+        //   admits at most 1e6 / its us per governed request (governance without Redis).
+        model: Object.fromEntries(
+          [8, 32].map((cores) => [
+            cores,
+            {
+              rps: Math.round(
+                (cores * 1e6) /
+                  (w1Us +
+                    Math.max(
+                      0,
+                      m(cost, (r) => r.w2.cpu_us_per_req - r.pair.cpu_us_per_req),
+                    )),
+              ),
+              rps_pessimistic: Math.round((cores * perCoreRps) / costRatio),
+              explorer_index_ceiling_rows: primaryUs > 0 ? Math.round(1e6 / primaryUs) : null,
+              governed_admits_ceiling_rps: governedPrimaryUs > 0 ? Math.round(1e6 / governedPrimaryUs) : null,
+            },
+          ]),
+        ),
+      },
+    };
+  }
 } finally {
   results.loadavg_end = loadavg();
   results.finished_at = new Date().toISOString();
@@ -1124,6 +1358,63 @@ if (A) {
     target: 'client abort reaches the upstream: p99 < 10 ms',
     value: `${AS.spread.skybridge.p99_median_of_rounds} ms (bare ${AS.spread.bare.p99_median_of_rounds} ms)`,
     met: ok,
+  });
+}
+const W = results.workers;
+if (W) {
+  const ws = W.summary;
+  lines.push('');
+  lines.push(`Several workers (server.workers), default plugins, c=64, 1 KB chat, ${W.rounds} rounds (medians)`);
+  row(['', 'workers: 1', 'workers: 2', 'ratio', 'target', 'met']);
+  lines.push('|---|---|---|---|---|---|');
+  const okCost = ws.cpu_ratio <= 1.05;
+  row([
+    '(a) one core: CPU us per request of the whole group',
+    ws.w1_cpu_us_per_req,
+    `${ws.w2_cpu_us_per_req} (primary ${ws.primary_cpu_us_per_req})`,
+    ws.cpu_ratio,
+    '<= 1.05',
+    okCost ? 'yes' : 'NO',
+  ]);
+  row([
+    '    control: two unrelated workers: 1 gateways on that core, half the connections each',
+    ws.w1_cpu_us_per_req,
+    ws.pair_cpu_us_per_req,
+    ws.pair_ratio,
+    '',
+    '',
+  ]);
+  row([
+    '(b) both cores (mock and wrk too): req/s',
+    ws.both_cores_rps.w1,
+    ws.both_cores_rps.w2,
+    ws.both_cores_ratio,
+    '',
+    '',
+  ]);
+  const c = (x: any) => `${x.proxy} / ${x.mock} / ${x.wrk}`;
+  row(['    cores used: proxy / mock / wrk', c(ws.both_cores_cpu.w1), c(ws.both_cores_cpu.w2), '', '', '']);
+  row([
+    'governance without Redis, one core: CPU us per request',
+    median(W.governed_one_core.map((r: any) => r.w1.cpu_us_per_req)),
+    `${median(W.governed_one_core.map((r: any) => r.w2.cpu_us_per_req))} (primary ${ws.governed_primary_cpu_us_per_req})`,
+    ws.governed_cpu_ratio,
+    '',
+    '',
+  ]);
+  for (const [cores, x] of Object.entries(ws.model as Record<string, any>))
+    row([
+      `(c) model, ${cores} cores: req/s (pessimistic); the primary indexes / admits at most`,
+      '',
+      `${x.rps} (${x.rps_pessimistic}); ${x.explorer_index_ceiling_rows} / ${x.governed_admits_ceiling_rps}`,
+      '',
+      '',
+      '',
+    ]);
+  checks.push({
+    target: 'workers: 2 on one core costs <= 5% more CPU per request',
+    value: `${ws.cpu_ratio}x`,
+    met: okCost,
   });
 }
 if (results.cost_curve) {

@@ -1,14 +1,19 @@
-/** Command-line parsing: `skybridge [serve|validate] [--config PATH] [--host H] [--port N]`. */
+/** Command-line parsing: `skybridge [serve|validate] [--config PATH] [--host H] [--port N] [--workers N|auto]`. */
+
+import { MAX_WORKERS } from '../lib/workers.ts';
 
 export interface CliArgs {
   command: 'serve' | 'validate' | 'version' | 'help';
   config?: string;
   host?: string;
   port?: number;
+  /** Overrides server.workers. */
+  workers?: 'auto' | number;
 }
 
 export const USAGE = `Usage:
-  skybridge [serve] [--config PATH] [--host H] [--port N]   start the gateway
+  skybridge [serve] [--config PATH] [--host H] [--port N] [--workers N|auto]
+                                                             start the gateway
   skybridge validate [--config PATH]                         check a config, exit 0/1
   skybridge --version | --help
 
@@ -16,7 +21,7 @@ Config lookup: --config, else $SKYBRIDGE_CONFIG, else ./config.yaml|yml|json, el
 built-in default enabling each provider whose API key variables are set
 (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, AZURE_API_KEY + AZURE_ENDPOINT,
 GOOGLE_APPLICATION_CREDENTIALS + VERTEX_PROJECT + VERTEX_REGION).
-Default bind: 127.0.0.1:8080.`;
+Default bind: 127.0.0.1:8080, one worker process per usable CPU (server.workers).`;
 
 export class UsageError extends Error {}
 
@@ -55,6 +60,14 @@ export function parseArgs(argv: string[]): CliArgs {
         if (!Number.isInteger(n) || n < 0 || n > 65535)
           throw new UsageError(`--port must be an integer 0-65535, got "${v}"`);
         args.port = n;
+        break;
+      }
+      case '--workers': {
+        const v = value();
+        const n = Number(v);
+        if (v !== 'auto' && !(Number.isInteger(n) && n >= 1 && n <= MAX_WORKERS))
+          throw new UsageError(`--workers must be auto or an integer 1-${MAX_WORKERS}, got "${v}"`);
+        args.workers = v === 'auto' ? 'auto' : n;
         break;
       }
       case 'serve':

@@ -4,6 +4,7 @@
  */
 import type { Server } from 'bun';
 import type { RuntimeConfig } from '../config/runtime.ts';
+import { type Group, LocalGroup } from '../core/group.ts';
 import { Pipeline } from '../core/pipeline.ts';
 import type { StaticPlugin } from '../core/plugin.ts';
 import type { GatewayState } from '../core/runtime.ts';
@@ -13,7 +14,7 @@ import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
 import { PluginSet, type ShutdownReport } from '../plugins/index.ts';
 import { ConfigError, type Env } from './config/load.ts';
 import { loadRuntimeConfig } from './config/source.ts';
-import { ConfigWatcher } from './config/watch.ts';
+import { ConfigWatcher, TlsFileWatch } from './config/watch.ts';
 
 export interface GatewayOptions {
   /** Config file path; undefined = built-in default. */
@@ -25,7 +26,21 @@ export interface GatewayOptions {
   plugins?: StaticPlugin[];
   /** Reload when the config file changes (default true; needs configPath). */
   watch?: boolean;
+  /** The config, already loaded (the CLI read it to count workers; a worker got it from its primary). */
+  loaded?: { config: RuntimeConfig; text: string | undefined };
+  /** The process group (default: this process alone). */
+  group?: Group;
+  /** Share the port with the other workers (SO_REUSEPORT); off for a single process. */
+  reusePort?: boolean;
+  /** The command line's --workers, which overrides server.workers (a change of either needs a restart). */
+  workersSetting?: 'auto' | number;
 }
+
+/** What applying a config did: the routes it added, or why the plugins refused it. */
+export type ApplyResult = { ok: true; routes: { added: string[]; live: boolean } } | { ok: false; error: string };
+
+/** What was bound at start, which a reload cannot change, by setting (`server.<name>`). */
+export type BoundSettings = Record<string, string | number | boolean>;
 
 /** How long sessions closed at the end of the grace period get to finish their closing handshake. */
 const SESSION_CLOSE_WAIT_MS = 1000;
@@ -33,9 +48,9 @@ const SESSION_CLOSE_WAIT_MS = 1000;
 export class Gateway {
   private watcher: ConfigWatcher | undefined;
   /** server.tls's files, re-read when they change (a renewed certificate). */
-  private tlsWatchers: ConfigWatcher[] = [];
+  private tlsFiles: TlsFileWatch | undefined;
   /** What the server was started with (CLI or config): changing these needs a restart. */
-  private listenAt = { host: '', port: 0, idle_timeout_seconds: 0, tls: false, websocket_max_message_mb: 0 };
+  private listenAt: BoundSettings = {};
   private reloadChain: Promise<unknown> = Promise.resolve();
   private cutRequested = false;
 
@@ -49,9 +64,12 @@ export class Gateway {
 
   static async start(options: GatewayOptions): Promise<Gateway> {
     const env = options.env ?? process.env;
-    const { config, text } = await loadRuntimeConfig(options.configPath, env);
+    const { config, text } = options.loaded ?? (await loadRuntimeConfig(options.configPath, env));
+    const group = options.group ?? new LocalGroup();
+    // A worker's primary has said the warnings already.
+    const worker = group.role === 'worker';
     applyConfiguredLevel(config.source.logs.level);
-    for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
+    if (!worker) for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     const state: GatewayState = {
       config,
       pipeline: Pipeline.EMPTY,
@@ -62,7 +80,7 @@ export class Gateway {
       cutting: false,
       reloads: { success: 0, failure: 0, lastSuccessful: true },
     };
-    const plugins = new PluginSet(() => state, options.plugins);
+    const plugins = new PluginSet(() => state, options.plugins, group);
     state.pipeline = await plugins.pipelineFor(config);
     const routes = new PassthroughRoutes(state);
     const app = createApp(state, plugins.routes(config), {
@@ -78,23 +96,23 @@ export class Gateway {
       idleTimeoutSeconds: config.source.server.idle_timeout_seconds,
       maxMessageMb: ws.max_message_mb,
       tls: config.serverTls,
+      // Workers share the port on purpose (their primary checked it was free).
+      sharedPort: options.reusePort ?? false,
       onServer: (server) => routes.attach(server),
     });
     const server = listener.server;
-    appLog.info({ host, port: server.port, tls: listener.secure, config: config.origin }, 'skybridge listening');
+    appLog[worker ? 'debug' : 'info'](
+      { host, port: server.port, tls: listener.secure, config: config.origin },
+      worker ? 'worker listening' : 'skybridge listening',
+    );
     const gateway = new Gateway(state, plugins, listener, routes, options);
-    gateway.listenAt = {
-      host,
-      port,
-      idle_timeout_seconds: config.source.server.idle_timeout_seconds,
-      tls: listener.secure,
-      websocket_max_message_mb: ws.max_message_mb,
-    };
+    gateway.listenAt = boundSettings(config, options);
     if (options.configPath && options.watch !== false) {
       gateway.watcher = new ConfigWatcher(options.configPath, () => gateway.reload('file changed'), {
         initialText: text,
       });
-      gateway.watchTlsFiles(config);
+      gateway.tlsFiles = new TlsFileWatch(() => gateway.reload('certificate file changed'));
+      gateway.tlsFiles.follow(config);
     }
     return gateway;
   }
@@ -136,25 +154,37 @@ export class Gateway {
       return this.rejectReload({ reason, problems, error: (err as Error).message });
     }
     for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
-    applyConfiguredLevel(config.source.logs.level);
-    this.warnRestartNeeded(config);
-    let pipeline: Pipeline;
-    try {
-      pipeline = await this.plugins.pipelineFor(config);
-    } catch (err) {
-      // A plugin could not take the new config (a log file that cannot be opened): the
-      // previous pipeline and config stay in force.
-      return this.rejectReload({ reason, error: (err as Error).message });
-    }
-    const previous = this.state.config;
-    this.state.config = config;
-    this.state.pipeline = pipeline;
-    this.routeNewProviders(config);
-    this.applyTls(config, previous);
+    warnRestartNeeded(this.listenAt, boundSettings(config, this.options), `${this.listenAt.host}:${this.server.port}`);
+    const applied = await this.applyConfig(config);
+    // A plugin could not take the new config (a log file that cannot be opened): the
+    // previous pipeline and config stay in force.
+    if (!applied.ok) return this.rejectReload({ reason, error: applied.error });
+    logRoutesAdded(applied.routes);
+    this.tlsFiles?.follow(config);
     appLog.info({ reason, config: config.origin }, 'config reloaded');
     this.state.reloads.success++;
     this.state.reloads.lastSuccessful = true;
     return true;
+  }
+
+  /**
+   * Swap in a loaded config: the plugins take it, then the config and its pipeline are
+   * swapped at once and the providers it adds are routed. Logs nothing (the caller says
+   * what happened: this process, or the primary for its workers).
+   */
+  async applyConfig(config: RuntimeConfig): Promise<ApplyResult> {
+    applyConfiguredLevel(config.source.logs.level);
+    let pipeline: Pipeline;
+    try {
+      pipeline = await this.plugins.pipelineFor(config);
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+    const previous = this.state.config;
+    this.state.config = config;
+    this.state.pipeline = pipeline;
+    this.applyTls(config, previous);
+    return { ok: true, routes: this.routes.add(config.customRoutes) };
   }
 
   private rejectReload(fields: Record<string, unknown>): false {
@@ -162,19 +192,6 @@ export class Gateway {
     this.state.reloads.failure++;
     this.state.reloads.lastSuccessful = false;
     return false;
-  }
-
-  /** `/<name>_passthrough` of a provider this reload added; `/passthrough/<name>` serves it already. */
-  private routeNewProviders(config: RuntimeConfig): void {
-    const { added, live } = this.routes.add(config.customRoutes);
-    if (added.length === 0) return;
-    const prefixes = added.map((name) => `/${name}_passthrough`);
-    if (live) appLog.info({ prefixes }, `routes added: ${prefixes.join(', ')}`);
-    else
-      appLog.warn(
-        { prefixes },
-        `${prefixes.join(', ')} need a restart to be routed; /passthrough/<name>/... serves these providers now`,
-      );
   }
 
   /**
@@ -187,46 +204,6 @@ export class Gateway {
     if (tls && this.listener.secure && (tls.cert !== current?.cert || tls.key !== current?.key)) {
       this.listener.replaceTls(tls);
       appLog.info({ cert_file: tls.certFile, key_file: tls.keyFile }, 'server certificate reloaded');
-    }
-    if (tls?.certFile !== current?.certFile || tls?.keyFile !== current?.keyFile) this.watchTlsFiles(config);
-  }
-
-  /** Reload when server.tls's certificate or key file changes (its renewal), as for the config file. */
-  private watchTlsFiles(config: RuntimeConfig): void {
-    for (const w of this.tlsWatchers) w.close();
-    this.tlsWatchers = [];
-    const tls = config.serverTls;
-    if (!tls || !this.watcher) return;
-    for (const [file, text] of [
-      [tls.certFile, tls.cert],
-      [tls.keyFile, tls.key],
-    ] as const) {
-      this.tlsWatchers.push(
-        new ConfigWatcher(file, () => this.reload('certificate file changed'), {
-          initialText: text,
-          what: 'server.tls file',
-        }),
-      );
-    }
-  }
-
-  /** server.host / server.port are bound at start: say so instead of ignoring a change. */
-  private warnRestartNeeded(config: RuntimeConfig): void {
-    const wanted = {
-      host: this.options.host ?? config.source.server.host,
-      port: this.options.port ?? config.source.server.port,
-      idle_timeout_seconds: config.source.server.idle_timeout_seconds,
-      tls: config.serverTls !== undefined,
-      websocket_max_message_mb: config.source.server.websocket.max_message_mb,
-    };
-    for (const field of ['host', 'port', 'idle_timeout_seconds', 'tls', 'websocket_max_message_mb'] as const) {
-      if (wanted[field] === this.listenAt[field]) continue;
-      const setting =
-        field === 'tls' ? 'server.tls (on or off)' : `server.${field.replace('websocket_', 'websocket.')}`;
-      appLog.warn(
-        { setting, in_force: this.listenAt[field], configured: wanted[field] },
-        `${setting} changed to ${wanted[field]}: needs a restart; still listening on ${this.listenAt.host}:${this.server.port}`,
-      );
     }
   }
 
@@ -242,7 +219,7 @@ export class Gateway {
    */
   async shutdown(graceMs = this.state.config.source.server.shutdown_grace_seconds * 1000): Promise<ShutdownReport> {
     this.watcher?.close();
-    for (const w of this.tlsWatchers) w.close();
+    this.tlsFiles?.close();
     this.state.draining = true;
     // Live streams (explorer) never end on their own: end them, or draining waits out the grace period.
     this.plugins.drain();
@@ -273,5 +250,44 @@ export class Gateway {
     const cutDeadline = performance.now() + 2000;
     while (this.state.inflight > 0 && performance.now() < cutDeadline) await Bun.sleep(10);
     return this.plugins.close();
+  }
+}
+
+/** `/<name>_passthrough` of a provider a reload added; `/passthrough/<name>` serves it already. */
+export function logRoutesAdded({ added, live }: { added: string[]; live: boolean }): void {
+  if (added.length === 0) return;
+  const prefixes = added.map((name) => `/${name}_passthrough`);
+  if (live) appLog.info({ prefixes }, `routes added: ${prefixes.join(', ')}`);
+  else
+    appLog.warn(
+      { prefixes },
+      `${prefixes.join(', ')} need a restart to be routed; /passthrough/<name>/... serves these providers now`,
+    );
+}
+
+/** What this config would bind (the command line's host, port and workers win): a change needs a restart. */
+export function boundSettings(
+  config: RuntimeConfig,
+  cli: { host?: string; port?: number; workersSetting?: 'auto' | number },
+): BoundSettings {
+  const server = config.source.server;
+  return {
+    host: cli.host ?? server.host,
+    port: cli.port ?? server.port,
+    idle_timeout_seconds: server.idle_timeout_seconds,
+    tls: config.serverTls !== undefined,
+    'websocket.max_message_mb': server.websocket.max_message_mb,
+    workers: cli.workersSetting ?? server.workers,
+  };
+}
+
+/** server.host / server.port (and the like) are bound at start: say so instead of ignoring a change. */
+export function warnRestartNeeded(inForce: BoundSettings, wanted: BoundSettings, listening: string): void {
+  for (const field of Object.keys(inForce)) {
+    if (wanted[field] === inForce[field]) continue;
+    appLog.warn(
+      { setting: `server.${field}`, in_force: inForce[field], configured: wanted[field] },
+      `server.${field} changed to ${wanted[field]}: needs a restart; still listening on ${listening}`,
+    );
   }
 }

@@ -5,6 +5,7 @@
  */
 import * as v from 'valibot';
 import { isIpOrCidr } from '../lib/ip-ranges.ts';
+import { MAX_WORKERS } from '../lib/workers.ts';
 
 /** The providers built in: each has a route of its own and is there even when the config leaves it out. */
 export const PROVIDER_IDS = ['openai', 'anthropic', 'azure', 'gemini', 'vertex', 'bedrock'] as const;
@@ -194,6 +195,14 @@ export const ServerSchema = v.strictObject({
   trusted_proxies: v.optional(
     v.array(v.pipe(v.string(), v.check(isIpOrCidr, 'must be an IP address or a CIDR range like 10.0.0.0/8'))),
     [],
+  ),
+  /**
+   * Gateway processes serving the port (SO_REUSEPORT): `auto` = the CPUs this process may
+   * use (affinity mask and cgroup quota), 1 = a single process. Restart to change.
+   */
+  workers: v.optional(
+    v.union([v.literal('auto'), v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_WORKERS))]),
+    'auto',
   ),
   /** Serve HTTPS and WSS with this certificate (PEM files); unset: plain HTTP. */
   tls: v.optional(

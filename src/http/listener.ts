@@ -28,6 +28,11 @@ export interface ListenSettings {
   /** The largest WebSocket message a client may send (server.websocket.max_message_mb). */
   maxMessageMb: number;
   tls: ServerTls | undefined;
+  /**
+   * The port is shared with the other workers of a group (SO_REUSEPORT on, no check that
+   * it is free: the primary made that check before it started them).
+   */
+  sharedPort?: boolean;
   /** Told of each server that starts accepting (the first, then one per new certificate). */
   onServer?: (server: Server<unknown>) => void;
 }
@@ -46,7 +51,7 @@ export class Listener {
 
   static start(app: Elysia, settings: ListenSettings): Listener {
     const listener = new Listener(app, settings);
-    const port = settings.tls ? freePort(settings.hostname, settings.port) : settings.port;
+    const port = settings.tls && !settings.sharedPort ? freePort(settings.hostname, settings.port) : settings.port;
     listener.listen(port, settings.tls);
     return listener;
   }
@@ -95,9 +100,10 @@ export class Listener {
       maxRequestBodySize: Number.MAX_SAFE_INTEGER,
       idleTimeout: s.idleTimeoutSeconds,
       // Elysia turns SO_REUSEPORT on by default: a second gateway on the same port would
-      // start "fine" and silently take half the connections. Only TLS needs it (a new
-      // certificate's socket), after freePort's check.
-      reusePort: tls !== undefined,
+      // start "fine" and silently take half the connections. Only the workers of one
+      // primary (sharing the port on purpose) and TLS (a new certificate's socket, after
+      // freePort's check) need it.
+      reusePort: s.sharedPort === true || tls !== undefined,
       ...(tls && { tls: { cert: tls.cert, key: tls.key } }),
       // Elysia's Bun adapter spreads this over its own handlers (which dispatch to
       // ws.data.open, .message, ...); the app declares no Elysia WebSocket route, so the

@@ -32,6 +32,8 @@ export class KeyPool<K extends PoolKey> {
    * and until when (epoch ms); nearly always empty.
    */
   private readonly resting = new Map<string, Map<K, number>>();
+  /** Told of each rest this pool starts (a worker of a group tells the others). */
+  onRest: ((key: K, model: string, until: number) => void) | undefined;
 
   constructor(readonly keys: readonly K[]) {
     // A request that names no model (GET /v1/models, file uploads) may use any key
@@ -77,12 +79,23 @@ export class KeyPool<K extends PoolKey> {
   /** The upstream refused `key` for `model` for its rate limit and said for how long: prefer others meanwhile. */
   rest(key: K, model: string | undefined, ms: number): void {
     if (this.keys.length < 2 || !(ms > 0)) return;
-    let keys = this.resting.get(model ?? '');
+    const until = Date.now() + Math.min(ms, MAX_REST_MS);
+    if (this.restUntil(key, model ?? '', until)) this.onRest?.(key, model ?? '', until);
+  }
+
+  /**
+   * `key` rests for `model` ('' for none) until `until` (epoch ms): a rest this pool
+   * started, or one another process of the group started (told through `onRest` there).
+   * False when too many models rest already to remember one more.
+   */
+  restUntil(key: K, model: string, until: number): boolean {
+    let keys = this.resting.get(model);
     if (!keys) {
-      if (this.resting.size >= MAX_MEMOISED_MODELS) return;
-      this.resting.set(model ?? '', (keys = new Map()));
+      if (this.resting.size >= MAX_MEMOISED_MODELS) return false;
+      this.resting.set(model, (keys = new Map()));
     }
-    keys.set(key, Date.now() + Math.min(ms, MAX_REST_MS));
+    keys.set(key, Math.min(until, Date.now() + MAX_REST_MS));
+    return true;
   }
 
   /** The keys resting for a model now (expired rests are dropped here), or undefined for none. */

@@ -3,8 +3,13 @@
  * created once; on every config load the plugins the config lists are configured, in its
  * order, and those that return hooks make up the pipeline; the others are told to
  * release what they hold (`off`). Plugins of an embedding program (tests) run after them.
+ *
+ * Each plugin is given the process group (core/group.ts) and says itself what it shares
+ * with the other processes of the group; in the primary of a group, the same plugins are
+ * configured but serve no request: they hold what the workers ask for.
  */
 import type { RuntimeConfig } from '../config/runtime.ts';
+import { type Group, LocalGroup } from '../core/group.ts';
 import { Pipeline, type Stage } from '../core/pipeline.ts';
 import type { Plugin, PluginRoute, RuntimeView, StaticPlugin } from '../core/plugin.ts';
 import { ExplorerPlugin } from './explorer/index.ts';
@@ -14,19 +19,26 @@ import { RequestLogPlugin } from './request-log/index.ts';
 import { TracingPlugin } from './tracing/index.ts';
 
 export class PluginSet {
-  readonly governance = new GovernancePlugin();
-  readonly logging = new RequestLogPlugin();
-  readonly explorer = new ExplorerPlugin();
+  readonly governance: GovernancePlugin;
+  readonly logging: RequestLogPlugin;
+  readonly explorer: ExplorerPlugin;
   readonly metrics: MetricsPlugin;
   readonly tracing = new TracingPlugin();
   private readonly all: readonly Plugin[];
 
-  /** `runtime`: the running gateway's counters (metrics reads them); `extra`: an embedding program's plugins. */
+  /**
+   * `runtime`: the running gateway's counters (metrics reads them); `extra`: an embedding
+   * program's plugins; `group`: the processes this one shares state with (default: none).
+   */
   constructor(
     runtime: () => RuntimeView,
     private readonly extra: readonly StaticPlugin[] = [],
+    readonly group: Group = new LocalGroup(),
   ) {
-    this.metrics = new MetricsPlugin(runtime);
+    this.governance = new GovernancePlugin(group);
+    this.logging = new RequestLogPlugin(group);
+    this.explorer = new ExplorerPlugin(group);
+    this.metrics = new MetricsPlugin(runtime, group);
     this.all = [this.governance, this.logging, this.explorer, this.metrics, this.tracing];
   }
 

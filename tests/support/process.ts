@@ -104,12 +104,21 @@ export async function runCli(
 /**
  * Start a gateway process and wait until it listens. Pass `--config` etc. in `args`; the
  * config should use port 0 (the port is read from the "skybridge listening" log line).
+ * `workers`: the `--workers` given (default 1, a single process, as most tests need;
+ * `'config'` gives none, so the config's `server.workers` or its default `auto` applies).
  */
 export async function startGatewayProcess(
   args: string[],
-  opts: { cwd?: string; env?: Record<string, string>; cmd?: string[]; timeoutMs?: number } = {},
+  opts: {
+    cwd?: string;
+    env?: Record<string, string>;
+    cmd?: string[];
+    timeoutMs?: number;
+    workers?: number | 'auto' | 'config';
+  } = {},
 ): Promise<GatewayProcess> {
-  const r = run(args, opts);
+  const workers = opts.workers ?? 1;
+  const r = run(workers === 'config' ? args : [...args, '--workers', String(workers)], opts);
   const logs: any[] = [];
   let parsedUpTo = 0;
   const parse = () => {

@@ -22,7 +22,12 @@ const NATIVE_TIMEOUT_MIN_MS = 60_000;
 /** How far behind our own timers the socket timer stays when it is only a backstop. */
 const SOCKET_BACKSTOP_SLACK_MS = 10_000;
 
-export async function compileConfig(config: Config, origin: string): Promise<RuntimeConfig> {
+export async function compileConfig(
+  config: Config,
+  origin: string,
+  /** Files the config names, already read (a worker gets its primary's): see readServerTls. */
+  files: Readonly<Record<string, string>> = {},
+): Promise<RuntimeConfig> {
   const problems: ConfigProblem[] = [];
   const warnings: string[] = [];
   const report: Report = { origin, problems, warnings };
@@ -69,7 +74,7 @@ export async function compileConfig(config: Config, origin: string): Promise<Run
         'a governance section is configured but "governance" is not in plugins: virtual keys and limits are not enforced',
       );
   }
-  const serverTls = readServerTls(config.server.tls, origin, problems, warnings);
+  const serverTls = readServerTls(config.server.tls, origin, problems, warnings, files);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     source: config,

@@ -17,14 +17,16 @@ export function readServerTls(
   origin: string,
   problems: ConfigProblem[],
   warnings: string[],
+  /** Files already read (by a group's primary), by absolute path: used instead of reading them again. */
+  files: Readonly<Record<string, string>> = {},
 ): ServerTls | undefined {
   if (!input) return undefined;
   const problem = (field: string, message: string) =>
     problems.push({ file: origin, path: `server.tls.${field}`, message });
   const certFile = resolve(input.cert_file);
   const keyFile = resolve(input.key_file);
-  const cert = readPem(certFile, 'cert_file', problem);
-  const key = readPem(keyFile, 'key_file', problem);
+  const cert = files[certFile] ?? readPem(certFile, 'cert_file', problem);
+  const key = files[keyFile] ?? readPem(keyFile, 'key_file', problem);
   if (cert === undefined || key === undefined) return undefined;
 
   let x509: X509Certificate | undefined;

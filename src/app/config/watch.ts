@@ -21,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import { type FSWatcher, lstatSync, readFileSync, readlinkSync, realpathSync, watch } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
+import type { RuntimeConfig } from '../../config/runtime.ts';
 import { appLog } from '../../lib/app-log.ts';
 
 export interface ConfigWatchOptions {
@@ -188,5 +189,38 @@ export class ConfigWatcher {
       this.pending = false;
       this.schedule();
     }
+  }
+}
+
+/**
+ * server.tls's certificate and key files, watched like the config file: a renewal (the
+ * files rewritten, or a symlink swapped) reloads the config, which reads them again.
+ */
+export class TlsFileWatch {
+  private watchers: ConfigWatcher[] = [];
+  private files: string | undefined;
+
+  constructor(private readonly onChange: () => Promise<unknown> | unknown) {}
+
+  /** Watch this config's files (nothing when it has no server.tls); the same files stay watched. */
+  follow(config: RuntimeConfig): void {
+    const tls = config.serverTls;
+    const files = tls && `${tls.certFile}\n${tls.keyFile}`;
+    if (files === this.files) return;
+    this.close();
+    this.files = files;
+    if (!tls) return;
+    for (const [file, text] of [
+      [tls.certFile, tls.cert],
+      [tls.keyFile, tls.key],
+    ] as const) {
+      this.watchers.push(new ConfigWatcher(file, this.onChange, { initialText: text, what: 'server.tls file' }));
+    }
+  }
+
+  close(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    this.files = undefined;
   }
 }

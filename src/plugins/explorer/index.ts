@@ -7,21 +7,36 @@
  * is written every FLUSH_MS (or on the next tick once WRITE_CHUNK records are waiting),
  * in transactions of at most WRITE_CHUNK rows with the event loop free between them,
  * and live subscribers get each chunk right after it is written.
+ *
+ * In a group of workers the primary is the index's one writer, and it indexes the
+ * request log the workers append to (tail.ts), every FLUSH_MS, as it fills the index
+ * from that file on start: a worker does no explorer work per request, the file is the
+ * buffer while the primary is busy, and nothing per request crosses a process. Without
+ * a request log to read (no `logs.file`, or `logging` left out of `plugins`), the
+ * workers ship their rows to the primary instead, in batches of at most WRITE_CHUNK, one
+ * batch in flight at a time (IPC has no backpressure of its own: beyond MAX_OUTBOX rows
+ * waiting, the oldest are dropped), and the primary keeps the index in a temporary file.
+ * Workers answer the API from the index opened read-only, and their live subscribers
+ * get the rows every worker's requests added, read from the index every FLUSH_MS.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { RuntimeConfig } from '../../config/runtime.ts';
 import { jsonError } from '../../core/errors.ts';
+import { type Group, LocalGroup, topic } from '../../core/group.ts';
 import type { Hooks, Plugin, PluginRoute } from '../../core/plugin.ts';
 import type { RequestRecord } from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
 import { bearerToken } from '../../lib/secrets.ts';
 import { BearerToken, isLoopbackHost, isLoopbackIp, requestUrl } from '../shared/admin-auth.ts';
 import { type LineFormat, lineFormat } from '../shared/log-line.ts';
+import { WarnLimiter } from '../shared/warn-limiter.ts';
 import { type ExplorerApi, explorerRoutes } from './api.ts';
 import { ingestFile } from './ingest.ts';
 import { LiveFeed } from './live.ts';
-import { type IndexRow, type LogFilter, LogStore, rowFromFields } from './store.ts';
+import { type IndexRow, type LogFilter, LogStore, rowFromFields, rowFromLine } from './store.ts';
+import { LogTail } from './tail.ts';
 
 export const FLUSH_MS = 200;
 /** Rows per transaction: a write holds the event loop for one chunk at most (a few ms). */
@@ -32,6 +47,21 @@ const PRUNE_STEP = 2000;
 /** An existing index is topped up from this much of the log's end on start. */
 const TAIL_BYTES = 4 * 1024 * 1024;
 const DAY_MS = 86_400_000;
+/** Rows a worker keeps while the primary is behind; beyond this the oldest are dropped. */
+const MAX_OUTBOX = 20_000;
+/** Rows a worker's live feed reads from the index per query. */
+const LIVE_READ = 1000;
+/** The primary reads at most this much of the request log per step, the event loop free between steps. */
+const TAIL_STEP_BYTES = 1024 * 1024;
+/** A worker whose requests the primary reads from the request log: no hook per request. */
+const NO_HOOKS: Hooks = {};
+
+/** A worker's rows, written by the primary; answers how many were new. */
+const ROWS = topic<IndexRow[], number>('explorer.rows');
+/** Where the primary keeps the index (null: the explorer is off there). */
+const INDEX = topic<undefined, { path: string; rebuilding: boolean } | null>('explorer.index');
+/** The primary finished filling the index from the request log. */
+const FILLED = topic<undefined>('explorer.filled');
 
 export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
   readonly name = 'explorer';
@@ -51,23 +81,65 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
   private lastPrune = 0;
   private pruning: Promise<number> | undefined;
   private readonly live = new LiveFeed();
+  /** A worker: rows not yet written by the primary, the batch in flight, and the live feed's place in the index. */
+  private outbox: IndexRow[] = [];
+  private shipping: Promise<void> | undefined;
+  private readonly shipWarnings = new WarnLimiter(60_000);
+  private livePoll: ReturnType<typeof setInterval> | undefined;
+  private liveSeq = 0;
+  /** The primary without a request log file: its temporary index, removed at close. */
+  private tempIndex: string | undefined;
+  /** A group whose workers write the request log: the primary follows it into the index. */
+  private readsLog = false;
+  private tail: LogTail | undefined;
+  private tailTimer: ReturnType<typeof setInterval> | undefined;
+  private tailing: Promise<void> | undefined;
+  private readonly tailWarnings = new WarnLimiter(60_000);
+
+  constructor(private readonly group: Group = new LocalGroup()) {
+    if (group.role === 'primary') {
+      group.on(ROWS, (rows) => this.insert(rows));
+      group.on(INDEX, () => (this.store?.path ? { path: this.store.path, rebuilding: this.rebuilding } : null));
+    }
+    if (group.role === 'worker') group.on(FILLED, () => (this.rebuilding = false));
+  }
 
   /** Off with `explorer.enabled: false`. */
-  configure(config: RuntimeConfig): this | undefined {
+  configure(config: RuntimeConfig): Hooks | undefined | Promise<Hooks | undefined> {
     const ex = config.source.explorer;
     if (!ex.enabled) {
       this.closeStore();
       return undefined;
     }
-    this.format = lineFormat(config);
+    this.format = lineFormat(config, this.group.worker);
     this.providers = Object.keys(config.providers);
     this.token = ex.admin_token ? new BearerToken(ex.admin_token) : undefined;
     this.maxRows = ex.retention_max_rows;
     this.retentionMs = ex.retention_days * DAY_MS;
     const logFile = config.source.logs.file || null;
-    if (!this.store || logFile !== this.logFile) this.open(logFile);
-    else void this.prune();
+    const readsLog = this.group.role !== 'single' && logFile !== null && config.plugins.includes('logging');
+    if (this.group.role === 'worker') return this.openReader(readsLog);
+    if (!this.store || logFile !== this.logFile || readsLog !== this.readsLog) {
+      this.readsLog = readsLog;
+      this.open(logFile);
+    } else void this.prune();
     return this;
+  }
+
+  /** A worker: the primary's index, read-only (the primary has opened it for this config already). */
+  private async openReader(readsLog: boolean): Promise<Hooks | undefined> {
+    const index = await this.group.request(INDEX, undefined);
+    if (!index) {
+      this.closeStore();
+      return undefined;
+    }
+    this.rebuilding = index.rebuilding;
+    if (this.store?.path !== index.path) {
+      this.closeStore();
+      this.store = new LogStore(index.path, { readonly: true });
+    }
+    this.readsLog = readsLog;
+    return readsLog ? NO_HOOKS : this;
   }
 
   /** Not listed in `plugins`: stop indexing, release the index. */
@@ -81,14 +153,18 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
 
   private open(logFile: string | null): void {
     this.closeStore();
-    const path = logFile ? `${logFile}.index.sqlite` : null;
+    const path = logFile ? `${logFile}.index.sqlite` : this.group.role === 'primary' ? this.temporaryIndex() : null;
     if (path) mkdirSync(dirname(path), { recursive: true });
     let store: LogStore;
     try {
       store = new LogStore(path);
     } catch (err) {
-      appLog.error({ err: String(err), index: path }, 'explorer index could not be opened; using an in-memory index');
-      store = new LogStore(null);
+      const fallback = this.group.role === 'primary' && path !== this.tempIndex ? this.temporaryIndex() : null;
+      appLog.error(
+        { err: String(err), index: path, ...(fallback && { instead: fallback }) },
+        `explorer index could not be opened; using ${fallback ? 'a temporary' : 'an in-memory'} index`,
+      );
+      store = new LogStore(fallback);
     }
     this.store = store;
     this.logFile = logFile;
@@ -106,6 +182,8 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
         : Math.max(Date.now() - this.retentionMs, newest - 5 * 60_000);
     this.rebuilding = full;
     const started = performance.now();
+    // The primary of a group then follows the file from where the fill stopped.
+    if (this.readsLog) this.followLog(logFile, size);
     this.ingestion = ingestFile(store, logFile, {
       offset,
       minTs,
@@ -138,8 +216,65 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
         ),
       )
       .finally(() => {
-        if (this.store === store) this.rebuilding = false;
+        if (this.store !== store) return;
+        this.rebuilding = false;
+        this.group.broadcast(FILLED, undefined);
       });
+  }
+
+  /**
+   * The primary: index what the workers append to the request log, every FLUSH_MS, in
+   * steps of TAIL_STEP_BYTES and transactions of WRITE_CHUNK rows with the event loop free
+   * between them. Lines the fill on start reads too are inserted once (by request id).
+   */
+  private followLog(file: string, offset: number): void {
+    this.tail = new LogTail(file, offset);
+    this.tailTimer = setInterval(() => void this.readLog(), FLUSH_MS);
+    this.tailTimer.unref?.();
+  }
+
+  /** Index what the request log has that the index has not; resolves when done (or `steps` are). */
+  private readLog(steps = 16): Promise<void> {
+    this.tailing ??= (async () => {
+      for (let i = 0; i < steps; i++) {
+        const tail = this.tail;
+        if (!tail) return;
+        const read = tail.read(TAIL_STEP_BYTES);
+        if (read.skipped > 0)
+          this.tailWarnings.warn(
+            { file: tail.file, bytes: read.skipped },
+            'explorer index too far behind the request log: skipped ahead (those requests are in the log only)',
+          );
+        const rows: IndexRow[] = [];
+        for (const line of read.lines) {
+          try {
+            const row = rowFromLine(JSON.parse(line), line);
+            if (row) rows.push(row);
+          } catch {
+            // Not a JSON line: the request log has only those, unless edited by hand.
+          }
+        }
+        for (let at = 0; at < rows.length; at += WRITE_CHUNK) {
+          this.insert(rows.slice(at, at + WRITE_CHUNK));
+          await new Promise((r) => setImmediate(r));
+        }
+        if (!read.more) return;
+      }
+    })().finally(() => (this.tailing = undefined));
+    return this.tailing;
+  }
+
+  private stopFollowing(): void {
+    clearInterval(this.tailTimer);
+    this.tailTimer = undefined;
+    this.tail?.close();
+    this.tail = undefined;
+  }
+
+  /** The primary's index when there is no request log file: the workers need a file to read. */
+  private temporaryIndex(): string {
+    this.tempIndex ??= join(tmpdir(), `skybridge-explorer-${process.pid}.sqlite`);
+    return this.tempIndex;
   }
 
   /** Resolves when filling the index from the log (rebuild or top-up) is done. */
@@ -163,7 +298,7 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
     while (this.queue.length > 0) this.writeChunk();
   }
 
-  /** Write up to WRITE_CHUNK queued records in one transaction; schedule the rest. */
+  /** Write up to WRITE_CHUNK queued records in one transaction (a worker: ship them); schedule the rest. */
   private writeChunk(): void {
     if (this.timer) clearTimeout(this.timer);
     if (this.immediate) clearImmediate(this.immediate);
@@ -172,23 +307,73 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
     if (this.queue.length === 0) return;
     const batch = this.queue.length > WRITE_CHUNK ? this.queue.splice(0, WRITE_CHUNK) : this.queue.splice(0);
     if (this.queue.length > 0) this.immediate = setImmediate(() => this.writeChunk());
-    const store = this.store;
-    if (!store) return;
+    if (!this.store) return;
     const rows: IndexRow[] = [];
     for (const record of batch) {
       const row = rowFromFields(record, this.format!.fields(record));
       if (row) rows.push(row);
     }
+    if (this.group.role === 'worker') {
+      this.ship(rows);
+      return;
+    }
+    this.insert(rows);
+    this.live.broadcast(rows);
+  }
+
+  /** Rows into the index (this process's, or a worker's); retention when due. */
+  private insert(rows: IndexRow[]): number {
+    const store = this.store;
+    if (!store || rows.length === 0) return 0;
+    let added = 0;
     try {
-      store.insert(rows);
+      added = store.insert(rows);
     } catch (err) {
       appLog.error(
         { err: String(err), rows: rows.length },
         'explorer index write failed; batch dropped (the request log has it)',
       );
     }
-    this.live.broadcast(rows);
     if (store.rows > this.maxRows || Date.now() - this.lastPrune > PRUNE_EVERY_MS) void this.prune();
+    return added;
+  }
+
+  /** A worker: hand rows to the primary, one batch in flight at a time. */
+  private ship(rows: IndexRow[]): void {
+    for (const row of rows) this.outbox.push(row);
+    if (this.outbox.length > MAX_OUTBOX) {
+      const dropped = this.outbox.length - MAX_OUTBOX;
+      this.outbox.splice(0, dropped);
+      this.shipWarnings.warn(
+        { dropped },
+        'explorer index behind this worker: oldest rows not indexed (the request log has them)',
+      );
+    }
+    this.shipNext();
+  }
+
+  private shipNext(): void {
+    if (this.shipping || this.outbox.length === 0) return;
+    const batch = this.outbox.splice(0, WRITE_CHUNK);
+    this.shipping = this.group
+      .request(ROWS, batch, { timeoutMs: 10_000 })
+      .then(
+        () => {},
+        (err) =>
+          this.shipWarnings.warn(
+            { err: String((err as Error)?.message ?? err), rows: batch.length },
+            'explorer rows could not be handed to the primary; not indexed (the request log has them)',
+          ),
+      )
+      .finally(() => {
+        this.shipping = undefined;
+        this.shipNext();
+      });
+  }
+
+  /** Resolves when every row shipped so far has been answered for. */
+  private async shipped(): Promise<void> {
+    while (this.shipping) await this.shipping;
   }
 
   /**
@@ -220,7 +405,34 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
 
   /** An SSE response that receives every completed request matching `filter`. */
   subscribe(filter: LogFilter, signal: AbortSignal): Response {
-    return this.live.subscribe(filter, signal);
+    const response = this.live.subscribe(filter, signal);
+    if (this.group.role === 'worker' && !this.livePoll && this.store && this.live.size > 0) {
+      this.liveSeq = this.store.maxSeq();
+      this.livePoll = setInterval(() => this.pollLive(), FLUSH_MS);
+      this.livePoll.unref?.();
+    }
+    return response;
+  }
+
+  /** A worker's live feed: the rows any worker's requests added to the index since the last look. */
+  private pollLive(): void {
+    const store = this.store;
+    if (!store || this.live.size === 0) {
+      clearInterval(this.livePoll);
+      this.livePoll = undefined;
+      return;
+    }
+    try {
+      for (;;) {
+        const rows = store.since(this.liveSeq, LIVE_READ);
+        if (rows.length === 0) return;
+        this.liveSeq = rows.at(-1)!.seq;
+        this.live.broadcast(rows);
+        if (rows.length < LIVE_READ) return;
+      }
+    } catch (err) {
+      this.shipWarnings.warn({ err: String(err) }, 'explorer live feed could not read the index');
+    }
   }
 
   drain(): void {
@@ -282,15 +494,28 @@ export class ExplorerPlugin implements Plugin, Hooks, ExplorerApi {
 
   private closeStore(): void {
     this.flush();
+    this.stopFollowing();
     this.live.closeAll();
+    clearInterval(this.livePoll);
+    this.livePoll = undefined;
     this.store?.close();
+    if (this.store?.path && this.store.path === this.tempIndex)
+      for (const suffix of ['', '-wal', '-shm']) rmSync(this.tempIndex + suffix, { force: true });
     this.store = undefined;
     this.logFile = null;
     this.ingestion = undefined;
     this.rebuilding = false;
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    // A worker: what it queued reaches the primary before this process exits.
+    this.flush();
+    await this.shipped();
+    // The primary, once its workers have exited: the last lines they wrote.
+    if (this.tail) {
+      await this.tailing;
+      await this.readLog(Number.POSITIVE_INFINITY);
+    }
     this.closeStore();
   }
 }

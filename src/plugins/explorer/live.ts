@@ -5,7 +5,7 @@
  */
 import { jsonError } from '../../core/errors.ts';
 import { appLog } from '../../lib/app-log.ts';
-import type { IndexRow, LogFilter } from './store.ts';
+import type { LiveRow, LogFilter } from './store.ts';
 
 const KEEPALIVE_MS = 15_000;
 /** A live subscriber this far behind (bytes queued, unread) is disconnected. */
@@ -70,7 +70,7 @@ export class LiveFeed {
     for (const sub of [...this.subscribers]) this.unsubscribe(sub, true);
   }
 
-  broadcast(rows: readonly IndexRow[]): void {
+  broadcast(rows: readonly LiveRow[]): void {
     if (this.subscribers.size === 0 || rows.length === 0) return;
     for (const sub of this.subscribers) {
       let text = '';
@@ -114,7 +114,7 @@ export class LiveFeed {
 }
 
 /** The stream's filter, applied to a row in memory (same meaning as the SQL one). */
-export function matches(f: LogFilter, row: IndexRow): boolean {
+export function matches(f: LogFilter, row: LiveRow): boolean {
   if (f.from !== undefined && row.ts < f.from) return false;
   if (f.to !== undefined && row.ts > f.to) return false;
   if (f.provider !== undefined && row.provider !== f.provider) return false;

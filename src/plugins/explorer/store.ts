@@ -7,6 +7,9 @@
  * itself (`record`, the NDJSON line without `log` and the bodies) and the bodies last,
  * so list queries never read them. Rows are ordered by (ts, seq): `ts` is the request's
  * `time` in epoch ms, `seq` the rowid (insertion order) as a tie-breaker.
+ *
+ * One process writes it; the workers of a group open it read-only (WAL lets readers in
+ * other processes see each commit without blocking the writer).
  */
 import { Database } from 'bun:sqlite';
 import { existsSync, rmSync, statSync } from 'node:fs';
@@ -39,6 +42,12 @@ export interface IndexRow {
   request_body: string | null;
   response_body: string | null;
 }
+
+/** What the live feed needs of a row: the filter's columns and the line. */
+export type LiveRow = Pick<
+  IndexRow,
+  'ts' | 'provider' | 'model' | 'status' | 'virtual_key' | 'outcome' | 'path' | 'record'
+>;
 
 export interface LogFilter {
   /** Inclusive bounds, epoch ms. */
@@ -147,13 +156,30 @@ export class LogStore {
   readonly db: Database;
   /** Whether the file did not exist (or was unusable) and the index starts empty. */
   readonly created: boolean;
+  /** Opened read-only: another process writes it. */
+  readonly readonly: boolean;
   /** Rows in the table, tracked so retention needs no COUNT(*) per flush. */
   private count: number;
   private open_ = true;
   private readonly insertMany: (rows: IndexRow[]) => number;
 
   /** `path` null: an in-memory index (no request log file configured). */
-  constructor(readonly path: string | null) {
+  constructor(
+    readonly path: string | null,
+    options: { readonly?: boolean } = {},
+  ) {
+    this.readonly = options.readonly ?? false;
+    if (this.readonly) {
+      if (path === null) throw new Error('an in-memory index cannot be opened read-only');
+      this.db = new Database(path, { readonly: true, strict: true });
+      this.db.exec('PRAGMA busy_timeout = 2000');
+      this.created = false;
+      this.count = 0;
+      this.insertMany = () => {
+        throw new Error('the explorer index is open read-only');
+      };
+      return;
+    }
     let created = path === null || !existsSync(path) || statSync(path).size === 0;
     let db: Database;
     try {
@@ -202,7 +228,22 @@ export class LogStore {
   }
 
   get rows(): number {
+    if (this.readonly) return (this.db.query('SELECT count(*) AS n FROM requests').get() as { n: number }).n;
     return this.count;
+  }
+
+  /** The newest row's seq (0 when empty): the live feed of a reader starts after it. */
+  maxSeq(): number {
+    return (this.db.query('SELECT coalesce(max(seq), 0) AS s FROM requests').get() as { s: number }).s;
+  }
+
+  /** Rows inserted after `seq`, in insertion order (a reader's live feed). */
+  since(seq: number, limit: number): Array<LiveRow & { seq: number }> {
+    return this.db
+      .query(
+        'SELECT seq, ts, provider, model, status, virtual_key, outcome, path, record FROM requests WHERE seq > ? ORDER BY seq LIMIT ?',
+      )
+      .all(seq, limit) as Array<LiveRow & { seq: number }>;
   }
 
   /** Insert rows in one transaction; rows already present (same request_id) are skipped. */
@@ -289,6 +330,10 @@ export class LogStore {
   close(): void {
     if (!this.open_) return;
     this.open_ = false;
+    if (this.readonly) {
+      this.db.close();
+      return;
+    }
     try {
       this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
     } catch {
@@ -344,11 +389,15 @@ function pushValues(values: unknown[], row: IndexRow): unknown[] {
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
+/** How every request-log line starts: what follows is the line's record (`{` + the rest). */
+const LINE_PREFIX = '{"log":"request",';
+
 /**
  * A request-log line (as written to the NDJSON file, or about to be) as an index row;
- * undefined when it is not a request line (no request_id or unreadable time).
+ * undefined when it is not a request line (no request_id or unreadable time). `text`:
+ * the line as read, whose record is then cut from it rather than serialised again.
  */
-export function rowFromLine(line: Record<string, unknown>): IndexRow | undefined {
+export function rowFromLine(line: Record<string, unknown>, text?: string): IndexRow | undefined {
   const requestId = line.request_id;
   const ts = typeof line.time === 'string' ? Date.parse(line.time) : Number.NaN;
   if (typeof requestId !== 'string' || !requestId || !Number.isFinite(ts)) return undefined;
@@ -370,7 +419,10 @@ export function rowFromLine(line: Record<string, unknown>): IndexRow | undefined
     input_tokens: num(usage.input_tokens),
     output_tokens: num(usage.output_tokens),
     cost_usd: num(rest.cost_usd),
-    record: JSON.stringify(rest),
+    record:
+      text?.startsWith(LINE_PREFIX) && request_body === undefined && response_body === undefined
+        ? `{${text.slice(LINE_PREFIX.length)}`
+        : JSON.stringify(rest),
     request_body: str(request_body),
     response_body: str(response_body),
   };

@@ -13,9 +13,14 @@
  * therefore enforced on admission against what was
  * already spent: a request in flight may take a key past its limit, the next ones are
  * refused.
+ *
+ * In a group of workers without Redis, the counters and the upload sessions are the
+ * primary's: workers admit through it (GroupStore), and an upload session started on one
+ * worker is known to all.
  */
 import type { RuntimeConfig } from '../../config/runtime.ts';
 import { type ErrorType, GatewayError } from '../../core/errors.ts';
+import { type Group, LocalGroup, topic } from '../../core/group.ts';
 import type { Hooks, Plugin, RequestVerdict } from '../../core/plugin.ts';
 import { type RequestContext, type RequestRecord, Slot } from '../../core/request.ts';
 import { allows } from '../../keys/pool.ts';
@@ -29,12 +34,14 @@ import {
   type AdmitResult,
   type Check,
   type CounterStore,
+  GroupStore,
   type Increment,
   MemoryStore,
   RedisStore,
   redactRedisUrl,
+  serveCounters,
 } from './store.ts';
-import { UploadSessions } from './uploads.ts';
+import { type UploadSession, UploadSessions } from './uploads.ts';
 
 /** The virtual key a request is governed by, for its completion. */
 const GOVERNED = new Slot<VirtualKey>();
@@ -45,6 +52,12 @@ const TTL_SLACK_SEC = 60;
 const ADJECTIVE: Record<Period, string> = { hour: 'hourly', day: 'daily', week: 'weekly', month: 'monthly' };
 const HOW_TO_SEND =
   'send it as the x-bf-vk header or as the API key of your SDK (Authorization: Bearer, x-api-key, api-key, x-goog-api-key)';
+/** An upload session started on one worker, told to every other (and the primary). */
+const UPLOAD_STARTED = topic<{ id: string; key: string | undefined }>('governance.upload-started');
+/** A worker asks the primary about a session it has not heard of (yet). */
+const UPLOAD_RECALL = topic<string, UploadSession | null>('governance.upload-recall');
+/** How long the primary waits for a session's start to reach it before it answers unknown. */
+const UPLOAD_RECALL_WAIT_MS = 50;
 const UNKNOWN_UPLOAD =
   'this upload session was not started through this gateway instance, or has expired: send its requests with a virtual key, or start the upload again';
 
@@ -61,7 +74,9 @@ export class GovernancePlugin implements Plugin, Hooks {
   now: () => number = Date.now;
   /** Counters when no redis_url is set; kept for the plugin's lifetime (reloads keep counts). */
   readonly memory = new MemoryStore();
-  private store: CounterStore = this.memory;
+  /** Without Redis: this process's MemoryStore, or the primary's for a worker. */
+  private readonly local: CounterStore;
+  private store: CounterStore;
   private storeSignature: string | undefined;
   private required = false;
   private failOpen = true;
@@ -72,6 +87,24 @@ export class GovernancePlugin implements Plugin, Hooks {
   private readonly priceWarnings = new WarnLimiter(60_000);
   /** Upload sessions started through this gateway, and by which virtual key (kept across reloads). */
   readonly uploads = new UploadSessions();
+
+  constructor(private readonly group: Group = new LocalGroup()) {
+    this.local = group.role === 'worker' ? new GroupStore(group) : this.memory;
+    this.store = this.local;
+    if (group.role === 'primary') {
+      serveCounters(group, this.memory);
+      group.on(UPLOAD_RECALL, async (id) => {
+        let session = this.uploads.recall(id, this.now());
+        if (!session) {
+          // A session started on another worker a moment ago may still be on its way here.
+          await Bun.sleep(UPLOAD_RECALL_WAIT_MS);
+          session = this.uploads.recall(id, this.now());
+        }
+        return session ? { key: session.key } : null;
+      });
+    }
+    if (group.role !== 'single') group.on(UPLOAD_STARTED, ({ id, key }) => this.uploads.remember(id, key, this.now()));
+  }
 
   /** Off without a governance section that requires or names a virtual key: no request hook runs then. */
   configure(config: RuntimeConfig): this | undefined {
@@ -85,7 +118,8 @@ export class GovernancePlugin implements Plugin, Hooks {
     this.prefix = g?.redis_key_prefix ?? 'skybridge:gov:';
     this.keys = new VirtualKeyTable(g.virtual_keys, Object.keys(config.providers));
 
-    const url = g?.redis_url || undefined;
+    // The primary of a group serves no request: its workers use Redis themselves.
+    const url = (this.group.role !== 'primary' && g?.redis_url) || undefined;
     const timeoutMs = g?.redis_timeout_ms ?? 250;
     const signature = url ? `${url}\n${timeoutMs}` : undefined;
     if (signature !== this.storeSignature) {
@@ -101,10 +135,10 @@ export class GovernancePlugin implements Plugin, Hooks {
         this.store = redis;
         appLog.info({ redis: redactRedisUrl(url), timeout_ms: timeoutMs }, 'governance counters in redis');
       } else {
-        this.store = this.memory;
+        this.store = this.local;
       }
       this.storeSignature = signature;
-      if (old !== this.memory) void this.settled().then(() => old.close());
+      if (old !== this.local) void this.settled().then(() => old.close());
     }
 
     for (const k of g?.virtual_keys ?? []) {
@@ -130,7 +164,7 @@ export class GovernancePlugin implements Plugin, Hooks {
       return refuse(401, 'unauthorized', 'the x-bf-vk header does not hold a valid virtual key');
     let vk = found.key;
     if (ctx.uploadId !== undefined) {
-      const session = this.uploads.recall(ctx.uploadId, this.now());
+      const session = this.uploads.recall(ctx.uploadId, this.now()) ?? (await this.recallShared(ctx.uploadId));
       if (!vk && !found.anyCredential) {
         // No credential at all (Python's chunks): the session id stands for the key that started it.
         if (!session || (session.key !== undefined && !(vk = this.keys.named(session.key))))
@@ -212,7 +246,19 @@ export class GovernancePlugin implements Plugin, Hooks {
   onResponse(ctx: RequestContext, upstream: Response): void {
     if (upstream.status < 200 || upstream.status > 299) return;
     const id = ctx.startedUpload(upstream);
-    if (id !== undefined) this.uploads.remember(id, GOVERNED.get(ctx)?.name, this.now());
+    if (id === undefined) return;
+    const key = GOVERNED.get(ctx)?.name;
+    this.uploads.remember(id, key, this.now());
+    if (this.group.role === 'worker') this.group.broadcast(UPLOAD_STARTED, { id, key });
+  }
+
+  /** A worker that has not heard of a session asks the primary (the start may have been served by another worker). */
+  private async recallShared(id: string): Promise<UploadSession | undefined> {
+    if (this.group.role !== 'worker') return undefined;
+    const session = await this.group.request(UPLOAD_RECALL, id).catch(() => null);
+    if (!session) return undefined;
+    this.uploads.remember(id, session.key, this.now());
+    return session;
   }
 
   /** A model named after admission (a Gemini Live session's setup message): checked as onRequest checks one. */
@@ -328,8 +374,8 @@ export class GovernancePlugin implements Plugin, Hooks {
 
   private async releaseStore(): Promise<void> {
     await this.settled();
-    if (this.store !== this.memory) await this.store.close();
-    this.store = this.memory;
+    if (this.store !== this.local) await this.store.close();
+    this.store = this.local;
     this.storeSignature = undefined;
   }
 

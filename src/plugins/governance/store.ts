@@ -1,6 +1,8 @@
 /**
- * Where governance counters live: in this process (MemoryStore, the default) or in
- * Redis (RedisStore) so that several gateway instances enforce one limit.
+ * Where governance counters live: in this process (MemoryStore, the default), in the
+ * primary of a group of workers (GroupStore: the workers ask it over IPC, and it keeps a
+ * MemoryStore), or in Redis (RedisStore) so that several gateway instances enforce one
+ * limit.
  *
  * Both implement the same two operations, each atomic:
  * - `admit(checks)`: if every counter is below its limit, add each check's `inc` (the
@@ -11,6 +13,7 @@
  * shortly after their window ended.
  */
 import { RedisClient } from 'bun';
+import { type Group, topic } from '../../core/group.ts';
 
 export interface Check {
   key: string;
@@ -111,6 +114,46 @@ export class MemoryStore implements CounterStore {
     if (++this.ops % SWEEP_EVERY !== 0) return;
     for (const [key, cell] of this.cells) if (cell.expiresAt <= now) this.cells.delete(key);
   }
+}
+
+// --- the primary of a group of workers ---------------------------------------
+
+const ADMIT = topic<readonly Check[], AdmitResult>('governance.admit');
+const ADD = topic<readonly Increment[]>('governance.add');
+/** A worker waits this long for the primary's answer; then on_store_error applies. */
+const GROUP_TIMEOUT_MS = 2000;
+
+/**
+ * A worker's counters: each operation is one request to the primary, which runs it on
+ * its MemoryStore. Exact across workers (the primary runs one operation at a time), at
+ * the cost of one IPC round trip per admitted request.
+ */
+export class GroupStore implements CounterStore {
+  constructor(private readonly group: Group) {}
+
+  async admit(checks: readonly Check[]): Promise<AdmitResult> {
+    try {
+      return await this.group.request(ADMIT, checks, { timeoutMs: GROUP_TIMEOUT_MS });
+    } catch (err) {
+      throw new StoreError(`the primary process did not answer: ${(err as Error).message}`);
+    }
+  }
+
+  async add(increments: readonly Increment[]): Promise<void> {
+    try {
+      await this.group.request(ADD, increments, { timeoutMs: GROUP_TIMEOUT_MS });
+    } catch (err) {
+      throw new StoreError(`the primary process did not answer: ${(err as Error).message}`);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** The primary answers its workers' GroupStores from `memory`. */
+export function serveCounters(group: Group, memory: MemoryStore): void {
+  group.on(ADMIT, (checks) => memory.admitSync(checks));
+  group.on(ADD, (increments) => memory.add(increments));
 }
 
 // --- redis ------------------------------------------------------------------

@@ -116,12 +116,13 @@ export class CellHistogram {
 /** A counter whose values are read at scrape time from counts kept elsewhere. */
 export class ReadCounter {
   readonly type = 'counter';
-  readonly aggregator = 'sum';
 
   constructor(
     readonly name: string,
     readonly help: string,
     private readonly read: () => Array<{ labels: Record<string, string>; value: number }>,
+    /** How a group of workers merges it: `sum` for counts each worker keeps, `max` for counts they all share. */
+    readonly aggregator: 'sum' | 'max' = 'sum',
   ) {}
 
   async get() {

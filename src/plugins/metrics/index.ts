@@ -14,10 +14,28 @@
  * retry reason, error type and stream end reason come from fixed sets (anything unexpected is `other`);
  * models are folded (configured models, then the first MAX_DYNAMIC_MODELS others seen,
  * then `other`), and a model string that contains a configured secret is never a label.
+ *
+ * In a group of workers, a scrape served by any worker answers for the whole group: the
+ * worker asks the primary, which asks every worker for its registry (`getMetricsAsJSON`)
+ * and merges them with prom-client's `AggregatorRegistry.aggregate`, each family by its
+ * `aggregator` (counters and histograms summed; gauges summed or otherwise as their
+ * meaning requires), any family alike. The primary's own registry comes first (its
+ * process metrics count, and what cannot be merged, like the start time, is its own); a
+ * worker that has exited leaves its last counts behind, so no counter of the group ever
+ * goes down.
  */
-import { collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
+import {
+  AggregatorRegistry,
+  collectDefaultMetrics,
+  Gauge,
+  type Metric,
+  type MetricObjectWithValues,
+  type MetricValue,
+  Registry,
+} from 'prom-client';
 import type { RuntimeConfig } from '../../config/runtime.ts';
 import { type ErrorType, jsonError } from '../../core/errors.ts';
+import { type Group, LocalGroup, topic, WORKER_GONE } from '../../core/group.ts';
 import type { Hooks, Plugin, PluginRoute, RuntimeView } from '../../core/plugin.ts';
 import {
   type EndReason,
@@ -102,6 +120,13 @@ interface ProviderSeries {
 /** Raw model strings remembered per provider before folding is recomputed per request. */
 const MODEL_CACHE_MAX = 1000;
 
+type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
+/** A worker asks the primary for the group's scrape (the text). */
+const SCRAPE = topic<undefined, string>('metrics.scrape');
+/** The primary asks each worker for its registry. */
+const COLLECT = topic<undefined, MetricsJson>('metrics.collect');
+/** A worker slower than this to answer a scrape is counted with its last answer. */
+const COLLECT_TIMEOUT_MS = 3000;
 /** A WebSocket session whose tokens were counted as reported (onUsage), not at completion. */
 const COUNTED = new Slot<true>();
 
@@ -122,6 +147,9 @@ export class MetricsPlugin implements Plugin, Hooks {
   private readonly dynamicModels = new Set<string>();
   private secrets: readonly string[] = [];
   private readonly series = new Map<string, ProviderSeries>();
+  /** The primary: each worker's last answer, and the counts left by workers that exited. */
+  private readonly lastParts = new Map<number, MetricsJson>();
+  private retired: MetricsJson = [];
 
   private readonly requests = new CellCounter(
     'skybridge_requests_total',
@@ -171,7 +199,10 @@ export class MetricsPlugin implements Plugin, Hooks {
     ['provider', 'reason'],
   );
   /** The running gateway's counters, read at scrape time. */
-  constructor(runtime: () => RuntimeView) {
+  constructor(
+    runtime: () => RuntimeView,
+    private readonly group: Group = new LocalGroup(),
+  ) {
     for (const m of [
       this.requests,
       this.duration,
@@ -214,6 +245,8 @@ export class MetricsPlugin implements Plugin, Hooks {
       help: 'Keys passed over for some model for now: the upstream answered 429 with a Retry-After that has not run out.',
       labelNames: ['provider'],
       registers: [this.registry],
+      // Every worker of a group holds the same rests.
+      aggregator: 'max',
       collect() {
         for (const p of Object.values(runtime().config.providers)) this.set({ provider: p.name }, p.keys.restingNow());
       },
@@ -228,12 +261,16 @@ export class MetricsPlugin implements Plugin, Hooks {
           { labels: { result: 'failure' }, value: r.failure },
         ];
       },
+      // The group's reloads, counted by the primary: every worker holds the same counts.
+      'max',
     );
     this.registry.registerMetric(reloads as unknown as Metric);
     new Gauge({
       name: 'skybridge_config_last_reload_successful',
       help: '1 when the last config reload was applied, 0 when it was rejected.',
       registers: [this.registry],
+      // 0 when any process of the group did not take it.
+      aggregator: 'min',
       collect() {
         this.set(runtime().reloads.lastSuccessful ? 1 : 0);
       },
@@ -243,8 +280,20 @@ export class MetricsPlugin implements Plugin, Hooks {
       help: 'Always 1; the version as a label.',
       labelNames: ['version'],
       registers: [this.registry],
+      aggregator: 'first',
     }).set({ version: VERSION }, 1);
+    new Gauge({
+      name: 'skybridge_workers',
+      help: 'Gateway processes serving requests: the workers of the group that answered this scrape (1 for a single process).',
+      registers: [this.registry],
+      aggregator: 'sum',
+    }).set(group.role === 'primary' ? 0 : 1);
     collectDefaultMetrics({ register: this.registry });
+    if (group.role === 'worker') group.on(COLLECT, () => this.registry.getMetricsAsJSON());
+    if (group.role === 'primary') {
+      group.on(SCRAPE, () => this.groupScrape());
+      group.on(WORKER_GONE, ({ pid }) => this.retire(pid));
+    }
   }
 
   configure(config: RuntimeConfig): this | undefined {
@@ -279,8 +328,42 @@ export class MetricsPlugin implements Plugin, Hooks {
         'www-authenticate': 'Bearer realm="skybridge metrics"',
       });
     }
-    const text = await this.registry.metrics();
+    const text =
+      this.group.role === 'worker'
+        ? await this.group.request(SCRAPE, undefined, { timeoutMs: COLLECT_TIMEOUT_MS + 2000 })
+        : await this.registry.metrics();
     return new Response(text, { headers: { 'content-type': this.registry.contentType, 'cache-control': 'no-store' } });
+  }
+
+  /** The primary: every worker's registry merged, with its own first. */
+  private async groupScrape(): Promise<string> {
+    const answers = await this.group.gather(COLLECT, undefined, { timeoutMs: COLLECT_TIMEOUT_MS });
+    const parts: MetricsJson[] = [await this.ownPart()];
+    for (const a of answers) {
+      if (a.value) this.lastParts.set(a.pid, a.value);
+      // A worker too busy to answer in time is counted as it was at its last answer.
+      const part = a.value ?? this.lastParts.get(a.pid);
+      if (part) parts.push(part);
+    }
+    parts.push(this.retired);
+    return AggregatorRegistry.aggregate(parts).metrics();
+  }
+
+  /** The primary's registry, with the families that cannot be merged (`omit`) taken as its own. */
+  private async ownPart(): Promise<MetricsJson> {
+    const own = await this.registry.getMetricsAsJSON();
+    for (const m of own) if (m.aggregator === 'omit') m.aggregator = 'first';
+    return own;
+  }
+
+  /** A worker exited: its counters and histograms as last seen stay in the group's sums. */
+  private async retire(pid: number): Promise<void> {
+    const last = this.lastParts.get(pid);
+    this.lastParts.delete(pid);
+    if (!last) return;
+    // prom-client declares `type` an enum; the values are the exposition's names.
+    const monotonic = last.filter((m) => ['counter', 'histogram'].includes(m.type as unknown as string));
+    this.retired = await AggregatorRegistry.aggregate([this.retired, monotonic]).getMetricsAsJSON();
   }
 
   /** A session's tokens, counted as each report arrives. */

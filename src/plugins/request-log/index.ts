@@ -7,11 +7,19 @@
  * A file deleted under us is made again at its path before the next batch; lines whose
  * write failed (a full disk) are held and written with the next batch that succeeds, and
  * those still held at close are counted in `linesLost`.
+ *
+ * In a group of workers every worker appends to the same file: the file is opened with
+ * O_APPEND (sonic-boom's default flag 'a') and each batch of whole lines is one write()
+ * (sonic-boom's sync mode writes each string handed to it in one call; only a partial
+ * write, the disk filling up, would split it), which a local filesystem appends whole,
+ * never interleaved with another process's. The lines lost in a worker are told to the
+ * primary, which says them once for the group.
  */
 import { fstatSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { RuntimeConfig } from '../../config/runtime.ts';
+import { type Group, LocalGroup, topic } from '../../core/group.ts';
 import type { Hooks, Plugin } from '../../core/plugin.ts';
 import type { RequestRecord } from '../../core/request.ts';
 import { appLog } from '../../lib/app-log.ts';
@@ -22,6 +30,9 @@ type Destination = ReturnType<typeof pino.destination>;
 /** Lines are handed to the file in batches: at most this many ms late, or this many chars. */
 const BATCH_MS = 20;
 const BATCH_CHARS = 64 * 1024;
+
+/** A worker's lines that could not be written (still held at a close, or written into a deleted file). */
+const LINES_LOST = topic<{ file: string | null; held: number; lost: number }>('logging.lines-lost');
 
 export class RequestLogPlugin implements Plugin, Hooks {
   readonly name = 'logging';
@@ -41,11 +52,26 @@ export class RequestLogPlugin implements Plugin, Hooks {
   private lostToDeleted: number | undefined;
   /** Request lines lost: written into a deleted file that could not be made again, or still held when their file was closed. */
   linesLost = 0;
+  /** Of linesLost, those already told to the primary (in a worker). */
+  private linesTold = 0;
+  /** The primary: lines its workers held when they closed the file at shutdown, by file, said once at close. */
+  private readonly heldByWorkers = new Map<string | null, number>();
+  private draining = false;
   private batchTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly writeLater = () => {
     this.batchTimer = undefined;
     this.writePending();
   };
+
+  constructor(private readonly group: Group = new LocalGroup()) {
+    if (group.role === 'primary')
+      group.on(LINES_LOST, ({ file, held, lost }) => {
+        this.linesLost += lost;
+        if (held === 0) return;
+        if (this.draining) this.heldByWorkers.set(file, (this.heldByWorkers.get(file) ?? 0) + held);
+        else sayLost(file, held);
+      });
+  }
 
   /**
    * Apply a (re)loaded config: opens a new file only when the path changed. A file that
@@ -54,7 +80,7 @@ export class RequestLogPlugin implements Plugin, Hooks {
    */
   configure(config: RuntimeConfig): this | undefined {
     const file = config.source.logs.file || null;
-    this.format = lineFormat(config);
+    this.format = lineFormat(config, this.group.worker);
     if (file === this.file) return this.destination ? this : undefined;
     let destination: Destination | undefined;
     if (file) {
@@ -87,8 +113,11 @@ export class RequestLogPlugin implements Plugin, Hooks {
     if (!this.destination || !this.format) return;
     // The line pino's logger wrote here before (`pino({ base: null, timestamp: false,
     // formatters: { level: () => ({ log: 'request' }) } }).info(out)`: the same bytes) at
-    // a fifth of the cost, batched into one destination write per BATCH_MS.
-    this.pending += `{"log":"request",${this.format.fields(record)}}\n`;
+    // a fifth of the cost, batched into one destination write per BATCH_MS. A batch stays
+    // within BATCH_CHARS unless one line alone is longer.
+    const line = `{"log":"request",${this.format.fields(record)}}\n`;
+    if (this.pending.length + line.length > BATCH_CHARS && this.pending !== '') this.writePending();
+    this.pending += line;
     this.pendingLines++;
     if (this.pending.length >= BATCH_CHARS) this.writePending();
     else if (!this.batchTimer) {
@@ -194,10 +223,38 @@ export class RequestLogPlugin implements Plugin, Hooks {
     this.destination = undefined;
     this.held = 0;
     this.lostToDeleted = undefined;
-    if (!destination || (await closeDestination(destination)) || held === 0) return;
-    this.linesLost += held;
-    appLog.error({ file, lines: held }, `${held} request lines could not be written to ${file}`);
+    const unwritten = destination && !(await closeDestination(destination)) ? held : 0;
+    this.linesLost += unwritten;
+    if (this.group.role === 'worker') {
+      await this.tellPrimary(file, unwritten);
+      return;
+    }
+    if (unwritten > 0) sayLost(file, unwritten);
+    // The primary at shutdown: what its workers could not write, once per file.
+    for (const [f, lines] of this.heldByWorkers) sayLost(f, lines);
+    this.heldByWorkers.clear();
   }
+
+  /** Shutdown began: in the primary, the workers' lost lines are summed until the close. */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** A worker: the primary counts the group's lost lines and says them. */
+  private async tellPrimary(file: string | null, held: number): Promise<void> {
+    const lost = this.linesLost - this.linesTold;
+    if (lost === 0) return;
+    this.linesTold = this.linesLost;
+    try {
+      await this.group.request(LINES_LOST, { file, held, lost });
+    } catch {
+      if (held > 0) sayLost(file, held);
+    }
+  }
+}
+
+function sayLost(file: string | null, lines: number): void {
+  appLog.error({ file, lines }, `${lines} request lines could not be written to ${file}`);
 }
 
 /** The destination's file was unlinked (deleted, or its directory): lines written to it are lost. */

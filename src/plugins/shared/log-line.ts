@@ -10,10 +10,13 @@ const EMPTY_RETRIES = ',"retries":[]}';
 
 const formats = new WeakMap<RuntimeConfig, LineFormat>();
 
-/** The line format of a config: one per config, shared by the plugins that write lines. */
-export function lineFormat(config: RuntimeConfig): LineFormat {
+/**
+ * The line format of a config: one per config, shared by the plugins that write lines.
+ * `worker`: the process id a worker of a group adds to its lines (`"worker":1234`).
+ */
+export function lineFormat(config: RuntimeConfig, worker?: number): LineFormat {
   let format = formats.get(config);
-  if (!format) formats.set(config, (format = new LineFormat(config)));
+  if (!format || format.worker !== worker) formats.set(config, (format = new LineFormat(config, worker)));
   return format;
 }
 
@@ -21,10 +24,16 @@ export function lineFormat(config: RuntimeConfig): LineFormat {
 export class LineFormat {
   private readonly redact: (text: string) => string;
   private readonly contentMax: number;
+  /** Members added after the record's own: the serving worker, in a group. */
+  private readonly suffix: string;
 
-  constructor(config: RuntimeConfig) {
+  constructor(
+    config: RuntimeConfig,
+    readonly worker?: number,
+  ) {
     this.redact = redactor(config);
     this.contentMax = config.source.logs.content_max_bytes;
+    this.suffix = worker === undefined ? '' : `,"worker":${worker}`;
   }
 
   /**
@@ -38,7 +47,7 @@ export class LineFormat {
     if (record.retries.length === 0 && record.request_body === undefined && record.response_body === undefined) {
       // The common case: the record as it is, less its empty `retries` (the last field), without copying it first.
       const json = JSON.stringify(record);
-      if (json.endsWith(EMPTY_RETRIES)) fields = json.slice(1, -EMPTY_RETRIES.length);
+      if (json.endsWith(EMPTY_RETRIES)) fields = json.slice(1, -EMPTY_RETRIES.length) + this.suffix;
     }
     if (fields === undefined) {
       const { retries, request_body, response_body, ...line } = record;
@@ -46,7 +55,7 @@ export class LineFormat {
       if (retries.length > 0) out.retries = retries;
       if (request_body !== undefined) out.request_body = this.content(request_body);
       if (response_body !== undefined) out.response_body = this.content(response_body);
-      fields = JSON.stringify(out).slice(1, -1);
+      fields = JSON.stringify(out).slice(1, -1) + this.suffix;
     }
     lastRecord = record;
     lastFormat = this;

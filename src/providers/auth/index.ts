@@ -6,13 +6,18 @@
  *
  * Token sources outlive config reloads when nothing about them changed: a token stays
  * valid for an hour, and a reload must not cost every key a new one.
+ *
+ * In a group of workers (`shareTokens`), tokens are minted by the primary only, once per
+ * key for the group: a worker's token source asks the primary and keeps the answer until
+ * its refresh time, so a request never waits on the primary while the token is fresh.
  */
 import type { Credential, HeaderEntries } from '../../config/runtime.ts';
 import { GatewayError } from '../../core/errors.ts';
+import { type Group, topic } from '../../core/group.ts';
 import { entraTokenSource } from './entra.ts';
 import { serviceAccountTokens } from './google-service-account.ts';
 import { MANAGED_IDENTITY_ENV, managedIdentityTokenSource } from './managed-identity.ts';
-import { TokenError, type TokenSource } from './token-cache.ts';
+import { type MintedToken, type OAuthTokenCache, TokenError, type TokenSource } from './token-cache.ts';
 
 export { DEFAULT_AUTHORITY_HOST, DEFAULT_ENTRA_SCOPES } from './entra.ts';
 
@@ -117,12 +122,18 @@ async function serviceAccount(
   const cacheKey = typeof credentials === 'string' ? credentials : JSON.stringify(credentials);
   let source = serviceAccounts.get(cacheKey);
   if (!source) {
-    source = serviceAccountTokens(credentials).then(({ account, tokens }) => ({
-      tokens,
+    const minted = serviceAccountTokens(credentials);
+    const id = sourceId(['google-service-account', cacheKey]);
+    if (!primary) mintedHere.set(id, () => minted.then((m) => m.tokens));
+    source = minted.then(({ account, tokens }) => ({
+      tokens: primary ? new GroupTokenSource(id, primary) : tokens,
       projectId: account.project_id,
     }));
     serviceAccounts.set(cacheKey, source);
-    source.catch(() => serviceAccounts.delete(cacheKey));
+    source.catch(() => {
+      serviceAccounts.delete(cacheKey);
+      mintedHere.delete(id);
+    });
   }
   const { tokens, projectId } = await source;
   return Object.assign(new TokenCredential(label, tokens), { projectId });
@@ -130,9 +141,89 @@ async function serviceAccount(
 
 const tokenSources = new Map<string, TokenSource>();
 
-function kept(key: unknown[], make: () => TokenSource): TokenSource {
+function kept(key: unknown[], make: () => OAuthTokenCache): TokenSource {
   const cacheKey = JSON.stringify(key);
   let source = tokenSources.get(cacheKey);
-  if (!source) tokenSources.set(cacheKey, (source = make()));
+  if (!source) {
+    const id = sourceId(key);
+    if (primary) {
+      source = new GroupTokenSource(id, primary);
+    } else {
+      const local = make();
+      mintedHere.set(id, () => Promise.resolve(local));
+      source = local;
+    }
+    tokenSources.set(cacheKey, source);
+  }
   return source;
+}
+
+// --- tokens shared by a group of workers ---------------------------------------------
+
+/** A worker asks the primary for a key's token (by the id of its token source). */
+const MINT = topic<string, MintedToken>('auth.mint');
+/** A worker's upstream refused this token (401): the primary forgets it, unless already replaced. */
+const REFUSED = topic<{ id: string; token: string }>('auth.refused');
+/** The primary's token request waits for the token endpoint (15 s) and a little more. */
+const MINT_TIMEOUT_MS = 20_000;
+
+/** In a worker: the primary that mints its tokens. */
+let primary: Group | undefined;
+/** Token sources that mint in this process, by id (the primary answers its workers from these). */
+const mintedHere = new Map<string, () => Promise<OAuthTokenCache>>();
+
+/** The same credentials give the same id in every process of the group; no secret travels. */
+function sourceId(key: unknown[]): string {
+  return new Bun.CryptoHasher('sha256').update(JSON.stringify(key)).digest('hex');
+}
+
+/**
+ * Join a group: the primary mints for its workers, a worker asks the primary. Called
+ * before any config is compiled in this process (credentials made earlier mint here).
+ */
+export function shareTokens(group: Group): void {
+  if (group.role === 'worker') primary = group;
+  if (group.role !== 'primary') return;
+  group.on(MINT, async (id) => {
+    const source = mintedHere.get(id);
+    if (!source) throw new TokenError('the primary process has no such credential (config reloading?)');
+    return (await source()).minted();
+  });
+  group.on(REFUSED, async ({ id, token }) => (await mintedHere.get(id)?.())?.invalidate(token));
+}
+
+/** A worker's token source: the primary's token, kept here until its refresh time. */
+class GroupTokenSource implements TokenSource {
+  private token: MintedToken | undefined;
+  private inflight: Promise<string> | undefined;
+
+  constructor(
+    private readonly id: string,
+    private readonly group: Group,
+  ) {}
+
+  getToken(): Promise<string> {
+    if (this.token && Date.now() < this.token.refreshAt) return Promise.resolve(this.token.value);
+    this.inflight ??= this.group
+      .request(MINT, this.id, { timeoutMs: MINT_TIMEOUT_MS })
+      .then(
+        (token) => {
+          this.token = token;
+          return token.value;
+        },
+        (err) => {
+          throw err instanceof TokenError ? err : new TokenError((err as Error).message);
+        },
+      )
+      .finally(() => {
+        this.inflight = undefined;
+      });
+    return this.inflight;
+  }
+
+  invalidate(): void {
+    const refused = this.token;
+    this.token = undefined;
+    if (refused) this.group.request(REFUSED, { id: this.id, token: refused.value }).catch(() => {});
+  }
 }

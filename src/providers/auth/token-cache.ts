@@ -23,6 +23,12 @@ export interface TokenSource {
   invalidate(): void;
 }
 
+/** A token and when it is to be refreshed (epoch ms): what the primary of a group hands its workers. */
+export interface MintedToken {
+  value: string;
+  refreshAt: number;
+}
+
 export class OAuthTokenCache implements TokenSource {
   private token: { value: string; refreshAt: number } | undefined;
   private inflight: Promise<string> | undefined;
@@ -33,9 +39,19 @@ export class OAuthTokenCache implements TokenSource {
     private readonly request: () => TokenRequest | Promise<TokenRequest>,
   ) {}
 
-  /** Forget the cached token (the upstream refused it: revoked, or the secret was rotated). */
-  invalidate(): void {
-    this.token = undefined;
+  /**
+   * Forget the cached token (the upstream refused it: revoked, or the secret was
+   * rotated); with `refused`, only when the cached one is that token (a worker's refusal
+   * of a token already replaced costs no new one).
+   */
+  invalidate(refused?: string): void {
+    if (refused === undefined || this.token?.value === refused) this.token = undefined;
+  }
+
+  /** A valid token and when it is due for a refresh. */
+  async minted(): Promise<MintedToken> {
+    const value = await this.getToken();
+    return { value, refreshAt: this.token?.value === value ? this.token.refreshAt : Date.now() };
   }
 
   /** A valid access token; fetches a new one only when the cached one is near expiry. */
