@@ -12,7 +12,8 @@ import { createApp, PassthroughRoutes } from '../http/app.ts';
 import { Listener } from '../http/listener.ts';
 import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
 import { PluginSet, type ShutdownReport } from '../plugins/index.ts';
-import { ConfigError, type Env } from './config/load.ts';
+import type { Env } from './config/load.ts';
+import { acceptReload, loadForReload, ReloadQueue, rejectReload } from './config/reload.ts';
 import { loadRuntimeConfig } from './config/source.ts';
 import { ConfigWatcher, TlsFileWatch } from './config/watch.ts';
 
@@ -51,7 +52,7 @@ export class Gateway {
   private tlsFiles: TlsFileWatch | undefined;
   /** What the server was started with (CLI or config): changing these needs a restart. */
   private listenAt: BoundSettings = {};
-  private reloadChain: Promise<unknown> = Promise.resolve();
+  private readonly reloads = new ReloadQueue((reason) => this.reloadNow(reason));
   private cutRequested = false;
 
   private constructor(
@@ -136,35 +137,28 @@ export class Gateway {
    * (file watch, SIGHUP) run one after the other, never interleaved.
    */
   reload(reason: string): Promise<boolean> {
-    const run = this.reloadChain.then(() => this.reloadNow(reason));
-    this.reloadChain = run.catch(() => {});
-    return run;
+    return this.reloads.push(reason);
   }
 
   private async reloadNow(reason: string): Promise<boolean> {
-    if (!this.options.configPath) {
-      appLog.warn({ reason }, 'no config file (built-in default config): nothing to reload');
-      return false;
-    }
-    let config: RuntimeConfig;
-    try {
-      ({ config } = await loadRuntimeConfig(this.options.configPath, this.options.env ?? process.env));
-    } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [{ message: String(err) }];
-      return this.rejectReload({ reason, problems, error: (err as Error).message });
-    }
-    for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
+    const counts = this.state.reloads;
+    const loaded = await loadForReload({
+      path: this.options.configPath,
+      env: this.options.env ?? process.env,
+      reason,
+      counts,
+    });
+    if (!loaded) return false;
+    const { config } = loaded;
     warnRestartNeeded(this.listenAt, boundSettings(config, this.options), `${this.listenAt.host}:${this.server.port}`);
     const applied = await this.applyConfig(config);
     // A plugin could not take the new config (a log file that cannot be opened): the
     // previous pipeline and config stay in force.
-    if (!applied.ok) return this.rejectReload({ reason, error: applied.error });
+    if (!applied.ok) return rejectReload(counts, { reason, error: applied.error });
     logRoutesAdded(applied.routes);
     this.tlsFiles?.follow(config);
     appLog.info({ reason, config: config.origin }, 'config reloaded');
-    this.state.reloads.success++;
-    this.state.reloads.lastSuccessful = true;
-    return true;
+    return acceptReload(counts);
   }
 
   /**
@@ -185,13 +179,6 @@ export class Gateway {
     this.state.pipeline = pipeline;
     this.applyTls(config, previous);
     return { ok: true, routes: this.routes.add(config.customRoutes) };
-  }
-
-  private rejectReload(fields: Record<string, unknown>): false {
-    appLog.error(fields, 'config reload rejected; previous config stays in force');
-    this.state.reloads.failure++;
-    this.state.reloads.lastSuccessful = false;
-    return false;
   }
 
   /**

@@ -18,8 +18,9 @@ import { appLog, applyConfiguredLevel } from '../lib/app-log.ts';
 import { WORKER_ENV } from '../lib/workers.ts';
 import { PluginSet } from '../plugins/index.ts';
 import { shareTokens } from '../providers/auth/index.ts';
-import { ConfigError, type Env } from './config/load.ts';
-import { filesRead, loadRuntimeConfig } from './config/source.ts';
+import type { Env } from './config/load.ts';
+import { acceptReload, loadForReload, ReloadQueue, rejectReload } from './config/reload.ts';
+import { filesRead } from './config/source.ts';
 import { ConfigWatcher, TlsFileWatch } from './config/watch.ts';
 import { type BoundSettings, boundSettings, logRoutesAdded, warnRestartNeeded } from './gateway.ts';
 import { APPLY, CUT, INIT, LISTENING, PrimaryGroup, RELOADS, REOPEN, SHUTDOWN, type WorkerInit } from './group.ts';
@@ -77,7 +78,7 @@ export class Primary implements Supervised {
   private watcher: ConfigWatcher | undefined;
   /** server.tls's files: a renewal reloads the group (each worker serves the new certificate). */
   private tlsFiles: TlsFileWatch | undefined;
-  private reloadChain: Promise<unknown> = Promise.resolve();
+  private readonly reloadQueue = new ReloadQueue((reason) => this.reloadNow(reason));
   private stopping = false;
   readonly marginMs = SHUTDOWN_MARGIN_MS + WORKER_STOP_SLACK_MS;
 
@@ -117,7 +118,7 @@ export class Primary implements Supervised {
   private async begin(): Promise<void> {
     // A change seen while the group starts is reloaded once it has started.
     const started = Promise.withResolvers<void>();
-    this.reloadChain = started.promise;
+    this.reloadQueue.holdUntil(started.promise);
     try {
       await this.startGroup();
     } finally {
@@ -293,33 +294,26 @@ export class Primary implements Supervised {
 
   /** Reloads (file watch, SIGHUP) run one after the other, never interleaved. */
   reload(reason: string): Promise<boolean> {
-    const run = this.reloadChain.then(() => this.reloadNow(reason));
-    this.reloadChain = run.catch(() => {});
-    return run;
+    return this.reloadQueue.push(reason);
   }
 
   private async reloadNow(reason: string): Promise<boolean> {
-    if (!this.options.configPath) {
-      appLog.warn({ reason }, 'no config file (built-in default config): nothing to reload');
-      return false;
-    }
-    let loaded: { config: RuntimeConfig; text: string | undefined };
-    try {
-      loaded = await loadRuntimeConfig(this.options.configPath, this.options.env ?? process.env);
-    } catch (err) {
-      // Rejected here, once: the workers never see a file that does not load.
-      const problems = err instanceof ConfigError ? err.problems : [{ message: String(err) }];
-      return this.rejectReload({ reason, problems, error: (err as Error).message });
-    }
+    // A file that does not load is rejected here, once: the workers never see it.
+    const loaded = await loadForReload({
+      path: this.options.configPath,
+      env: this.options.env ?? process.env,
+      reason,
+      counts: this.reloads,
+    });
+    if (!loaded) return this.tellReloads(false);
     const { config, text } = loaded;
-    for (const w of config.warnings) appLog.warn({ config: config.origin }, w);
     warnRestartNeeded(this.listenAt, boundSettings(config, this.options), `${this.host}:${this.port}`);
     applyConfiguredLevel(config.source.logs.level);
     try {
       // The primary's plugins first: a new explorer index is open before the workers look for it.
       await this.plugins.pipelineFor(config);
     } catch (err) {
-      return this.rejectReload({ reason, error: (err as Error).message });
+      return this.tellReloads(rejectReload(this.reloads, { reason, error: (err as Error).message }));
     }
     this.config = config;
     this.text = text;
@@ -331,28 +325,25 @@ export class Primary implements Supervised {
     );
     const failed = answers.filter((a) => !a.value?.ok);
     if (failed.length > 0) {
-      return this.rejectReload({
-        reason,
-        workers: failed.map((a) => ({ worker: a.pid, error: a.value?.error ?? a.error })),
-        error: `${failed.length} of ${answers.length} workers could not apply the config; they keep the one they had`,
-      });
+      return this.tellReloads(
+        rejectReload(this.reloads, {
+          reason,
+          workers: failed.map((a) => ({ worker: a.pid, error: a.value?.error ?? a.error })),
+          error: `${failed.length} of ${answers.length} workers could not apply the config; they keep the one they had`,
+        }),
+      );
     }
     this.tlsFiles?.follow(config);
     const first = answers[0]?.value;
     if (first?.added) logRoutesAdded({ added: first.added, live: first.live ?? false });
     appLog.info({ reason, config: config.origin, workers: answers.length }, 'config reloaded');
-    this.reloads.success++;
-    this.reloads.lastSuccessful = true;
-    this.group.broadcast(RELOADS, { ...this.reloads });
-    return true;
+    return this.tellReloads(acceptReload(this.reloads));
   }
 
-  private rejectReload(fields: Record<string, unknown>): false {
-    appLog.error(fields, 'config reload rejected; previous config stays in force');
-    this.reloads.failure++;
-    this.reloads.lastSuccessful = false;
+  /** The workers' metrics show the group's reload counts. */
+  private tellReloads(applied: boolean): boolean {
     this.group.broadcast(RELOADS, { ...this.reloads });
-    return false;
+    return applied;
   }
 
   // --- signals ----------------------------------------------------------------------
