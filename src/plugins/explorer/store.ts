@@ -392,6 +392,12 @@ const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFi
 /** How every request-log line starts: what follows is the line's record (`{` + the rest). */
 const LINE_PREFIX = '{"log":"request",';
 
+/** The stored record: the line without its `log` tag and the bodies (the row keeps those apart). */
+function recordOf(line: Record<string, unknown>): string {
+  const { log: _log, request_body: _request, response_body: _response, ...rest } = line;
+  return JSON.stringify(rest);
+}
+
 /**
  * A request-log line (as written to the NDJSON file, or about to be) as an index row;
  * undefined when it is not a request line (no request_id or unreadable time). `text`:
@@ -401,28 +407,31 @@ export function rowFromLine(line: Record<string, unknown>, text?: string): Index
   const requestId = line.request_id;
   const ts = typeof line.time === 'string' ? Date.parse(line.time) : Number.NaN;
   if (typeof requestId !== 'string' || !requestId || !Number.isFinite(ts)) return undefined;
-  const { log: _log, request_body, response_body, ...rest } = line;
-  const usage = (rest.usage ?? {}) as Record<string, unknown>;
+  const { request_body, response_body } = line;
+  const usage = (line.usage ?? {}) as Record<string, unknown>;
+  const latency = num(line.latency_ms);
   return {
     request_id: requestId,
     ts,
-    provider: str(rest.provider),
-    endpoint: str(rest.endpoint),
-    method: str(rest.method),
-    path: str(rest.path),
-    status: num(rest.status) ?? 0,
-    model: str(rest.model),
-    virtual_key: str(rest.virtual_key),
-    outcome: str(rest.outcome),
-    latency_ms: num(rest.latency_ms),
-    lat_bin: num(rest.latency_ms) === null ? null : latencyBin(rest.latency_ms as number),
+    provider: str(line.provider),
+    endpoint: str(line.endpoint),
+    method: str(line.method),
+    path: str(line.path),
+    status: num(line.status) ?? 0,
+    model: str(line.model),
+    virtual_key: str(line.virtual_key),
+    outcome: str(line.outcome),
+    latency_ms: latency,
+    lat_bin: latency === null ? null : latencyBin(latency),
     input_tokens: num(usage.input_tokens),
     output_tokens: num(usage.output_tokens),
-    cost_usd: num(rest.cost_usd),
+    cost_usd: num(line.cost_usd),
+    // The line as read is the record when it holds no bodies (the common case): no copy of
+    // the object, no second serialisation.
     record:
       text?.startsWith(LINE_PREFIX) && request_body === undefined && response_body === undefined
         ? `{${text.slice(LINE_PREFIX.length)}`
-        : JSON.stringify(rest),
+        : recordOf(line),
     request_body: str(request_body),
     response_body: str(response_body),
   };
