@@ -13,6 +13,7 @@
  * pids the log lines carry, and which are gone after the stop.
  */
 
+import { Database } from 'bun:sqlite';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -239,6 +240,30 @@ try {
     times.at(-1)! < STREAM_MS * 1.6,
     `the slowest of ${STREAMS} streams took < ${STREAM_MS * 1.6} ms (Bun's default 256-request fetch limit would make it ~${STREAM_MS * 2} ms)`,
   );
+
+  // The explorer index's checkpoints run on a Worker thread whose script is the build's
+  // second entrypoint: the rows reach the index file itself (not only its WAL) within seconds.
+  const indexRows = await waitFor(
+    'the explorer index file to hold the requests (checkpointed by its thread)',
+    () => {
+      const copy = join(dir, 'index-copy.sqlite');
+      try {
+        copyFileSync(`${logFile}.index.sqlite`, copy);
+        rmSync(`${copy}-wal`, { force: true });
+        const db = new Database(copy, { readonly: true });
+        try {
+          const n = (db.query('SELECT count(*) AS n FROM requests').get() as { n: number }).n;
+          return n >= STREAMS ? n : undefined;
+        } finally {
+          db.close();
+        }
+      } catch {
+        return undefined;
+      }
+    },
+    8000,
+  );
+  check(indexRows >= STREAMS, `the explorer index file holds ${indexRows} rows, checkpointed by its own thread`);
 
   // SIGTERM while a stream is open: it completes, then the process exits 0.
   const late = postRaw(port, '/openai_passthrough/v1/chat/completions', streamBody);

@@ -584,6 +584,40 @@ describe('auth', () => {
 });
 
 describe('index file: rebuild, top-up, retention', () => {
+  test('checkpoints run on a thread of their own: rows reach the index file itself, not only its WAL, within seconds', async () => {
+    const t = await startGateway({});
+    try {
+      const indexFile = `${t.logFile}.index.sqlite`;
+      // 300 rows: ~100 pages of WAL, far below SQLite's automatic threshold (1000 pages),
+      // so only the checkpointer thread can have copied them into the file.
+      const records = seed(
+        t,
+        Array.from({ length: 300 }, () => record()),
+      );
+      const copy = join(mkdtempSync(join(tmpdir(), 'skybridge-index-copy-')), 'index.sqlite');
+      let inFile = 0;
+      const deadline = performance.now() + 5000;
+      while (inFile < records.length && performance.now() < deadline) {
+        await Bun.sleep(100);
+        // The file alone, as a reader with no WAL would see it.
+        writeFileSync(copy, await Bun.file(indexFile).bytes());
+        rmSync(`${copy}-wal`, { force: true });
+        const db = new Database(copy, { readonly: true });
+        try {
+          inFile = (db.query('SELECT count(*) AS n FROM requests').get() as { n: number }).n;
+        } catch {
+          inFile = 0; // not even the table has been checkpointed yet
+        } finally {
+          db.close();
+        }
+      }
+      expect(inFile).toBe(records.length);
+      expect((await getJson(t, '/api/stats')).body.totals.requests).toBe(records.length);
+    } finally {
+      await t.stop();
+    }
+  });
+
   test('the index is rebuilt from the NDJSON log when missing', async () => {
     const mock = new MockUpstream();
     const dir = mkdtempSync(join(tmpdir(), 'skybridge-explorer-'));

@@ -147,6 +147,17 @@ const COLUMNS = [
 ] as const;
 /** Rows per INSERT statement: one statement per row costs more than binding the row. */
 const ROWS_PER_INSERT = 32;
+/** SQLite's default automatic checkpoint threshold, used again when the checkpointer thread fails. */
+const AUTO_CHECKPOINT_PAGES = 1000;
+/**
+ * The checkpointer's script: beside this file from source; in the compiled binary the
+ * build's second entrypoint, which Bun keeps under the bundle's root (src/).
+ */
+const CHECKPOINTER = Bun.isStandaloneExecutable
+  ? './plugins/explorer/checkpointer.ts'
+  : new URL('./checkpointer.ts', import.meta.url).href;
+/** It keeps no process alive (`ref`), on a small heap (`smol`: it holds one connection). */
+const CHECKPOINTER_OPTIONS: Bun.WorkerOptions = { ref: false, smol: true };
 const insertSql = (rows: number) =>
   `INSERT OR IGNORE INTO requests (${COLUMNS.join(', ')}) VALUES ${Array(rows)
     .fill(`(${COLUMNS.map(() => '?').join(', ')})`)
@@ -162,6 +173,8 @@ export class LogStore {
   private count: number;
   private open_ = true;
   private readonly insertMany: (rows: IndexRow[]) => number;
+  /** The thread running this index's checkpoints (a file index being written). */
+  private checkpointer: Worker | undefined;
 
   /** `path` null: an in-memory index (no request log file configured). */
   constructor(
@@ -201,6 +214,7 @@ export class LogStore {
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     this.db = db;
     this.created = created;
+    if (path !== null) this.startCheckpointer(path);
     this.count = (db.query('SELECT count(*) AS n FROM requests').get() as { n: number }).n;
     const one = db.query(insertSql(1));
     const many = db.query(insertSql(ROWS_PER_INSERT));
@@ -225,6 +239,27 @@ export class LogStore {
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec('PRAGMA busy_timeout = 2000');
     return db;
+  }
+
+  /**
+   * Checkpoints on a thread of their own (checkpointer.ts) instead of inside a commit on
+   * this one; if that thread cannot start or fails, SQLite's automatic checkpoints again.
+   */
+  private startCheckpointer(path: string): void {
+    const automatic = () => this.open_ && this.db.exec(`PRAGMA wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
+    let worker: Worker;
+    try {
+      worker = new Worker(CHECKPOINTER, CHECKPOINTER_OPTIONS);
+    } catch {
+      return;
+    }
+    worker.onerror = () => {
+      this.checkpointer = undefined;
+      automatic();
+    };
+    this.db.exec('PRAGMA wal_autocheckpoint = 0');
+    worker.postMessage({ path });
+    this.checkpointer = worker;
   }
 
   get rows(): number {
@@ -334,6 +369,8 @@ export class LogStore {
       this.db.close();
       return;
     }
+    this.checkpointer?.terminate();
+    this.checkpointer = undefined;
     try {
       this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
     } catch {
