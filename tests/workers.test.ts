@@ -385,6 +385,38 @@ describe('workers: 2', () => {
     }
   }, 30_000);
 
+  test('a token budget spent by WebSocket sessions is the group’s: every worker refuses after it', async () => {
+    const rt = new MockRealtime();
+    const vk = fakeKey('vk-rt');
+    try {
+      const { gp, logFile } = await start(
+        2,
+        `governance:\n  virtual_keys: [{ name: rt, value: "${vk}", budget: { max_tokens: 300, period: day } }]\n` +
+          `providers:\n  openai:\n    keys: [{ name: main, value: "${KEY}" }]\n    network_config: { base_url: "${rt.url}" }\n`,
+      );
+      const url = `ws://127.0.0.1:${gp.port}/openai_passthrough/v1/realtime?model=gpt-realtime`;
+      // Two sessions, one response each (170 tokens apiece): 340 of the 300 spent.
+      for (let i = 0; i < 2; i++) {
+        const s = await mustOpen(url, ['realtime', `openai-insecure-api-key.${vk}`]);
+        s.ws.send(JSON.stringify({ type: 'response.create' }));
+        await s.waitFor(4);
+        s.ws.close();
+      }
+      await waitForLines(logFile, 2);
+      // Each request on a fresh connection: both workers answer, and both refuse.
+      const refused = await many(12, 3, () => chat(gp, { authorization: `Bearer ${vk}` }));
+      expect(refused.map((r) => r.status)).toEqual(Array(12).fill(429));
+      expect(refused.every((r) => JSON.parse(r.body).error.type === 'budget_exceeded')).toBe(true);
+      const lines = await waitForLines(logFile, 14);
+      const sessions = lines.filter((l) => l.end_reason);
+      expect(sessions.reduce((n, l) => n + l.usage.total_tokens, 0)).toBe(2 * RT_USAGE.openai.total_tokens);
+      expect(new Set(lines.filter((l) => l.status === 429).map((l) => l.worker)).size).toBe(2);
+      expect(await gp.stop()).toBe(0);
+    } finally {
+      await rt.stop();
+    }
+  }, 30_000);
+
   test('SIGHUP reopens the request log in every worker', async () => {
     const { gp, logFile } = await start(2);
     await many(20, 5, () => chat(gp));
