@@ -12,15 +12,11 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import { spawnSync } from 'bun';
 import { fakeKey } from './support/gateway.ts';
-import { chatStream, MockUpstream } from './support/mock-upstream.ts';
+import { slowStreamsMock } from './support/mock-upstream.ts';
 import { type GatewayProcess, startGatewayProcess, tempDir } from './support/process.ts';
 
-const mock = new MockUpstream();
 // model "slow-N": the 7-frame chat stream with N ms between frames.
-mock.respondWith((req, rec) => {
-  const m = /^slow-(\d+)$/.exec(rec.json?.model ?? '');
-  return rec.json?.stream && m ? mock.sse(req, chatStream(rec.json.model), Number(m[1])) : undefined;
-});
+const mock = slowStreamsMock();
 
 const procs: GatewayProcess[] = [];
 afterAll(async () => {

@@ -14,18 +14,14 @@ import { join } from 'node:path';
 import { fakeKey } from './support/gateway.ts';
 import { GoogleFiles } from './support/google-files.ts';
 import { MockRealtime, RT_USAGE } from './support/mock-realtime.ts';
-import { chatStream, MockUpstream } from './support/mock-upstream.ts';
+import { slowStreamsMock } from './support/mock-upstream.ts';
 import { type GatewayProcess, startGatewayProcess, tempDir } from './support/process.ts';
 import { type RawResponse, rawRequest } from './support/raw-http.ts';
 import { fingerprintOf, makeCert, servedFingerprint } from './support/tls.ts';
 import { mustOpen } from './support/ws-client.ts';
 
-const mock = new MockUpstream();
 // model "slow-N": the 7-frame chat stream with N ms between frames.
-mock.respondWith((req, rec) => {
-  const m = /^slow-(\d+)$/.exec(rec.json?.model ?? '');
-  return rec.json?.stream && m ? mock.sse(req, chatStream(rec.json.model), Number(m[1])) : undefined;
-});
+const mock = slowStreamsMock();
 
 const procs: GatewayProcess[] = [];
 afterAll(async () => {

@@ -3,6 +3,9 @@
  * LLM answers, and the deterministic byte pattern of the big download (so the client
  * can check the bytes it got without the mock telling it).
  */
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type Subprocess, spawn } from 'bun';
 
 /** A chat completion request of about `size` bytes (the user message is the padding). */
 export function chatRequestBody(size: number, stream = false): string {
@@ -163,4 +166,50 @@ export function skybridgeConfig(
     `    network_config: { base_url: "${mockUrl}" }`,
     '',
   ].join('\n');
+}
+
+/**
+ * Skybridge from this tree under the heap probe (heap-probe.ts, writing to `probeFile`),
+ * on a free port, its app log on stderr (piped). One process (`workers: 1`): the probe
+ * and the RSS the benches read are the serving process's, not a primary's.
+ * `server`: more members of the server section (`, shutdown_grace_seconds: 2`).
+ */
+export function spawnProbedGateway(options: {
+  work: string;
+  mockUrl: string;
+  probeFile: string;
+  server?: string;
+  env?: Record<string, string>;
+}): Subprocess<'ignore', 'ignore', 'pipe'> {
+  const configPath = join(options.work, 'config.yaml');
+  writeFileSync(
+    configPath,
+    [
+      `server: { host: 127.0.0.1, port: 0, workers: 1${options.server ?? ''} }`,
+      `logs: { file: ${JSON.stringify(join(options.work, 'requests.ndjson'))} }`,
+      'providers:',
+      '  openai:',
+      '    keys: [{ name: bench, value: sk-bench-key, models: ["*"] }]',
+      `    network_config: { base_url: "${options.mockUrl}" }`,
+      '',
+    ].join('\n'),
+  );
+  const root = resolve(import.meta.dir, '../..');
+  return spawn(
+    [
+      process.execPath,
+      '--preload',
+      join(root, 'scripts/bench/heap-probe.ts'),
+      join(root, 'src/main.ts'),
+      'serve',
+      '--config',
+      configPath,
+    ],
+    {
+      cwd: options.work,
+      env: { ...process.env, SKYBRIDGE_LOG_LEVEL: 'info', SKYBRIDGE_HEAP_PROBE: options.probeFile, ...options.env },
+      stdout: 'ignore',
+      stderr: 'pipe',
+    },
+  );
 }

@@ -25,11 +25,11 @@
  * Loopback only; everything it started is killed when it ends.
  */
 
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Subprocess, spawn } from 'bun';
-import { CLIENT_HEADERS, chatRequestBody } from './common.ts';
+import { CLIENT_HEADERS, chatRequestBody, spawnProbedGateway } from './common.ts';
 
 const ROOT = resolve(import.meta.dir, '../..');
 const opt = (name: string, def: string) =>
@@ -91,43 +91,14 @@ procs.push(mock);
 const mockPort = (await firstLine(mock.stdout, (l) => l.ready)).port as number;
 const mockUrl = `http://127.0.0.1:${mockPort}`;
 
-const configPath = join(work, 'config.yaml');
-writeFileSync(
-  configPath,
-  [
-    'server: { host: 127.0.0.1, port: 0, max_request_body_mb: 1, shutdown_grace_seconds: 5 }',
-    `logs: { file: ${JSON.stringify(join(work, 'requests.ndjson'))} }`,
-    'providers:',
-    '  openai:',
-    '    keys: [{ name: bench, value: sk-bench-key, models: ["*"] }]',
-    `    network_config: { base_url: "${mockUrl}" }`,
-    '',
-  ].join('\n'),
-);
 const probeFile = join(work, 'heap.json');
-const gw = spawn(
-  [
-    process.execPath,
-    '--preload',
-    join(ROOT, 'scripts/bench/heap-probe.ts'),
-    join(ROOT, 'src/main.ts'),
-    'serve',
-    '--config',
-    configPath,
-  ],
-  {
-    cwd: work,
-    env: {
-      ...process.env,
-      BUN_CONFIG_MAX_HTTP_REQUESTS: '16384',
-      SKYBRIDGE_LOG_LEVEL: 'info',
-      SKYBRIDGE_HEAP_PROBE: probeFile,
-      SKYBRIDGE_HEAP_SNAPSHOT: snapshots ? '1' : '0',
-    },
-    stdout: 'ignore',
-    stderr: 'pipe',
-  },
-);
+const gw = spawnProbedGateway({
+  work,
+  mockUrl,
+  probeFile,
+  server: ', max_request_body_mb: 1, shutdown_grace_seconds: 5',
+  env: { BUN_CONFIG_MAX_HTTP_REQUESTS: '16384', SKYBRIDGE_HEAP_SNAPSHOT: snapshots ? '1' : '0' },
+});
 procs.push(gw);
 // The app log after that line: warnings and errors are shown (and counted).
 let appWarnings = 0;

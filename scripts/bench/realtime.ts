@@ -22,10 +22,11 @@
  *
  * Loopback only; the processes share the machine, so figures move between runs.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Subprocess, spawn } from 'bun';
+import { spawnProbedGateway } from './common.ts';
 
 const ROOT = resolve(import.meta.dir, '../..');
 const opt = (name: string, def: string) =>
@@ -87,37 +88,13 @@ procs.push(mock);
 lines(mock.stdout, (l) => mockEvents.push(l));
 const mockPort = (await waitFor(() => mockEvents.find((e) => e.ready), 'the mock')).ready as number;
 
-const configPath = join(work, 'config.yaml');
-writeFileSync(
-  configPath,
-  [
-    'server: { host: 127.0.0.1, port: 0, shutdown_grace_seconds: 2 }',
-    `logs: { file: ${JSON.stringify(join(work, 'requests.ndjson'))} }`,
-    'providers:',
-    '  openai:',
-    '    keys: [{ name: bench, value: sk-bench-key }]',
-    `    network_config: { base_url: "http://127.0.0.1:${mockPort}" }`,
-    '',
-  ].join('\n'),
-);
 const probeFile = join(work, 'heap.json');
-const gw = spawn(
-  [
-    process.execPath,
-    '--preload',
-    join(ROOT, 'scripts/bench/heap-probe.ts'),
-    join(ROOT, 'src/main.ts'),
-    'serve',
-    '--config',
-    configPath,
-  ],
-  {
-    cwd: work,
-    env: { ...process.env, SKYBRIDGE_LOG_LEVEL: 'info', SKYBRIDGE_HEAP_PROBE: probeFile },
-    stdout: 'ignore',
-    stderr: 'pipe',
-  },
-);
+const gw = spawnProbedGateway({
+  work,
+  mockUrl: `http://127.0.0.1:${mockPort}`,
+  probeFile,
+  server: ', shutdown_grace_seconds: 2',
+});
 procs.push(gw);
 const appLog: any[] = [];
 lines(gw.stderr, (l) => {

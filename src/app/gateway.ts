@@ -32,7 +32,7 @@ export interface GatewayOptions {
   /** The process group (default: this process alone). */
   group?: Group;
   /** Share the port with the other workers (SO_REUSEPORT); off for a single process. */
-  reusePort?: boolean;
+  sharedPort?: boolean;
   /** The command line's --workers, which overrides server.workers (a change of either needs a restart). */
   workersSetting?: 'auto' | number;
 }
@@ -98,7 +98,7 @@ export class Gateway {
       maxMessageMb: ws.max_message_mb,
       tls: config.serverTls,
       // Workers share the port on purpose (their primary checked it was free).
-      sharedPort: options.reusePort ?? false,
+      sharedPort: options.sharedPort ?? false,
       onServer: (server) => routes.attach(server),
     });
     const server = listener.server;

@@ -37,7 +37,7 @@ export async function runWorker(): Promise<number> {
       loaded: { config, text: init.text },
       group,
       watch: false,
-      reusePort: true,
+      sharedPort: true,
     });
     Object.assign(gateway.state.reloads, init.reloads);
     shareKeyRests(config, group);

@@ -341,3 +341,16 @@ export function geminiStream(): Array<[string | undefined, unknown]> {
     ],
   ];
 }
+
+/**
+ * A mock whose streamed chat answers for model `slow-N` are the 7-frame chat stream with
+ * N ms between frames (streams still open when a gateway stops, in the process tests).
+ */
+export function slowStreamsMock(): MockUpstream {
+  const mock = new MockUpstream();
+  mock.respondWith((req, rec) => {
+    const m = /^slow-(\d+)$/.exec(rec.json?.model ?? '');
+    return rec.json?.stream && m ? mock.sse(req, chatStream(rec.json.model), Number(m[1])) : undefined;
+  });
+  return mock;
+}
